@@ -1,0 +1,715 @@
+"""The built-in offline diarizer: who spoke when, on CPU, with no network and no token.
+
+Pipeline (each step is a module-level pure function, so it can be unit tested alone):
+
+1. **Voice activity** (:func:`speech_probabilities`, :func:`speech_regions`): silero-vad
+   speech probabilities per 32 ms frame, computed for many parallel streams of the
+   recording at once (the model is recurrent and cheap per step, so one batched step costs
+   little more than a single one; this makes VAD ~5x faster on long audio), then silero's
+   own hysteresis rules (threshold, min silence, min speech, padding).
+2. **Speaker embeddings** (:func:`plan_windows`, :func:`log_free_mel`, ``_embed``):
+   resemblyzer d-vectors on 1.5 s windows with a 0.75 s hop inside speech regions, batched.
+   Regions shorter than a window are embedded by tiling their own frames to the window
+   length, so no other speaker's audio leaks in.
+3. **Clustering** (:func:`cluster_embeddings`): spectral clustering of a capped,
+   evenly spread subset of the windows on a p-pruned, binarised affinity, with the number
+   of speakers from the normalised maximum eigengap (Park et al., "Auto-tuning spectral
+   clustering for speaker diarization using normalized maximum eigengap", 2019). The cap
+   keeps the graph statistics the same for a 30 s clip and an hour-long session (with
+   thousands of windows the raw-affinity eigengap degenerates and collapses speakers), and
+   bounds memory/time. All windows are then assigned to the nearest centroid, with a short
+   k-means refinement. One speaker is a separate, principled decision
+   (:func:`is_single_speaker`): the eigengap cannot say "one cluster" for real embeddings,
+   whose temporal continuity makes a single voice look like a chain, so when the best
+   two-way split gives centroids as similar as one voice is to itself, we keep one.
+4. **Turns** (:func:`frame_labels`, :func:`labels_to_turns`): every 10 ms frame in a
+   speech region takes the speaker whose centroid best matches the windows covering it
+   (Hann-weighted, so a window's centre counts most). Turns are split at every VAD gap as
+   well as at speaker changes: extending a turn across a pause would attribute the words
+   spoken after the pause to the wrong person when another speaker starts there.
+5. **Smoothing** (:func:`smooth_turns`): turns shorter than ``min_turn_s`` that touch a
+   neighbour are absorbed by it, and same-speaker neighbours across tiny gaps are merged.
+
+Overlapped speech is labelled with the *dominant* speaker only: the windows covering an
+overlap carry a mix of both voices and the frame takes whichever centroid that mix is
+closer to. No turn ever carries two speakers at once.
+
+Labels are ``SPEAKER_00``, ``SPEAKER_01``, ... in order of first appearance.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared.contracts.events import SpeakerTurn
+
+SAMPLE_RATE = 16_000
+VAD_CHUNK = 512  # samples per silero step at 16 kHz (32 ms)
+MEL_HOP = 160  # 10 ms, resemblyzer's frame rate
+MEL_WIN = 400  # 25 ms
+N_MELS = 40
+
+ProgressFn = Callable[[float, str], None]
+
+
+class DiarizationError(RuntimeError):
+    """The input cannot be diarized (empty, wrong rate, not loaded)."""
+
+
+@dataclass
+class DiarizerConfig:
+    """All tunables of the built-in diarizer, with the defaults the tests were run with."""
+
+    # VAD (silero): a lowish threshold keeps soft-spoken clients; 300 ms padding keeps
+    # word onsets/offsets; 300 ms minimum silence splits at ordinary pauses between turns.
+    vad_threshold: float = 0.35
+    vad_pad_ms: int = 300
+    vad_min_silence_ms: int = 300
+    vad_min_speech_ms: int = 250
+    # Streams processed in parallel by the VAD; each is at least this long so the
+    # recurrent state has context (a 1 s warm-up of the previous stream is prepended).
+    vad_min_stream_s: float = 20.0
+    vad_max_streams: int = 64
+    # Embeddings (resemblyzer).
+    window_s: float = 1.5
+    hop_s: float = 0.75
+    min_window_s: float = 0.4  # speech regions shorter than this get no own embedding
+    embed_batch: int = 64
+    # Clustering.
+    max_speakers: int = 8
+    max_cluster_points: int = 600
+    # Two voices whose window-centroids are at least this cosine-similar are one speaker.
+    # resemblyzer centroids of one voice split in two land ~0.95+; different people,
+    # even similar ones, stay well below.
+    single_speaker_similarity: float = 0.93
+    merge_similarity: float = 0.93
+    refine_iterations: int = 3
+    # Turns.
+    min_turn_s: float = 0.5
+    merge_gap_s: float = 0.3
+    # Runtime.
+    num_threads: int = 2
+    seed: int = 0
+
+
+@dataclass
+class DiarizationResult:
+    turns: list[SpeakerTurn]
+    speaker_count: int
+    stats: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- VAD
+def speech_probabilities(
+    audio: np.ndarray,
+    model,
+    min_stream_s: float = 20.0,
+    max_streams: int = 64,
+    warmup_chunks: int = 31,
+) -> np.ndarray:
+    """Silero speech probability for each 512-sample chunk of ``audio`` (16 kHz).
+
+    The recording is cut into ``B`` equal streams run as one batch; each stream starts
+    ``warmup_chunks`` early so its recurrent state has settled when its own part begins
+    (the warm-up outputs are discarded). Results match the sequential model closely.
+    """
+    import torch
+
+    n = len(audio)
+    n_chunks = max(1, math.ceil(n / VAD_CHUNK))
+    min_stream_chunks = max(1, int(min_stream_s * SAMPLE_RATE / VAD_CHUNK))
+    n_streams = int(min(max_streams, max(1, n_chunks // min_stream_chunks)))
+    stream_len = math.ceil(n_chunks / n_streams)
+    w = warmup_chunks if n_streams > 1 else 0
+    starts = (np.arange(n_streams) * stream_len - w) * VAD_CHUNK
+    offs = np.arange(VAD_CHUNK)
+    out = np.empty((n_streams, stream_len + w), dtype=np.float32)
+    model.reset_states()
+    with torch.inference_mode():
+        for j in range(stream_len + w):
+            idx = starts[:, None] + j * VAD_CHUNK + offs[None, :]
+            valid = (idx >= 0) & (idx < n)
+            chunk = np.where(valid, audio[np.clip(idx, 0, n - 1)], 0.0).astype(np.float32)
+            out[:, j] = model(torch.from_numpy(chunk), SAMPLE_RATE).numpy()[:, 0]
+    model.reset_states()
+    return out[:, w:].reshape(-1)[:n_chunks]
+
+
+def speech_regions(
+    probs: np.ndarray,
+    n_samples: int,
+    threshold: float = 0.35,
+    min_silence_ms: int = 300,
+    min_speech_ms: int = 250,
+    pad_ms: int = 300,
+) -> list[tuple[int, int]]:
+    """Speech regions in samples from chunk probabilities, by silero's hysteresis rules.
+
+    Speech starts at ``p >= threshold`` and ends once ``p < threshold - 0.15`` has lasted
+    ``min_silence_ms``; regions shorter than ``min_speech_ms`` are dropped; each region is
+    padded by ``pad_ms``, and where two regions are closer than twice the padding the
+    silence between them is split in the middle (they touch but stay separate regions).
+    """
+    neg = max(threshold - 0.15, 0.01)
+    min_sil = min_silence_ms * SAMPLE_RATE / 1000
+    min_speech = min_speech_ms * SAMPLE_RATE / 1000
+    pad = int(pad_ms * SAMPLE_RATE / 1000)
+    regions: list[list[int]] = []
+    triggered = False
+    start = 0
+    temp_end: int | None = None
+    for i, p in enumerate(probs):
+        pos = i * VAD_CHUNK
+        if p >= threshold and temp_end is not None:
+            temp_end = None
+        if p >= threshold and not triggered:
+            triggered, start = True, pos
+        elif p < neg and triggered:
+            if temp_end is None:
+                temp_end = pos
+            if pos - temp_end >= min_sil:
+                if temp_end - start >= min_speech:
+                    regions.append([start, temp_end])
+                triggered, temp_end = False, None
+    if triggered and n_samples - start >= min_speech:
+        regions.append([start, n_samples])
+    for k, r in enumerate(regions):
+        if k == 0:
+            r[0] = max(0, r[0] - pad)
+        if k < len(regions) - 1:
+            nxt = regions[k + 1]
+            silence = nxt[0] - r[1]
+            if silence < 2 * pad:
+                r[1] += silence // 2
+                nxt[0] = max(0, nxt[0] - silence // 2)
+            else:
+                r[1] = min(n_samples, r[1] + pad)
+                nxt[0] = max(0, nxt[0] - pad)
+        else:
+            r[1] = min(n_samples, r[1] + pad)
+    return [(int(a), int(b)) for a, b in regions if b > a]
+
+
+# --------------------------------------------------------------------------- embeddings
+def plan_windows(
+    regions_frames: Sequence[tuple[int, int]],
+    window: int,
+    hop: int,
+    min_window: int,
+) -> list[tuple[int, int, int]]:
+    """(start, end, region) windows in frame units covering each speech region.
+
+    Full windows step by ``hop``; the last one is aligned to the region end so the tail is
+    covered. A region shorter than a window but at least ``min_window`` long gets one
+    short window (embedded by tiling). Shorter regions get none; their frames take the
+    label of the nearest labelled frame.
+    """
+    out: list[tuple[int, int, int]] = []
+    for ri, (a, b) in enumerate(regions_frames):
+        length = b - a
+        if length < min_window:
+            continue
+        if length <= window:
+            out.append((a, b, ri))
+            continue
+        s = a
+        while s + window < b:
+            out.append((s, s + window, ri))
+            s += hop
+        if out[-1][1] < b:
+            out.append((b - window, b, ri))
+    return out
+
+
+def log_free_mel(audio: np.ndarray, mel_basis: np.ndarray, block_frames: int = 6000) -> np.ndarray:
+    """resemblyzer's (linear power) mel spectrogram, (n_frames, 40), computed in blocks.
+
+    Equivalent to ``librosa.feature.melspectrogram(n_fft=400, hop=160, center=True)`` but
+    blockwise, so an hour of audio never materialises a 600 MB complex STFT.
+    """
+    from scipy.signal import get_window
+
+    n_frames = 1 + len(audio) // MEL_HOP
+    half = MEL_WIN // 2
+    padded = np.pad(audio.astype(np.float32), (half, half))
+    win = get_window("hann", MEL_WIN, fftbins=True).astype(np.float32)
+    mel = np.empty((n_frames, N_MELS), dtype=np.float32)
+    for b0 in range(0, n_frames, block_frames):
+        b1 = min(n_frames, b0 + block_frames)
+        seg = padded[b0 * MEL_HOP : (b1 - 1) * MEL_HOP + MEL_WIN]
+        if len(seg) < (b1 - b0 - 1) * MEL_HOP + MEL_WIN:
+            seg = np.pad(seg, (0, (b1 - b0 - 1) * MEL_HOP + MEL_WIN - len(seg)))
+        frames = np.lib.stride_tricks.sliding_window_view(seg, MEL_WIN)[::MEL_HOP][: b1 - b0]
+        spec = np.abs(np.fft.rfft(frames * win, axis=1)) ** 2
+        mel[b0:b1] = (spec @ mel_basis.T).astype(np.float32)
+    return mel
+
+
+# --------------------------------------------------------------------------- clustering
+def cosine_affinity(emb: np.ndarray) -> np.ndarray:
+    x = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-9)
+    return np.clip(x @ x.T, -1.0, 1.0)
+
+
+def prune_affinity(affinity: np.ndarray, p: int) -> np.ndarray:
+    """Keep each row's ``p`` strongest links as 1, others 0, then symmetrise (NME-SC)."""
+    n = affinity.shape[0]
+    p = int(min(max(1, p), n - 1))
+    a = affinity.copy()
+    np.fill_diagonal(a, -np.inf)
+    idx = np.argpartition(-a, p - 1, axis=1)[:, :p]
+    b = np.zeros_like(affinity, dtype=np.float64)
+    np.put_along_axis(b, idx, 1.0, axis=1)
+    return (b + b.T) / 2.0
+
+
+def _laplacian_eigvals(a: np.ndarray, k: int) -> np.ndarray:
+    from scipy.linalg import eigh
+
+    lap = np.diag(a.sum(axis=1)) - a
+    n = a.shape[0]
+    return eigh(lap, eigvals_only=True, subset_by_index=[0, min(n - 1, k)])
+
+
+def estimate_num_speakers(
+    affinity: np.ndarray,
+    min_k: int = 1,
+    max_k: int = 8,
+    p_candidates: Sequence[int] | None = None,
+) -> tuple[int, int]:
+    """Number of clusters in ``affinity`` by NME-SC: returns ``(k, p)``.
+
+    For each pruning level ``p`` the affinity is binarised to a ``p``-nearest-neighbour
+    graph; its Laplacian's largest eigengap among the first ``max_k`` eigenvalues,
+    normalised by the largest eigenvalue, measures how cleanly the graph separates. The
+    ``p`` with the best gap per unit of pruning (``p / g``) wins, and ``k`` is where its
+    eigengap is largest, restricted to ``[min_k, max_k]``.
+    """
+    n = affinity.shape[0]
+    max_k = max(1, min(max_k, n - 1))
+    min_k = max(1, min(min_k, max_k))
+    if n < 3:
+        return min_k, 1
+    if p_candidates is None:
+        hi = max(2, int(n * 0.25))
+        lo = max(1, min(hi, int(round(n * 0.01)) or 1))
+        p_candidates = sorted(set(np.linspace(lo, hi, num=min(20, hi - lo + 1)).round().astype(int)))
+    best = None
+    for p in p_candidates:
+        a = prune_affinity(affinity, p)
+        ev = _laplacian_eigvals(a, max_k)
+        gaps = np.diff(ev)[:max_k]
+        g = float(gaps.max()) / (float(ev[-1]) + 1e-10)
+        score = (p / n) / (g + 1e-10)
+        if best is None or score < best[0]:
+            best = (score, p, gaps)
+    _, p, gaps = best
+    lo_i = min_k - 1
+    k = int(np.argmax(gaps[lo_i:max_k])) + min_k
+    return k, int(p)
+
+
+def spectral_labels(affinity: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Spectral clustering into exactly ``k`` groups (normalised Laplacian, k-means)."""
+    from scipy.linalg import eigh
+    from sklearn.cluster import KMeans
+
+    n = affinity.shape[0]
+    if k <= 1 or n <= k:
+        return np.arange(n) % max(k, 1) if n <= k else np.zeros(n, dtype=int)
+    d = affinity.sum(axis=1)
+    dinv = 1.0 / np.sqrt(np.maximum(d, 1e-10))
+    lap = np.eye(n) - dinv[:, None] * affinity * dinv[None, :]
+    _, vecs = eigh(lap, subset_by_index=[0, k - 1])
+    vecs = vecs / (np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-10)
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vecs)
+
+
+def centroids_of(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    c = np.zeros((k, emb.shape[1]))
+    for j in range(k):
+        m = labels == j
+        if m.any():
+            c[j] = emb[m].mean(axis=0)
+    return c / (np.linalg.norm(c, axis=1, keepdims=True) + 1e-9)
+
+
+def is_single_speaker(emb: np.ndarray, threshold: float, seed: int = 0) -> tuple[bool, float]:
+    """Whether these window embeddings come from one voice; also returns the evidence.
+
+    Split the windows two ways (spectral, on a kNN graph) and compare the halves'
+    centroids: a single voice split arbitrarily yields two near-identical centroids
+    (cosine >= ``threshold``); two voices yield clearly different ones. This is the same
+    criterion :func:`merge_close_clusters` uses, so k=1 and k=2 are decided consistently.
+    """
+    n = emb.shape[0]
+    if n < 4:
+        return True, 1.0
+    aff = prune_affinity(cosine_affinity(emb), max(2, n // 10))
+    labels = spectral_labels(aff, 2, seed)
+    c = centroids_of(emb, labels, 2)
+    sim = float(c[0] @ c[1])
+    return sim >= threshold, sim
+
+
+def merge_close_clusters(
+    emb: np.ndarray, labels: np.ndarray, threshold: float, min_k: int = 1
+) -> np.ndarray:
+    """Merge the two most similar clusters while their centroid cosine >= ``threshold``."""
+    labels = labels.copy()
+    while True:
+        ids = np.unique(labels)
+        if len(ids) <= max(1, min_k):
+            return labels
+        c = centroids_of(emb, np.searchsorted(ids, labels), len(ids))
+        s = c @ c.T
+        np.fill_diagonal(s, -1)
+        i, j = np.unravel_index(np.argmax(s), s.shape)
+        if s[i, j] < threshold:
+            return labels
+        labels[labels == ids[j]] = ids[i]
+
+
+def select_representatives(n: int, usable: np.ndarray, cap: int) -> np.ndarray:
+    """Indices of at most ``cap`` windows spread evenly in time (prefer full windows)."""
+    idx = np.flatnonzero(usable)
+    if len(idx) < 8:
+        idx = np.arange(n)
+    if len(idx) > cap:
+        idx = idx[np.linspace(0, len(idx) - 1, cap).round().astype(int)]
+    return idx
+
+
+def cluster_embeddings(
+    emb: np.ndarray,
+    full: np.ndarray | None = None,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    config: DiarizerConfig | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Cluster window embeddings; returns (labels per window, centroids, stats).
+
+    ``full`` marks full-length windows (tiled short ones are noisier and only assigned).
+    ``num_speakers`` is honoured exactly; otherwise the count is estimated and clamped to
+    ``[min_speakers, max_speakers]``.
+    """
+    cfg = config or DiarizerConfig()
+    n = emb.shape[0]
+    stats: dict = {"windows": int(n)}
+    if full is None:
+        full = np.ones(n, dtype=bool)
+    if n == 0:
+        return np.zeros(0, dtype=int), np.zeros((0, emb.shape[1] if emb.ndim == 2 else 256)), stats
+    lo = max(1, min_speakers or 1)
+    hi = max(lo, max_speakers or cfg.max_speakers)
+    reps = select_representatives(n, full, cfg.max_cluster_points)
+    x = emb[reps]
+    aff = cosine_affinity(x)
+    if num_speakers:
+        k = int(num_speakers)
+    else:
+        single, sim = is_single_speaker(x, cfg.single_speaker_similarity, cfg.seed)
+        stats["two_way_centroid_similarity"] = round(sim, 4)
+        if single and lo <= 1:
+            k = 1
+        else:
+            k, p = estimate_num_speakers(aff, max(2, lo), hi)
+            stats["nme_p"] = p
+    k = max(1, min(k, n))
+    stats["k_estimated"] = k
+    if k == 1:
+        labels = np.zeros(n, dtype=int)
+        return labels, centroids_of(emb, labels, 1), stats
+    p = stats.get("nme_p") or max(2, len(reps) // 10)
+    rep_labels = spectral_labels(prune_affinity(aff, p), k, cfg.seed)
+    cents = centroids_of(x, rep_labels, k)
+    # Assign every window to the nearest centroid, refining the centroids k-means style
+    # on full windows (tiled ones are assigned but do not move the centroids).
+    labels = np.argmax(emb @ cents.T, axis=1)
+    for _ in range(cfg.refine_iterations):
+        new = centroids_of(emb[full] if full.any() else emb, labels[full] if full.any() else labels, k)
+        empty = np.linalg.norm(new, axis=1) < 0.5
+        new[empty] = cents[empty]
+        cents = new
+        labels = np.argmax(emb @ cents.T, axis=1)
+    if not num_speakers:
+        labels = merge_close_clusters(emb, labels, cfg.merge_similarity, lo)
+    ids = np.unique(labels)
+    labels = np.searchsorted(ids, labels)
+    if num_speakers and len(ids) < k:
+        # Exact count requested: keep every cluster, even if assignment emptied one.
+        labels = np.argmax(emb @ cents.T, axis=1)
+        ids = np.arange(k)
+    cents = centroids_of(emb, labels, len(ids)) if not num_speakers else cents
+    stats["k_final"] = int(len(ids))
+    return labels, cents, stats
+
+
+# --------------------------------------------------------------------------- turns
+def frame_labels(
+    n_frames: int,
+    regions_frames: Sequence[tuple[int, int]],
+    windows: Sequence[tuple[int, int, int]],
+    scores: np.ndarray,
+) -> np.ndarray:
+    """Speaker per 10 ms frame (-1 for non-speech).
+
+    Each window adds its per-speaker score (similarity to each centroid, minus its mean so
+    only the contrast counts) to the frames it covers, weighted by a Hann window so the
+    centre counts most. Speech frames with no covering window take the nearest labelled
+    frame within the same region, else the nearest anywhere.
+    """
+    k = scores.shape[1]
+    acc = np.zeros((n_frames, k), dtype=np.float32)
+    covered = np.zeros(n_frames, dtype=bool)
+    rel = scores - scores.mean(axis=1, keepdims=True)
+    for (s, e, _), sc in zip(windows, rel):
+        w = np.hanning(e - s + 2)[1:-1].astype(np.float32)
+        acc[s:e] += w[:, None] * sc[None, :].astype(np.float32)
+        covered[s:e] = True
+    labels = np.full(n_frames, -1, dtype=int)
+    speech = np.zeros(n_frames, dtype=bool)
+    for a, b in regions_frames:
+        speech[a:b] = True
+    lab = np.argmax(acc, axis=1)
+    labels[speech & covered] = lab[speech & covered]
+    missing = np.flatnonzero(speech & ~covered)
+    have = np.flatnonzero(labels >= 0)
+    if len(missing) and len(have):
+        pos = np.searchsorted(have, missing).clip(1, len(have)) - 1
+        nxt = (pos + 1).clip(max=len(have) - 1)
+        left, right = have[pos], have[nxt]
+        pick = np.where(np.abs(missing - left) <= np.abs(right - missing), left, right)
+        labels[missing] = labels[pick]
+    elif len(missing):
+        labels[missing] = 0
+    return labels
+
+
+def labels_to_turns(
+    labels: np.ndarray, regions_frames: Sequence[tuple[int, int]], frame_s: float = 0.01
+) -> list[tuple[float, float, int]]:
+    """Turns (start_s, end_s, cluster) split at speaker changes *and* at region bounds."""
+    turns: list[tuple[float, float, int]] = []
+    for a, b in regions_frames:
+        seg = labels[a:b]
+        if len(seg) == 0:
+            continue
+        change = np.flatnonzero(np.diff(seg)) + 1
+        bounds = np.concatenate([[0], change, [len(seg)]])
+        for s, e in zip(bounds[:-1], bounds[1:]):
+            turns.append(((a + s) * frame_s, (a + e) * frame_s, int(seg[s])))
+    return turns
+
+
+def smooth_turns(
+    turns: Sequence[tuple[float, float, int]],
+    min_turn_s: float = 0.5,
+    merge_gap_s: float = 0.3,
+    keep_all_speakers: bool = False,
+) -> list[tuple[float, float, int]]:
+    """Absorb slivers and merge same-speaker neighbours across tiny gaps.
+
+    A turn shorter than ``min_turn_s`` that touches a neighbour (gap below
+    ``merge_gap_s``) is relabelled to the longer touching neighbour: a 0.2 s flip inside
+    someone's sentence is a clustering error, not a turn. Isolated short turns (a lone
+    "yes" between pauses) are kept. With ``keep_all_speakers`` a speaker's last turn is
+    never absorbed, so an exact requested speaker count survives smoothing.
+    """
+    out = [list(t) for t in sorted(turns)]
+    if not out:
+        return []
+
+    def merge_same(items: list[list]) -> list[list]:
+        merged: list[list] = []
+        for t in items:
+            if merged and merged[-1][2] == t[2] and t[0] - merged[-1][1] <= merge_gap_s:
+                merged[-1][1] = max(merged[-1][1], t[1])
+            else:
+                merged.append(t)
+        return merged
+
+    out = merge_same(out)
+    changed = True
+    while changed:
+        changed = False
+        counts: dict[int, int] = {}
+        for t in out:
+            counts[t[2]] = counts.get(t[2], 0) + 1
+        order = sorted(range(len(out)), key=lambda i: out[i][1] - out[i][0])
+        for i in order:
+            t = out[i]
+            if t[1] - t[0] >= min_turn_s:
+                break
+            if keep_all_speakers and counts[t[2]] <= 1:
+                continue
+            cands = []
+            if i > 0 and t[0] - out[i - 1][1] <= merge_gap_s:
+                cands.append(out[i - 1])
+            if i + 1 < len(out) and out[i + 1][0] - t[1] <= merge_gap_s:
+                cands.append(out[i + 1])
+            cands = [c for c in cands if c[2] != t[2]]
+            if not cands:
+                continue
+            best = max(cands, key=lambda c: c[1] - c[0])
+            t[2] = best[2]
+            out = merge_same(out)
+            changed = True
+            break
+    return [(float(a), float(b), int(c)) for a, b, c in out]
+
+
+def relabel_by_first_appearance(
+    turns: Sequence[tuple[float, float, int]],
+) -> list[SpeakerTurn]:
+    mapping: dict[int, str] = {}
+    out: list[SpeakerTurn] = []
+    for s, e, c in sorted(turns):
+        if c not in mapping:
+            mapping[c] = f"SPEAKER_{len(mapping):02d}"
+        out.append(SpeakerTurn(start=round(s, 3), end=round(e, 3), speaker=mapping[c]))
+    return out
+
+
+# --------------------------------------------------------------------------- the diarizer
+class BuiltinDiarizer:
+    """silero-vad + resemblyzer + NME spectral clustering; CPU only, weights ship in wheels.
+
+    ``load()`` once, then call ``diarize()`` per recording. The silero model is stateful,
+    so calls are serialised by an internal lock (run several diarizers for parallelism).
+    """
+
+    def __init__(self, config: DiarizerConfig | None = None):
+        self.config = config or DiarizerConfig()
+        self._vad = None
+        self._encoder = None
+        self._mel_basis: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
+
+    def load(self) -> None:
+        if self.loaded:
+            return
+        import torch
+        from librosa.filters import mel as mel_filters
+        from resemblyzer import VoiceEncoder
+        from silero_vad import load_silero_vad
+
+        torch.set_num_threads(max(1, self.config.num_threads))
+        self._vad = load_silero_vad()
+        self._encoder = VoiceEncoder(device="cpu", verbose=False)
+        self._encoder.eval()
+        self._mel_basis = mel_filters(sr=SAMPLE_RATE, n_fft=MEL_WIN, n_mels=N_MELS).astype(np.float32)
+
+    def diarize(
+        self,
+        audio: np.ndarray,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> DiarizationResult:
+        """Diarize float32 mono 16 kHz ``audio``. See the module docstring for the method."""
+        if not self.loaded:
+            raise DiarizationError("diarizer not loaded: call load() first")
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise DiarizationError(f"expected mono audio, got shape {audio.shape}")
+        if num_speakers is not None and num_speakers < 1:
+            raise DiarizationError("num_speakers must be >= 1")
+        if min_speakers and max_speakers and min_speakers > max_speakers:
+            raise DiarizationError("min_speakers > max_speakers")
+        report = progress or (lambda f, m: None)
+        with self._lock:
+            return self._diarize(audio, num_speakers, min_speakers, max_speakers, report)
+
+    def _diarize(self, audio, num_speakers, min_speakers, max_speakers, report) -> DiarizationResult:
+        import torch
+
+        cfg = self.config
+        torch.set_num_threads(max(1, cfg.num_threads))
+        stats: dict = {"duration_s": round(len(audio) / SAMPLE_RATE, 3)}
+        report(0.0, "detecting speech")
+        probs = speech_probabilities(audio, self._vad, cfg.vad_min_stream_s, cfg.vad_max_streams)
+        regions = speech_regions(
+            probs, len(audio), cfg.vad_threshold, cfg.vad_min_silence_ms, cfg.vad_min_speech_ms, cfg.vad_pad_ms
+        )
+        stats["speech_regions"] = len(regions)
+        report(0.25, "speech detected")
+        if not regions:
+            return DiarizationResult(turns=[], speaker_count=0, stats=stats)
+
+        n_frames = 1 + len(audio) // MEL_HOP
+        regions_f = [(a // MEL_HOP, min(n_frames, -(-b // MEL_HOP))) for a, b in regions]
+        window = int(round(cfg.window_s * 100))
+        hop = int(round(cfg.hop_s * 100))
+        windows = plan_windows(regions_f, window, hop, int(round(cfg.min_window_s * 100)))
+        if not windows:
+            # Only tiny blips of speech: one speaker, one turn per region.
+            turns = [(a / SAMPLE_RATE, b / SAMPLE_RATE, 0) for a, b in regions]
+            out = relabel_by_first_appearance(turns)
+            return DiarizationResult(turns=out, speaker_count=1, stats=stats)
+
+        mel = self._mel(audio, regions)
+        emb = self._embed(mel, windows, window, report)
+        del mel
+        full = np.array([e - s >= window for s, e, _ in windows])
+        report(0.85, "clustering speakers")
+        labels, cents, cstats = cluster_embeddings(
+            emb, full, num_speakers, min_speakers, max_speakers, cfg
+        )
+        stats.update(cstats)
+        scores = emb @ cents.T
+        flabels = frame_labels(n_frames, regions_f, windows, scores)
+        turns = labels_to_turns(flabels, regions_f)
+        turns = smooth_turns(turns, cfg.min_turn_s, cfg.merge_gap_s, keep_all_speakers=bool(num_speakers))
+        n_total = len(audio) / SAMPLE_RATE
+        turns = [(s, min(e, n_total), c) for s, e, c in turns]
+        out = relabel_by_first_appearance(turns)
+        count = len({t.speaker for t in out})
+        report(1.0, "diarization done")
+        return DiarizationResult(turns=out, speaker_count=count, stats=stats)
+
+    def _mel(self, audio: np.ndarray, regions: list[tuple[int, int]]) -> np.ndarray:
+        """Mel frames of the whole recording, loudness-normalised on its speech (-30 dBFS).
+
+        resemblyzer's mel is linear power, so the encoder expects its training loudness;
+        normalising over speech only keeps long silences from inflating the gain.
+        """
+        sq = 0.0
+        count = 0
+        for a, b in regions:
+            seg = audio[a:b].astype(np.float64)
+            sq += float(np.dot(seg, seg))
+            count += len(seg)
+        rms = math.sqrt(sq / max(count, 1)) + 1e-9
+        gain = 10 ** (-30 / 20) / rms
+        mel = log_free_mel(audio, self._mel_basis)
+        mel *= gain * gain  # power spectrum scales with the square of the gain
+        return mel
+
+    def _embed(self, mel: np.ndarray, windows, window: int, report: ProgressFn) -> np.ndarray:
+        import torch
+
+        emb = np.empty((len(windows), 256), dtype=np.float32)
+        bs = max(1, self.config.embed_batch)
+        with torch.inference_mode():
+            for b0 in range(0, len(windows), bs):
+                batch = np.empty((min(bs, len(windows) - b0), window, N_MELS), dtype=np.float32)
+                for i, (s, e, _) in enumerate(windows[b0 : b0 + bs]):
+                    seg = mel[s:e]
+                    if e - s < window:  # tile a short region's own frames to full length
+                        seg = np.resize(seg, (window, N_MELS)) if len(seg) else np.zeros((window, N_MELS))
+                    batch[i] = seg
+                emb[b0 : b0 + len(batch)] = self._encoder(torch.from_numpy(batch)).numpy()
+                report(0.25 + 0.6 * min(1.0, (b0 + len(batch)) / len(windows)), "embedding speakers")
+        return emb

@@ -1,0 +1,411 @@
+"""Always-on risk safety net: lexicon and regex patterns over the client's speech.
+
+Why: an LLM can miss or soften a disclosure of suicidal thoughts, and the offline backend
+has no model at all. This deterministic detector runs beside every notes backend and its
+flags are merged in (``merge_flags``) so that a lexicon flag is never lost.
+
+Design choices:
+- Patterns are anchored to the speaker's own experience ("kill myself", "he hits me",
+  "I've been using coke") rather than bare keywords, which keeps idioms ("my feet are
+  killing me", "I could murder a pizza") and third-party talk ("my friend's brother killed
+  himself") out without a long exclusion list.
+- A few bare keywords ("suicidal", "self-harm") are marked *generic*: they flag only
+  when the clause is first-person and the sentence is not about education or media.
+- Negation is checked inside the clause, before the match ("I would never kill myself"),
+  plus a short look-ahead ("Suicide isn't something I'd consider"). Patterns that carry
+  their own negation ("I don't want to be alive") are not negatable.
+- Hypotheticals ("if I ever felt like hurting myself I'd call...", "what should someone
+  do if...") are suppressed; real conditional intent ("if things don't get better I'm
+  going to end my life") is not a hypothetical and still flags.
+- Past, resolved events ("I used to cut myself years ago but haven't since") flag with
+  LOW severity and a "historical" rationale: clinically relevant history, not missed.
+
+Only speech that is not the therapist's is scanned (the client's, or everyone's when roles
+are unknown), because therapists routinely say "have you had thoughts of killing yourself".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shared.contracts.events import MergedSegment
+from shared.contracts.notes import FlagSource, RiskCategory, RiskFlag, Severity
+from services.notes.grounding import normalize, segment_sentences
+
+_SEV_RANK = {Severity.low: 0, Severity.moderate: 1, Severity.high: 2}
+
+# --- vocabulary ------------------------------------------------------------------------
+_I = r"(?:i|i'm|i've|i'd|i'll|i am|i was|i have|i had)"
+_FAMILY = (
+    r"(?:husband|wife|partner|boyfriend|girlfriend|fianc[eé]e?|ex|dad|father|mum|mom|mother|"
+    r"stepdad|stepfather|stepmother|stepmum|stepmom|uncle|aunt|brother|sister|grand(?:father|dad|pa)|"
+    r"cousin|boss|manager|teacher|coach|son|daughter|kids?|child|children|baby|neighbou?r|"
+    r"colleague|co-?worker|flatmate|roommate|landlord)"
+)
+_PERSON = (
+    rf"(?:him|her|them|someone|somebody|anyone|anybody|everyone|people|the baby|the kids|"
+    rf"(?:my|his|her|their) {_FAMILY}|the (?:guy|man|woman|person|one|people|kid)|that (?:guy|man|woman|bastard|bitch|prick))"
+)
+_DRUGS = (
+    r"(?:cocaine|coke|crack|heroin|smack|meth|crystal|methamphetamine|ketamine|mdma|molly|ecstasy|"
+    r"weed|cannabis|marijuana|pot|xanax|valium|diazepam|benzos?|oxy|oxycodone|oxycontin|fentanyl|"
+    r"opioids?|opiates?|speed|amphetamines?|drugs|acid|lsd|spice|pills)"
+)
+_ALCOHOL = r"(?:wine|beers?|vodka|whisk(?:e)?y|gin|rum|cider|spirits|booze|alcohol|lager|tequila|shots|pints|drinks?)"
+_NUM = r"(?:\d+|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty)"
+_ABUSE_VERBS = (
+    r"(?:hits?|hit|hitting|beat|beats|beating|slapped|slaps|slapping|punched|punches|punching|kicked|kicks|"
+    r"choked|chokes|choking|strangled|strangles|pushed|pushes|shoved|shoves|throws?|threw|burned|burnt|raped|"
+    r"rapes|molested|touched|touches|hurt|hurts|hurting|locks?|locked|lock|grabbed|grabs|attacked|attacks|"
+    r"abused|abuses|abusing|bit|bites|dragged|drags|spat|spits)"
+)
+_HARM_VERBS = (
+    r"(?:kill|killing|killed|murder|murdering|stab|stabbing|stabbed|strangle|strangling|strangled|choke|choking|"
+    r"hurt|hurting|harm|harming|shoot|shooting|shot|beat|beating|hit|hitting|punch|punching|punched|attack|"
+    r"attacking|smash|smashing|shove|shoved|push|pushed|run over)"
+)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    category: RiskCategory
+    regex: re.Pattern[str]
+    severity: Severity
+    label: str
+    negatable: bool = True
+    generic: bool = False  # bare keyword: needs a first-person clause and no education/media cue
+    historical_ok: bool = True  # may be downgraded to a historical (low) flag
+
+
+def _p(cat: RiskCategory, rx: str, sev: Severity, label: str, **kw) -> Pattern:
+    return Pattern(cat, re.compile(rx, re.IGNORECASE), sev, label, **kw)
+
+
+SI, SH, HO, AV, SU, HP, OT = (
+    RiskCategory.suicidal_ideation, RiskCategory.self_harm, RiskCategory.harm_to_others,
+    RiskCategory.abuse_or_violence, RiskCategory.substance_use, RiskCategory.hopelessness, RiskCategory.other,
+)
+HI, MO, LO = Severity.high, Severity.moderate, Severity.low
+
+PATTERNS: tuple[Pattern, ...] = (
+    # --- suicidal ideation: explicit / active -> high, passive -> moderate
+    _p(SI, r"\bkill(?:ing)? myself\b", HI, "active ideation"),
+    _p(SI, r"\b(?:end|ending|take|taking|took) (?:my|my own) life\b", HI, "active ideation"),
+    _p(SI, r"\bend(?:ing)? it all\b", HI, "active ideation"),
+    _p(SI, r"\b(?:end|ending) (?:things|it)\b(?! with| off)(?=.*\b(?:this|next|tonight|tomorrow|weekend|soon|when|while)\b)", HI, "intent"),
+    _p(SI, r"\b(?:tried|try|trying|attempted|attempt) to (?:kill myself|take my (?:own )?life|end my life|end it)\b", HI, "attempt"),
+    _p(SI, r"\b(?:attempted suicide|suicide attempt|tried suicide)\b", HI, "attempt"),
+    _p(SI, r"\bsuicid(?:e|al)\b", HI, "suicidal ideation", generic=True),
+    _p(SI, r"\b(?:want|wanted|wants|wanting|wish|wished|hope|hoping)(?: to)? (?:just )?(?:to )?die\b", HI, "wish to die"),
+    _p(SI, r"\b(?:want|wanted|wish) (?:to be|i was|i were) dead\b", HI, "wish to be dead"),
+    _p(SI, r"\brather (?:be dead|die|not be here|not exist)\b", MO, "passive ideation"),
+    _p(SI, r"\bbetter off (?:without me|if i (?:was|were)n't (?:here|around)|dead)\b", MO, "passive ideation / burdensomeness", negatable=False),
+    _p(SI, r"\beasier (?:for (?:everyone|everybody|them|you|my \w+) )?if i (?:wasn't|weren't|was not|were not) (?:here|around|alive)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:not|never|don't|didn't) wake up\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:don't|do not|didn't) want to (?:be alive|live|be here|exist|be around|go on|keep going|keep living|wake up)\b(?! (?:at|in|with|for|on|today) )", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:not sure|don't know if|don't know whether|not certain) i (?:want|wanna) to (?:live|be alive|be here|go on|keep living|keep going)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\bthought of not (?:being|existing)(?: here| alive| around)?\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:don't|do not|can't) see myself (?:being )?(?:around|here|alive) (?:much )?(?:longer|anymore|for long)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\bdisappear (?:forever|permanently|for good)\b", MO, "passive ideation"),
+    _p(SI, r"\b(?:think|thinking|thought|considered|considering|imagine|imagining) (?:about )?(?:jumping|overdosing|hanging myself|drowning myself|an overdose|taking an overdose|taking all my)\b", HI, "method ideation"),
+    _p(SI, r"\b(?:swerv(?:e|ing)|drive|driving|crash(?:ing)?) (?:my car )?(?:into|off) (?:a |the )?(?:tree|wall|bridge|traffic|lorry|truck|cliff|road)\b", HI, "method ideation"),
+    _p(SI, r"\b(?:step|stepping|jump|jumping) in front of (?:a |the )?(?:train|bus|car|lorry|truck)\b", HI, "method ideation"),
+    _p(SI, r"\bhow many (?:of (?:my|these|the) )?(?:pills|tablets|paracetamol)\b", HI, "means research"),
+    _p(SI, r"\b(?:take|took|taking|swallow|swallowing) (?:the|a) whole (?:bottle|packet|box|lot)\b", HI, "method ideation"),
+    _p(SI, r"\b(?:saving|saved|stockpiling|stockpiled|hoarding|hoarded|collecting) (?:up )?(?:all )?(?:my |some )?(?:sleeping )?(?:pills|tablets|meds|medication|painkillers)\b", HI, "stockpiling means"),
+    _p(SI, r"\b(?:bought|got|buy|have|keep) (?:a|some) (?:rope|noose)\b", HI, "means acquired"),
+    _p(SI, r"\b(?:use|using|used|turn|turning) (?:it|them|the gun|a gun|the rope|the pills) on myself\b", HI, "means"),
+    _p(SI, r"\bknow (?:where|how|when|exactly how) i(?:'d| would|'ll| will| could) do it\b", HI, "plan"),
+    _p(SI, r"\b(?:plan|plans|planned|planning) (?:to|for|how to) (?:kill myself|end (?:it|my life|things)|die)\b", HI, "plan"),
+    _p(SI, r"\b(?:goodbye|suicide) (?:letter|note|message)s?\b", HI, "preparatory behaviour"),
+    _p(SI, r"\b(?:giving|give|gave|given) (?:away )?(?:all )?(?:my|some of my) (?:things|stuff|belongings|possessions)(?: away)?\b(?=.*\b(?:won't need|not need|won't be|after i'm gone|when i'm gone)\b)", HI, "preparatory behaviour"),
+    _p(SI, r"\b(?:don't|do not) care if i (?:die|live|don't wake up)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:googl\w*|search\w*|look\w* up|looked up|read\w* up on|research\w*) (?:for )?(?:ways|how|methods) to (?:die|kill myself|end it|end my life|overdose)\b|\bways to (?:die|kill myself|end it all|end my life)\b", HI, "means research"),
+    _p(SI, r"\b(?:won't|will not|don't think i'll|do not think i will|not going to|might not) be (?:here|around|alive) (?:next|by|for|much|long|at|in|this time)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\bhandful of (?:pills|tablets|paracetamol)\b|\b(?:took|taken|had) an overdose\b|\bi(?:'ve| have)? overdosed\b", HI, "possible attempt"),
+    _p(SI, r"\b(?:happier|better|easier|fine)(?: off)? (?:if|when) i(?:'m| am| was| were)? (?:gone|dead|not here|not around|no longer here)\b", MO, "passive ideation / burdensomeness", negatable=False),
+    _p(SI, r"\b(?:tired|sick|weary) of (?:living|being alive|life|existing)\b|\blife (?:isn't|is not|isn't really|is no longer) worth (?:living|it)\b|\bnot worth living\b", MO, "passive ideation", negatable=False),
+    # --- self-harm
+    _p(SH, r"\bcut(?:ting)? myself\b(?! (?:some |a bit of |any )?slack| off| short| out)", MO, "cutting"),
+    _p(SH, r"\b(?:started|start|keep|kept|been|i'm|i was|stop|stopped|urges? to|urge to|cutting) cutting\b|\bcutting again\b|\bi(?:'ve| have) been cutting\b|\bbeen cutting\b", MO, "cutting"),
+    _p(SH, r"\burges? to (?:cut|hurt myself|harm myself|self[- ]?harm|burn myself)\b", MO, "self-harm urges"),
+    _p(SH, r"\bself[- ]?harm(?:ing|ed|s)?\b|\bself[- ]?injur(?:y|ing|ed)\b", MO, "self-harm", generic=True),
+    _p(SH, r"\b(?:hurt|hurting|harm|harming|injure|injuring|injured|punish|punishing|punished) myself\b", MO, "self-harm"),
+    _p(SH, r"\bburn(?:ing|ed|t|s)? (?:myself|my (?:arm|arms|skin|hand|hands|leg|legs|wrist|wrists|thigh|thighs|stomach))\b", MO, "burning"),
+    _p(SH, r"\b(?:scratch|scratched|scratching|scraped|scraping) (?:my|myself)\b[^.]*\b(?:bleed|bled|bleeding|blood|raw)\b", MO, "scratching"),
+    _p(SH, r"\b(?:hit|hitting|punch|punching|slap|slapping) myself\b", MO, "self-hitting"),
+    _p(SH, r"\b(?:bang|banged|banging|hit|hitting) my head (?:against|on|off)\b", MO, "head banging"),
+    _p(SH, r"\bpunch(?:ed|ing)? (?:the )?walls?\b[^.]*\b(?:bleed|bled|bleeding|blood|broke|broken)\b", MO, "self-injury"),
+    _p(SH, r"\b(?:razor|blade|knife|scissors)\b[^.]*\b(?:on|into|across) my (?:arms?|thighs?|wrists?|legs?|skin|stomach)\b", MO, "cutting"),
+    _p(SH, r"\bpick(?:ing|ed)? at (?:the |my )?(?:scars|wounds|cuts)\b", MO, "wound reopening"),
+    _p(SH, r"\bmarks from (?:where )?i(?:'ve| have)? (?:been )?(?:cutting|cut|burning)\b", MO, "cutting"),
+    _p(SH, r"\b(?:bit|bite|biting|bitten) (?:my|myself on the) ?(?:arm|arms|hand|hands|wrist|wrists|skin|lip|lips|fingers?)\b[^.]*\b(?:bruise|bleed|bled|blood|hard|marks?)\b", MO, "self-injury"),
+    # --- harm to others (the client as the one who might harm)
+    _p(HO, r"\b(?:smash|smashing|punch|punching|kick|kicking|hit|hitting|bash|bashing|cave|caving) (?:his|her|their) (?:face|head|teeth|skull)(?: in)?\b", MO, "violent imagery"),
+    _p(HO, rf"\bi(?:'ve)? (?:threatened|threaten|pulled a knife on|went for) (?:{_PERSON})(?: with (?:a |my )?(?:knife|gun|bat|weapon|hammer))?\b", HI, "threat"),
+    _p(HO, rf"\b{_I}\b[^.;]{{0,45}}?\b(?:{_HARM_VERBS})\b (?:{_PERSON})\b", MO, "thoughts of harming others"),
+    _p(HO, rf"\b(?:kill|murder|stab|shoot|strangle|hurt) (?:{_PERSON})\b(?=[^.]*\b(?:swear|mean it|meant it|if he|if she|if they|going to|gonna)\b)", HI, "threat"),
+    _p(HO, rf"\b(?:run|running|ran) (?:{_PERSON}) over\b", MO, "violent imagery"),
+    _p(HO, r"\bburn (?:his|her|their) (?:house|car|flat|place) down\b", HI, "threat"),
+    _p(HO, r"\b(?:get|getting|buy|buying|got|bring|bringing) (?:a|my|the) (?:gun|knife|weapon|bat)\b(?=[^.]*\b(?:his|her|their|him|them)\b)", HI, "means to harm others"),
+    _p(HO, r"\bmake (?:him|her|them) (?:pay|suffer|bleed)\b", MO, "revenge ideation"),
+    _p(HO, rf"\burges? to (?:{_HARM_VERBS}) (?:{_PERSON})\b", MO, "urges to harm others"),
+    # --- abuse or violence experienced by the client
+    _p(AV, rf"\b(?:he|she|they|(?:my|his|her) {_FAMILY})\b(?:'s| has| had| was| is| would| used to| keeps| kept| always| sometimes| never)*[^.;]{{0,25}}?\b{_ABUSE_VERBS}\b[^.;]{{0,22}}?\b(?:me|us)\b", MO, "physical/sexual abuse"),
+    _p(AV, r"\blaid (?:a )?hands? on me\b", MO, "physical abuse"),
+    _p(AV, r"\b(?:forces?|forced|made|makes|pressures?|pressured) me (?:to )?(?:have sex|into sex|do sexual|sleep with)\b", HI, "sexual violence"),
+    _p(AV, r"\b(?:kill|hurt|hit|beat|find) me if i (?:go|leave|tell|call|report|ever leave)\b|\b(?:he|she|they)(?:'ll| will|'d| would) kill me\b(?=[^.]*\bif\b)", HI, "threat to client"),
+    _p(AV, rf"\b(?:i was|i've been|i have been|i got|got|been) (?:sexually |physically )?(?:assaulted|raped|abused|molested|attacked|beaten(?: up)?|mugged|jumped|groomed|stabbed|strangled)\b", MO, "victim of violence"),
+    _p(AV, r"\bthreaten(?:ed|s|ing)? to (?:kill|hurt|hit|beat|take the kids from) me\b", HI, "threat to client"),
+    _p(AV, r"\b(?:afraid|scared|terrified|frightened) (?:to go home|of going home|of what (?:he|she|they)(?:'ll| will|'d| would| might) do)\b|\bbecause of what (?:he|she|they)(?:'ll| will|'d| would| might) do\b", HI, "fear of partner"),
+    _p(AV, r"\b(?:won't|doesn't|does not|will not|wouldn't) let me (?:see|go|leave|have|talk|work|use)\b|\bchecks? my (?:phone|messages|texts)\b|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
+    _p(AV, r"\bstalk(?:ing|s|ed)? me\b|\b(?:turns?|turning|turned|keeps turning) up (?:outside|at) my\b|\bfollow(?:s|ing|ed) me (?:home|to work|around)\b", MO, "stalking"),
+    _p(AV, r"\b(?:choked|strangled) me\b", HI, "strangulation"),
+    _p(AV, r"\b(?:kicked|hit|punched|pushed|beat|hurt|shoved) me\b[^.]{0,40}\b(?:while|when) i was pregnant\b", HI, "violence in pregnancy"),
+    # --- substance use
+    _p(SU, rf"\b{_I}\b[^.;]{{0,25}}?\b(?:using|use|used|taking|take|took|smoke|smoking|smoked|doing|do|did|snort(?:ing|ed)?|inject(?:ing|ed)?|shooting up|on|popping|popped|buy|buying|bought|score|scoring)\b[^.;]{{0,25}}?\b{_DRUGS}\b", MO, "drug use"),
+    _p(SU, r"\b(?:popping|popped|stealing|stole) (?:of )?(?:my |some |a few )?(?:\w+'s )?(?:painkillers|pills|tablets|meds)\b|\b(?:taking|take|took|using) (?:my |some of my )?\w+'s (?:painkillers|pills|tablets|prescription|meds)\b", MO, "prescription misuse"),
+    _p(SU, r"\bextra (?:of )?(?:my )?\w*(?:codone|morphine|tramadol|codeine|xanax|valium|pills|tablets)\b", MO, "prescription misuse"),
+    _p(SU, rf"\b(?:i|i'm|i've been|i was|i got|got|get|getting|been) (?:so )?(?:high|stoned|wasted|hammered|smashed|drunk|off my face|out of it)\b(?! (?:school|street|hopes|alert|functioning))", MO, "intoxication"),
+    _p(SU, r"\b(?:drove|drive|driving|drives)\b[^.]{0,15}\b(?:drunk|high|stoned|after drinking|over the limit)\b|\bdrink[- ]driving\b|\bdrunk[- ]driving\b", HI, "intoxicated driving"),
+    _p(SU, r"\brelaps(?:e|ed|ing)\b", MO, "relapse"),
+    _p(SU, rf"\b(?:litre|liter|half a bottle|fifth|bottle|crate|case) of {_ALCOHOL}\b", MO, "heavy drinking"),
+    _p(SU, r"\b(?:doing|did|do|snorting|racking up) (?:a few |some )?(?:lines|bumps|key bumps)\b|\blines of (?:coke|cocaine|speed|ket)\b", MO, "drug use"),
+    _p(SU, r"\bneed (?:a drink|a hit|a fix|to use|to get high)\b|\bdrink (?:as soon as|when|the moment) i wake\b", MO, "dependence"),
+    _p(SU, r"\bblack(?:ed|ing)? out\b|\bblackouts\b", MO, "blackouts"),
+    _p(SU, rf"\bbottle of {_ALCOHOL}\b|\b{_NUM}(?: or {_NUM})? (?:beers|drinks|pints|shots|glasses|cans|vodkas)\b", MO, "heavy drinking"),
+    _p(SU, r"\bdrinking (?:every|each) (?:night|day|morning|evening)\b|\bdrinking in the mornings?\b|\b(?:started|start|been) drinking (?:again|more|heavily|in the)\b(?! (?:water|fluids|tea|coffee|juice|milk))|\bdrinking (?:heavily|too much|a lot more)\b|\bdrink (?:every|each) (?:night|day|morning)\b", MO, "heavy drinking"),
+    _p(SU, r"\b(?:can't|cannot|couldn't) (?:go|get through|make it through|manage) (?:a|one|the) (?:day|night|evening)(?: \w+)? without (?:a drink|drinking|using|a joint|a smoke|getting high|my \w+)\b", MO, "dependence", negatable=False),
+    _p(SU, rf"\b{_ALCOHOL}\b[^.]{{0,20}}\bonly thing that\b|\bonly thing that (?:helps|works|numbs)[^.]{{0,20}}\b(?:{_ALCOHOL}|drinking|weed|getting high)\b", MO, "alcohol as coping"),
+    _p(SU, r"\b(?:drinking|drug|alcohol|substance|gambling) problem\b|\b(?:addicted to|addiction to|dependent on|hooked on) (?:alcohol|drink|drugs|\w+)\b|\bproblem with (?:drinking|alcohol|drugs)\b", MO, "substance problem"),
+    # --- hopelessness
+    _p(HP, r"\bhopeless(?:ness)?\b", MO, "hopelessness"),
+    _p(HP, r"\bcan't (?:imagine|see|picture) (?:things |it |life |myself )?(?:ever )?(?:getting|being|feeling) (?:any )?(?:better|happy|ok|okay)\b", MO, "hopelessness", negatable=False),
+    _p(HP, r"\bwhy (?:even )?bother\b|\bnothing (?:ever )?(?:works|helps)\b|\bmy life is (?:over|ruined|finished|a waste)\b", MO, "futility"),
+    _p(HP, r"\b(?:lost|losing|no|without|given up) (?:all )?hope\b", MO, "hopelessness", negatable=False),
+    _p(HP, r"\bnothing (?:is|'s|will) (?:ever )?(?:going to |gonna )?(?:get|gets|be|change|improve)(?: any)? ?(?:better|different)?\b", MO, "hopelessness", negatable=False),
+    _p(HP, r"\b(?:never|not ever|isn't ever|won't ever) (?:going to |gonna )?(?:get|gets) (?:any )?better\b|\b(?:it's|it is|things are) never going to (?:change|get better|improve)\b", MO, "hopelessness", negatable=False),
+    _p(HP, r"\balways be (?:like this|this way)\b", MO, "permanence", negatable=False),
+    _p(HP, r"\bwhat'?s the point\b|\bwhat is the point\b|\bno point (?:in|to|trying|anymore|any more)\b|\b(?:don't|can't) see (?:the|any) point\b|\bpointless\b", MO, "futility", negatable=False),
+    _p(HP, r"\b(?:i )?(?:don't|do not) have (?:a|any) future\b|\bno future\b|\bnothing to look forward to\b", MO, "no future", negatable=False),
+    _p(HP, r"\b(?:i'm|i am|i feel like|feel like) (?:a|such a|just a) (?:burden|waste of space)\b|\bburden (?:to|on) (?:everyone|everybody|my \w+|people|them|you)\b", MO, "burdensomeness"),
+    _p(HP, r"\b(?:can't|cannot|don't) see (?:a|any) way (?:out|forward)\b|\bno way out\b|\b(?:feel|feeling|i'm|i am) (?:so |completely )?trapped\b", MO, "entrapment", negatable=False),
+    _p(HP, r"\bnothing left (?:for me|to live for)\b|\bnothing to live for\b", MO, "hopelessness", negatable=False),
+    _p(HP, r"\bi(?:'ve| have)? (?:just )?given up\b|\bi give up\b|\bgave up on (?:everything|myself|life)\b", MO, "giving up"),
+    _p(HP, r"\bno matter what i do\b|\b(?:won't|doesn't|will not|wouldn't) make (?:any|a|the slightest) difference\b", MO, "helplessness", negatable=False),
+    _p(HP, r"\b(?:can't|cannot) (?:keep going|go on|carry on|do this anymore|take (?:it|this|much more))\b|\bwant (?:it )?(?:all )?to (?:be over|end|stop)\b(?<!don't want it to end)", MO, "exhaustion/hopelessness", negatable=False),
+    # --- other risk: eating disorder, psychosis, medication, dissociation, neglect, recklessness
+    _p(OT, r"\bmak(?:e|ing) myself (?:throw up|sick|vomit|puke)\b|\bthrow(?:ing)? up after (?:meals|eating|i eat|dinner|lunch)\b|\bpurg(?:e|ing|ed)\b|\blaxatives\b", MO, "eating disorder behaviour"),
+    _p(OT, r"\b(?:haven't|have not|hadn't|not) eaten (?:anything |properly )?(?:in|for) (?:\w+ )?(?:days|a week|weeks)\b|\bstarv(?:ing|ed|e) myself\b|\bstopped eating\b", MO, "restriction", negatable=False),
+    _p(OT, r"\bvoices? (?:\w+ ){0,2}(?:telling|tell|told|tells|saying|say|said|command|commanding)\b|\bhearing voices\b|\bhear voices\b", HI, "hallucinations"),
+    _p(OT, r"\bstopped (?:taking )?(?:my |the )?(?:meds|medication|medications|lithium|antipsychotics?|antidepressants?|pills|tablets|insulin)\b|\bcome off (?:my |the )?(?:meds|medication|lithium)\b", MO, "medication discontinuation"),
+    _p(OT, r"\b(?:poison|poisoning|poisoned) me\b|\bputting (?:things|something|stuff) in my (?:food|drink|water)\b|\b(?:they're|they are|people are) (?:watching|following|after) me\b", MO, "paranoid ideation"),
+    _p(OT, r"\b(?:don't|do not) care if i (?:crash|get hurt|get killed)\b|\b(?:driving|drive|drove) (?:really |so )?(?:fast|recklessly|dangerously) on purpose\b", MO, "reckless behaviour", negatable=False),
+    _p(OT, r"\b(?:sending|sends|sent|giving) me (?:secret |special |hidden )?(?:messages|signals|signs)\b|\b(?:talking|speaking) to me through\b", HI, "ideas of reference"),
+    _p(OT, r"\bhaven't (?:slept|been sleeping) (?:in|for) (?:\w+ )?(?:days|nights)\b|\b(?:thoughts are|mind is|thoughts keep) racing\b|\bracing thoughts\b", MO, "possible mania", negatable=False),
+    _p(OT, r"\blos(?:e|ing|t) time\b|\bdon't know how i got there\b|\bfind myself (?:in )?(?:places|somewhere)\b", MO, "dissociation", negatable=False),
+    _p(OT, r"\bleft (?:the|my) (?:baby|kids|children|son|daughter|toddler) (?:alone|on (?:his|her|their) own|home alone)\b", HI, "child safety"),
+)
+
+_NEGATION = re.compile(
+    r"\b(?:not|never|no|nor|none|nothing|cannot|without|deny|denies|denied|neither)\b|n't\b|\bno longer\b",
+    re.IGNORECASE,
+)
+_POST_NEGATION = re.compile(
+    r"^\W*(?:\w+\W+){0,2}?(?:isn't|is not|wasn't|was not|is never|never|not)\b(?! only)", re.IGNORECASE
+)
+_HYPOTHETICAL = re.compile(
+    r"\bif (?:i|you|someone|somebody|anyone|they|a person|people|one) (?:ever|were|was ever)\b|"
+    r"\bwhat (?:should|would|do|can|does) (?:someone|somebody|people|you|a person|one) do\b|"
+    r"\bhow (?:do|would|can|could) (?:you|i|people|we) (?:know|tell|help|spot)\b|\bhypothetically\b|\bwhat if\b|"
+    r"\b(?:in case|just so) (?:i|you) (?:ever )?(?:feel|felt)\b",
+    re.IGNORECASE,
+)
+_EDUCATION = re.compile(
+    r"\b(?:prevention|awareness|assembly|training|documentary|novel|book|film|movie|article|podcast|course|"
+    r"workshop|lecture|leaflet|character|episode|show|series|read about|heard about|learn(?:ed|t)? about|"
+    r"statistics|research|hotline number)\b",
+    re.IGNORECASE,
+)
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|myself)\b", re.IGNORECASE)
+_THIRD_PARTY_SUBJECT = re.compile(
+    r"\b(?:my|his|her|their|a|our) (?:friend|friend's \w+|cousin|brother|sister|mum|mom|dad|son|daughter|"
+    r"neighbou?r|colleague|client|partner|husband|wife|uncle|aunt)(?:'s)?\b(?:[^.,;]{0,40})\b(?:is|was|has|had|tried|feels|felt|said|says)\b",
+    re.IGNORECASE,
+)
+_HISTORICAL = re.compile(
+    r"\bused to\b|\byears ago\b|\b(?:a|many|several|few) years back\b|\bwhen i was (?:a |an )?(?:kid|child|teen|teenager|"
+    r"little|young|younger|small|at school|in school|\w*teen|\d+|twenty|thirty)\b|\bas a (?:kid|child|teenager)\b|"
+    r"\bin my (?:teens|twenties|thirties|twenties|youth)\b|\bhaven't (?:done it |since|for (?:years|ages))|"
+    r"\bnot (?:since|for years|in (?:over |more than )?(?:\w+|\d+) (?:years|months))\b|\b(?:sober|clean) (?:for|since)\b|"
+    r"\bgrowing up\b|\bback then\b|\bin the past\b",
+    re.IGNORECASE,
+)
+_CURRENT = re.compile(r"\b(?:again|still|now|lately|recently|this week|last night|yesterday|at the moment|these days)\b", re.IGNORECASE)
+_CLAUSE_BREAK = re.compile(r",|;|:|\s[-\u2013\u2014]\s|\bbut\b|\bthough\b|\balthough\b|\bhowever\b|\bbecause\b", re.IGNORECASE)
+
+
+def _clause_prefix(sentence: str, match_start: int) -> str:
+    """Text of the clause that contains ``match_start``, up to the match (at most 8 words)."""
+    head = sentence[:match_start]
+    breaks = list(_CLAUSE_BREAK.finditer(head))
+    if breaks:
+        head = head[breaks[-1].end():]
+    # Negation belongs to the nearest subject: in "if things don't get better I'm going
+    # to end my life" the "don't" is in a different proposition from "I'm going to".
+    subjects = list(re.finditer(r"\b(?:i|i'm|i've|i'd|i'll)\b", head))
+    if subjects:
+        head = head[subjects[-1].start():]
+    words = head.split()
+    return " ".join(words[-8:])
+
+
+def _clause(sentence: str, match_start: int) -> str:
+    head = sentence[:match_start]
+    breaks = list(_CLAUSE_BREAK.finditer(head))
+    start = breaks[-1].end() if breaks else 0
+    tail = sentence[match_start:]
+    nxt = _CLAUSE_BREAK.search(tail)
+    end = match_start + (nxt.start() if nxt else len(tail))
+    return sentence[start:end]
+
+
+def _is_negated(sentence: str, m: re.Match[str]) -> bool:
+    prefix = _clause_prefix(sentence, m.start())
+    if _NEGATION.search(prefix):
+        return True
+    # Negation inside a subject...verb pattern: "I've never hurt anyone", "he's never laid a hand"
+    inner = m.group(0)
+    if len(inner.split()) > 3 and _NEGATION.search(inner):
+        return True
+    return bool(_POST_NEGATION.match(sentence[m.end():m.end() + 30]))
+
+
+_OTHER_PERSON = re.compile(
+    r"\b(?:he|she|they|he's|she's|they're|someone|somebody|people|a friend|my friend|(?:my|his|her) (?:friend|sister|brother|"
+    r"mum|mom|dad|son|daughter|cousin|partner|husband|wife|colleague|client|neighbou?r)\w*)\b",
+    re.IGNORECASE,
+)
+#: "I could kill him for eating my leftovers": exasperation, not a threat.
+_ANNOYANCE_IDIOM = re.compile(r"^\s*(?:for (?:\w+ing|being|not|that|this|it)\b|when (?:he|she|they) (?:sees?|finds? out|hears?)\b)")
+
+
+def _generic_applies(sentence: str, m: re.Match[str]) -> bool:
+    """A bare keyword ("suicidal", "self-harm") counts only as the speaker's own experience.
+
+    Suppressed in education/media talk and when the clause is about another person; a
+    question flags only if it is first-person ("is it normal that I feel suicidal?").
+    """
+    if _EDUCATION.search(sentence):
+        return False
+    clause = _clause(sentence, m.start())
+    before = clause[: max(0, clause.find(m.group(0)))]
+    first = bool(_FIRST_PERSON.search(before)) or (not _OTHER_PERSON.search(before) and bool(_FIRST_PERSON.search(clause)))
+    if _OTHER_PERSON.search(before) and not _FIRST_PERSON.search(before):
+        return False
+    if _OTHER_PERSON.search(clause) and not first:
+        return False
+    if _THIRD_PARTY_SUBJECT.search(sentence) and not first:
+        return False
+    if sentence.rstrip().endswith("?") and not first:
+        return False
+    return True
+
+
+def _scan_sentence(text: str) -> list[tuple[Pattern, Severity, str]]:
+    """All (pattern, severity, rationale) hits of one sentence after the context rules."""
+    norm = normalize(text)
+    if _HYPOTHETICAL.search(norm):
+        return []
+    historical = bool(_HISTORICAL.search(norm)) and not _CURRENT.search(norm)
+    hits = []
+    for pat in PATTERNS:
+        for m in pat.regex.finditer(norm):
+            if pat.negatable and _is_negated(norm, m):
+                continue
+            if pat.generic and not _generic_applies(norm, m):
+                continue
+            if pat.category is HO and _ANNOYANCE_IDIOM.match(norm[m.end():]):
+                continue
+            severity = pat.severity
+            why = pat.label
+            if historical and pat.historical_ok:
+                # A past suicide attempt stays clinically significant: moderate, not low.
+                severity = MO if (pat.category is SI and "attempt" in pat.label) else LO
+                why = f"historical: {pat.label}"
+            hits.append((pat, severity, why))
+            break
+    return hits
+
+
+def _scanned(segments: list[MergedSegment]) -> list[int]:
+    """Indices of segments to scan: everything not spoken by the therapist."""
+    return [i for i, s in enumerate(segments) if (s.role or "").upper() != "THERAPIST"]
+
+
+def detect_risk(segments: list[MergedSegment]) -> list[RiskFlag]:
+    """Lexicon/pattern risk flags over the client's speech, one per (sentence, category).
+
+    Evidence is the verbatim sentence; times come from its word timings (segment times
+    when the words cannot be aligned). Sorted high severity first, then by time.
+    """
+    flags: list[RiskFlag] = []
+    for i in _scanned(segments):
+        seg = segments[i]
+        for sent in segment_sentences(segments, i):
+            best: dict[RiskCategory, tuple[Severity, list[str]]] = {}
+            for pat, sev, why in _scan_sentence(sent.text):
+                cur = best.get(pat.category)
+                if cur is None:
+                    best[pat.category] = (sev, [why])
+                else:
+                    top = sev if _SEV_RANK[sev] > _SEV_RANK[cur[0]] else cur[0]
+                    best[pat.category] = (top, cur[1] + ([why] if why not in cur[1] else []))
+            for cat, (sev, whys) in best.items():
+                flags.append(RiskFlag(
+                    category=cat, severity=sev, evidence=sent.text, start=sent.start, end=sent.end,
+                    speaker=seg.speaker, role=seg.role, source=FlagSource.lexicon,
+                    high_priority=sev is HI, rationale="lexicon: " + "; ".join(whys),
+                ))
+    return sort_flags(flags)
+
+
+def sort_flags(flags: list[RiskFlag]) -> list[RiskFlag]:
+    return sorted(flags, key=lambda f: (-_SEV_RANK[f.severity], f.start, f.category.value))
+
+
+def _overlaps(a: RiskFlag, b: RiskFlag, slack_s: float = 2.0) -> bool:
+    a_end = a.end if a.end is not None else a.start
+    b_end = b.end if b.end is not None else b.start
+    if a.start <= b_end + slack_s and b.start <= a_end + slack_s:
+        return True
+    ea, eb = normalize(a.evidence), normalize(b.evidence)
+    return bool(ea and eb and (ea in eb or eb in ea))
+
+
+def merge_flags(lexicon_flags: list[RiskFlag], llm_flags: list[RiskFlag]) -> list[RiskFlag]:
+    """Merge safety-net flags with an LLM's flags.
+
+    Same category and overlapping time or evidence -> one flag with source=both, the
+    higher severity and the lexicon's verbatim evidence. Every lexicon flag survives;
+    LLM flags without a lexicon counterpart are kept as they are (after grounding).
+    """
+    merged: list[RiskFlag] = []
+    used: set[int] = set()
+    for lf in lexicon_flags:
+        current = lf
+        for j, mf in enumerate(llm_flags):
+            if j in used or mf.category != lf.category or not _overlaps(lf, mf):
+                continue
+            used.add(j)
+            sev = mf.severity if _SEV_RANK[mf.severity] > _SEV_RANK[current.severity] else current.severity
+            rationale = "; ".join(x for x in (current.rationale, mf.rationale and f"llm: {mf.rationale}") if x)
+            current = current.model_copy(update={
+                "source": FlagSource.both, "severity": sev, "high_priority": sev is HI, "rationale": rationale,
+            })
+        merged.append(current)
+    for j, mf in enumerate(llm_flags):
+        if j not in used:
+            merged.append(mf.model_copy(update={"high_priority": mf.high_priority or mf.severity is HI}))
+    return sort_flags(merged)

@@ -1,0 +1,1 @@
+"""Transcriber: audio.uploaded -> transcript.ready (faster-whisper, word timings)."""

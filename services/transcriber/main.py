@@ -1,0 +1,48 @@
+"""Transcriber entry point: wires settings, broker, DB and the model, then runs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from faststream.kafka import KafkaMessage
+
+from shared.contracts.events import Topic
+from shared.runtime import ServiceRuntime
+from shared.settings import Settings
+from services.transcriber.handlers import TranscriptionHandler
+from services.transcriber.transcription import WhisperConfig, WhisperTranscriber
+
+
+def build(settings: Settings) -> ServiceRuntime:
+    runtime = ServiceRuntime.create(settings, "transcriber")
+    transcriber = WhisperTranscriber(
+        WhisperConfig(
+            model=settings.whisper_model,
+            device=settings.whisper_device,
+            compute_type=settings.whisper_compute_type,
+            threads=settings.whisper_threads,
+            beam_size=settings.whisper_beam_size,
+            vad_filter=settings.whisper_vad_filter,
+        )
+    )
+    transcriber.load()  # once per process, before consuming
+    handler = TranscriptionHandler(runtime, transcriber)
+
+    routes = {
+        Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded,
+        Topic.SESSION_DELETED.value: handler.on_session_deleted,
+    }
+
+    @runtime.subscriber(*routes, group_id="transcriber")
+    async def on_message(msg: KafkaMessage) -> None:
+        await runtime.dispatch(msg, routes)
+
+    return runtime
+
+
+async def main() -> None:
+    await build(Settings()).run_until_signalled()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

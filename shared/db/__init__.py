@@ -1,0 +1,1 @@
+"""Database wiring: async engine and session factory, tables, bootstrap and migrations."""

