@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     upload_rate_per_minute: int = Field(30, description="Uploads per minute per therapist.")
     demo_email: str = Field("demo@therapybridge.local", description="Demo therapist created by `make run`.")
     demo_password: str = Field("demo-password", description="Demo therapist's password.")
+    create_demo_user: bool = Field(False, description="Gateway creates the demo therapist at start-up (`make run` sets it).")
 
     # --- Workers ---------------------------------------------------------------------
     worker_threads: int = Field(2, description="Threads for blocking work (inference, decoding) per process.")

@@ -83,7 +83,7 @@ class _TurnIndex:
         hi = bisect_left(self.starts, end)  # turns[hi:] start at or after `end`
         hits: list[tuple[int, str, float]] = []
         j = hi - 1
-        while j >= 0 and self.turns[j].end > start:
+        while j >= 0 and self.max_end[j] > start:
             t = self.turns[j]
             ov = min(end, t.end) - max(start, t.start)
             if ov > 0:

@@ -199,15 +199,15 @@ def validate_notes_against_transcript(notes: ClinicalNotes, segments: list[Merge
     """
     sentences = all_sentences(segments)
     quotes: list[SignificantQuote] = []
-    seen: set[tuple[int, str]] = set()
+    kept: list[Match] = []
     for q in notes.significant_quotes:
         m = find_in_transcript(q.quote, segments, near=q.start, sentences=sentences)
         if m is None:
             continue
-        key = (m.segment_index, normalize(m.text))
-        if key in seen:
+        # Two quotes pointing at overlapping text of one segment are the same quote.
+        if any(k.segment_index == m.segment_index and k.start < m.end and m.start < k.end for k in kept):
             continue
-        seen.add(key)
+        kept.append(m)
         seg = segments[m.segment_index]
         quotes.append(q.model_copy(update={
             "quote": m.text, "start": m.start, "end": m.end, "speaker": seg.speaker, "role": seg.role,

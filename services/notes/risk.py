@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 from shared.contracts.events import MergedSegment
+from shared.notes_render import sort_flags
 from shared.contracts.notes import FlagSource, RiskCategory, RiskFlag, Severity
 from services.notes.grounding import normalize, segment_sentences
 
@@ -369,10 +370,6 @@ def detect_risk(segments: list[MergedSegment]) -> list[RiskFlag]:
                     high_priority=sev is HI, rationale="lexicon: " + "; ".join(whys),
                 ))
     return sort_flags(flags)
-
-
-def sort_flags(flags: list[RiskFlag]) -> list[RiskFlag]:
-    return sorted(flags, key=lambda f: (-_SEV_RANK[f.severity], f.start, f.category.value))
 
 
 def _overlaps(a: RiskFlag, b: RiskFlag, slack_s: float = 2.0) -> bool:

@@ -1,0 +1,59 @@
+# The commands people type. `make run` and `make test` need nothing installed but
+# Python 3.11; they create .venv and install on first use (and again when
+# pyproject.toml changes).
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-quality test-pyannote bench lint docs migrate clean system-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade "pip>=24"
+	@# The CPU torch wheel that lies on disk, before anything that depends on torch.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test]"
+	@rm -f .venv/.installed-* && touch $(STAMP)
+
+install: system-deps $(STAMP)
+
+# espeak-ng and sox generate test dialogues; chromium drives the web-page test.
+system-deps:
+	@missing=""; \
+	for bin in espeak-ng sox chromium; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  pkgs=$$(echo "$$missing" | sed 's/chromium/chromium chromium-driver/'); \
+	  (command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && SUDO=sudo; \
+	   $$SUDO apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
+	   ($$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) \
+	   || echo "warning: could not install$$missing"; \
+	fi
+
+run: install
+	$(PY) -m shared.devstack
+
+migrate: install
+	$(PY) -m shared.db.bootstrap
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The optional pyannote.audio backend: heavy install, its own target.
+test-pyannote: install
+	$(PIP) install -q -e ".[pyannote]"
+	$(PY) -m pytest -q tests/pyannote $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m bench.run
+
+docs: install
+	$(PY) -m shared.docs
+
+lint: install
+	$(PY) -m ruff check shared services tests || true
+
+clean:
+	rm -rf var .pytest_cache test-artifacts

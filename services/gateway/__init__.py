@@ -1,0 +1,1 @@
+"""Gateway: REST + SSE + WebSocket API, auth, upload validation, exports, web page."""

@@ -1,0 +1,401 @@
+"""Offline notes backend: deterministic, extractive, no model and no network.
+
+Why: the pipeline must produce useful notes on a fresh machine without an API key, and a
+clinician must be able to trust that nothing in them was invented. So this backend only
+*selects* and *labels*: topics from a curated therapy lexicon matched against the words
+actually spoken, quotes that are verbatim client sentences with times from the word
+timings, homework found in the therapist's assignment language, strategies from a
+technique lexicon, mood from a sentiment lexicon over the client's speech in time thirds.
+Summaries are templates filled only with what was extracted, and say plainly that they
+were generated offline. The same input always gives the same output.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from services.notes.grounding import Sentence, normalize, segment_sentences, tokens
+from services.notes.risk import detect_risk
+from shared.contracts.events import MergedSegment, SpeakerInfo
+from shared.contracts.notes import (
+    ActionItem,
+    ClinicalNotes,
+    MoodTrajectory,
+    SessionMood,
+    SignificantQuote,
+    Strategy,
+)
+
+OFFLINE_LABEL = "Generated offline (extractive); review before use."
+
+# --- lexicons --------------------------------------------------------------------------
+TOPICS: dict[str, str] = {
+    "work stress": r"\b(?:work|job|boss|manager|deadlines?|office|shifts?|colleagues?|overtime|workload|career|promotion|fired|redundan\w*)\b",
+    "sleep": r"\b(?:sleep\w*|insomnia|awake|wake|waking|woke|tired|exhausted|nightmares?|bed ?time|naps?)\b",
+    "family": r"\b(?:mum|mom|mother|dad|father|parents?|sisters?|brothers?|family|kids|children|son|daughter|grandm\w+|grandf\w+)\b",
+    "relationships": r"\b(?:partner|husband|wife|boyfriend|girlfriend|relationship|marriage|divorce|breakup|break-up|dating|ex)\b",
+    "anxiety": r"\b(?:anxious|anxiety|panic\w*|worr\w+|nervous|on edge|racing|dread)\b",
+    "depression and low mood": r"\b(?:depress\w*|low mood|feeling low|sad|sadness|empty|numb|hopeless|down|crying|cried)\b",
+    "self-esteem": r"\b(?:worthless|failure|not good enough|useless|stupid|confidence|self-esteem|ashamed)\b",
+    "grief and loss": r"\b(?:died|passed away|death|funeral|grie\w+|loss|lost my|bereave\w*)\b",
+    "anger": r"\b(?:angry|anger|furious|rage|irritable|snapped|resent\w*)\b",
+    "substance use": r"\b(?:drink\w*|alcohol|wine|beers?|drugs?|weed|cannabis|cocaine|smok\w+|sober|relaps\w+)\b",
+    "health": r"\b(?:doctor|GP|medication|meds|pain|illness|diagnos\w+|hospital|appointments?|symptoms?)\b",
+    "finances": r"\b(?:money|debt|bills?|rent|mortgage|afford|finances|financial|loan)\b",
+    "social life and isolation": r"\b(?:friends?|lonely|loneliness|isolated|alone|social\w*|going out)\b",
+    "school and study": r"\b(?:school|exams?|university|college|studying|study|grades|assignments?|teacher)\b",
+    "trauma": r"\b(?:trauma\w*|abuse\w*|assault\w*|flashbacks?|ptsd)\b",
+    "eating and body image": r"\b(?:eating|appetite|weight|body image|binge\w*|diet\w*)\b",
+}
+_TOPIC_RX = {k: re.compile(v, re.IGNORECASE) for k, v in TOPICS.items()}
+
+STRATEGIES: list[tuple[str, str, str]] = [
+    ("breathing exercises", "breathing", r"\b(?:breathing|breaths?|box breathing|4-7-8|diaphragmatic)\b"),
+    ("grounding", "mindfulness", r"\b(?:grounding|5-4-3-2-1|five things you can see)\b"),
+    ("journaling", "behavioral", r"\b(?:journal\w*|diary|diaries|write (?:it|them|things) down|writing (?:it|things) down)\b"),
+    ("thought records / cognitive restructuring", "cognitive", r"\b(?:thought records?|cognitive restructuring|challenge (?:that|the|those) thoughts?|reframe\w*|evidence for and against|thinking traps?|catastrophi\w+)\b"),
+    ("mindfulness", "mindfulness", r"\b(?:mindful\w*|meditat\w+|body scan)\b"),
+    ("behavioral activation", "behavioral", r"\b(?:behaviou?ral activation|activity schedul\w+|pleasant activit\w+|schedule (?:something|one thing|an activity))\b"),
+    ("sleep hygiene", "behavioral", r"\b(?:sleep hygiene|screens? (?:off|before bed)|same time every (?:night|morning)|wind[- ]down routine|caffeine after)\b"),
+    ("exposure", "behavioral", r"\b(?:exposure|fear ladder|hierarchy of|gradually face)\b"),
+    ("progressive muscle relaxation", "breathing", r"\b(?:progressive muscle relaxation|muscle relaxation|tense and release)\b"),
+    ("problem solving", "cognitive", r"\b(?:problem[- ]solving|break (?:it|the problem) down|pros and cons)\b"),
+    ("boundary setting", "interpersonal", r"\b(?:boundar(?:y|ies)|saying no|say no|assertive\w*)\b"),
+    ("safety planning", "safety", r"\b(?:safety plan\w*|crisis line|crisis number|call 988|samaritans)\b"),
+    ("self-compassion", "cognitive", r"\b(?:self-compassion|kinder to yourself|be kind to yourself)\b"),
+    ("physical activity", "behavioral", r"(?<!breathing )(?<!relaxation )\b(?:exercise|walks?|walking|running|a run|gym|yoga)\b"),
+]
+_STRATEGY_RX = [(n, c, re.compile(rx, re.IGNORECASE)) for n, c, rx in STRATEGIES]
+
+EMOTIONS: dict[str, str] = {
+    "anxiety and worry": r"\b(?:anxious|anxiety|worr\w+|nervous|panic\w*|scared|afraid|fear\w*|on edge|dread\w*|tense)\b",
+    "sadness and low mood": r"\b(?:sad|sadness|down|low|depress\w*|empty|crying|cried|tearful|miserable|heartbroken)\b",
+    "anger and frustration": r"\b(?:angry|anger|furious|frustrat\w+|annoyed|irritat\w+|resent\w*|fed up)\b",
+    "guilt and shame": r"\b(?:guilt\w*|ashamed|shame|embarrass\w+|my fault|blame myself)\b",
+    "loneliness": r"\b(?:lonely|alone|isolated|no one to talk to|nobody)\b",
+    "overwhelm and exhaustion": r"\b(?:overwhelm\w*|exhausted|drained|burn(?:ed|t)? out|too much|can't cope|can't switch off|stressed|stress)\b",
+    "hopelessness": r"\b(?:hopeless|pointless|no point|give up|given up|never get better)\b",
+    "hope and relief": r"\b(?:hope|hopeful|relieved|relief|better|proud|calmer|looking forward|grateful|happy)\b",
+}
+_EMOTION_RX = {k: re.compile(v, re.IGNORECASE) for k, v in EMOTIONS.items()}
+
+POSITIVE = set("""good great better best calm calmer happy happier hopeful proud relieved relief glad enjoy enjoyed
+fun nice lovely grateful thankful excited improving improved helped helpful helps progress confident rested
+peaceful content okay fine managed laughed love loved safe supported strong stronger""".split())
+NEGATIVE = set("""bad worse worst sad anxious anxiety worried worry worrying stressed stress angry upset awful terrible
+tired exhausted lonely alone afraid scared hopeless empty numb hate hated cry crying cried panic panicked
+overwhelmed overwhelming guilty ashamed worthless failure hurt pain miserable depressed down low struggling
+struggle brutal dread frustrated frustrating can't cannot never nothing""".split())
+_NEGATORS = {"not", "no", "never", "don't", "didn't", "isn't", "wasn't", "aren't", "haven't", "hardly"}
+
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|myself)\b", re.IGNORECASE)
+
+_HOMEWORK = re.compile(
+    r"\b(?:this (?:coming )?week,? i'?d like you to|i'?d (?:also )?like you to|i want you to|i'd encourage you to|"
+    r"your homework|for homework|homework (?:is|for)|(?:could|can|will) you (?:try|keep|practi[cs]e|write|notice|"
+    r"track|make|do|schedule|read|fill)|try to\b.*\b(?:every|each|once|twice|a day|daily|this week|before)|"
+    r"(?:between now and|before) (?:our )?next (?:session|time|week)|keep a (?:journal|diary|log|record)|"
+    r"let'?s (?:have you|set|agree)|your task (?:is|this week)|practi[cs]e (?:it|this|that)\b.*\b(?:every|each|daily|a day))",
+    re.IGNORECASE,
+)
+_HOMEWORK_LEAD = re.compile(
+    r"^(?:so,?\s*|ok(?:ay)?,?\s*|and\s+|alright,?\s*)*(?:this (?:coming )?week,?\s*|for homework,?\s*|between now and next (?:session|time|week),?\s*)?"
+    r"(?:i'?d (?:also )?like you to|i (?:also )?want you to|i'd (?:also )?encourage you to|could you|can you|will you|your homework is to|your task is to)\s+",
+    re.IGNORECASE,
+)
+_FOLLOW_UP = re.compile(
+    r"\b(?:next (?:time|session|week)|come back to|return to|revisit|pick (?:this|that|it) up|look at (?:that|this) (?:more|again|next)|"
+    r"explore (?:that|this) (?:more|further|next))\b",
+    re.IGNORECASE,
+)
+_CONCERN = re.compile(
+    r"\b(?:i'?m (?:really |so |still )?(?:worried|scared|afraid|anxious|not sure|unsure|concerned)|i (?:don't|do not) know (?:what|how|if|whether)|"
+    r"what (?:if|do i|should i)|i can't (?:stop|figure)|i keep (?:thinking|wondering|worrying))\b",
+    re.IGNORECASE,
+)
+_TRIGGER = re.compile(
+    r"\b(?:whenever|every time|each time|makes me (?:feel )?(?:anxious|angry|sad|panic\w*|upset|stressed|nervous|worse)|"
+    r"sets me off|triggers? (?:me|it)|when (?:i|he|she|they|my \w+) [^.,]{3,60}?,? i (?:feel|get|start|panic|freeze))",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class _Said:
+    sentence: Sentence
+    segment: MergedSegment
+
+    @property
+    def text(self) -> str:
+        return self.sentence.text
+
+
+def _roles(segments: list[MergedSegment]) -> tuple[list[int], list[int]]:
+    """Indices of client and therapist segments (client = everyone but the therapist)."""
+    therapist = [i for i, s in enumerate(segments) if (s.role or "").upper() == "THERAPIST"]
+    client = [i for i, s in enumerate(segments) if (s.role or "").upper() != "THERAPIST"]
+    return client, therapist
+
+
+def _sentences(segments: list[MergedSegment], idx: list[int]) -> list[_Said]:
+    return [_Said(s, segments[i]) for i in idx for s in segment_sentences(segments, i)]
+
+
+def _extract_topics(client: list[_Said], therapist: list[_Said]) -> list[str]:
+    """Curated topics ranked by mentions: the client's words count fully, the therapist's
+    at half weight (therapists often name the topic: "how has your sleep been?"). A topic
+    only the therapist mentioned is not reported as something the client raised."""
+    counts: Counter[str] = Counter()
+    client_hits: set[str] = set()
+    first_seen: dict[str, float] = {}
+    for said, weight in [(s, 1.0) for s in client] + [(s, 0.5) for s in therapist]:
+        for topic, rx in _TOPIC_RX.items():
+            n = len(rx.findall(said.text))
+            if n:
+                counts[topic] += n * weight
+                if weight == 1.0:
+                    client_hits.add(topic)
+                first_seen[topic] = min(first_seen.get(topic, said.sentence.start), said.sentence.start)
+    ranked = sorted(client_hits, key=lambda t: (-counts[t], first_seen[t], t))
+    return ranked[:6]
+
+
+def _quote_score(text: str) -> float:
+    toks = tokens(text)
+    if not (5 <= len(toks) <= 40) or not _FIRST_PERSON.search(text):
+        return 0.0
+    emotional = sum(1 for rx in _EMOTION_RX.values() if rx.search(text))
+    valence = sum(1 for t in toks if t in NEGATIVE or t in POSITIVE)
+    return emotional * 2 + valence + (1 if re.search(r"\b(?:feel|felt|feeling)\b", text, re.I) else 0)
+
+
+def _extract_quotes(client: list[_Said], limit: int = 5) -> list[SignificantQuote]:
+    scored = [(s, _quote_score(s.text)) for s in client]
+    top = sorted((x for x in scored if x[1] >= 3), key=lambda x: (-x[1], x[0].sentence.start))[:limit]
+    top.sort(key=lambda x: x[0].sentence.start)
+    return [SignificantQuote(
+        quote=s.text, speaker=s.segment.speaker, role=s.segment.role,
+        start=s.sentence.start, end=s.sentence.end,
+        why="emotion-laden first-person statement (extractive)",
+    ) for s, _ in top]
+
+
+def _action_category(text: str) -> str:
+    t = text.lower()
+    if re.search(r"\b(?:journal|diary|log|track|record|note down|write down)\b", t):
+        return "tracking"
+    if re.search(r"\b(?:read|book|article|worksheet|handout)\b", t):
+        return "reading"
+    if re.search(r"\b(?:appointment|book in|see your (?:gp|doctor)|schedule a)\b", t):
+        return "appointment"
+    if re.search(r"\b(?:refer|referral|psychiatrist|specialist)\b", t):
+        return "referral"
+    if re.search(r"\b(?:practi[cs]e|try|exercise|every day|each day|daily)\b", t):
+        return "practice"
+    return "homework"
+
+
+def _extract_actions(therapist: list[_Said]) -> list[ActionItem]:
+    items: list[ActionItem] = []
+    seen: set[str] = set()
+    for s in therapist:
+        if s.text.rstrip().endswith("?") and not re.search(r"\b(?:could|can|will) you\b", s.text, re.I):
+            continue
+        if not _HOMEWORK.search(s.text):
+            continue
+        task = _HOMEWORK_LEAD.sub("", s.text).strip().rstrip(".?!")
+        task = task[:1].upper() + task[1:] if task else s.text
+        key = normalize(task)
+        if key in seen:
+            continue
+        seen.add(key)
+        items.append(ActionItem(task=task, category=_action_category(s.text),
+                                details=f'Therapist at {s.sentence.start:.1f}s: "{s.text}"', owner="client"))
+    return items
+
+
+def _extract_strategies(client: list[_Said], therapist: list[_Said]) -> list[Strategy]:
+    found: dict[str, Strategy] = {}
+    order: list[str] = []
+    everything = sorted(client + therapist, key=lambda s: s.sentence.start)
+    for s in everything:
+        is_client = (s.segment.role or "").upper() != "THERAPIST"
+        for name, cat, rx in _STRATEGY_RX:
+            if not rx.search(s.text):
+                continue
+            if is_client and re.search(r"\b(?:tried|did|used|practi[cs]ed|been doing|helped|kept)\b", s.text, re.I):
+                status = "practiced"
+            elif not is_client and _HOMEWORK.search(s.text):
+                status = "assigned"
+            elif not is_client and re.search(r"\b(?:how did|how was|last (?:week|time)|did you)\b", s.text, re.I):
+                status = "reviewed"
+            else:
+                status = "introduced"
+            rank = {"introduced": 0, "reviewed": 1, "practiced": 2, "assigned": 3}
+            prev = found.get(name)
+            if prev is None:
+                order.append(name)
+            if prev is None or rank[status] > rank[prev.status]:
+                found[name] = Strategy(name=name, category=cat, status=status,
+                                       context=f"{'client' if is_client else 'therapist'} at {s.sentence.start:.1f}s")
+    return [found[n] for n in order]
+
+
+def _extract_emotions(client: list[_Said]) -> list[str]:
+    counts = Counter()
+    for s in client:
+        for name, rx in _EMOTION_RX.items():
+            counts[name] += len(rx.findall(s.text))
+    return [n for n in sorted(counts, key=lambda n: (-counts[n], n)) if counts[n] > 0][:5]
+
+
+def _sentiment(texts: list[str]) -> tuple[int, int]:
+    pos = neg = 0
+    for text in texts:
+        toks = tokens(text)
+        for i, t in enumerate(toks):
+            flipped = any(p in _NEGATORS for p in toks[max(0, i - 2):i])
+            if t in POSITIVE or (t in NEGATIVE and t not in _NEGATORS):
+                positive = (t in POSITIVE) != flipped  # "not good" counts as negative
+                if positive:
+                    pos += 1
+                else:
+                    neg += 1
+    return pos, neg
+
+
+def _score(pos: int, neg: int) -> float:
+    return (pos - neg) / (pos + neg + 2)
+
+
+def _mood(client: list[_Said]) -> tuple[SessionMood, MoodTrajectory]:
+    if not client:
+        return SessionMood.neutral, MoodTrajectory.stable
+    pos, neg = _sentiment([s.text for s in client])
+    overall = _score(pos, neg)
+    if pos >= 3 and neg >= 3 and abs(overall) < 0.15:
+        mood = SessionMood.mixed
+    elif overall <= -0.5:
+        mood = SessionMood.very_low
+    elif overall < -0.15:
+        mood = SessionMood.low
+    elif overall >= 0.5:
+        mood = SessionMood.very_positive
+    elif overall > 0.15:
+        mood = SessionMood.positive
+    else:
+        mood = SessionMood.neutral
+    t0 = min(s.sentence.start for s in client)
+    t1 = max(s.sentence.end for s in client)
+    span = max(t1 - t0, 1e-6)
+    thirds: list[list[str]] = [[], [], []]
+    for s in client:
+        thirds[min(2, int((s.sentence.start - t0) / span * 3))].append(s.text)
+    scores = [_score(*_sentiment(t)) for t in thirds]
+    a, b, c = scores
+    if (b - a > 0.3 and b - c > 0.3) or (a - b > 0.3 and c - b > 0.3):
+        traj = MoodTrajectory.fluctuating
+    elif c - a > 0.25:
+        traj = MoodTrajectory.improving
+    elif a - c > 0.25:
+        traj = MoodTrajectory.declining
+    else:
+        traj = MoodTrajectory.stable
+    return mood, traj
+
+
+def _short(text: str, n: int = 160) -> str:
+    return text if len(text) <= n else text[: n - 1].rsplit(" ", 1)[0] + "\u2026"
+
+
+def _follow_ups(therapist: list[_Said], client: list[_Said], segments: list[MergedSegment]) -> tuple[list[str], list[str]]:
+    follow = [_short(s.text) for s in therapist if _FOLLOW_UP.search(s.text) and not _HOMEWORK.search(s.text)]
+    concerns: list[str] = []
+    if client:
+        t_end = max(s.sentence.end for s in client)
+        t_start = min(s.sentence.start for s in client)
+        late = t_start + (t_end - t_start) * 2 / 3
+        seg_index = {id(seg): i for i, seg in enumerate(segments)}
+        for s in client:
+            i = seg_index[id(s.segment)]
+            unanswered_q = s.text.rstrip().endswith("?") and not any(
+                (x.role or "").upper() == "THERAPIST" for x in segments[i + 1:i + 2])
+            if (_CONCERN.search(s.text) and s.sentence.start >= late) or unanswered_q:
+                concerns.append(_short(s.text))
+    return _dedupe(follow)[:5], _dedupe(concerns)[:5]
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for it in items:
+        k = normalize(it)
+        if k not in seen:
+            seen.add(k)
+            out.append(it)
+    return out
+
+
+def _triggers(client: list[_Said]) -> list[str]:
+    return _dedupe([_short(s.text) for s in client if _TRIGGER.search(s.text)])[:5]
+
+
+def _join(items: list[str]) -> str:
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def build_offline_notes(segments: list[MergedSegment], speakers: list[SpeakerInfo]) -> ClinicalNotes:
+    """Extractive clinical notes; every quote and evidence string is verbatim transcript text."""
+    client_idx, therapist_idx = _roles(segments)
+    client = _sentences(segments, client_idx)
+    therapist = _sentences(segments, therapist_idx)
+    topics = _extract_topics(client, therapist)
+    quotes = _extract_quotes(client)
+    actions = _extract_actions(therapist)
+    strategies = _extract_strategies(client, therapist)
+    emotions = _extract_emotions(client)
+    mood, trajectory = _mood(client)
+    follow, concerns = _follow_ups(therapist, client, segments)
+    flags = detect_risk(segments)
+    triggers = _triggers(client)
+    roles_known = bool(therapist_idx)
+
+    high = sum(f.high_priority for f in flags)
+    topic_summary = (f"Main topics (by keyword frequency in the client's speech): {_join(topics)}." if topics
+                     else "No recurring topics were detected by keyword matching.")
+    parts = [OFFLINE_LABEL, topic_summary]
+    if emotions:
+        parts.append(f"Emotional themes in the client's language: {_join(emotions)}.")
+    parts.append(f"Session mood (sentiment lexicon): {mood.value.replace('_', ' ')}; trajectory: {trajectory.value}.")
+    if strategies:
+        parts.append("Strategies mentioned: " + _join([f"{s.name} ({s.status})" for s in strategies]) + ".")
+    if actions:
+        parts.append("Homework set: " + "; ".join(a.task for a in actions) + ".")
+    if flags:
+        cats = sorted({f.category.value.replace("_", " ") for f in flags})
+        parts.append(f"Risk safety net: {len(flags)} flag(s), {high} high priority ({_join(cats)}); see risk flags and assess.")
+    else:
+        parts.append("Risk safety net: no risk language detected (absence of flags is not an assessment).")
+    if not roles_known:
+        parts.append("Speaker roles were not identified; all speech was treated as the client's.")
+    therapist_notes = " ".join(parts)
+
+    p = [OFFLINE_LABEL]
+    if topics:
+        p.append(f"In this session we talked about {_join(topics)}.")
+    if actions:
+        p.append("Before next time: " + "; ".join(a.task for a in actions) + ".")
+    if strategies:
+        p.append("Strategies we discussed: " + _join([s.name for s in strategies]) + ".")
+    patient_summary = " ".join(p)
+
+    return ClinicalNotes(
+        key_topics=topics, topic_summary=topic_summary, strategies=strategies, emotional_themes=emotions,
+        triggers=triggers, action_items=actions, significant_quotes=quotes, session_mood=mood,
+        mood_trajectory=trajectory, follow_up_topics=follow, unresolved_concerns=concerns, risk_flags=flags,
+        therapist_notes=therapist_notes, patient_summary=patient_summary,
+    )

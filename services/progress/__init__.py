@@ -1,0 +1,1 @@
+"""Progress: every event -> the session read model in PostgreSQL -> session.status."""

@@ -1,0 +1,183 @@
+"""The local stack: PostgreSQL database + migrations, a local Tansu broker when
+TB_KAFKA_BOOTSTRAP_SERVERS is unset, and every service as its own OS process with
+prefixed logs. ``python -m shared.devstack`` is what `make run` runs; the end-to-end
+tests use the same Stack class."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared.db.bootstrap import prepare_database
+from shared.localbroker import LocalBroker, ensure_topics, free_port, wait_for_port
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("gateway", "transcriber", "diarizer", "joiner", "notes", "progress")
+COLORS = ("36", "33", "35", "32", "34", "31", "96", "93")
+
+
+def available_services() -> list[str]:
+    return [s for s in SERVICES if (ROOT / "services" / s / "main.py").exists()]
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    log_dir: Path | None = None
+    echo: bool = True
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start_service(self, name: str, instance: str | None = None, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        label = instance or name
+        env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}.main"], cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.processes[label] = proc
+        color = COLORS[len(self.processes) % len(COLORS)]
+        log_file = open(self.log_dir / f"{label}.log", "ab") if self.log_dir else None
+
+        def pump() -> None:
+            for line in iter(proc.stdout.readline, b""):
+                if log_file:
+                    log_file.write(line)
+                    log_file.flush()
+                if self.echo:
+                    sys.stdout.write(f"\x1b[{color}m{label:>12} |\x1b[0m {line.decode(errors='replace')}")
+                    sys.stdout.flush()
+            if log_file:
+                log_file.close()
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return proc
+
+    def stop_service(self, label: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        proc = self.processes.pop(label, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def stop_all(self) -> None:
+        for label in list(self.processes):
+            proc = self.processes[label]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for label in list(self.processes):
+            proc = self.processes.pop(label)
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def prepare(settings: Settings, broker_log: Path | None = None) -> tuple[dict[str, str], LocalBroker | None]:
+    """Database + broker; returns the environment the services need."""
+    await prepare_database(settings.database_url)
+    broker = None
+    bootstrap = settings.kafka_bootstrap_servers
+    if not bootstrap:
+        broker = LocalBroker(log_path=broker_log).start()
+        bootstrap = broker.bootstrap_servers
+    await ensure_topics(bootstrap, settings.kafka_topic_partitions)
+    env = {"TB_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TB_DATABASE_URL": settings.database_url,
+           "TB_BLOB_DIR": str(Path(settings.blob_dir).resolve())}
+    return env, broker
+
+
+def demo(base_url: str, settings: Settings, sample: Path) -> None:
+    """Sign in as the demo therapist, upload the sample, follow progress, print the result."""
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        token = client.post("/api/auth/token", data={"username": settings.demo_email, "password": settings.demo_password})
+        token.raise_for_status()
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        with open(sample, "rb") as fh:
+            response = client.post("/api/sessions/upload", headers=headers, files={"file": (sample.name, fh, "audio/wav")})
+        response.raise_for_status()
+        session_id = response.json()["id"]
+        print(f"\n>>> uploaded {sample.name} as session {session_id}; following progress...\n", flush=True)
+        with client.stream("GET", f"/api/sessions/{session_id}/status/stream", headers=headers, timeout=None) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:") and '"progress"' in line:
+                    import json
+
+                    msg = json.loads(line[5:])
+                    if "status" in msg:
+                        print(f">>> {msg['progress']:3d}% {msg['status']}: {msg['message']}", flush=True)
+                if line.startswith("event: complete"):
+                    break
+        detail = client.get(f"/api/sessions/{session_id}", headers=headers).json()
+    print("\n================ transcript ================")
+    print(detail.get("transcript_text") or "(no transcript)")
+    notes = detail.get("extracted_notes")
+    if notes:
+        print("================ notes ================")
+        print("topics:", ", ".join(notes.get("key_topics", [])) or "-")
+        print("risk flags:", len(notes.get("risk_flags", [])))
+        print("summary:", notes.get("patient_summary", ""))
+    if detail.get("error"):
+        print("error:", detail["error"])
+    print("=============================================\n")
+
+
+def main() -> None:
+    settings = Settings()
+    run_dir = ROOT / "var"
+    run_dir.mkdir(exist_ok=True)
+    env, broker = asyncio.run(prepare(settings, broker_log=run_dir / "broker.log"))
+    if broker:
+        print(f">>> local Tansu broker on {broker.bootstrap_servers} (memory storage)", flush=True)
+    env["TB_CREATE_DEMO_USER"] = "true"
+    env.setdefault("TB_LOG_FORMAT", os.environ.get("TB_LOG_FORMAT", "console"))
+    stack = Stack(env=env, log_dir=run_dir)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        for name in available_services():
+            stack.start_service(name)
+        base_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+        wait_for_port(settings.gateway_host, settings.gateway_port, timeout_s=60)
+        print(f"\n>>> gateway on {base_url}  (web page: {base_url}/ , API docs: {base_url}/docs)")
+        print(f">>> demo therapist: {settings.demo_email} / {settings.demo_password}\n", flush=True)
+        if os.environ.get("TB_SKIP_DEMO") != "1":
+            demo(base_url, settings, ROOT / "samples" / "two_speakers.wav")
+        if os.environ.get("TB_EXIT_AFTER_DEMO") == "1":
+            return
+        print(">>> running; Ctrl-C stops everything", flush=True)
+        while not stopping.is_set():
+            dead = [label for label, p in stack.processes.items() if p.poll() is not None]
+            if dead:
+                print(f">>> service(s) exited: {', '.join(dead)}; stopping", flush=True)
+                break
+            stopping.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\n>>> stopping services...", flush=True)
+        stack.stop_all()
+        if broker:
+            broker.stop()
+        print(">>> stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Unit tests of the built-in diarizer's pure pieces (no models loaded, fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.diarizer.diarization import (
+    DiarizationError,
+    BuiltinDiarizer,
+    cluster_embeddings,
+    estimate_num_speakers,
+    frame_labels,
+    is_single_speaker,
+    labels_to_turns,
+    plan_windows,
+    prune_affinity,
+    relabel_by_first_appearance,
+    smooth_turns,
+    speech_regions,
+    spectral_labels,
+)
+
+
+def _embeddings(sizes, dim=32, spread=0.25, seed=0):
+    """Clustered unit vectors: one random centre per cluster, Gaussian noise around it."""
+    rng = np.random.default_rng(seed)
+    xs, labels = [], []
+    for c, n in enumerate(sizes):
+        centre = rng.normal(size=dim)
+        centre /= np.linalg.norm(centre)
+        pts = centre + spread * rng.normal(size=(n, dim)) / np.sqrt(dim)
+        xs.append(pts / np.linalg.norm(pts, axis=1, keepdims=True))
+        labels += [c] * n
+    return np.vstack(xs), np.array(labels)
+
+
+def _block_affinity(sizes, within=0.8, between=0.2, noise=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    a = np.where(labels[:, None] == labels[None, :], within, between)
+    a = a + noise * rng.normal(size=a.shape)
+    a = (a + a.T) / 2
+    np.fill_diagonal(a, 1.0)
+    return np.clip(a, 0, 1), labels
+
+
+@pytest.mark.parametrize("sizes", [[60], [40, 30], [30, 25, 40], [20, 30, 25, 35]])
+def test_eigengap_counts_clusters_in_block_affinity(sizes):
+    aff, _ = _block_affinity(sizes, seed=len(sizes))
+    k, p = estimate_num_speakers(aff, 1, 8)
+    print(f"sizes={sizes} -> k={k} (p={p})")
+    assert k == len(sizes)
+
+
+@pytest.mark.parametrize("sizes", [[50, 50], [70, 20, 40], [25, 25, 25, 25]])
+def test_eigengap_on_embeddings_and_bounds(sizes):
+    x, _ = _embeddings(sizes, seed=7)
+    aff = x @ x.T
+    k, _ = estimate_num_speakers(aff, 2, 8)
+    assert k == len(sizes)
+    # Bounds are honoured even when the data says otherwise.
+    assert estimate_num_speakers(aff, len(sizes) + 1, 8)[0] == len(sizes) + 1
+    assert estimate_num_speakers(aff, 1, 1)[0] == 1
+
+
+def test_spectral_labels_recover_clusters():
+    x, truth = _embeddings([40, 30, 20], seed=3)
+    labels = spectral_labels(prune_affinity(x @ x.T, 10), 3)
+    # Perfect up to a permutation.
+    pairs = {(int(a), int(b)) for a, b in zip(truth, labels)}
+    assert len(pairs) == 3
+
+
+def test_single_speaker_test():
+    one, _ = _embeddings([80], spread=0.4, seed=1)
+    two, _ = _embeddings([40, 40], spread=0.4, seed=1)
+    s1, p1 = is_single_speaker(one @ one.T, 0.665)
+    s2, p2 = is_single_speaker(two @ two.T, 0.665)
+    print(f"p10 one={p1:.3f} two={p2:.3f}")
+    assert s1 and not s2
+
+
+def test_cluster_embeddings_honours_num_speakers_and_bounds():
+    x, _ = _embeddings([40, 40], seed=5)
+    labels, cents, stats = cluster_embeddings(x)
+    assert len(set(labels)) == 2 and cents.shape[0] == 2
+    labels, cents, _ = cluster_embeddings(x, num_speakers=3)
+    assert len(set(labels)) == 3 and cents.shape[0] == 3
+    labels, _, _ = cluster_embeddings(x, min_speakers=3, max_speakers=4)
+    assert 3 <= len(set(labels)) <= 4
+    labels, _, _ = cluster_embeddings(x, max_speakers=1)
+    assert len(set(labels)) == 1
+    single, _ = _embeddings([60], spread=0.3, seed=5)
+    labels, _, stats = cluster_embeddings(single)
+    assert len(set(labels)) == 1, stats
+
+
+def test_smooth_turns_absorbs_slivers_and_merges():
+    turns = [(0.0, 3.0, 0), (3.0, 3.2, 1), (3.2, 6.0, 0), (6.1, 8.0, 0), (8.5, 8.8, 1), (9.5, 12.0, 1)]
+    out = smooth_turns(turns, min_turn_s=0.5, merge_gap_s=0.3)
+    # The 0.2 s flip inside speaker 0's speech is absorbed and the neighbours merge;
+    # the isolated short turn at 8.5 s (pauses around it) survives.
+    assert out == [(0.0, 8.0, 0), (8.5, 8.8, 1), (9.5, 12.0, 1)]
+
+
+def test_smooth_turns_keeps_last_turn_of_a_speaker_when_asked():
+    turns = [(0.0, 3.0, 0), (3.0, 3.2, 2), (3.2, 6.0, 1)]
+    assert {c for _, _, c in smooth_turns(turns, 0.5, 0.3)} == {0, 1}
+    assert {c for _, _, c in smooth_turns(turns, 0.5, 0.3, keep_all_speakers=True)} == {0, 1, 2}
+
+
+def test_turns_split_at_vad_gaps_and_changes():
+    regions = [(0, 100), (130, 300)]
+    labels = np.full(300, -1)
+    labels[0:100] = 0
+    labels[130:200] = 0
+    labels[200:300] = 1
+    turns = labels_to_turns(labels, regions)
+    assert turns == [(0.0, 1.0, 0), (1.3, 2.0, 0), (2.0, 3.0, 1)]
+
+
+def test_frame_labels_follow_window_scores():
+    regions = [(0, 300)]
+    windows = plan_windows(regions, 150, 75, 40)
+    assert windows[0] == (0, 150, 0) and windows[-1][1] == 300
+    scores = np.array([[0.9, 0.5] if s < 100 else [0.5, 0.9] for s, _, _ in windows])
+    labels = frame_labels(300, regions, windows, scores)
+    assert labels[10] == 0 and labels[290] == 1 and (labels >= 0).all()
+
+
+def test_plan_windows_short_regions():
+    assert plan_windows([(0, 30)], 150, 75, 40) == []
+    assert plan_windows([(0, 100)], 150, 75, 40) == [(0, 100, 0)]
+
+
+def test_speech_regions_hysteresis_and_padding():
+    # 32 ms chunks: speech 1.0-2.0 s and 2.2-3.0 s (short gap), then 4.0-4.1 s (too short).
+    t = np.arange(200) * 0.032
+    probs = np.where(((t >= 1.0) & (t < 2.0)) | ((t >= 2.2) & (t < 3.0)), 0.9, 0.05)
+    probs[(t >= 4.0) & (t < 4.1)] = 0.9
+    regions = speech_regions(probs, 200 * 512, threshold=0.35, min_silence_ms=300, min_speech_ms=250, pad_ms=100)
+    secs = [(a / 16000, b / 16000) for a, b in regions]
+    assert len(secs) == 1
+    assert secs[0][0] == pytest.approx(1.0 - 0.1, abs=0.04) and secs[0][1] == pytest.approx(3.0 + 0.1, abs=0.04)
+    regions = speech_regions(probs, 200 * 512, threshold=0.35, min_silence_ms=100, min_speech_ms=250, pad_ms=300)
+    assert len(regions) == 2 and regions[0][1] == regions[1][0]  # close regions touch, stay apart
+
+
+def test_relabel_by_first_appearance():
+    out = relabel_by_first_appearance([(2.0, 3.0, 5), (0.0, 1.0, 7), (4.0, 5.0, 7)])
+    assert [t.speaker for t in out] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
+
+
+def test_diarize_requires_load_and_mono():
+    d = BuiltinDiarizer()
+    with pytest.raises(DiarizationError):
+        d.diarize(np.zeros(16000, dtype=np.float32))
