@@ -39,6 +39,7 @@ class ServiceRuntime:
     session_factory: Any = None
     relay: OutboxRelay | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
+    _background: list = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings, name: str, with_db: bool = True) -> "ServiceRuntime":
@@ -63,7 +64,8 @@ class ServiceRuntime:
         return runtime
 
     def subscriber(self, *topics: str, group_id: str | None = None, **overrides: Any):
-        options = consumer_options(self.settings, group_id if group_id is not None else self.name)
+        group = self.settings.consumer_group or (group_id if group_id is not None else self.name)
+        options = consumer_options(self.settings, group)
         options.update(overrides)
         return self.broker.subscriber(*topics, **options)
 
@@ -118,7 +120,13 @@ class ServiceRuntime:
         if self.relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
         await self.broker.start()
+        for name, factory in self._background:
+            self.spawn(factory(), name)
         log.info("service_started")
+
+    def background(self, name: str, factory) -> None:
+        """Run ``factory()`` (a coroutine function) as a task once the service has started."""
+        self._background.append((name, factory))
 
     def spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)

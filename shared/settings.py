@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         8 * 1024 * 1024, description="Producer max request size (bytes); events over it go to the blob store."
     )
     kafka_client_id_prefix: str = Field("therapybridge", description="Prefix of Kafka client ids.")
+    consumer_group: str | None = Field(
+        None, description="Override every consumer group of this process (tests, blue/green deploys)."
+    )
     dlq_max_attempts: int = Field(3, description="Deliveries of one failing event before it goes to <topic>.dlq.")
 
     # --- PostgreSQL ----------------------------------------------------------------
@@ -136,6 +139,9 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(5, description="Consecutive failures that open a circuit breaker.")
     breaker_open_s: float = Field(120.0, description="How long an open breaker stays open.")
     breaker_half_open_calls: int = Field(2, description="Trial calls let through when half-open.")
+    notes_run_stale_s: float = Field(
+        90.0, description="A notes run whose worker stopped heart-beating this long ago is retaken by another delivery."
+    )
 
     # --- Reconciler ------------------------------------------------------------------
     stage_deadline_s: float = Field(3600.0, description="A session stuck in one stage longer than this is failed.")

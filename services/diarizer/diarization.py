@@ -444,7 +444,7 @@ def cluster_embeddings(
         hi = max(lo, min(hi, len(reps) // max(1, cfg.min_windows_per_speaker)))
         single, p10 = is_single_speaker(aff, cfg.single_speaker_p10, valid)
         stats["similarity_p10"] = round(p10, 4)
-        if single and lo <= 1:
+        if hi <= 1 or (single and lo <= 1):
             k = 1
         else:
             k, p = estimate_num_speakers(aff, max(2, lo), max(2, hi))

@@ -16,6 +16,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -168,4 +169,35 @@ session_results = Table(
     Column("notes_engine", JSONB),
     Column("notes_error", JSONB),
     Column("metrics", JSONB, nullable=False, server_default="{}"),
+)
+
+# --- notes: one row per notes run (idempotency claim + result) and the last input ----------
+notes_runs = Table(
+    "notes_runs",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("session_id", UUID(as_uuid=True), nullable=False),
+    Column("transcript_version", Integer, nullable=False),
+    # "auto" for transcript.merged; the command's event id for notes.regenerate
+    Column("request_key", Text, nullable=False),
+    Column("backend", Text, nullable=False),  # offline or llm
+    Column("status", Text, nullable=False),  # running, done, failed
+    Column("attempts", Integer, nullable=False, server_default="1"),  # fencing token for retakes
+    Column("worker", Text),  # host:pid of the process that holds the run
+    Column("notes", JSONB),
+    Column("engine", JSONB),
+    Column("error", JSONB),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("session_id", "transcript_version", "request_key", name="uq_notes_runs_request"),
+)
+
+notes_inputs = Table(
+    "notes_inputs",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), primary_key=True),
+    Column("transcript_version", Integer, nullable=False),
+    Column("merged", JSONB, nullable=False),  # the last transcript.merged payload (segments may be a blob ref)
+    Column("traceparent", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
