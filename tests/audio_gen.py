@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE = 16_000
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 DEFAULT_CACHE_DIR = Path(os.environ.get("TB_AUDIO_CACHE", "/tmp/tb-audio-cache"))
 
 # Distinct voices: (espeak voice spec, pitch 0-99, speed wpm). Chosen by ear and by the
@@ -241,7 +241,7 @@ def generate_dialogue(
     pieces.append(np.zeros(int(0.5 * SAMPLE_RATE), np.float32))
     audio = np.concatenate(pieces)
     nrng = np.random.default_rng(seed)
-    audio = audio + nrng.normal(0.0, 10 ** (noise_db / 20), size=audio.shape).astype(np.float32)
+    audio += nrng.standard_normal(audio.shape, dtype=np.float32) * np.float32(10 ** (noise_db / 20))
     write_wav(wav_path, audio)
 
     meta = {

@@ -240,14 +240,18 @@ def log_free_mel(audio: np.ndarray, mel_basis: np.ndarray, block_frames: int = 6
 
     n_frames = 1 + len(audio) // MEL_HOP
     half = MEL_WIN // 2
-    padded = np.pad(audio.astype(np.float32), (half, half))
+    n = len(audio)
     win = get_window("hann", MEL_WIN, fftbins=True).astype(np.float32)
     mel = np.empty((n_frames, N_MELS), dtype=np.float32)
     for b0 in range(0, n_frames, block_frames):
         b1 = min(n_frames, b0 + block_frames)
-        seg = padded[b0 * MEL_HOP : (b1 - 1) * MEL_HOP + MEL_WIN]
-        if len(seg) < (b1 - b0 - 1) * MEL_HOP + MEL_WIN:
-            seg = np.pad(seg, (0, (b1 - b0 - 1) * MEL_HOP + MEL_WIN - len(seg)))
+        # Samples for frames b0..b1-1 (frame t is centred on sample t * hop); zero padding
+        # at the recording's edges as librosa's center=True, without copying the audio.
+        lo = b0 * MEL_HOP - half
+        hi = (b1 - 1) * MEL_HOP - half + MEL_WIN
+        seg = np.asarray(audio[max(0, lo) : min(n, hi)], dtype=np.float32)
+        if lo < 0 or hi > n:
+            seg = np.pad(seg, (max(0, -lo), max(0, hi - n)))
         frames = np.lib.stride_tricks.sliding_window_view(seg, MEL_WIN)[::MEL_HOP][: b1 - b0]
         spec = np.abs(np.fft.rfft(frames * win, axis=1)) ** 2
         mel[b0:b1] = (spec @ mel_basis.T).astype(np.float32)
@@ -638,6 +642,10 @@ class BuiltinDiarizer:
         self._encoder = VoiceEncoder(device="cpu", verbose=False)
         self._encoder.eval()
         self._mel_basis = mel_filters(sr=SAMPLE_RATE, n_fft=MEL_WIN, n_mels=N_MELS).astype(np.float32)
+        # TorchScript optimises silero on its first calls (seconds); pay that here, at
+        # startup, not on the first session.
+        speech_probabilities(np.zeros(SAMPLE_RATE * 12, dtype=np.float32), self._vad, 5.0, 4)
+        speech_probabilities(np.zeros(SAMPLE_RATE, dtype=np.float32), self._vad, 5.0, 4)
 
     def diarize(
         self,

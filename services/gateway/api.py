@@ -204,10 +204,10 @@ async def upload(
     session_id = uuid.uuid4()
     key = f"{session_prefix(session_id)}audio.{ext}"
     try:
-        stored = await state.blobs.put_stream(key, _chunks(file), max_bytes=settings.upload_max_bytes)
-    except BlobTooLarge as exc:
-        raise UploadRejected(413, "too_large", f"the file is larger than the {settings.upload_max_bytes} byte limit") from exc
-    try:
+        try:
+            stored = await state.blobs.put_stream(key, _chunks(file), max_bytes=settings.upload_max_bytes)
+        except BlobTooLarge as exc:
+            raise UploadRejected(413, "too_large", f"the file is larger than the {settings.upload_max_bytes} byte limit") from exc
         with open(stored.path, "rb") as fh:
             check_magic(ext, fh.read(16))
         probe = await asyncio.to_thread(check_decodes, stored.path, settings.upload_max_duration_s)
@@ -497,6 +497,11 @@ async def status_stream(session_id: UUID, request: Request, therapist_id: Therap
     await owned_session(session_id, therapist_id, db)
     header = request.headers.get("last-event-id")
     after = last_event_id if last_event_id is not None else (int(header) if header and header.isdigit() else 0)
+    current = await status_row(db, session_id)
+    if current is not None and current.status in TERMINAL and after >= current.seq:
+        # The client already saw `complete` (an EventSource reconnecting after the stream
+        # ended): 204 tells it to stop reconnecting instead of looping on empty streams.
+        return Response(status_code=204)
 
     async def events():
         async for kind, message in follow_status(state, session_id, after, state.extra.get("heartbeat_s", 15.0)):

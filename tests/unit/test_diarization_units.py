@@ -157,3 +157,15 @@ def test_diarize_requires_load_and_mono():
     d = BuiltinDiarizer()
     with pytest.raises(DiarizationError):
         d.diarize(np.zeros(16000, dtype=np.float32))
+
+
+def test_blockwise_mel_matches_resemblyzer_librosa_mel():
+    librosa = pytest.importorskip("librosa")
+    from services.diarizer.diarization import log_free_mel
+
+    x = np.random.default_rng(0).normal(size=16000 * 7 + 123).astype(np.float32) * 0.1
+    basis = librosa.filters.mel(sr=16000, n_fft=400, n_mels=40)
+    ours = log_free_mel(x, basis, block_frames=100)
+    ref = librosa.feature.melspectrogram(y=x, sr=16000, n_fft=400, hop_length=160, n_mels=40).T
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()

@@ -1,0 +1,64 @@
+"""Diarizer entry point: picks the backend from settings, loads it once, runs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from faststream.kafka import KafkaMessage
+
+from shared.contracts.events import Engine, Topic
+from shared.logging import get_logger
+from shared.runtime import ServiceRuntime
+from shared.settings import Settings
+from services.diarizer.handlers import DiarizationHandler
+
+log = get_logger(__name__)
+
+
+def load_backend(settings: Settings):
+    """Returns (diarizer, engine, unavailable_reason). A backend that cannot load is
+    reported at start-up and in every diarization.failed, never as a crash loop."""
+    if settings.diarizer_backend == "pyannote":
+        from services.diarizer.pyannote_backend import DiarizerUnavailable, PyannoteDiarizer
+
+        diarizer = PyannoteDiarizer(settings.pyannote_pipeline, token=settings.hf_token)
+        engine = Engine(backend="pyannote", model=settings.pyannote_pipeline, device="cpu")
+        try:
+            diarizer.load()
+        except DiarizerUnavailable as exc:
+            log.error("diarizer_backend_unavailable", backend="pyannote", reason=str(exc))
+            return diarizer, engine, str(exc)
+        return diarizer, engine, None
+    if settings.diarizer_backend != "builtin":
+        reason = f"unknown diarizer backend {settings.diarizer_backend!r}: use builtin or pyannote"
+        log.error("diarizer_backend_unavailable", reason=reason)
+        return None, Engine(backend=settings.diarizer_backend), reason
+    from services.diarizer.diarization import BuiltinDiarizer, DiarizerConfig
+
+    diarizer = BuiltinDiarizer(DiarizerConfig(num_threads=settings.worker_threads))
+    diarizer.load()
+    return diarizer, Engine(backend="builtin", model="silero-vad+resemblyzer+spectral", device="cpu"), None
+
+
+def build(settings: Settings) -> ServiceRuntime:
+    runtime = ServiceRuntime.create(settings, "diarizer")
+    diarizer, engine, reason = load_backend(settings)
+    handler = DiarizationHandler(runtime, diarizer, engine, reason)
+    routes = {
+        Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded,
+        Topic.SESSION_DELETED.value: handler.on_session_deleted,
+    }
+
+    @runtime.subscriber(*routes, group_id="diarizer")
+    async def on_message(msg: KafkaMessage) -> None:
+        await runtime.dispatch(msg, routes)
+
+    return runtime
+
+
+async def main() -> None:
+    await build(Settings()).run_until_signalled()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

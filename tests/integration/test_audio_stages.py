@@ -1,0 +1,81 @@
+"""Transcriber and diarizer as real processes on the real broker: duplicates are
+no-ops, undecodable audio fails permanently with one DLQ record per stage."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from shared.blobstore import LocalBlobStore
+from shared.contracts.events import AudioRef, AudioUploaded
+from shared.db.engine import create_engine, create_session_factory
+from shared.db.tables import stage_jobs
+from shared.envelope import normalise_headers
+from tests.conftest import DATA
+from tests.helpers import publish, read_topic, start_stack, wait_for_records
+
+
+@pytest.fixture(scope="module")
+def stages(service_env):
+    stack = start_stack(service_env, ["transcriber", "diarizer"], "audio-stages")
+    yield stack
+    stack.stop_all()
+
+
+def upload_event(settings, data: bytes, name: str) -> AudioUploaded:
+    sid = uuid.uuid4()
+    uri = LocalBlobStore(settings.blob_dir).put_bytes(f"sessions/{sid}/audio.{name.rsplit('.', 1)[1]}", data)
+    return AudioUploaded(session_id=sid, owner_id=uuid.uuid4(), audio=AudioRef(
+        uri=uri, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), content_type="audio/flac",
+        duration_s=11.0, filename=name))
+
+
+async def job_rows(settings, sid) -> int:
+    engine = create_engine(settings)
+    try:
+        async with create_session_factory(engine)() as db:
+            return (await db.execute(select(func.count()).select_from(stage_jobs).where(stage_jobs.c.session_id == sid))).scalar()
+    finally:
+        await engine.dispose()
+
+
+async def test_duplicate_audio_uploaded_is_processed_once(settings, stages):
+    bootstrap = settings.kafka_bootstrap_servers
+    event = upload_event(settings, (DATA / "jfk.flac").read_bytes(), "jfk.flac")
+    sid = str(event.session_id)
+    event_id = await publish(bootstrap, event)
+    await publish(bootstrap, event, event_id=event_id)  # redelivery: same CloudEvents id
+    await publish(bootstrap, event)  # a duplicate publish with a new id
+    transcripts = await wait_for_records(bootstrap, "transcript.ready", sid, timeout_s=120)
+    diarizations = await wait_for_records(bootstrap, "diarization.ready", sid, timeout_s=120)
+    await asyncio.sleep(5)  # give the duplicates time to (not) produce anything
+    transcripts = await read_topic(bootstrap, "transcript.ready", key=sid)
+    diarizations = await read_topic(bootstrap, "diarization.ready", key=sid)
+    assert len(transcripts) == 1 and len(diarizations) == 1
+    assert await job_rows(settings, event.session_id) == 2  # one per stage
+    assert json.loads(transcripts[0].value)["segments"]
+    assert json.loads(diarizations[0].value)["speaker_count"] == 1  # one speaker: JFK
+
+
+async def test_undecodable_audio_fails_permanently_with_one_dlq_record(settings, stages):
+    bootstrap = settings.kafka_bootstrap_servers
+    event = upload_event(settings, b"this is not audio at all" * 100, "bad.flac")
+    sid = str(event.session_id)
+    await publish(bootstrap, event)
+    failed_t = await wait_for_records(bootstrap, "transcript.failed", sid, timeout_s=60)
+    failed_d = await wait_for_records(bootstrap, "diarization.failed", sid, timeout_s=60)
+    await asyncio.sleep(3)
+    for records in (failed_t, failed_d):
+        assert len(records) == 1
+        error = json.loads(records[0].value)["error"]
+        assert error["kind"] == "permanent" and error["code"] in ("undecodable_audio", "empty_audio")
+        assert "Traceback" not in error["message"]
+    dlq = await read_topic(bootstrap, "audio.uploaded.dlq", key=sid)
+    services = sorted(normalise_headers(r.headers)["dlq_service"] for r in dlq)
+    assert services == ["diarizer", "transcriber"]  # once per consuming stage
+    assert all(normalise_headers(r.headers)["dlq_error_kind"] == "permanent" for r in dlq)
