@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile, WebSocket
-from fastapi.responses import PlainTextResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +40,7 @@ from services.gateway.schemas import (
     ErrorBody,
     PatientCreate,
     PatientOut,
+    ReadyStatus,
     RefreshRequest,
     RegenerateRequest,
     SessionDetail,
@@ -58,7 +58,7 @@ from services.gateway.uploads import CONTENT_TYPES, UploadRejected, check_decode
 
 log = get_logger(__name__)
 SOURCE = "gateway"
-ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 Therapist = Annotated[UUID, Depends(current_therapist)]
 DB = Annotated[AsyncSession, Depends(get_db)]
 State = Annotated[GatewayState, Depends(get_state)]
@@ -84,22 +84,23 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", tags=["health"], summary="Readiness: database and broker reachable",
-            responses={503: {"model": ErrorBody}})
+            response_model=ReadyStatus, responses={503: {"model": ReadyStatus, "description": "Not ready"}})
 async def readyz(state: State, response: Response) -> dict[str, str]:
-    checks = {"database": "ok", "broker": "ok" if state.broker_ready else "unavailable"}
+    broker = "ok" if state.broker_ready else ("disabled" if state.extra.get("broker_disabled") else "unavailable")
+    checks = {"database": "ok", "broker": broker}
     try:
         async with state.session_factory() as db:
             await db.execute(text("SELECT 1"))
     except Exception:
         checks["database"] = "unavailable"
-    if any(v != "ok" for v in checks.values()):
+    if any(v not in ("ok", "disabled") for v in checks.values()):
         response.status_code = 503
     return checks
 
 
 # --- auth -----------------------------------------------------------------------------
 @router.post("/api/auth/token", response_model=TokenResponse, tags=["auth"],
-             responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+             responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 429: {"model": ErrorBody}},
              summary="OAuth2 password flow: email as username")
 async def login(request: Request, state: State, db: DB, form: OAuth2PasswordRequestForm = Depends()) -> TokenResponse:
     client = request.client.host if request.client else "unknown"
@@ -113,7 +114,8 @@ async def login(request: Request, state: State, db: DB, form: OAuth2PasswordRequ
     return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
 
 
-@router.post("/api/auth/refresh", response_model=TokenResponse, tags=["auth"], responses={401: {"model": ErrorBody}})
+@router.post("/api/auth/refresh", response_model=TokenResponse, tags=["auth"],
+             responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 async def refresh(body: RefreshRequest, state: State, db: DB) -> TokenResponse:
     try:
         therapist_id = state.tokens.verify(body.refresh_token, kind="refresh")
@@ -392,8 +394,22 @@ EXPORT_TYPES = {
 }
 
 
-@router.get("/api/sessions/{session_id}/export/{fmt}", tags=["exports"], response_class=PlainTextResponse,
-            responses={**ERRORS, 409: {"model": ErrorBody}}, summary="Download transcript, diarization or notes")
+EXPORT_CONTENT = {
+    "application/json": {"schema": {"type": "object"}},
+    "text/plain": {"schema": {"type": "string"}},
+    "application/x-subrip": {"schema": {"type": "string"}},
+    "text/vtt": {"schema": {"type": "string"}},
+    "text/markdown": {"schema": {"type": "string"}},
+}
+AUDIO_CONTENT = {t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(set(CONTENT_TYPES.values()))}
+
+
+@router.get("/api/sessions/{session_id}/export/{fmt}", tags=["exports"],
+            responses={200: {"description": "The export, as an attachment: txt/rttm text/plain, json and notes.json "
+                                            "application/json, srt application/x-subrip, vtt text/vtt, soap and dap "
+                                            "text/markdown", "content": EXPORT_CONTENT},
+                       **ERRORS, 409: {"model": ErrorBody, "description": "Not ready yet"}},
+            summary="Download transcript, diarization or notes")
 async def export(session_id: UUID, fmt: Literal["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap"],
                  therapist_id: Therapist, state: State, db: DB) -> Response:
     row = await owned_session(session_id, therapist_id, db)
@@ -439,7 +455,9 @@ class _Turn:
         self.start, self.end, self.speaker = start, end, speaker
 
 
-@router.get("/api/sessions/{session_id}/audio", tags=["sessions"], responses=ERRORS, summary="The original recording")
+@router.get("/api/sessions/{session_id}/audio", tags=["sessions"], summary="The original recording (supports Range)",
+            responses={200: {"description": "The recording as uploaded", "content": AUDIO_CONTENT}, **ERRORS},
+            response_class=Response)
 async def audio(session_id: UUID, therapist_id: Therapist, state: State, db: DB):
     from fastapi.responses import FileResponse
 
@@ -490,7 +508,13 @@ async def follow_status(state: GatewayState, session_id: UUID, after_seq: int, h
         state.hub.unsubscribe(session_id, wake)
 
 
-@router.get("/api/sessions/{session_id}/status/stream", tags=["progress"], responses=ERRORS,
+@router.get("/api/sessions/{session_id}/status/stream", tags=["progress"], response_class=Response,
+            responses={200: {"description": "`event: progress` and `event: complete` (data: StatusMessage JSON, "
+                                            "id: seq), `event: ping` heartbeats",
+                             "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                       204: {"description": "The session is finished and the client has already seen its last "
+                                            "update (Last-Event-ID): nothing more will come"},
+                       **ERRORS},
             summary="Server-sent events: `event: progress` / `event: complete`, id = seq; resume with Last-Event-ID")
 async def status_stream(session_id: UUID, request: Request, therapist_id: Therapist, state: State, db: DB,
                         last_event_id: int | None = Query(None, alias="last_event_id")):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from faststream.kafka import KafkaMessage
@@ -119,6 +120,8 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.gateway = state
+    if not with_broker:
+        state.extra["broker_disabled"] = True
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
@@ -143,6 +146,16 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
             return response
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # One error shape for every 4xx (ErrorBody): a readable `detail` string, plus the
+        # field errors without the submitted values (they may carry PHI).
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(e['loc'][1:]) or '.'.join(e['loc'])}: {e['msg']}" for e in errors)
+        return JSONResponse({"detail": detail or "invalid request", "code": "invalid_request", "errors": errors},
+                            status_code=422)
 
     @app.exception_handler(UploadRejected)
     async def upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:

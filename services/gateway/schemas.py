@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 class ErrorBody(BaseModel):
     detail: str = Field(description="What was wrong, safe to show to a user")
     code: str | None = Field(None, description="Machine-readable error code")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="Request validation errors (422 only): loc, msg and type of each invalid field")
     model_config = ConfigDict(json_schema_extra={"example": {"detail": "the uploaded file is empty", "code": "empty_file"}})
+
+
+class ReadyStatus(BaseModel):
+    database: str = Field(description="ok or unavailable")
+    broker: str = Field(description="ok, unavailable, or disabled (gateway started without a broker)")
 
 
 class TokenResponse(BaseModel):

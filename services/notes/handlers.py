@@ -26,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from uuid import UUID
 
 from sqlalchemy import delete, func, select, update
@@ -178,7 +179,7 @@ class NotesHandler:
             return
         except Exception as exc:  # a bug or an unexpected library error: fail the run, keep the consumer going
             heartbeat.cancel()
-            log.error("notes_run_crashed", error=type(exc).__name__, exc_info=True)
+            log.error("notes_run_crashed", error=type(exc).__name__, where=_where(exc))  # no message: may hold PHI
             await self._fail(envelope, run, ErrorInfo(kind="transient", code="notes_internal_error",
                                                       message="Notes could not be generated (internal error)."))
             return
@@ -252,6 +253,8 @@ class NotesHandler:
                            notes_runs.c.request_key == request_key)
                     .with_for_update()
                 )).first()
+                if existing is None:  # deleted between the insert and the select (session.deleted)
+                    continue
                 if existing.status != "running":
                     return None
                 # This process handles one message at a time, so a running row that names
@@ -369,6 +372,14 @@ class NotesHandler:
 def _safe(exc: Exception) -> str:
     """ServiceError messages are written to be shown; anything else gets a generic one."""
     return getattr(exc, "message", None) or "Notes could not be generated."
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame: enough to find a bug, no exception text."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
 
 
 def _short_key(key: str) -> str:

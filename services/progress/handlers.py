@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -69,25 +72,71 @@ class ProgressHandler:
             await self._store_result(db, envelope)
             if not changed:
                 return
-            seq = row.seq + 1
-            status = SessionStatus(
-                session_id=sid, seq=seq, status=view.status, percent=view.percent, message=view.message,
-                eta_s=view.eta_s, error=view.error, stages=view.stages, warnings=view.warnings,
-            )
-            finished = view.status in ("processed", "failed")
-            await db.execute(
-                session_status.update().where(session_status.c.session_id == sid).values(
-                    owner_id=view.owner_id, status=view.status, percent=view.percent, seq=seq, message=view.message,
-                    eta_s=view.eta_s, error=view.error, stages={k: v.model_dump(mode="json") for k, v in view.stages.items()},
-                    warnings=view.warnings, audio_s=view.audio_s, updated_at=func.now(),
-                    finished_at=func.now() if finished else None,
-                )
-            )
-            await db.execute(status_history.insert().values(session_id=sid, seq=seq, payload=status.model_dump(mode="json")))
-            await enqueue(db, status, rt.name, traceparent=envelope.traceparent)
+            await self._write_status(db, row.seq, view, envelope.traceparent)
         rt.relay.wake()
         if view.status in ("processed", "failed"):
             rt.metrics.sessions.labels(view.status).inc()
+
+    async def _write_status(self, db, previous_seq: int, view: SessionView, traceparent: str | None) -> None:
+        """Persist the view with the next seq, append it to the history (SSE resume reads
+        it) and publish session.status through the outbox, all in the caller's transaction."""
+        sid = view.session_id
+        seq = previous_seq + 1
+        status = SessionStatus(
+            session_id=sid, seq=seq, status=view.status, percent=view.percent, message=view.message,
+            eta_s=view.eta_s, error=view.error, stages=view.stages, warnings=view.warnings,
+        )
+        finished = view.status in ("processed", "failed")
+        await db.execute(
+            session_status.update().where(session_status.c.session_id == sid).values(
+                owner_id=view.owner_id, status=view.status, percent=view.percent, seq=seq, message=view.message,
+                eta_s=view.eta_s, error=view.error, stages={k: v.model_dump(mode="json") for k, v in view.stages.items()},
+                warnings=view.warnings, audio_s=view.audio_s, updated_at=func.now(),
+                finished_at=func.now() if finished else None,
+            )
+        )
+        await db.execute(status_history.insert().values(session_id=sid, seq=seq, payload=status.model_dump(mode="json")))
+        await enqueue(db, status, self.runtime.name, traceparent=traceparent)
+
+    # --- reconciler ---------------------------------------------------------------------------
+    async def run_reconciler(self) -> None:
+        """Nothing stays 'processing' forever: a session with no progress for
+        stage_deadline_s is failed with a clear message (SKIP LOCKED: replicas share it)."""
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("reconciler_error", error=type(exc).__name__)
+            await asyncio.sleep(min(60.0, max(1.0, self.runtime.settings.stage_deadline_s / 10)))
+
+    async def reconcile(self) -> int:
+        rt = self.runtime
+        limit_s = rt.settings.stage_deadline_s
+        failed = 0
+        async with rt.session_factory() as db, db.begin():
+            rows = (await db.execute(
+                select(session_status).where(
+                    session_status.c.status.not_in(("processed", "failed")),
+                    session_status.c.updated_at < func.now() - timedelta(seconds=limit_s),
+                ).with_for_update(skip_locked=True).limit(50)
+            )).all()
+            for row in rows:
+                view = _view_from_row(row)
+                stalled = [name for name, st in view.stages.items() if st.state in ("pending", "running")]
+                view.status = "failed"
+                view.error = (f"Processing stalled: no progress for {limit_s / 60:.0f} minutes "
+                              f"(stages not finished: {', '.join(stalled) or 'none'}). Please upload again.")
+                view.message = view.error
+                view.eta_s = 0.0
+                await self._write_status(db, row.seq, view, None)
+                failed += 1
+        if failed:
+            rt.relay.wake()
+            rt.metrics.sessions.labels("failed").inc(failed)
+            log.warning("stalled_sessions_failed", count=failed)
+        return failed
 
     async def _store_result(self, db, envelope: Envelope) -> None:
         event = envelope.event

@@ -26,6 +26,7 @@ def build(settings: Settings) -> ServiceRuntime:
     async def on_message(msg: KafkaMessage) -> None:
         await runtime.dispatch(msg, handler.on_event)
 
+    runtime.background("progress-reconciler", handler.run_reconciler)
     return runtime
 
 

@@ -22,13 +22,14 @@ import socket
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from shared.contracts.events import (
     MergedSegment,
@@ -387,6 +388,40 @@ async def test_regenerate_with_offline_after_llm(llm_service, db):
         runs = (await s.execute(select(notes_runs.c.request_key, notes_runs.c.backend, notes_runs.c.status)
                                 .where(notes_runs.c.session_id == sid).order_by(notes_runs.c.id))).all()
     assert [tuple(r) for r in runs] == [("auto", "llm", "done"), (command_id, "offline", "done")]
+
+
+async def test_crashed_run_is_retaken_and_live_run_is_waited_for(llm_service, db):
+    """A 'running' row whose worker stopped heart-beating is retaken (attempt 2); one whose
+    worker is alive is waited for, and once it is done the delivery pays for nothing."""
+    env, fake, metrics_url = llm_service
+    fake.mode = "ok"
+    bootstrap = env["TB_KAFKA_BOOTSTRAP_SERVERS"]
+    stale, live = merged_event(), merged_event()
+    async with db() as s, s.begin():
+        await s.execute(notes_runs.insert().values(
+            session_id=stale.session_id, transcript_version=1, request_key="auto", backend="llm", status="running",
+            worker="crashed-host:1", updated_at=func.now() - timedelta(minutes=10)))
+        await s.execute(notes_runs.insert().values(
+            session_id=live.session_id, transcript_version=1, request_key="auto", backend="llm", status="running",
+            worker="other-host:2"))
+    before = fake.count
+    await publish(bootstrap, stale, source="joiner")
+    [record] = await wait_records(env, "notes.ready", stale.session_id)
+    assert ready_of(record).engine.backend == "llm" and fake.count - before == 1
+    async with db() as s:
+        run = (await s.execute(select(notes_runs).where(notes_runs.c.session_id == stale.session_id))).one()
+    assert run.status == "done" and run.attempts == 2 and run.worker != "crashed-host:1"
+
+    dup0 = metric(metrics_url, "tb_duplicate_events_total", 'consumer="notes"')
+    await publish(bootstrap, live, source="joiner")
+    await asyncio.sleep(2.0)  # the service holds the delivery while the other worker's claim is fresh
+    assert fake.count - before == 1
+    async with db() as s, s.begin():  # ...the other worker finishes
+        await s.execute(notes_runs.update().where(notes_runs.c.session_id == live.session_id)
+                        .values(status="done", updated_at=func.now()))
+    assert await wait_metric(metrics_url, "tb_duplicate_events_total", 'consumer="notes"', dup0 + 1) == dup0 + 1
+    assert fake.count - before == 1
+    assert await records(env, "notes.ready", live.session_id) == []  # the other worker publishes, not us
 
 
 async def test_breaker_open_pauses_consumer_then_resumes(llm_service):

@@ -1,0 +1,210 @@
+"""One measurement in a fresh process: ``python -m bench.worker TASK PARAMS_JSON OUT_PATH``.
+
+Run by bench.common.run_child so that peak RSS (ru_maxrss of this process) belongs to one
+measurement only. Only the code under test is imported here (no pyannote.metrics, no
+matplotlib), so the peak is what a service process would need. Quality metrics are
+computed by the parent from the turns/text written to OUT_PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _status_mb(field: str) -> float | None:
+    """VmRSS (current) or VmHWM (peak so far) of this process, in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _load_transcriber():
+    from services.transcriber.transcription import WhisperConfig, WhisperTranscriber
+
+    t = WhisperTranscriber(WhisperConfig())
+    t.load()
+    return t
+
+
+def _load_diarizer():
+    from services.diarizer.diarization import BuiltinDiarizer, DiarizerConfig
+
+    d = BuiltinDiarizer(DiarizerConfig())
+    d.load()
+    return d
+
+
+def _decode(path: str):
+    from shared.audio import SAMPLE_RATE, decode_audio
+
+    t0 = time.perf_counter()
+    audio = decode_audio(path)
+    return audio, len(audio) / SAMPLE_RATE, time.perf_counter() - t0
+
+
+def _transcript(result) -> dict:
+    return {
+        "text": " ".join(s.text for s in result.segments),
+        "segments": len(result.segments),
+        "words": sum(len(s.words) for s in result.segments),
+        "language": result.language,
+    }
+
+
+def _turns(result) -> dict:
+    return {
+        "turns": [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in result.turns],
+        "speaker_count": result.speaker_count,
+        "stats": result.stats,
+    }
+
+
+def task_transcribe(p: dict) -> dict:
+    t0 = time.perf_counter()
+    model = _load_transcriber()
+    load_s = time.perf_counter() - t0
+    rss_loaded = _status_mb("VmRSS")
+    audio, audio_s, decode_s = _decode(p["audio"])
+    times, cpu = [], []
+    result = None
+    for _ in range(max(1, int(p.get("reps", 1)))):
+        c0, t0 = _cpu_s(), time.perf_counter()
+        result = model.transcribe(audio, p.get("language"))
+        times.append(time.perf_counter() - t0)
+        cpu.append(_cpu_s() - c0)
+    return {
+        "audio_s": audio_s, "load_s": load_s, "decode_s": decode_s,
+        "processing_s": times, "cpu_s": cpu,
+        "rss_after_load_mb": rss_loaded, "peak_rss_mb": _peak_mb(),
+        **_transcript(result),
+    }
+
+
+def task_diarize(p: dict) -> dict:
+    t0 = time.perf_counter()
+    model = _load_diarizer()
+    load_s = time.perf_counter() - t0
+    rss_loaded = _status_mb("VmRSS")
+    audio, audio_s, decode_s = _decode(p["audio"])
+    times, cpu = [], []
+    result = None
+    for _ in range(max(1, int(p.get("reps", 1)))):
+        c0, t0 = _cpu_s(), time.perf_counter()
+        result = model.diarize(audio, num_speakers=p.get("num_speakers"))
+        times.append(time.perf_counter() - t0)
+        cpu.append(_cpu_s() - c0)
+    return {
+        "audio_s": audio_s, "load_s": load_s, "decode_s": decode_s,
+        "processing_s": times, "cpu_s": cpu,
+        "rss_after_load_mb": rss_loaded, "peak_rss_mb": _peak_mb(),
+        **_turns(result),
+    }
+
+
+def task_pipeline_seq(p: dict) -> dict:
+    """Both stages one after the other in one process (models loaded beforehand)."""
+    tr, di = _load_transcriber(), _load_diarizer()
+    audio, audio_s, _ = _decode(p["audio"])
+    c0, t0 = _cpu_s(), time.perf_counter()
+    tres = tr.transcribe(audio)
+    t1 = time.perf_counter()
+    dres = di.diarize(audio)
+    t2 = time.perf_counter()
+    return {
+        "mode": "sequential", "audio_s": audio_s,
+        "wall_s": t2 - t0, "transcribe_s": t1 - t0, "diarize_s": t2 - t1,
+        "cpu_s": _cpu_s() - c0, "peak_rss_mb": _peak_mb(),
+        "speaker_count": dres.speaker_count, "words": _transcript(tres)["words"],
+    }
+
+
+def task_pipeline_threads(p: dict) -> dict:
+    """Both stages at once on two threads of one process (models loaded beforehand)."""
+    tr, di = _load_transcriber(), _load_diarizer()
+    audio, audio_s, _ = _decode(p["audio"])
+    spans: dict[str, tuple[float, float]] = {}
+    out: dict = {}
+
+    def run(name, fn):
+        s = time.perf_counter()
+        out[name] = fn(audio)
+        spans[name] = (s, time.perf_counter())
+
+    threads = [
+        threading.Thread(target=run, args=("transcribe", tr.transcribe)),
+        threading.Thread(target=run, args=("diarize", di.diarize)),
+    ]
+    c0, t0 = _cpu_s(), time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    t1 = time.perf_counter()
+    return {
+        "mode": "threads", "audio_s": audio_s, "wall_s": t1 - t0,
+        "transcribe_s": spans["transcribe"][1] - spans["transcribe"][0],
+        "diarize_s": spans["diarize"][1] - spans["diarize"][0],
+        "cpu_s": _cpu_s() - c0, "peak_rss_mb": _peak_mb(),
+        "speaker_count": out["diarize"].speaker_count, "words": _transcript(out["transcribe"])["words"],
+    }
+
+
+def task_stage_wait(p: dict) -> dict:
+    """One stage in its own process, as the services run: load, say READY, wait for GO on
+    stdin, process. Times are CLOCK_MONOTONIC (shared by all processes on Linux)."""
+    stage = p["stage"]
+    model = _load_transcriber() if stage == "transcribe" else _load_diarizer()
+    audio, audio_s, _ = _decode(p["audio"])
+    print("READY", flush=True)
+    sys.stdin.readline()
+    c0, start = _cpu_s(), time.monotonic()
+    if stage == "transcribe":
+        res = _transcript(model.transcribe(audio))
+    else:
+        r = model.diarize(audio)
+        res = {"speaker_count": r.speaker_count}
+    end = time.monotonic()
+    return {"stage": stage, "audio_s": audio_s, "start": start, "end": end,
+            "cpu_s": _cpu_s() - c0, "peak_rss_mb": _peak_mb(), **res}
+
+
+TASKS = {
+    "transcribe": task_transcribe,
+    "diarize": task_diarize,
+    "pipeline_seq": task_pipeline_seq,
+    "pipeline_threads": task_pipeline_threads,
+    "stage_wait": task_stage_wait,
+}
+
+
+def main() -> None:
+    task, params, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
+    result = TASKS[task](params)
+    result["task"] = task
+    out.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
