@@ -69,6 +69,14 @@ class ServiceRuntime:
         options.update(overrides)
         return self.broker.subscriber(*topics, **options)
 
+    def consume(self, routes: dict[str, object], group_id: str) -> None:
+        """One subscriber (one consumer-group join) over every topic in ``routes``,
+        dispatching each record to its topic's handler."""
+
+        @self.subscriber(*routes, group_id=group_id)
+        async def on_message(msg: KafkaMessage) -> None:
+            await self.dispatch(msg, routes)
+
     async def run_blocking(self, fn, *args):
         """Run inference/decoding on the worker pool, never on the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -165,3 +173,13 @@ async def enqueue_and_wake(runtime: ServiceRuntime, db, events: list[Event], env
 
     for event in events:
         await enqueue(db, event, runtime.name, traceparent=envelope.traceparent if envelope else None)
+
+
+def run_service(build) -> None:
+    """What every worker's ``main()`` does: settings from the environment, build, run
+    until SIGINT/SIGTERM, then stop cleanly (flushing the outbox)."""
+
+    async def _main() -> None:
+        await build(Settings()).run_until_signalled()
+
+    asyncio.run(_main())

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from faststream.kafka import KafkaMessage
-
 from shared.contracts.events import Engine, Topic
 from shared.logging import get_logger
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from services.diarizer.handlers import DiarizationHandler
 
@@ -44,21 +40,12 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "diarizer")
     diarizer, engine, reason = load_backend(settings)
     handler = DiarizationHandler(runtime, diarizer, engine, reason)
-    routes = {
-        Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded,
-        Topic.SESSION_DELETED.value: handler.on_session_deleted,
-    }
-
-    @runtime.subscriber(*routes, group_id="diarizer")
-    async def on_message(msg: KafkaMessage) -> None:
-        await runtime.dispatch(msg, routes)
-
+    runtime.consume(
+        {Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded, Topic.SESSION_DELETED.value: handler.on_session_deleted},
+        group_id="diarizer",
+    )
     return runtime
 
 
-async def main() -> None:
-    await build(Settings()).run_until_signalled()
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_service(build)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from faststream.kafka import KafkaMessage
-
 from shared.contracts.events import Topic
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from services.progress.handlers import ProgressHandler
 
@@ -22,17 +18,11 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "progress")
     handler = ProgressHandler(runtime)
 
-    @runtime.subscriber(*[t.value for t in CONSUMED], group_id="progress")
-    async def on_message(msg: KafkaMessage) -> None:
-        await runtime.dispatch(msg, handler.on_event)
+    runtime.consume({t.value: handler.on_event for t in CONSUMED}, group_id="progress")
 
     runtime.background("progress-reconciler", handler.run_reconciler)
     return runtime
 
 
-async def main() -> None:
-    await build(Settings()).run_until_signalled()
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_service(build)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from faststream.kafka import KafkaMessage
-
 from shared.contracts.events import Topic
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from services.transcriber.handlers import TranscriptionHandler
 from services.transcriber.transcription import WhisperConfig, WhisperTranscriber
@@ -27,22 +23,12 @@ def build(settings: Settings) -> ServiceRuntime:
     )
     transcriber.load()  # once per process, before consuming
     handler = TranscriptionHandler(runtime, transcriber)
-
-    routes = {
-        Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded,
-        Topic.SESSION_DELETED.value: handler.on_session_deleted,
-    }
-
-    @runtime.subscriber(*routes, group_id="transcriber")
-    async def on_message(msg: KafkaMessage) -> None:
-        await runtime.dispatch(msg, routes)
-
+    runtime.consume(
+        {Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded, Topic.SESSION_DELETED.value: handler.on_session_deleted},
+        group_id="transcriber",
+    )
     return runtime
 
 
-async def main() -> None:
-    await build(Settings()).run_until_signalled()
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_service(build)

@@ -49,8 +49,11 @@ class Api:
             time.sleep(0.5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pipeline(service_env):
+    """The whole stack, shared by the e2e package and stopped after it, so the
+    integration tests that start their own service processes do not share consumer
+    groups with it."""
     port = free_port()
     env = {**service_env, "TB_GATEWAY_PORT": str(port), "TB_CREATE_DEMO_USER": "true",
            "TB_JOIN_DIARIZATION_DEADLINE_S": "120"}

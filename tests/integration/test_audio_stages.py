@@ -39,7 +39,8 @@ async def job_rows(settings, sid) -> int:
     engine = create_engine(settings)
     try:
         async with create_session_factory(engine)() as db:
-            return (await db.execute(select(func.count()).select_from(stage_jobs).where(stage_jobs.c.session_id == sid))).scalar()
+            return (await db.execute(select(func.count()).select_from(stage_jobs).where(
+                stage_jobs.c.session_id == sid, stage_jobs.c.stage.in_(("transcription", "diarization"))))).scalar()
     finally:
         await engine.dispose()
 

@@ -22,11 +22,14 @@ import socket
 import threading
 import time
 import uuid
+from collections import defaultdict
+from contextlib import contextmanager
 from datetime import timedelta
 
 import httpx
 import pytest
 import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
@@ -48,7 +51,7 @@ from shared.db.engine import create_engine, create_session_factory
 from shared.db.tables import inbox, notes_inputs, notes_runs
 from shared.localbroker import LocalBroker, ensure_topics, free_port
 from shared.settings import Settings
-from tests.helpers import ARTIFACTS, publish, read_topic, start_stack
+from tests.helpers import ARTIFACTS, publish, start_stack
 
 # --- a realistic session -----------------------------------------------------------------------
 THERAPIST, CLIENT = "SPEAKER_00", "SPEAKER_01"
@@ -153,70 +156,122 @@ def fake_llm():
     thread.join(timeout=5)
 
 
-# --- private broker + database ------------------------------------------------------------------
+# --- private brokers + database -----------------------------------------------------------------
+class Tail:
+    """Every record of the topics this module reads, collected from the beginning by one
+    consumer in a background thread, so waiting for an event costs milliseconds."""
+
+    TOPICS = ("notes.ready", "notes.failed", "session.progress")
+
+    def __init__(self, bootstrap: str, partitions: int = 4) -> None:
+        self.bootstrap, self.partitions = bootstrap, partitions
+        self._records: dict[tuple[str, bytes], list] = defaultdict(list)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._consume()), daemon=True)
+
+    def start(self) -> "Tail":
+        self._thread.start()
+        assert self._ready.wait(30), "topic tail did not start"
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in self.TOPICS for p in range(self.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            self._ready.set()
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100)
+                with self._lock:
+                    for tp, recs in batch.items():
+                        for r in recs:
+                            self._records[(tp.topic, r.key)].append(r)
+        finally:
+            await consumer.stop()
+
+    def get(self, topic: str, sid: uuid.UUID) -> list:
+        with self._lock:
+            return list(self._records[(topic, str(sid).encode())])
+
+
+TAILS: dict[str, Tail] = {}
+
+
 @pytest.fixture(scope="module")
-def notes_infra(infra, service_env):
-    base_db = infra[0]
-    db_url = f"{base_db.rsplit('/', 1)[0]}/tb_notes_{uuid.uuid4().hex[:8]}"
+def notes_db(infra):
+    db_url = f"{infra[0].rsplit('/', 1)[0]}/tb_notes_{uuid.uuid4().hex[:8]}"
     asyncio.run(prepare_database(db_url))
-    broker = LocalBroker(log_path=ARTIFACTS / "tansu-notes.log").start()
-    asyncio.run(ensure_topics(broker.bootstrap_servers, 4))
-    env = {**service_env, "TB_DATABASE_URL": db_url, "TB_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-           "TB_LOG_LEVEL": "INFO"}
     try:
-        yield env
+        yield db_url
     finally:
-        broker.stop()
         asyncio.run(drop_database(db_url))
 
 
-def _start(env: dict[str, str], label: str):
-    stack = start_stack(env, ["notes"], label)
-    log = ARTIFACTS / label / "notes.log"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if log.exists() and "service_started" in log.read_text(errors="replace"):
-            return stack
-        if stack.processes["notes"].poll() is not None:
-            break
-        time.sleep(0.2)
-    stack.stop_all()
-    raise AssertionError(f"notes service did not start; see {log}")
-
-
-def _fresh_log(label: str) -> None:
-    path = ARTIFACTS / label / "notes.log"
-    if path.exists():
-        path.unlink()
-
-
-@pytest.fixture(scope="module")
-def llm_service(notes_infra, fake_llm):
-    base_url, fake = fake_llm
-    metrics_port = free_port()
-    env = {**notes_infra, "TB_LLM_BASE_URL": base_url, "TB_LLM_API_KEY": "test-key", "TB_LLM_MODEL": "test-model",
-           "TB_LLM_TIMEOUT_S": "5", "TB_BREAKER_OPEN_S": "3", "TB_LLM_RETRY_INITIAL_S": "0.05",
-           "TB_LLM_RETRY_MAX_S": "0.1", "TB_METRICS_PORT": str(metrics_port)}
-    _fresh_log("notes-llm")
-    t0 = time.monotonic()
-    stack = _start(env, "notes-llm")
-    print(f"\n[notes] llm-configured service ready in {time.monotonic() - t0:.1f}s")
+@contextmanager
+def notes_process(service_env: dict[str, str], db_url: str, label: str, extra_env: dict[str, str]):
+    """A private broker (so no other notes consumer - e.g. the e2e stack's - shares the group
+    or the topics), a tail on it, and one notes service process."""
+    broker = LocalBroker(log_path=ARTIFACTS / f"tansu-{label}.log").start()
+    stack = tail = None
     try:
-        yield env, fake, f"http://127.0.0.1:{metrics_port}/metrics"
+        asyncio.run(ensure_topics(broker.bootstrap_servers, 4))
+        tail = TAILS[broker.bootstrap_servers] = Tail(broker.bootstrap_servers).start()
+        env = {**service_env, "TB_DATABASE_URL": db_url, "TB_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+               "TB_LOG_LEVEL": "INFO", **extra_env}
+        log = ARTIFACTS / label / "notes.log"
+        if log.exists():
+            log.unlink()
+        t0 = time.monotonic()
+        stack = start_stack(env, ["notes"], label)
+        while "service_started" not in (log.read_text(errors="replace") if log.exists() else ""):
+            assert stack.processes["notes"].poll() is None and time.monotonic() - t0 < 60, f"notes did not start; see {log}"
+            time.sleep(0.1)
+        print(f"\n[notes] {label} service ready in {time.monotonic() - t0:.1f}s")
+        yield env
     finally:
-        stack.stop_all()
+        if stack is not None:
+            stack.stop_all()
+        if tail is not None:
+            tail.stop()
+            TAILS.pop(broker.bootstrap_servers, None)
+        broker.stop()
 
 
 @pytest.fixture
-async def db(notes_infra):
-    engine = create_engine(Settings(database_url=notes_infra["TB_DATABASE_URL"]))
+def offline_service(service_env, notes_db):
+    with notes_process(service_env, notes_db, "notes-offline", {"TB_LLM_BASE_URL": ""}) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def llm_service(service_env, notes_db, fake_llm):
+    base_url, fake = fake_llm
+    metrics_port = free_port()
+    extra = {"TB_LLM_BASE_URL": base_url, "TB_LLM_API_KEY": "test-key", "TB_LLM_MODEL": "test-model",
+             "TB_LLM_TIMEOUT_S": "5", "TB_BREAKER_OPEN_S": "3", "TB_LLM_RETRY_INITIAL_S": "0.05",
+             "TB_LLM_RETRY_MAX_S": "0.1", "TB_METRICS_PORT": str(metrics_port)}
+    with notes_process(service_env, notes_db, "notes-llm", extra) as env:
+        yield env, fake, f"http://127.0.0.1:{metrics_port}/metrics"
+
+
+@pytest.fixture
+async def db(notes_db):
+    engine = create_engine(Settings(database_url=notes_db))
     yield create_session_factory(engine)
     await engine.dispose()
 
 
 # --- helpers -----------------------------------------------------------------------------------
 async def records(env, topic: str, sid: uuid.UUID) -> list:
-    return await read_topic(env["TB_KAFKA_BOOTSTRAP_SERVERS"], topic, key=str(sid), timeout_s=2.0)
+    return TAILS[env["TB_KAFKA_BOOTSTRAP_SERVERS"]].get(topic, sid)
 
 
 async def wait_records(env, topic: str, sid: uuid.UUID, count: int = 1, timeout_s: float = 30.0) -> list:
@@ -225,7 +280,7 @@ async def wait_records(env, topic: str, sid: uuid.UUID, count: int = 1, timeout_
         got = await records(env, topic, sid)
         if len(got) >= count or time.monotonic() > deadline:
             return got
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
 
 
 def ready_of(record) -> NotesReady:
@@ -253,48 +308,43 @@ async def wait_metric(url: str, name: str, labels: str, at_least: float, timeout
 
 
 # --- tests -------------------------------------------------------------------------------------
-async def test_offline_notes_from_transcript_merged(notes_infra, db):
+async def test_offline_notes_from_transcript_merged(offline_service, db):
     """No LLM endpoint: the offline backend, labelled as such, with the safety net's risk
     flag and the homework the therapist set."""
-    env = {**notes_infra, "TB_LLM_BASE_URL": ""}
-    _fresh_log("notes-offline")
-    t0 = time.monotonic()
-    stack = _start(env, "notes-offline")
-    started = time.monotonic() - t0
-    try:
-        event = merged_event()
-        sid = event.session_id
-        t1 = time.monotonic()
-        await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner")
-        [record] = await wait_records(env, "notes.ready", sid)
-        latency = time.monotonic() - t1
-        ready = ready_of(record)
-        assert ready.engine.backend == "offline" and ready.engine.prompt_tokens == 0 and ready.engine.cost_usd == 0
-        assert ready.transcript_version == 1 and ready.timing is not None
-        notes = ready.notes
-        flags = [f for f in notes.risk_flags if f.category is RiskCategory.suicidal_ideation]
-        assert flags, notes.risk_flags
-        assert flags[0].role == "CLIENT" and "killing myself" in flags[0].evidence and flags[0].high_priority
-        assert any("sleep diary" in a.task.lower() for a in notes.action_items), notes.action_items
-        assert "offline" in notes.therapist_notes.lower()
-        client_text = " ".join(t for _, r, t in LINES if r == "CLIENT")
-        assert all(q.quote in client_text for q in notes.significant_quotes)
+    env = offline_service
+    event = merged_event()
+    sid = event.session_id
+    t1 = time.monotonic()
+    await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner")
+    [record] = await wait_records(env, "notes.ready", sid)
+    latency = time.monotonic() - t1
+    ready = ready_of(record)
+    assert ready.engine.backend == "offline" and ready.engine.prompt_tokens == 0 and ready.engine.cost_usd == 0
+    assert ready.transcript_version == 1 and ready.timing is not None
+    notes = ready.notes
+    flags = [f for f in notes.risk_flags if f.category is RiskCategory.suicidal_ideation]
+    assert flags, notes.risk_flags
+    assert flags[0].role == "CLIENT" and "killing myself" in flags[0].evidence and flags[0].high_priority
+    assert any("sleep diary" in a.task.lower() for a in notes.action_items), notes.action_items
+    assert "offline" in notes.therapist_notes.lower()
+    client_text = " ".join(t for _, r, t in LINES if r == "CLIENT")
+    assert all(q.quote in client_text for q in notes.significant_quotes)
 
-        # progress ticks while working, stage notes
-        ticks = [SessionProgress.model_validate_json(r.value) for r in await records(env, "session.progress", sid)]
-        assert ticks and all(t.stage.value == "notes" for t in ticks)
-        # the run row, the input for regenerate, the inbox entry
-        async with db() as s:
-            runs = (await s.execute(select(notes_runs).where(notes_runs.c.session_id == sid))).all()
-            assert [(r.request_key, r.backend, r.status) for r in runs] == [("auto", "offline", "done")]
-            assert runs[0].notes["action_items"] and runs[0].engine["backend"] == "offline"
-            stored = (await s.execute(select(notes_inputs.c.transcript_version)
-                                      .where(notes_inputs.c.session_id == sid))).scalar_one()
-            assert stored == 1
-        print(f"\n[notes] offline: service ready {started:.1f}s, merged->notes.ready {latency:.2f}s, "
-              f"{len(notes.risk_flags)} risk flag(s), {len(notes.action_items)} action item(s)")
-    finally:
-        stack.stop_all()
+    # progress ticks while working, stage notes
+    ticks = [SessionProgress.model_validate_json(r.value) for r in await wait_records(env, "session.progress", sid)]
+    assert ticks and all(t.stage.value == "notes" for t in ticks)
+    # the run row, the input for regenerate, the inbox entry
+    async with db() as s:
+        runs = (await s.execute(select(notes_runs).where(notes_runs.c.session_id == sid))).all()
+        assert [(r.request_key, r.backend, r.status) for r in runs] == [("auto", "offline", "done")]
+        assert runs[0].notes["action_items"] and runs[0].engine["backend"] == "offline"
+        stored = (await s.execute(select(notes_inputs.c.transcript_version)
+                                  .where(notes_inputs.c.session_id == sid))).scalar_one()
+        assert stored == 1
+        assert (await s.execute(select(inbox.c.event_id).where(inbox.c.consumer == "notes",
+                                                                inbox.c.session_id == sid))).all()
+    print(f"\n[notes] offline: merged->notes.ready {latency:.2f}s, "
+          f"{len(notes.risk_flags)} risk flag(s), {len(notes.action_items)} action item(s)")
 
 
 async def test_llm_notes_once_under_redelivery(llm_service, db):

@@ -7,7 +7,8 @@
   const $ = (id) => document.getElementById(id);
   const STORE = window.sessionStorage;
   const STAGE_LABELS = { upload: "Upload", preprocessing: "Preprocessing", transcription: "Transcription",
-    diarization: "Speakers", merge: "Merge", notes: "Notes" };
+    diarization: "Speakers", join: "Merge", merge: "Merge", notes: "Notes" };
+  const STAGE_ORDER = ["upload", "preprocessing", "transcription", "diarization", "join", "merge", "notes"];
   const EXPORTS = [["txt", "Transcript (.txt)"], ["json", "Transcript (.json)"], ["srt", "Subtitles (.srt)"],
     ["vtt", "Subtitles (.vtt)"], ["rttm", "Diarization (.rttm)"], ["notes.json", "Notes (.json)"],
     ["soap", "SOAP note (.md)"], ["dap", "DAP note (.md)"]];
@@ -245,7 +246,9 @@
     const left = TERMINAL.includes(msg.status) ? "" : eta(msg.estimated_time_remaining);
     $("status-line").textContent = [msg.status, msg.message, left].filter(Boolean).join(" · ");
     const stages = $("stage-bars");
-    stages.replaceChildren(...Object.entries(msg.stages || {}).map(([name, st]) => {
+    const rank = (n) => (STAGE_ORDER.indexOf(n) < 0 ? 99 : STAGE_ORDER.indexOf(n));
+    const entries = Object.entries(msg.stages || {}).sort((a, b) => rank(a[0]) - rank(b[0]));
+    stages.replaceChildren(...entries.map(([name, st]) => {
       const sp = Math.round(100 * (st.state === "done" || st.state === "skipped" ? 1 : st.fraction || 0));
       const label = STAGE_LABELS[name] || name;
       const barNode = el("div", { class: `bar ${st.state === "done" ? "done" : ""} ${st.state === "failed" ? "failed" : ""}`,
