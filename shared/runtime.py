@@ -144,12 +144,15 @@ class ServiceRuntime:
     async def stop(self) -> None:
         if self.relay:
             self.relay.stop()
-        await self.broker.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.relay:
-            await self.relay.relay_once()  # flush what was committed
+            try:
+                await self.relay.relay_once()  # flush what was committed, while connected
+            except Exception as exc:  # left in the outbox: the next start publishes it
+                log.warning("outbox_flush_failed", error=type(exc).__name__)
+        await self.broker.stop()
         if self.engine is not None:
             await self.engine.dispose()
         self.executor.shutdown(wait=False, cancel_futures=True)
