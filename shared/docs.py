@@ -72,10 +72,24 @@ def generate() -> dict[Path, str]:
     return files
 
 
+README = ROOT / "README.md"
+TABLE_START, TABLE_END = "<!-- settings:start -->", "<!-- settings:end -->"
+
+
+def readme_with_settings(readme: str) -> str:
+    """The README with its settings table regenerated from shared.settings."""
+    from shared.settings import settings_markdown
+
+    head, rest = readme.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return f"{head}{TABLE_START}\n{settings_markdown()}\n{TABLE_END}{tail}"
+
+
 def write() -> None:
     EVENTS_DIR.mkdir(parents=True, exist_ok=True)
     for path, content in generate().items():
         path.write_text(content)
+    README.write_text(readme_with_settings(README.read_text()))
     print(f"wrote {len(generate())} files to {EVENTS_DIR}")
 
 

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     llm_retry_attempts: int = Field(3, description="Attempts on transient LLM errors.")
     llm_retry_initial_s: float = Field(2.0, description="First backoff.")
     llm_retry_max_s: float = Field(60.0, description="Backoff cap.")
+    risk_semantic: bool = Field(
+        True, description="Add the semantic (MiniLM) layer to the lexicon risk safety net; loaded at start-up."
+    )
     breaker_failure_threshold: int = Field(5, description="Consecutive failures that open a circuit breaker.")
     breaker_open_s: float = Field(120.0, description="How long an open breaker stays open.")
     breaker_half_open_calls: int = Field(2, description="Trial calls let through when half-open.")

@@ -70,3 +70,12 @@ def service_env(settings) -> dict[str, str]:
         "TB_OUTBOX_POLL_INTERVAL_S": "0.1",
         "HF_HUB_OFFLINE": "1",
     }
+
+
+@pytest.fixture(scope="session")
+def risk_detector():
+    """The notes service's risk safety net with its semantic layer, loaded once per run."""
+    from services.notes.risk import RiskDetector
+    from services.notes.risk_semantic import SemanticRiskModel
+
+    return RiskDetector(semantic=SemanticRiskModel())

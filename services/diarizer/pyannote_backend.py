@@ -13,7 +13,10 @@ the pipeline never re-decodes the file.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +29,71 @@ SAMPLE_RATE = 16_000
 
 class DiarizerUnavailable(RuntimeError):
     """The backend cannot run here; ``str(exc)`` is a human-readable reason and remedy."""
+
+
+def _bypass_unloadable_torchaudio_libs() -> None:
+    """Let ``import torchaudio`` succeed when its compiled libraries cannot load.
+
+    Why: pyannote.audio 4 depends on torchaudio, and pip resolves it to the default
+    PyPI wheel (torchaudio 2.11), a CUDA build made for another torch. Next to the
+    CPU-only torch 2.13.0 this project pins, ``import torchaudio`` dies in
+    ``torchaudio._extension`` with ``OSError: Could not load this library:
+    .../_torchaudio.abi3.so`` (it needs ``libc10_cuda.so``). pyannote only uses
+    torchaudio's pure-Python parts (``compliance.kaldi.fbank`` for the WeSpeaker
+    features, ``functional.resample``), which work without the compiled extension.
+
+    How: torchaudio already supports running without its extension (``_load_lib``
+    returns False when the library file is absent, as in a pex deployment). Before
+    torchaudio is first imported we load its own ``_extension/utils.py`` and wrap
+    ``_load_lib`` so that a library that *exists but cannot be loaded* is treated the
+    same as an absent one. Where the libraries do load (a matching torch/torchaudio
+    pair, a CUDA machine) the wrapper changes nothing. No installed file is touched.
+    """
+    if "torchaudio" in sys.modules or "torchaudio._extension.utils" in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec("torchaudio")
+    except (ImportError, ValueError):
+        return
+    if spec is None or not spec.submodule_search_locations:
+        return
+    utils_path = Path(next(iter(spec.submodule_search_locations))) / "_extension" / "utils.py"
+    if not utils_path.is_file():  # a torchaudio laid out differently: leave it alone
+        return
+    name = "torchaudio._extension.utils"
+    utils_spec = importlib.util.spec_from_file_location(name, utils_path)
+    if utils_spec is None or utils_spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(utils_spec)
+    try:
+        utils_spec.loader.exec_module(module)
+    except Exception:  # noqa: BLE001 - anything odd: let the normal import report it
+        return
+    real_load_lib = getattr(module, "_load_lib", None)
+    if real_load_lib is None:
+        return
+
+    def _load_lib(lib: str) -> bool:
+        try:
+            return real_load_lib(lib)
+        except OSError:  # e.g. a CUDA build of the library next to a CPU-only torch
+            return False
+
+    module._load_lib = _load_lib
+    # ``torchaudio._extension`` does ``from .utils import _load_lib``: the import system
+    # finds this already-loaded submodule in sys.modules and uses the wrapper.
+    sys.modules[name] = module
+
+
+def _import_pipeline_class():
+    """Import ``pyannote.audio.Pipeline`` on a CPU-only torch (see the shim above)."""
+    _bypass_unloadable_torchaudio_libs()
+    with warnings.catch_warnings():
+        # pyannote warns at import when torchcodec (file decoding) cannot load; this
+        # backend never asks pyannote to decode: audio is passed in memory.
+        warnings.filterwarnings("ignore", message=r"(?s).*torchcodec is not installed correctly")
+        from pyannote.audio import Pipeline  # noqa: PLC0415 - optional, heavy dependency
+    return Pipeline
 
 
 class PyannoteDiarizer:
@@ -70,10 +138,15 @@ class PyannoteDiarizer:
                 "accepted the model's conditions), or set the pipeline to a local directory"
             )
         try:
-            from pyannote.audio import Pipeline  # noqa: PLC0415 - optional, heavy dependency
+            Pipeline = _import_pipeline_class()  # noqa: N806
         except ImportError as exc:
             raise DiarizerUnavailable(
                 f"pyannote.audio is not installed: pip install -e .[pyannote] ({exc})"
+            ) from exc
+        except OSError as exc:  # a compiled library (torch/torchaudio/torchcodec) will not load
+            raise DiarizerUnavailable(
+                f"pyannote.audio is installed but cannot be imported here ({exc}); install "
+                "torch==2.13.0 first, then pip install -e .[pyannote]"
             ) from exc
         try:
             source = str(Path(self.source).expanduser()) if local else self.source
@@ -125,7 +198,13 @@ class PyannoteDiarizer:
         output = self._pipeline({"waveform": waveform, "sample_rate": SAMPLE_RATE}, **kwargs)
         # pyannote.audio 4 returns an object with .speaker_diarization; 3.x an Annotation.
         annotation = getattr(output, "speaker_diarization", output)
-        raw = [(seg.start, seg.end, label) for seg, _, label in annotation.itertracks(yield_label=True)]
+        # pyannote pads the last segmentation window past the end of the audio and can
+        # return turns that run into that padding: clip every turn to the recording.
+        duration = len(audio) / SAMPLE_RATE
+        raw = [
+            (max(0.0, seg.start), min(seg.end, duration), label)
+            for seg, _, label in annotation.itertracks(yield_label=True)
+        ]
         ids: dict[str, int] = {}
         turns = [(s, e, ids.setdefault(lbl, len(ids))) for s, e, lbl in raw if e > s]
         out = relabel_by_first_appearance(turns)

@@ -31,7 +31,7 @@ import openai
 from pydantic import ValidationError
 
 from services.notes.grounding import normalize, validate_notes_against_transcript
-from services.notes.risk import detect_risk, merge_flags, sort_flags
+from services.notes.risk import RiskDetector, detect_risk, merge_flags, sort_flags
 from shared.contracts.events import MergedSegment, NotesEngine, SpeakerInfo
 from shared.contracts.notes import (
     ClinicalNotes,
@@ -196,9 +196,11 @@ class LLMNotesBackend:
 
     backend_name = "llm"
 
-    def __init__(self, config: LLMConfig, breaker: CircuitBreaker, client: openai.AsyncOpenAI | None = None):
+    def __init__(self, config: LLMConfig, breaker: CircuitBreaker, client: openai.AsyncOpenAI | None = None,
+                 detector: RiskDetector | None = None):
         self.config = config
         self.breaker = breaker
+        self.detector = detector
         self._client = client or openai.AsyncOpenAI(
             base_url=config.base_url, api_key=config.api_key, timeout=config.timeout_s, max_retries=0
         )
@@ -313,7 +315,7 @@ class LLMNotesBackend:
         llm_flags = [f.model_copy(update={"source": FlagSource.llm, "high_priority": f.high_priority or f.severity is Severity.high})
                      for f in notes.risk_flags]
         notes = validate_notes_against_transcript(notes.model_copy(update={"risk_flags": llm_flags}), segments)
-        return notes.model_copy(update={"risk_flags": merge_flags(detect_risk(segments), notes.risk_flags)})
+        return notes.model_copy(update={"risk_flags": merge_flags(detect_risk(segments, self.detector), notes.risk_flags)})
 
     # --- one structured call with a repair round --------------------------------------------
     async def _structured_call(self, messages: list[dict[str, str]], usage: _Usage) -> ClinicalNotes:

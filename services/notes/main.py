@@ -4,19 +4,32 @@ subscriber (consumer group ``notes``)."""
 
 from __future__ import annotations
 
-import asyncio
-
-from faststream.kafka import KafkaMessage
-
 from shared.contracts.events import Topic
 from shared.logging import get_logger
 from shared.resilience import BreakerState
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from services.notes.handlers import NotesHandler
+from services.notes.risk import RiskDetector
 from services.notes.service import NotesGenerator, breaker_from
 
 log = get_logger(__name__)
+
+
+def build_risk_detector(settings: Settings) -> RiskDetector:
+    """The safety net, loaded once at start-up (not on the first session): the lexicon,
+    plus the semantic layer unless disabled or its bundled model cannot load."""
+    if not settings.risk_semantic:
+        return RiskDetector(semantic=None)
+    try:
+        from services.notes.risk_semantic import SemanticRiskModel
+
+        model = SemanticRiskModel()
+    except Exception as exc:  # never lose the lexicon because the model is missing
+        log.warning("risk_semantic_unavailable", error=type(exc).__name__)
+        return RiskDetector(semantic=None)
+    log.info("risk_semantic_loaded", load_s=round(model.load_seconds, 1), prototypes_s=round(model.prototype_seconds, 1))
+    return RiskDetector(semantic=model)
 
 
 def build(settings: Settings) -> ServiceRuntime:
@@ -30,27 +43,22 @@ def build(settings: Settings) -> ServiceRuntime:
         log.warning("llm_breaker_state", state=state.value)
 
     breaker.on_state_change(on_breaker)
-    generator = NotesGenerator.from_settings(settings, runtime.run_blocking, breaker)
+    detector = build_risk_detector(settings)
+    generator = NotesGenerator.from_settings(settings, runtime.run_blocking, breaker, detector)
     handler = NotesHandler(runtime, generator, breaker)
     log.info("notes_backend_configured", default_backend=generator.default_backend,
              model=settings.llm_model if generator.llm else None)
 
-    routes = {
-        Topic.TRANSCRIPT_MERGED.value: handler.on_transcript_merged,
-        Topic.NOTES_REGENERATE.value: handler.on_regenerate,
-        Topic.SESSION_DELETED.value: handler.on_session_deleted,
-    }
-
-    @runtime.subscriber(*routes, group_id="notes")
-    async def on_message(msg: KafkaMessage) -> None:
-        await runtime.dispatch(msg, routes)
-
+    runtime.consume(
+        {
+            Topic.TRANSCRIPT_MERGED.value: handler.on_transcript_merged,
+            Topic.NOTES_REGENERATE.value: handler.on_regenerate,
+            Topic.SESSION_DELETED.value: handler.on_session_deleted,
+        },
+        group_id="notes",
+    )
     return runtime
 
 
-async def main() -> None:
-    await build(Settings()).run_until_signalled()
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_service(build)

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from services.notes.grounding import Sentence, normalize, segment_sentences, tokens
-from services.notes.risk import detect_risk
+from services.notes.risk import RiskDetector, detect_risk
 from shared.contracts.events import MergedSegment, SpeakerInfo
 from shared.contracts.notes import (
     ActionItem,
@@ -348,7 +348,9 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def build_offline_notes(segments: list[MergedSegment], speakers: list[SpeakerInfo]) -> ClinicalNotes:
+def build_offline_notes(
+    segments: list[MergedSegment], speakers: list[SpeakerInfo], detector: RiskDetector | None = None
+) -> ClinicalNotes:
     """Extractive clinical notes; every quote and evidence string is verbatim transcript text."""
     client_idx, therapist_idx = _roles(segments)
     client = _sentences(segments, client_idx)
@@ -360,7 +362,7 @@ def build_offline_notes(segments: list[MergedSegment], speakers: list[SpeakerInf
     emotions = _extract_emotions(client)
     mood, trajectory = _mood(client)
     follow, concerns = _follow_ups(therapist, client, segments)
-    flags = detect_risk(segments)
+    flags = detect_risk(segments, detector)
     triggers = _triggers(client)
     roles_known = bool(therapist_idx)
 

@@ -26,13 +26,21 @@ are unknown), because therapists routinely say "have you had thoughts of killing
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared.contracts.events import MergedSegment
 from shared.notes_render import sort_flags
 from shared.contracts.notes import FlagSource, RiskCategory, RiskFlag, Severity
 from services.notes.grounding import normalize, segment_sentences
+
+if TYPE_CHECKING:
+    from services.notes.risk_semantic import SemanticRiskModel
+
+log = logging.getLogger(__name__)
 
 _SEV_RANK = {Severity.low: 0, Severity.moderate: 1, Severity.high: 2}
 
@@ -316,18 +324,27 @@ def _generic_applies(sentence: str, m: re.Match[str]) -> bool:
 
 def _scan_sentence(text: str) -> list[tuple[Pattern, Severity, str]]:
     """All (pattern, severity, rationale) hits of one sentence after the context rules."""
+    return _scan_sentence_ex(text)[0]
+
+
+def _scan_sentence_ex(text: str) -> tuple[list[tuple[Pattern, Severity, str]], bool]:
+    """Hits of one sentence, plus whether a pattern matched but a guard suppressed it."""
     norm = normalize(text)
     if _HYPOTHETICAL.search(norm):
-        return []
-    historical = bool(_HISTORICAL.search(norm)) and not _CURRENT.search(norm)
+        return [], any(p.regex.search(norm) for p in PATTERNS)
+    historical = _is_historical(norm)
     hits = []
+    suppressed = False
     for pat in PATTERNS:
         for m in pat.regex.finditer(norm):
             if pat.negatable and _is_negated(norm, m):
+                suppressed = True
                 continue
             if pat.generic and not _generic_applies(norm, m):
+                suppressed = True
                 continue
             if pat.category is HO and _ANNOYANCE_IDIOM.match(norm[m.end():]):
+                suppressed = True
                 continue
             severity = pat.severity
             why = pat.label
@@ -337,7 +354,11 @@ def _scan_sentence(text: str) -> list[tuple[Pattern, Severity, str]]:
                 why = f"historical: {pat.label}"
             hits.append((pat, severity, why))
             break
-    return hits
+    return hits, suppressed
+
+
+def _is_historical(norm: str) -> bool:
+    return bool(_HISTORICAL.search(norm)) and not _CURRENT.search(norm)
 
 
 def _scanned(segments: list[MergedSegment]) -> list[int]:
@@ -345,31 +366,131 @@ def _scanned(segments: list[MergedSegment]) -> list[int]:
     return [i for i, s in enumerate(segments) if (s.role or "").upper() != "THERAPIST"]
 
 
-def detect_risk(segments: list[MergedSegment]) -> list[RiskFlag]:
-    """Lexicon/pattern risk flags over the client's speech, one per (sentence, category).
+#: "The lexicon also sees plan/intent/means": lifts a semantic-only SI / harm-to-others flag to high.
+_PLAN_MEANS = re.compile(
+    r"\b(?:plan|plans|planned|planning|decided|ready|tonight|tomorrow|this weekend|goodbye|note|letters?|"
+    r"pills|tablets|overdose|rope|noose|gun|knife|blade|razor|bridge|jump|hang|stockpil\w*|saved up|"
+    r"going to|gonna|will)\b",
+    re.IGNORECASE,
+)
+_PLAN_LABELS = ("plan", "intent", "means", "method", "attempt", "preparatory", "threat", "stockpiling")
+_SEMANTIC_HIGH_OK = {SI, HO}
+_ME_OBJECT = re.compile(r"\b(?:me|us)\b", re.IGNORECASE)
+_I_SUBJECT = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|we)\b", re.IGNORECASE)
 
-    Evidence is the verbatim sentence; times come from its word timings (segment times
-    when the words cannot be aligned). Sorted high severity first, then by time.
+
+def _semantic_guard(norm: str, suppressed: bool) -> str:
+    """How strongly the lexicon's guards doubt this sentence ("" / "guarded" / "suppressed").
+
+    "suppressed": a pattern matched and was then discarded as negated, hypothetical,
+    idiomatic or not the speaker's own experience. "guarded": the sentence carries a
+    negation, hypothetical, education/media or third-party cue. The semantic layer then
+    needs a larger lead over the negative prototypes before it may flag.
     """
-    flags: list[RiskFlag] = []
-    for i in _scanned(segments):
-        seg = segments[i]
-        for sent in segment_sentences(segments, i):
+    if suppressed:
+        return "suppressed"
+    if (_HYPOTHETICAL.search(norm) or _EDUCATION.search(norm) or _NEGATION.search(norm)
+            or (_THIRD_PARTY_SUBJECT.search(norm) and not _FIRST_PERSON.search(norm))):
+        return "guarded"
+    return ""
+
+
+class RiskDetector:
+    """The safety net: lexicon patterns plus (optionally) the semantic prototype layer.
+
+    ``semantic``: a ``risk_semantic.SemanticRiskModel`` (loads all-MiniLM-L6-v2 once; the
+    service creates one detector per process and reuses it), ``None`` for lexicon only,
+    or ``"auto"`` to create one lazily on first use and fall back to lexicon-only (with a
+    warning) if the model cannot be loaded.
+    """
+
+    def __init__(self, semantic: "SemanticRiskModel | None | str" = "auto"):
+        self._semantic = semantic
+        self._semantic_failed = False
+
+    @property
+    def semantic(self) -> "SemanticRiskModel | None":
+        if self._semantic == "auto":
+            try:
+                from services.notes.risk_semantic import SemanticRiskModel
+
+                self._semantic = SemanticRiskModel()
+            except Exception as exc:  # a missing model must never disable the lexicon
+                log.warning("semantic risk layer unavailable, lexicon only: %s", exc)
+                self._semantic = None
+                self._semantic_failed = True
+        return self._semantic  # type: ignore[return-value]
+
+    def detect(self, segments: list[MergedSegment]) -> list[RiskFlag]:
+        """Risk flags over the client's speech, one per (sentence, category).
+
+        Evidence is the verbatim sentence; times come from its word timings (segment
+        times when the words cannot be aligned). Sorted high severity first, then by time.
+        Lexicon and semantic flags are unioned; a category found by both keeps the
+        lexicon's severity and gets "semantic match" appended to its rationale.
+        """
+        items = []  # (segment, sentence, norm, lexicon hits, suppressed)
+        for i in _scanned(segments):
+            for sent in segment_sentences(segments, i):
+                hits, suppressed = _scan_sentence_ex(sent.text)
+                items.append((segments[i], sent, normalize(sent.text), hits, suppressed))
+
+        semantic_hits: list[list[tuple[str, float]]] = [[] for _ in items]
+        model = self.semantic
+        if model is not None and items:
+            cfg = model.config
+            idx = [j for j, it in enumerate(items) if len(it[2].split()) >= cfg.min_words]
+            scores = model.score([items[j][1].text for j in idx])  # one batched encode call
+            for j, sc in zip(idx, scores):
+                semantic_hits[j] = model.decide(sc, _semantic_guard(items[j][2], items[j][4]))
+
+        flags: list[RiskFlag] = []
+        for (seg, sent, norm, hits, _supp), sem in zip(items, semantic_hits):
             best: dict[RiskCategory, tuple[Severity, list[str]]] = {}
-            for pat, sev, why in _scan_sentence(sent.text):
+            for pat, sev, why in hits:
                 cur = best.get(pat.category)
                 if cur is None:
                     best[pat.category] = (sev, [why])
                 else:
                     top = sev if _SEV_RANK[sev] > _SEV_RANK[cur[0]] else cur[0]
                     best[pat.category] = (top, cur[1] + ([why] if why not in cur[1] else []))
-            for cat, (sev, whys) in best.items():
+            rationale = {cat: "lexicon: " + "; ".join(whys) for cat, (_s, whys) in best.items()}
+            sev_of = {cat: s for cat, (s, _w) in best.items()}
+            if sem:
+                plan = bool(_PLAN_MEANS.search(norm)) or any(
+                    sev is HI and any(w in why for w in _PLAN_LABELS) for _p, sev, why in hits)
+                historical = _is_historical(norm)
+                for cat_name, sim in sem:
+                    cat = RiskCategory(cat_name)
+                    if cat is HO and _ME_OBJECT.search(norm) and not _I_SUBJECT.search(norm):
+                        # "my husband choked me": the embedding sees violence, the grammar the victim.
+                        cat = AV
+                    if cat in sev_of:
+                        rationale[cat] += "; semantic match"
+                        continue
+                    sev = HI if (plan and cat in _SEMANTIC_HIGH_OK) else MO
+                    why = f"semantic match (similarity {sim:.2f})"
+                    if historical:
+                        sev, why = LO, f"historical: {why}"
+                    sev_of[cat] = sev
+                    rationale[cat] = why
+            for cat, sev in sev_of.items():
                 flags.append(RiskFlag(
                     category=cat, severity=sev, evidence=sent.text, start=sent.start, end=sent.end,
                     speaker=seg.speaker, role=seg.role, source=FlagSource.lexicon,
-                    high_priority=sev is HI, rationale="lexicon: " + "; ".join(whys),
+                    high_priority=sev is HI, rationale=rationale[cat],
                 ))
-    return sort_flags(flags)
+        return sort_flags(flags)
+
+
+# The lexicon alone is stateless and cheap: the fallback when no detector is injected.
+LEXICON_ONLY = RiskDetector(semantic=None)
+
+
+def detect_risk(segments: list[MergedSegment], detector: RiskDetector | None = None) -> list[RiskFlag]:
+    """Risk flags with the injected detector (the service builds one per process with the
+    semantic layer loaded at start-up); without one, the lexicon alone."""
+    return (detector or LEXICON_ONLY).detect(segments)
 
 
 def _overlaps(a: RiskFlag, b: RiskFlag, slack_s: float = 2.0) -> bool:

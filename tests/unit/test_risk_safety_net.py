@@ -1,12 +1,19 @@
 """The risk safety net: measured recall/precision on a labelled sentence set, plus the
 behaviours the notes pipeline relies on (severity, timings, roles, merging).
 
-Dataset: tests/data/risk_sentences.jsonl. Rows without "split" were written before the
-detector; rows with split="holdout" were written after it, to measure generalisation
-(their first, untuned score is recorded in the notes service report; after that they were
-used for fixes, so treat them as seen). "also" lists secondary categories that are
-clinically correct too (e.g. "I'd rather be dead" after "what's the point" is also
-hopelessness) so those flags do not count as false positives.
+Datasets:
+- tests/data/risk_sentences.jsonl: the TUNING set. The lexicon was written against it and
+  the semantic layer's thresholds were tuned on it (with its own prototype bank).
+- tests/data/risk_holdout.jsonl: a BLIND set written later by someone who never saw the
+  detector (indirect, colloquial, ASR-style risk talk and tricky non-risk). Never used for
+  tuning; only aggregate numbers were looked at (once midway, once final).
+"also" lists secondary categories that are clinically correct too (e.g. "I'd rather be
+dead" after "what's the point" is also hopelessness) so those flags do not count as false
+positives.
+
+The detector under test is the service's (lexicon + semantic all-MiniLM-L6-v2 layer), the
+session fixture ``risk_detector`` shared with test_risk_semantic.py, so the model loads
+once per test run.
 """
 
 from __future__ import annotations
@@ -17,15 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from services.notes.risk import detect_risk, merge_flags
+from services.notes.risk import RiskDetector, detect_risk, merge_flags
 from shared.contracts.events import MergedSegment, MergedWord
 from shared.contracts.notes import FlagSource, RiskCategory, RiskFlag, Severity
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "risk_sentences.jsonl"
+HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "risk_holdout.jsonl"
 
 
-def _rows() -> list[dict]:
-    return [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+def _rows(path: Path = DATA) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _client(text: str, start: float = 0.0, role: str | None = "CLIENT", words: bool = False) -> MergedSegment:
@@ -39,6 +47,24 @@ def _client(text: str, start: float = 0.0, role: str | None = "CLIENT", words: b
     return MergedSegment(start=start, end=end, speaker="SPEAKER_01", role=role, text=text, words=ws)
 
 
+class _Detector:
+    """Holds the session's detector for the module's helpers (set by the autouse fixture)."""
+
+    value: RiskDetector | None = None
+
+    def get(self) -> RiskDetector:
+        assert self.value is not None
+        return self.value
+
+
+DETECTOR = _Detector()
+
+
+@pytest.fixture(autouse=True)
+def _use_service_detector(risk_detector):
+    DETECTOR.value = risk_detector
+
+
 def _score(rows: list[dict]) -> dict:
     tp = fp = fn = 0
     cat_tp: dict[str, int] = defaultdict(int)
@@ -46,8 +72,13 @@ def _score(rows: list[dict]) -> dict:
     cat_flagged: dict[str, int] = defaultdict(int)
     cat_flag_ok: dict[str, int] = defaultdict(int)
     errors = []
-    for r in rows:
-        cats = {f.category.value for f in detect_risk([_client(r["text"])])}
+    # One detect call for the whole set (one batched embedding call), mapped back by time.
+    flags = detect_risk([_client(r["text"], start=i * 10.0) for i, r in enumerate(rows)], DETECTOR.get())
+    by_row: dict[int, set[str]] = defaultdict(set)
+    for f in flags:
+        by_row[int(f.start // 10)].add(f.category.value)
+    for i, r in enumerate(rows):
+        cats = by_row[i]
         label = r["category"]
         ok_cats = ({label} if label else set()) | set(r.get("also", []))
         for c in cats:
@@ -76,13 +107,14 @@ def _score(rows: list[dict]) -> dict:
             "n": len(rows), "n_pos": tp + fn}
 
 
-def _report(name: str, s: dict) -> None:
+def _report(name: str, s: dict, errors: bool = True) -> None:
     print(f"\n[risk safety net] {name}: n={s['n']} (risk {s['n_pos']}) "
           f"recall={s['recall']:.3f} precision={s['precision']:.3f}")
     for c, (rec, prec, n) in s["per_cat"].items():
         print(f"  {c:<18} n={n:<3} recall={rec:.3f} precision={prec:.3f}")
-    for e in s["errors"]:
-        print("  ", *e)
+    if errors:
+        for e in s["errors"]:
+            print("  ", *e)
 
 
 def test_dataset_shape():
@@ -93,17 +125,31 @@ def test_dataset_shape():
     assert sum(r["category"] is None for r in rows) >= 50
 
 
-def test_recall_and_precision():
-    rows = _rows()
-    overall = _score(rows)
-    _report("all sentences", overall)
-    _report("pre-written set", _score([r for r in rows if r.get("split") != "holdout"]))
-    _report("holdout set (seen after first measurement)", _score([r for r in rows if r.get("split") == "holdout"]))
+def test_recall_and_precision_tuning_set():
+    overall = _score(_rows())
+    _report("tuning set (risk_sentences.jsonl)", overall)
     assert overall["recall"] >= 0.95
     assert overall["precision"] >= 0.85
     for c, (rec, _prec, n) in overall["per_cat"].items():
         assert n >= 5, c
         assert rec >= 0.8, (c, rec)
+
+
+def test_recall_and_precision_blind_holdout():
+    """Generalisation to phrasing the detector never saw. Lexicon alone: recall 0.255,
+    precision 0.812. Lexicon + semantic (final measurement): recall 0.676, precision 0.852.
+    The floors below are set just under that; the goal (recall >= 0.80) is not reached yet."""
+    rows = _rows(HOLDOUT)
+    assert len(rows) >= 150
+    overall = _score(rows)
+    # Aggregates only: the holdout's sentences stay unread so it remains blind.
+    _report("BLIND holdout (risk_holdout.jsonl)", overall, errors=False)
+    assert overall["recall"] >= HOLDOUT_MIN_RECALL
+    assert overall["precision"] >= HOLDOUT_MIN_PRECISION
+
+
+HOLDOUT_MIN_RECALL = 0.65
+HOLDOUT_MIN_PRECISION = 0.85
 
 
 @pytest.mark.parametrize("text", [
@@ -118,17 +164,17 @@ def test_recall_and_precision():
     "I've been killing it at work.",
 ])
 def test_brief_negatives(text):
-    assert detect_risk([_client(text)]) == []
+    assert detect_risk([_client(text)], DETECTOR.get()) == []
 
 
 def test_plan_is_high_and_high_priority():
-    flags = detect_risk([_client("I've got a plan, I know where I'd do it and when.")])
+    flags = detect_risk([_client("I've got a plan, I know where I'd do it and when.")], DETECTOR.get())
     assert flags[0].category is RiskCategory.suicidal_ideation
     assert flags[0].severity is Severity.high and flags[0].high_priority
 
 
 def test_past_resolved_self_harm_is_low_not_missed():
-    flags = detect_risk([_client("I used to cut myself years ago but haven't since.")])
+    flags = detect_risk([_client("I used to cut myself years ago but haven't since.")], DETECTOR.get())
     assert [f.category for f in flags] == [RiskCategory.self_harm]
     assert flags[0].severity is Severity.low and not flags[0].high_priority
     assert "historical" in flags[0].rationale
@@ -137,7 +183,7 @@ def test_past_resolved_self_harm_is_low_not_missed():
 def test_evidence_is_sentence_with_word_times():
     text = "Work was fine. I keep thinking about ending it all. Anyway, the weekend was ok."
     seg = _client(text, start=10.0, words=True)
-    [flag] = detect_risk([seg])
+    [flag] = detect_risk([seg], DETECTOR.get())
     assert flag.evidence == "I keep thinking about ending it all."
     assert flag.evidence in seg.text
     first = next(w for w in seg.words if w.word == "I")
@@ -150,10 +196,10 @@ def test_therapist_speech_is_not_scanned_but_unknown_roles_are():
     therapist = MergedSegment(start=0, end=3, speaker="SPEAKER_00", role="THERAPIST",
                               text="Have you had thoughts of killing yourself or wanting to die?")
     client = _client("Sometimes I just want to die.", start=3.0)
-    flags = detect_risk([therapist, client])
+    flags = detect_risk([therapist, client], DETECTOR.get())
     assert len(flags) == 1 and flags[0].speaker == "SPEAKER_01"
     unknown = _client("Sometimes I just want to die.", role=None)
-    assert len(detect_risk([unknown])) == 1
+    assert len(detect_risk([unknown], DETECTOR.get())) == 1
 
 
 def _flag(cat, sev, start, evidence, source):
