@@ -7,6 +7,7 @@ is a setting with a local default; on Apache Kafka other values are right.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from faststream import AckPolicy
@@ -61,6 +62,25 @@ def consumer_options(settings: Settings, group_id: str | None) -> dict[str, Any]
     )
 
 
+async def send(broker: KafkaBroker, topic: str, value: bytes, key: bytes, headers: dict[str, str]) -> None:
+    """Publish one CloudEvents record. The OpenTelemetry context is taken from the record's
+    own ``traceparent``, so FastStream's telemetry middleware continues the session's
+    trace instead of starting a new one; a JSON value is handed over decoded so the
+    record's ``content-type`` is application/json (FastStream sets it from the body)."""
+    from opentelemetry import context, propagate
+
+    token = context.attach(propagate.extract({"traceparent": headers["traceparent"]})) if headers.get("traceparent") else None
+    try:
+        try:
+            message: object = json.loads(value)
+        except ValueError:
+            message = value
+        await broker.publish(message, topic, key=key, headers=headers)
+    finally:
+        if token is not None:
+            context.detach(token)
+
+
 async def publish_event(
     broker: KafkaBroker,
     event: Event,
@@ -70,9 +90,7 @@ async def publish_event(
 ) -> str:
     """Publish directly (no outbox): for ephemeral messages such as progress ticks."""
     headers = build_headers(event, source, traceparent=traceparent, event_id=event_id)
-    await broker.publish(
-        encode(event), topic_of(event).value, key=str(event.session_id).encode(), headers=headers
-    )
+    await send(broker, topic_of(event).value, encode(event), str(event.session_id).encode(), headers)
     return headers["ce_id"]
 
 

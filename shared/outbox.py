@@ -112,7 +112,9 @@ class OutboxRelay:
 
 
 def broker_publisher(broker) -> PublishFn:
+    from shared.broker import send
+
     async def publish(topic: str, value: bytes, key: bytes, headers: dict[str, str]) -> None:
-        await broker.publish(value, topic, key=key, headers=headers)
+        await send(broker, topic, value, key, headers)
 
     return publish

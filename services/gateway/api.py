@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 import base64
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 from uuid import UUID
@@ -503,7 +503,7 @@ async def follow_status(state: GatewayState, session_id: UUID, after_seq: int, h
             try:
                 await asyncio.wait_for(wake.wait(), timeout=heartbeat_s)
             except asyncio.TimeoutError:
-                yield "ping", {"type": "ping", "timestamp": datetime.utcnow().isoformat() + "Z"}
+                yield "ping", {"type": "ping", "timestamp": datetime.now(timezone.utc).isoformat()}
     finally:
         state.hub.unsubscribe(session_id, wake)
 

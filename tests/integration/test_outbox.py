@@ -103,4 +103,27 @@ async def test_cloudevents_headers_on_the_wire(settings, db_factory, broker):
     assert headers["ce_source"] == "tests"
     assert headers["ce_subject"] == str(sid)
     assert headers["traceparent"].startswith("00-" + "c" * 32)
+    assert headers["content-type"] == "application/json"
     assert record.key == str(sid).encode()
+
+
+async def test_trace_continues_through_the_telemetry_middleware(settings, db_factory):
+    """With a real tracer provider (as in the services), FastStream's telemetry middleware
+    must continue the session's trace from the record's traceparent, not start a new one."""
+    from shared.telemetry import configure_tracing
+
+    configure_tracing(settings, "outbox-trace-test")
+    traced = create_broker(settings, "outbox-trace-test")
+    await traced.connect()
+    try:
+        sid = uuid.uuid4()
+        parent = "00-" + "e" * 32 + "-" + "f" * 16 + "-01"
+        async with db_factory() as db, db.begin():
+            await enqueue(db, SessionDeleted(session_id=sid), "tests", traceparent=parent)
+        await OutboxRelay(db_factory, broker_publisher(traced)).relay_once()
+    finally:
+        await traced.stop()
+    (record,) = await read_topic(settings.kafka_bootstrap_servers, "session.deleted", key=str(sid))
+    traceparent = normalise_headers(record.headers)["traceparent"]
+    assert traceparent.split("-")[1] == "e" * 32  # same trace
+    assert traceparent.split("-")[2] != "f" * 16  # a new span
