@@ -41,10 +41,20 @@ migrate: install
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-# The optional pyannote.audio backend: heavy install, its own target.
-test-pyannote: install
-	$(PIP) install -q -e ".[pyannote]"
-	$(PY) -m pytest -q tests/pyannote $(PYTEST_ARGS)
+PYA_VENV := .venv-pyannote
+PYA_STAMP := $(PYA_VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+$(PYA_STAMP): pyproject.toml
+	@test -x $(PYA_VENV)/bin/python || python3 -m venv $(PYA_VENV)
+	$(PYA_VENV)/bin/pip install -q --upgrade "pip>=24"
+	@# The CPU torch wheel on disk first: then pyannote.audio's torch range installs nothing more.
+	$(PYA_VENV)/bin/pip install -q torch==2.13.0
+	$(PYA_VENV)/bin/pip install -q -e ".[test,pyannote]"
+	@rm -f $(PYA_VENV)/.installed-* && touch $(PYA_STAMP)
+
+# The optional pyannote.audio backend: heavy install (~2.8 GB), its own venv and target.
+test-pyannote: $(PYA_STAMP)
+	$(PYA_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/pyannote $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m bench.run
