@@ -37,7 +37,7 @@ TOPICS: dict[str, str] = {
     "family": r"\b(?:mum|mom|mother|dad|father|parents?|sisters?|brothers?|family|kids|children|son|daughter|grandm\w+|grandf\w+)\b",
     "relationships": r"\b(?:partner|husband|wife|boyfriend|girlfriend|relationship|marriage|divorce|breakup|break-up|dating|ex)\b",
     "anxiety": r"\b(?:anxious|anxiety|panic\w*|worr\w+|nervous|on edge|racing|dread)\b",
-    "depression and low mood": r"\b(?:depress\w*|low mood|feeling low|sad|sadness|empty|numb|hopeless|down|crying|cried)\b",
+    "depression and low mood": r"\b(?:depress\w*|low mood|(?:feel\w*|been|so|really) (?:low|down)|sad|sadness|empty|numb|hopeless|crying|cried)\b",
     "self-esteem": r"\b(?:worthless|failure|not good enough|useless|stupid|confidence|self-esteem|ashamed)\b",
     "grief and loss": r"\b(?:died|passed away|death|funeral|grie\w+|loss|lost my|bereave\w*)\b",
     "anger": r"\b(?:angry|anger|furious|rage|irritable|snapped|resent\w*)\b",
@@ -71,7 +71,7 @@ _STRATEGY_RX = [(n, c, re.compile(rx, re.IGNORECASE)) for n, c, rx in STRATEGIES
 
 EMOTIONS: dict[str, str] = {
     "anxiety and worry": r"\b(?:anxious|anxiety|worr\w+|nervous|panic\w*|scared|afraid|fear\w*|on edge|dread\w*|tense)\b",
-    "sadness and low mood": r"\b(?:sad|sadness|down|low|depress\w*|empty|crying|cried|tearful|miserable|heartbroken)\b",
+    "sadness and low mood": r"\b(?:sad|sadness|(?:feel\w*|been|so|really) (?:low|down)|depress\w*|empty|crying|cried|tearful|miserable|heartbroken)\b",
     "anger and frustration": r"\b(?:angry|anger|furious|frustrat\w+|annoyed|irritat\w+|resent\w*|fed up)\b",
     "guilt and shame": r"\b(?:guilt\w*|ashamed|shame|embarrass\w+|my fault|blame myself)\b",
     "loneliness": r"\b(?:lonely|alone|isolated|no one to talk to|nobody)\b",
@@ -86,8 +86,10 @@ fun nice lovely grateful thankful excited improving improved helped helpful help
 peaceful content okay fine managed laughed love loved safe supported strong stronger""".split())
 NEGATIVE = set("""bad worse worst sad anxious anxiety worried worry worrying stressed stress angry upset awful terrible
 tired exhausted lonely alone afraid scared hopeless empty numb hate hated cry crying cried panic panicked
-overwhelmed overwhelming guilty ashamed worthless failure hurt pain miserable depressed down low struggling
-struggle brutal dread frustrated frustrating can't cannot never nothing""".split())
+overwhelmed overwhelming guilty ashamed worthless failure hurt pain miserable depressed struggling
+struggle brutal dread frustrated frustrating""".split())
+# Not sentiment: "down"/"low" are mostly spatial ("down here"), and "can't", "never",
+# "nothing" are grammar; counting them invented low moods in ordinary conversation.
 _NEGATORS = {"not", "no", "never", "don't", "didn't", "isn't", "wasn't", "aren't", "haven't", "hardly"}
 
 _FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|myself)\b", re.IGNORECASE)
@@ -275,6 +277,8 @@ def _mood(client: list[_Said]) -> tuple[SessionMood, MoodTrajectory]:
         return SessionMood.neutral, MoodTrajectory.stable
     pos, neg = _sentiment([s.text for s in client])
     overall = _score(pos, neg)
+    if pos + neg < 3:  # too little evidence to call a mood: say neutral, not a guess
+        return SessionMood.neutral, MoodTrajectory.stable
     if pos >= 3 and neg >= 3 and abs(overall) < 0.15:
         mood = SessionMood.mixed
     elif overall <= -0.5:
@@ -293,8 +297,10 @@ def _mood(client: list[_Said]) -> tuple[SessionMood, MoodTrajectory]:
     thirds: list[list[str]] = [[], [], []]
     for s in client:
         thirds[min(2, int((s.sentence.start - t0) / span * 3))].append(s.text)
-    scores = [_score(*_sentiment(t)) for t in thirds]
-    a, b, c = scores
+    evidence = [_sentiment(t) for t in thirds]
+    if any(p + n < 2 for p, n in evidence):  # a third without sentiment words has no trajectory
+        return mood, MoodTrajectory.stable
+    a, b, c = (_score(p, n) for p, n in evidence)
     if (b - a > 0.3 and b - c > 0.3) or (a - b > 0.3 and c - b > 0.3):
         traj = MoodTrajectory.fluctuating
     elif c - a > 0.25:
