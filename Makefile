@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[test]"
 	@rm -f .venv/.installed-* && touch $(STAMP)
 
-install: system-deps $(STAMP)
+install: $(STAMP)
 
-# espeak-ng and sox generate test dialogues; chromium drives the web-page test.
+# Test-only system packages: espeak-ng and sox generate test dialogues; chromium drives
+# the web-page test. `make run` needs none of them.
 system-deps:
 	@missing=""; \
 	for bin in espeak-ng sox chromium; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
@@ -38,7 +39,7 @@ run: install
 migrate: install
 	$(PY) -m shared.db.bootstrap
 
-test: install
+test: system-deps install
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 PYA_VENV := .venv-pyannote
@@ -56,7 +57,7 @@ $(PYA_STAMP): pyproject.toml
 test-pyannote: $(PYA_STAMP)
 	$(PYA_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/pyannote $(PYTEST_ARGS)
 
-bench: install
+bench: system-deps install
 	$(PY) -m bench.run
 
 docs: install
