@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from faststream.kafka import KafkaBroker, KafkaMessage
 
-from shared.blobstore import LocalBlobStore
+from shared.blobstore import BlobStore, create_blob_store
 from shared.broker import consumer_options, create_broker, parse_message, publish_dlq
 from shared.contracts.events import Event
 from shared.db.engine import create_engine, create_session_factory
@@ -33,7 +33,7 @@ class ServiceRuntime:
     settings: Settings
     broker: KafkaBroker
     metrics: ServiceMetrics
-    blobs: LocalBlobStore
+    blobs: BlobStore
     executor: ThreadPoolExecutor
     engine: Any = None
     session_factory: Any = None
@@ -52,7 +52,7 @@ class ServiceRuntime:
             settings=settings,
             broker=broker,
             metrics=metrics,
-            blobs=LocalBlobStore(settings.blob_dir),
+            blobs=create_blob_store(settings),
             executor=ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix=f"{name}-work"),
         )
         if with_db:

@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     inline_payload_max_bytes: int = Field(
         512 * 1024, description="Event payload parts above this size go to the blob store by reference."
     )
+    blob_backend: str = Field("local", description="Blob store backend: local (TB_BLOB_DIR) or s3 (TB_S3_*: AWS S3, MinIO).")
+    s3_endpoint_url: str | None = Field(None, description="S3 API endpoint, e.g. http://minio:9000; unset: AWS S3.")
+    s3_bucket: str | None = Field(None, description="Bucket of the s3 blob backend (must exist).")
+    s3_region: str | None = Field(None, description="S3 region; unset: the AWS default chain's (MinIO: any, e.g. us-east-1).")
+    s3_access_key_id: str | None = Field(None, description="S3 access key; unset: the AWS default credential chain.")
+    s3_secret_access_key: str | None = Field(None, description="S3 secret key; unset: the AWS default credential chain.")
+    s3_prefix: str = Field("", description="Key prefix inside the bucket (e.g. therapybridge/), to share a bucket.")
+    s3_part_size_bytes: int = Field(
+        8 * 1024 * 1024, description="Multipart upload part size for streamed uploads (S3 minimum: 5 MiB)."
+    )
 
     # --- Uploads (gateway) ------------------------------------------------------------
     upload_max_bytes: int = Field(500 * 1024 * 1024, description="Largest accepted upload.")

@@ -27,7 +27,7 @@ class DiarizationHandler(AudioStageWorker):
             # The configured backend could not load: say exactly why, once per session.
             raise PermanentError("backend_unavailable", self.unavailable_reason)
         rt = self.runtime
-        audio = await rt.run_blocking(decode_audio, rt.blobs.path_for(event.audio.uri))
+        audio = await rt.run_blocking(rt.blobs.with_local_copy, event.audio.uri, decode_audio)
         options = event.options
         try:
             result = await rt.run_blocking(

@@ -210,9 +210,12 @@ async def upload(
             stored = await state.blobs.put_stream(key, _chunks(file), max_bytes=settings.upload_max_bytes)
         except BlobTooLarge as exc:
             raise UploadRejected(413, "too_large", f"the file is larger than the {settings.upload_max_bytes} byte limit") from exc
-        with open(stored.path, "rb") as fh:
-            check_magic(ext, fh.read(16))
-        probe = await asyncio.to_thread(check_decodes, stored.path, settings.upload_max_duration_s)
+        def probe_stored(path: Path):  # on a local copy (the file itself, or an S3 download), in a thread
+            with open(path, "rb") as fh:
+                check_magic(ext, fh.read(16))
+            return check_decodes(path, settings.upload_max_duration_s)
+
+        probe = await asyncio.to_thread(state.blobs.with_local_copy, stored.uri, probe_stored)
         options = ProcessingOptions(language=language, num_speakers=num_speakers, min_speakers=min_speakers,
                                     max_speakers=max_speakers, notes_backend=notes_backend)
         event = AudioUploaded(
@@ -231,7 +234,7 @@ async def upload(
             await enqueue(db, event, SOURCE)
             await db.execute(audit_log.insert().values(therapist_id=therapist_id, session_id=session_id, action="upload"))
     except BaseException:
-        state.blobs.delete_prefix(session_prefix(session_id))
+        await asyncio.to_thread(state.blobs.delete_prefix, session_prefix(session_id))
         raise
     if state.relay:
         state.relay.wake()
@@ -294,7 +297,8 @@ async def list_sessions(
 async def session_detail(state: GatewayState, db: AsyncSession, row) -> SessionDetail:
     status = await status_row(db, row.id)
     results = await results_row(db, row.id)
-    tv = transcript_view(results, state.blobs, row)
+    # Large transcripts live in the blob store (S3: a network read): off the event loop.
+    tv = await asyncio.to_thread(transcript_view, results, state.blobs, row)
     notes = notes_view(results, row)
     metrics = {}
     if results is not None:
@@ -338,7 +342,7 @@ async def delete_session(session_id: UUID, therapist_id: Therapist, state: State
         await db.execute(delete(sessions).where(sessions.c.id == session_id))
         await enqueue(db, SessionDeleted(session_id=session_id, owner_id=therapist_id), SOURCE)
         await db.execute(audit_log.insert().values(therapist_id=therapist_id, session_id=session_id, action="delete"))
-    state.blobs.delete_prefix(session_prefix(session_id))
+    await asyncio.to_thread(state.blobs.delete_prefix, session_prefix(session_id))
     if state.relay:
         state.relay.wake()
     return Response(status_code=204)
@@ -458,14 +462,35 @@ class _Turn:
 @router.get("/api/sessions/{session_id}/audio", tags=["sessions"], summary="The original recording (supports Range)",
             responses={200: {"description": "The recording as uploaded", "content": AUDIO_CONTENT}, **ERRORS},
             response_class=Response)
-async def audio(session_id: UUID, therapist_id: Therapist, state: State, db: DB):
-    from fastapi.responses import FileResponse
+async def audio(session_id: UUID, therapist_id: Therapist, state: State, db: DB, request: Request):
+    import re
+
+    from fastapi.responses import FileResponse, StreamingResponse
+
+    from shared.blobstore import BlobRangeNotSatisfiable, LocalBlobStore
 
     row = await owned_session(session_id, therapist_id, db)
-    path = state.blobs.path_for(row.audio_uri)
-    if not path.exists():
-        raise HTTPException(404, "audio not found")
-    return FileResponse(path, media_type=row.content_type)
+    if isinstance(state.blobs, LocalBlobStore):
+        path = state.blobs.path_for(row.audio_uri)
+        if not path.exists():
+            raise HTTPException(404, "audio not found")
+        return FileResponse(path, media_type=row.content_type)
+    # Object store: stream the body through the gateway, so authorisation stays here (no
+    # presigned URL). One byte range is passed on to the store; anything else is served whole.
+    byte_range = (request.headers.get("range") or "").strip()
+    if not re.fullmatch(r"bytes=(\d+-\d*|-\d+)", byte_range):
+        byte_range = ""
+    try:
+        obj = await asyncio.to_thread(state.blobs.open, row.audio_uri, byte_range or None)
+    except FileNotFoundError:
+        raise HTTPException(404, "audio not found") from None
+    except BlobRangeNotSatisfiable:
+        raise HTTPException(416, "range not satisfiable", headers={"Content-Range": f"bytes */{row.audio_bytes}"}) from None
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(obj.size)}
+    status = 200
+    if byte_range and obj.content_range:
+        headers["Content-Range"], status = obj.content_range, 206
+    return StreamingResponse(obj.chunks(), status_code=status, media_type=row.content_type, headers=headers)
 
 
 # --- live progress ------------------------------------------------------------------------------

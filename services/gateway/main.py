@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from faststream.kafka import KafkaMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared.blobstore import LocalBlobStore
+from shared.blobstore import create_blob_store
 from shared.broker import consumer_options, create_broker
 from shared.contracts.events import SessionStatus, Topic
 from shared.db.engine import create_engine, create_session_factory
@@ -46,7 +46,7 @@ def build_state(settings: Settings) -> GatewayState:
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
-        blobs=LocalBlobStore(settings.blob_dir),
+        blobs=create_blob_store(settings),
         tokens=TokenService(settings.jwt_secret, settings.jwt_access_ttl_s, settings.jwt_refresh_ttl_s),
         passwords=PasswordService(),
         login_limiter=RateLimiter(settings.login_rate_per_minute),

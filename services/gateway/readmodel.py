@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.blobstore import LocalBlobStore
+from shared.blobstore import BlobStore
 from shared.db.tables import session_results, session_status, status_history
 
 ROLE_SWAP = {"THERAPIST": "CLIENT", "CLIENT": "THERAPIST"}
@@ -33,7 +33,7 @@ async def history_after(db: AsyncSession, session_id: UUID, after_seq: int) -> l
     return [r.payload for r in rows]
 
 
-def _resolve(payload: dict | None, blobs: LocalBlobStore) -> list[dict] | None:
+def _resolve(payload: dict | None, blobs: BlobStore) -> list[dict] | None:
     if not payload:
         return None
     if payload.get("segments") is not None:
@@ -85,7 +85,7 @@ def full_text(segments: list[dict], speakers: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def transcript_view(results, blobs: LocalBlobStore, session_row) -> dict[str, Any]:
+def transcript_view(results, blobs: BlobStore, session_row) -> dict[str, Any]:
     """Segments/speakers/text from the merged transcript when it exists, else the raw one."""
     out: dict[str, Any] = {"segments": None, "speakers": [], "diarized": None, "language": None, "text": None}
     if results is None:

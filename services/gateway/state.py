@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.blobstore import LocalBlobStore
+from shared.blobstore import BlobStore
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.telemetry import ServiceMetrics
@@ -19,7 +19,7 @@ class GatewayState:
     settings: Settings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
-    blobs: LocalBlobStore
+    blobs: BlobStore
     tokens: TokenService
     passwords: PasswordService
     login_limiter: RateLimiter

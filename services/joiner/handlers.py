@@ -101,14 +101,15 @@ class JoinHandler:
         if segments is None and transcript.segments_ref:
             from shared.contracts.events import TranscriptSegment
 
-            segments = [TranscriptSegment.model_validate(s) for s in self.runtime.blobs.get_json(transcript.segments_ref)]
+            raw = await self.runtime.run_blocking(self.runtime.blobs.get_json, transcript.segments_ref)
+            segments = [TranscriptSegment.model_validate(s) for s in raw]
         version = row.merged_version + 1
         merged = await self.runtime.run_blocking(
             build_merged, row.session_id, transcript, segments or [], diarization, version, warnings
         )
         if len(merged.model_dump_json()) > self.runtime.settings.inline_payload_max_bytes:
-            merged.segments_ref = self.runtime.blobs.put_json(
-                f"sessions/{row.session_id}/merged-v{version}.json",
+            merged.segments_ref = await self.runtime.run_blocking(
+                self.runtime.blobs.put_json, f"sessions/{row.session_id}/merged-v{version}.json",
                 [s.model_dump(mode="json") for s in merged.segments or []])
             merged.segments = None
         await db.execute(join_state.update().where(join_state.c.session_id == row.session_id).values(

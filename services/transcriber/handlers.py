@@ -20,7 +20,7 @@ class TranscriptionHandler(AudioStageWorker):
 
     async def process(self, event: AudioUploaded, progress: ProgressFn) -> tuple[TranscriptReady, float]:
         rt = self.runtime
-        audio = await rt.run_blocking(decode_audio, rt.blobs.path_for(event.audio.uri))
+        audio = await rt.run_blocking(rt.blobs.with_local_copy, event.audio.uri, decode_audio)
         result = await rt.run_blocking(self.transcriber.transcribe, audio, event.options.language, progress)
         audio_s = len(audio) / SAMPLE_RATE
         ready = TranscriptReady(
@@ -30,7 +30,8 @@ class TranscriptionHandler(AudioStageWorker):
             timing=pending_timing(),
         )
         if len(ready.model_dump_json()) > rt.settings.inline_payload_max_bytes:
-            ready.segments_ref = rt.blobs.put_json(f"sessions/{event.session_id}/transcript.json",
-                                                   [s.model_dump(mode="json") for s in result.segments])
+            ready.segments_ref = await rt.run_blocking(
+                rt.blobs.put_json, f"sessions/{event.session_id}/transcript.json",
+                [s.model_dump(mode="json") for s in result.segments])
             ready.segments = None
         return ready, audio_s
