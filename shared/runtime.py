@@ -15,7 +15,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared.blobstore import BlobStore, create_blob_store
 from shared.broker import consumer_options, create_broker, parse_message, publish_dlq
-from shared.contracts.events import Event
+from shared.contracts.events import Event, Topic
 from shared.db.engine import create_engine, create_session_factory
 from shared.envelope import Envelope, trace_id_of
 from shared.logging import configure_logging, get_logger
@@ -40,6 +40,7 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _background: list = field(default_factory=list)
+    _on_stop: list = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings, name: str, with_db: bool = True) -> "ServiceRuntime":
@@ -100,11 +101,18 @@ class ServiceRuntime:
             session_id=str(envelope.event.session_id), trace_id=trace_id_of(envelope.traceparent),
             event_id=envelope.event_id, topic=envelope.topic,
         )
+        deleted = envelope.topic == Topic.SESSION_DELETED.value
+        if self.session_factory is not None and not deleted and await self._is_buried(envelope.event.session_id):
+            log.info("event_for_deleted_session_dropped")
+            structlog.contextvars.unbind_contextvars("session_id", "trace_id", "event_id", "topic")
+            return
         try:
             attempts = self.settings.dlq_max_attempts
             for attempt in range(1, attempts + 1):
                 try:
                     await handler(envelope)
+                    if deleted and self.session_factory is not None:
+                        await self._bury(envelope.event.session_id)
                     return
                 except PermanentError as exc:
                     log.warning("event_failed_permanently", code=exc.code)
@@ -123,6 +131,18 @@ class ServiceRuntime:
         finally:
             structlog.contextvars.unbind_contextvars("session_id", "trace_id", "event_id", "topic")
 
+    async def _is_buried(self, session_id) -> bool:
+        from shared.inbox import is_buried
+
+        async with self.session_factory() as db:
+            return await is_buried(db, self.name, session_id)
+
+    async def _bury(self, session_id) -> None:
+        from shared.inbox import bury
+
+        async with self.session_factory() as db, db.begin():
+            await bury(db, self.name, session_id)
+
     async def start(self) -> None:
         self.metrics.serve(self.settings.metrics_port)
         if self.relay:
@@ -135,6 +155,10 @@ class ServiceRuntime:
     def background(self, name: str, factory) -> None:
         """Run ``factory()`` (a coroutine function) as a task once the service has started."""
         self._background.append((name, factory))
+
+    def on_stop(self, close) -> None:
+        """Await ``close()`` (e.g. an HTTP client's aclose) when the service stops."""
+        self._on_stop.append(close)
 
     def spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)
@@ -153,6 +177,11 @@ class ServiceRuntime:
             except Exception as exc:  # left in the outbox: the next start publishes it
                 log.warning("outbox_flush_failed", error=type(exc).__name__)
         await self.broker.stop()
+        for close in self._on_stop:
+            try:
+                await close()
+            except Exception as exc:
+                log.warning("close_failed", error=type(exc).__name__)
         if self.engine is not None:
             await self.engine.dispose()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -46,6 +46,7 @@ def build(settings: Settings) -> ServiceRuntime:
     detector = build_risk_detector(settings)
     generator = NotesGenerator.from_settings(settings, runtime.run_blocking, breaker, detector)
     handler = NotesHandler(runtime, generator, breaker)
+    runtime.on_stop(generator.aclose)
     log.info("notes_backend_configured", default_backend=generator.default_backend,
              model=settings.llm_model if generator.llm else None)
 

@@ -46,6 +46,17 @@ inbox = Table(
     PrimaryKeyConstraint("consumer", "event_id"),
 )
 
+# Ids (nothing else) of deleted sessions, per consumer: a late or redelivered event of a
+# deleted session is dropped instead of recreating rows. Written by each consumer itself.
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("consumer", Text, nullable=False),
+    Column("session_id", UUID(as_uuid=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer", "session_id"),
+)
+
 # --- gateway ---------------------------------------------------------------------------
 therapists = Table(
     "therapists",
