@@ -395,6 +395,7 @@ EXPORT_TYPES = {
     "txt": "text/plain; charset=utf-8", "json": "application/json", "srt": "application/x-subrip",
     "vtt": "text/vtt; charset=utf-8", "rttm": "text/plain; charset=utf-8", "notes.json": "application/json",
     "soap": "text/markdown; charset=utf-8", "dap": "text/markdown; charset=utf-8",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
 
 
@@ -404,6 +405,7 @@ EXPORT_CONTENT = {
     "application/x-subrip": {"schema": {"type": "string"}},
     "text/vtt": {"schema": {"type": "string"}},
     "text/markdown": {"schema": {"type": "string"}},
+    EXPORT_TYPES["docx"]: {"schema": {"type": "string", "format": "binary"}},
 }
 AUDIO_CONTENT = {t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(set(CONTENT_TYPES.values()))}
 
@@ -411,10 +413,10 @@ AUDIO_CONTENT = {t: {"schema": {"type": "string", "format": "binary"}} for t in 
 @router.get("/api/sessions/{session_id}/export/{fmt}", tags=["exports"],
             responses={200: {"description": "The export, as an attachment: txt/rttm text/plain, json and notes.json "
                                             "application/json, srt application/x-subrip, vtt text/vtt, soap and dap "
-                                            "text/markdown", "content": EXPORT_CONTENT},
+                                            "text/markdown, docx a Word document", "content": EXPORT_CONTENT},
                        **ERRORS, 409: {"model": ErrorBody, "description": "Not ready yet"}},
             summary="Download transcript, diarization or notes")
-async def export(session_id: UUID, fmt: Literal["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap"],
+async def export(session_id: UUID, fmt: Literal["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"],
                  therapist_id: Therapist, state: State, db: DB) -> Response:
     row = await owned_session(session_id, therapist_id, db)
     detail = await session_detail(state, db, row)
@@ -426,6 +428,8 @@ async def export(session_id: UUID, fmt: Literal["txt", "json", "srt", "vtt", "rt
         raise HTTPException(409, "no diarization for this session")
     if fmt in ("notes.json", "soap", "dap") and not detail.extracted_notes:
         raise HTTPException(409, "no notes for this session yet")
+    if fmt == "docx" and not segments and not detail.extracted_notes:
+        raise HTTPException(409, "neither a transcript nor notes for this session yet")
     if fmt == "txt":
         body = exports.to_txt(segments, speakers)
     elif fmt == "json":
@@ -436,6 +440,10 @@ async def export(session_id: UUID, fmt: Literal["txt", "json", "srt", "vtt", "rt
         body = exports.to_vtt(segments, speakers)
     elif fmt == "rttm":
         body = exports.to_rttm([_Turn(**t) for t in detail.diarization["turns"]], str(session_id))
+    elif fmt == "docx":
+        meta = {"session_id": str(session_id), "session_date": detail.session_date, "duration_s": detail.duration_seconds,
+                "language": detail.language, "engine": (detail.notes_engine or {}).get("backend")}
+        body = await asyncio.to_thread(exports.to_docx, detail.extracted_notes, segments, speakers, meta)
     elif fmt == "notes.json":
         body = json.dumps(detail.extracted_notes, indent=2)
     else:

@@ -1,4 +1,4 @@
-"""Transcript exports for the gateway: TXT, JSON, SRT, WebVTT and RTTM.
+"""Transcript exports for the gateway: TXT, JSON, SRT, WebVTT, RTTM and DOCX.
 
 Pure functions over plain data so the API layer only fetches rows and picks a renderer.
 Segments may be MergedSegment models or the equivalent dicts (what the DB/JSON gives
@@ -17,14 +17,23 @@ readable rather than showing 30 s of text at once.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from shared import rttm as _rttm
+import docx
+from docx.enum.text import WD_COLOR_INDEX
+from docx.shared import RGBColor
 
-__all__ = ["to_txt", "to_json", "to_srt", "to_vtt", "to_rttm", "fmt_clock", "fmt_srt_time", "fmt_vtt_time"]
+from shared import rttm as _rttm
+from shared.contracts.notes import ClinicalNotes, RiskFlag
+from shared.notes_render import sort_flags
+
+__all__ = ["to_txt", "to_json", "to_srt", "to_vtt", "to_rttm", "to_docx", "fmt_clock", "fmt_srt_time", "fmt_vtt_time"]
 
 MAX_CUE_S = 7.0
 MAX_CUE_CHARS = 84
@@ -275,3 +284,121 @@ def to_rttm(turns: Iterable[Any], uri: str) -> str:
     return _rttm.to_rttm(
         [_rttm.Turn(float(_get(t, "start")), float(_get(t, "end")), str(_get(t, "speaker"))) for t in turns], uri
     )
+
+
+# --- DOCX --------------------------------------------------------------------------------
+# XML 1.0 forbids most control characters; python-docx raises on them, so drop them.
+_XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_HIGH_RED = RGBColor(0xC0, 0x00, 0x00)
+
+
+def _x(text: Any) -> str:
+    return _XML_INVALID.sub("", str(text or ""))
+
+
+def _is_high(flag: RiskFlag) -> bool:
+    return flag.high_priority or flag.severity.value == "high"
+
+
+def _docx_flag(document: Any, flag: RiskFlag, names: Mapping[str, str]) -> None:
+    p = document.add_paragraph(style="List Bullet")
+    if _is_high(flag):
+        run = p.add_run("HIGH PRIORITY ")
+        run.bold = True
+        run.font.color.rgb = _HIGH_RED
+        run.font.highlight_color = WD_COLOR_INDEX.YELLOW
+    p.add_run(flag.category.value.replace("_", " ")).bold = True
+    who = names.get(flag.speaker or "") or flag.role or flag.speaker
+    p.add_run(f" — severity {flag.severity.value} at {fmt_clock(flag.start)}" + (f", {_x(who)}" if who else "") + ": ")
+    p.add_run(f"\u201c{_x(flag.evidence)}\u201d").italic = True
+    p.add_run(f" (source: {flag.source.value})")
+    if flag.rationale:
+        p.add_run(f" {_x(flag.rationale)}")
+
+
+def _docx_list(document: Any, title: str, items: Iterable[str]) -> None:
+    items = [_x(i) for i in items if str(i or "").strip()]
+    if not items:
+        return
+    document.add_heading(title, level=2)
+    for item in items:
+        document.add_paragraph(item, style="List Bullet")
+
+
+def _docx_notes(document: Any, notes: ClinicalNotes, names: Mapping[str, str]) -> None:
+    flags = sort_flags(notes.risk_flags)
+    high = sum(1 for f in flags if _is_high(f))
+    document.add_heading(f"Risk flags — review first ({len(flags)} flag(s), {high} high priority)", level=2)
+    if not flags:
+        document.add_paragraph("No risk flags were raised. (Absence of flags is not a risk assessment.)")
+    elif high:
+        warn = document.add_paragraph().add_run("High-priority risk content was detected in this session. "
+                                                "Review before anything else.")
+        warn.bold = True
+        warn.font.color.rgb = _HIGH_RED
+    for flag in flags:
+        _docx_flag(document, flag, names)
+    if notes.topic_summary.strip():
+        document.add_heading("Summary", level=2)
+        document.add_paragraph(_x(notes.topic_summary))
+    document.add_heading("Mood", level=2)
+    document.add_paragraph(f"Session mood: {notes.session_mood.value.replace('_', ' ')}; "
+                           f"trajectory: {notes.mood_trajectory.value}.")
+    _docx_list(document, "Key topics", notes.key_topics)
+    _docx_list(document, "Emotional themes", notes.emotional_themes)
+    _docx_list(document, "Triggers", notes.triggers)
+    _docx_list(document, "Strategies", (f"{s.name} ({s.category}; {s.status})" for s in notes.strategies))
+    _docx_list(document, "Action items", (f"{a.task} ({a.category}, owner: {a.owner})" for a in notes.action_items))
+    _docx_list(document, "Significant quotes",
+               (f"{fmt_clock(q.start)} {names.get(q.speaker) or q.role or q.speaker}: \u201c{q.quote}\u201d"
+                for q in notes.significant_quotes))
+    _docx_list(document, "Unresolved concerns", notes.unresolved_concerns)
+    _docx_list(document, "Follow up next session", notes.follow_up_topics)
+    if notes.therapist_notes.strip():
+        document.add_heading("Therapist notes", level=2)
+        document.add_paragraph(_x(notes.therapist_notes))
+
+
+def to_docx(notes: dict | None, segments: list[dict], speakers: list[dict], meta: dict) -> bytes:
+    """A Word document: session details, then the clinical notes (risk flags first, high
+    severity marked HIGH PRIORITY in red), then the speaker-labelled transcript.
+
+    ``notes`` is a ClinicalNotes dict or None; ``meta`` may carry session_id, session_date,
+    duration_s, language and engine (missing keys are left out).
+    """
+    names = _speaker_names(speakers)
+    document = docx.Document()
+    document.core_properties.title = "Session notes and transcript"
+    document.add_heading("Session notes and transcript", level=0)
+    when = meta.get("session_date")
+    if isinstance(when, datetime):
+        when = when.strftime("%Y-%m-%d %H:%M")
+    details = [("Session", meta.get("session_id")), ("Date", when),
+               ("Duration", fmt_clock(meta["duration_s"]) if meta.get("duration_s") is not None else None),
+               ("Language", meta.get("language")), ("Notes generated by", meta.get("engine"))]
+    for label, value in details:
+        if value is not None and str(value).strip():
+            p = document.add_paragraph()
+            p.add_run(f"{label}: ").bold = True
+            p.add_run(_x(value))
+
+    document.add_heading("Clinical notes", level=1)
+    if notes:
+        _docx_notes(document, ClinicalNotes.model_validate(notes), names)
+    else:
+        document.add_paragraph("No notes for this session yet.")
+
+    document.add_heading("Transcript", level=1)
+    lines = [s for s in _segments(segments or ()) if s.text.strip()]
+    if not lines:
+        document.add_paragraph("No transcript for this session yet.")
+    for seg in lines:
+        p = document.add_paragraph()
+        stamp = p.add_run(f"[{fmt_clock(seg.start)}] ")
+        stamp.font.color.rgb = RGBColor(0x70, 0x70, 0x70)
+        p.add_run(f"{_x(_name(seg, names))}: ").bold = True
+        p.add_run(_x(seg.text.strip()))
+
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from shared.localbroker import free_port, wait_for_port
 from tests.conftest import DATA
 
-EXPORTS = ["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap"]
+EXPORTS = ["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"]
 TABLES = ["sessions:id", "session_status:session_id", "status_history:session_id", "session_results:session_id",
           "stage_jobs:session_id", "join_state:session_id", "inbox:session_id"]
 

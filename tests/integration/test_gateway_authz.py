@@ -49,7 +49,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 PASSWORD = "correct-horse-battery"
 PUBLIC = {"/healthz", "/readyz", "/api/auth/token", "/api/auth/refresh", "/", "/static", "/docs",
           "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics", "/asyncapi.json"}
-EXPORT_FORMATS = ["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap"]
+EXPORT_FORMATS = ["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"]
 SECRET_TEXT = "zanzibar-secret-marker"  # appears in A's transcript and notes only
 
 

@@ -11,7 +11,7 @@
   const STAGE_ORDER = ["upload", "preprocessing", "transcription", "diarization", "join", "merge", "notes"];
   const EXPORTS = [["txt", "Transcript (.txt)"], ["json", "Transcript (.json)"], ["srt", "Subtitles (.srt)"],
     ["vtt", "Subtitles (.vtt)"], ["rttm", "Diarization (.rttm)"], ["notes.json", "Notes (.json)"],
-    ["soap", "SOAP note (.md)"], ["dap", "DAP note (.md)"]];
+    ["soap", "SOAP note (.md)"], ["dap", "DAP note (.md)"], ["docx", "Word document (.docx)"]];
   const TERMINAL = ["processed", "failed"];
 
   const state = { token: STORE.getItem("tb.token"), refresh: STORE.getItem("tb.refresh"), patients: [],
