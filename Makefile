@@ -63,8 +63,9 @@ bench: system-deps install
 docs: install
 	$(PY) -m shared.docs
 
+# Correctness lint (pyflakes-class errors: unused imports, undefined names, syntax).
 lint: install
-	$(PY) -m ruff check shared services tests || true
+	$(PY) -m ruff check shared services tests bench --select F,E9
 
 clean:
 	rm -rf var .pytest_cache test-artifacts

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from shared.db.bootstrap import prepare_database
-from shared.localbroker import LocalBroker, ensure_topics, free_port, wait_for_port
+from shared.localbroker import LocalBroker, ensure_topics, wait_for_port
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,6 @@ are unknown), because therapists routinely say "have you had thoughts of killing
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -165,7 +164,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(AV, r"\blaid (?:a )?hands? on me\b", MO, "physical abuse"),
     _p(AV, r"\b(?:forces?|forced|made|makes|pressures?|pressured) me (?:to )?(?:have sex|into sex|do sexual|sleep with)\b", HI, "sexual violence"),
     _p(AV, r"\b(?:kill|hurt|hit|beat|find) me if i (?:go|leave|tell|call|report|ever leave)\b|\b(?:he|she|they)(?:'ll| will|'d| would) kill me\b(?=[^.]*\bif\b)", HI, "threat to client"),
-    _p(AV, rf"\b(?:i was|i've been|i have been|i got|got|been) (?:sexually |physically )?(?:assaulted|raped|abused|molested|attacked|beaten(?: up)?|mugged|jumped|groomed|stabbed|strangled)\b", MO, "victim of violence"),
+    _p(AV, r"\b(?:i was|i've been|i have been|i got|got|been) (?:sexually |physically )?(?:assaulted|raped|abused|molested|attacked|beaten(?: up)?|mugged|jumped|groomed|stabbed|strangled)\b", MO, "victim of violence"),
     _p(AV, r"\bthreaten(?:ed|s|ing)? to (?:kill|hurt|hit|beat|take the kids from) me\b", HI, "threat to client"),
     _p(AV, r"\b(?:afraid|scared|terrified|frightened) (?:to go home|of going home|of what (?:he|she|they)(?:'ll| will|'d| would| might) do)\b|\bbecause of what (?:he|she|they)(?:'ll| will|'d| would| might) do\b", HI, "fear of partner"),
     _p(AV, r"\b(?:won't|doesn't|does not|will not|wouldn't) let me (?:see|go|leave|have|talk|work|use)\b|\bchecks? my (?:phone|messages|texts)\b|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
@@ -176,7 +175,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SU, rf"\b{_I}\b[^.;]{{0,25}}?\b(?:using|use|used|taking|take|took|smoke|smoking|smoked|doing|do|did|snort(?:ing|ed)?|inject(?:ing|ed)?|shooting up|on|popping|popped|buy|buying|bought|score|scoring)\b[^.;]{{0,25}}?\b{_DRUGS}\b", MO, "drug use"),
     _p(SU, r"\b(?:popping|popped|stealing|stole) (?:of )?(?:my |some |a few )?(?:\w+'s )?(?:painkillers|pills|tablets|meds)\b|\b(?:taking|take|took|using) (?:my |some of my )?\w+'s (?:painkillers|pills|tablets|prescription|meds)\b", MO, "prescription misuse"),
     _p(SU, r"\bextra (?:of )?(?:my )?\w*(?:codone|morphine|tramadol|codeine|xanax|valium|pills|tablets)\b", MO, "prescription misuse"),
-    _p(SU, rf"\b(?:i|i'm|i've been|i was|i got|got|get|getting|been) (?:so )?(?:high|stoned|wasted|hammered|smashed|drunk|off my face|out of it)\b(?! (?:school|street|hopes|alert|functioning))", MO, "intoxication"),
+    _p(SU, r"\b(?:i|i'm|i've been|i was|i got|got|get|getting|been) (?:so )?(?:high|stoned|wasted|hammered|smashed|drunk|off my face|out of it)\b(?! (?:school|street|hopes|alert|functioning))", MO, "intoxication"),
     _p(SU, r"\b(?:drove|drive|driving|drives)\b[^.]{0,15}\b(?:drunk|high|stoned|after drinking|over the limit)\b|\bdrink[- ]driving\b|\bdrunk[- ]driving\b", HI, "intoxicated driving"),
     _p(SU, r"\brelaps(?:e|ed|ing)\b", MO, "relapse"),
     _p(SU, rf"\b(?:litre|liter|half a bottle|fifth|bottle|crate|case) of {_ALCOHOL}\b", MO, "heavy drinking"),

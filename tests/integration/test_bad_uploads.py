@@ -5,7 +5,6 @@ outbox row."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,5 @@
 """The README stays true: the settings table is generated from the code and current."""
 
-from pathlib import Path
 
 from shared.docs import README, readme_with_settings
 from shared.settings import ENV_PREFIX, Settings
