@@ -44,5 +44,16 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str = "th
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(levelname)s %(name)s %(message)s")
 
 
+def error_location(exc: BaseException) -> str:
+    """file:line of the innermost frame: enough to find a bug without logging the
+    exception's message or traceback values, which may hold transcript text."""
+    from pathlib import Path
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
+
+
 def get_logger(name: str | None = None):
     return structlog.get_logger(name)

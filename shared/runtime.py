@@ -18,7 +18,7 @@ from shared.broker import consumer_options, create_broker, parse_message, publis
 from shared.contracts.events import Event, Topic
 from shared.db.engine import create_engine, create_session_factory
 from shared.envelope import Envelope, trace_id_of
-from shared.logging import configure_logging, get_logger
+from shared.logging import configure_logging, error_location, get_logger
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.resilience import PermanentError
 from shared.settings import Settings
@@ -122,7 +122,7 @@ class ServiceRuntime:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("event_handler_error", attempt=attempt, error=type(exc).__name__, exc_info=True)
+                    log.warning("event_handler_error", attempt=attempt, error=type(exc).__name__, where=error_location(exc))
                     if attempt == attempts:
                         await publish_dlq(self.broker, msg, "transient", f"{type(exc).__name__} after {attempts} attempts", self.name)
                         self.metrics.dlq.labels(envelope.topic).inc()

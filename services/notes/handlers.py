@@ -26,7 +26,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from uuid import UUID
 
 from sqlalchemy import delete, func, select, update
@@ -50,7 +49,7 @@ from shared.db.tables import inbox, notes_inputs, notes_runs
 from shared.envelope import Envelope
 from shared.inbox import claim
 from shared.jobs import ProgressReporter, finish_job, start_job
-from shared.logging import get_logger
+from shared.logging import error_location, get_logger
 from shared.outbox import enqueue
 from shared.resilience import BreakerState, CircuitBreaker, CircuitOpenError, PermanentError, TransientError
 from shared.runtime import ServiceRuntime
@@ -179,7 +178,7 @@ class NotesHandler:
             return
         except Exception as exc:  # a bug or an unexpected library error: fail the run, keep the consumer going
             heartbeat.cancel()
-            log.error("notes_run_crashed", error=type(exc).__name__, where=_where(exc))  # no message: may hold PHI
+            log.error("notes_run_crashed", error=type(exc).__name__, where=error_location(exc))  # no message: may hold PHI
             await self._fail(envelope, run, ErrorInfo(kind="transient", code="notes_internal_error",
                                                       message="Notes could not be generated (internal error)."))
             return
@@ -372,14 +371,6 @@ class NotesHandler:
 def _safe(exc: Exception) -> str:
     """ServiceError messages are written to be shown; anything else gets a generic one."""
     return getattr(exc, "message", None) or "Notes could not be generated."
-
-
-def _where(exc: BaseException) -> str:
-    """file:line of the innermost frame: enough to find a bug, no exception text."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
 
 
 def _short_key(key: str) -> str:

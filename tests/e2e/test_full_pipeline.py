@@ -62,3 +62,21 @@ def test_generated_session_end_to_end(pipeline, dialogue):
         assert quote["quote"] in text
     for stage in ("transcription", "diarization", "join", "notes"):
         assert detail["stages"][stage]["state"] == "done"
+
+
+def test_no_transcript_text_in_any_service_log(pipeline, dialogue):
+    """No PHI in logs: after the pipeline processed the dialogue, none of its sentences
+    (as transcribed) appears in any service's log."""
+    api, _, _ = pipeline
+    from tests.helpers import ARTIFACTS
+
+    sessions = api.client.get("/api/sessions", headers=api.headers).json()["items"]
+    texts = []
+    for item in sessions:
+        detail = api.get(str(item["id"]))
+        texts += [seg["text"] for seg in detail["transcript_segments"] or [] if len(seg["text"].split()) >= 4]
+    assert texts, "the e2e sessions should have transcripts to look for"
+    logs = {p.name: p.read_text(errors="replace") for p in (ARTIFACTS / "e2e").glob("*.log")}
+    assert logs
+    leaks = [(name, text) for text in texts for name, body in logs.items() if text in body]
+    assert not leaks, f"transcript text found in logs: {[(n, t[:30]) for n, t in leaks[:3]]}"
