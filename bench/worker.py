@@ -81,9 +81,11 @@ def _turns(result) -> dict:
     }
 
 
-def task_transcribe(p: dict) -> dict:
+def _measure(p: dict, load, run, describe) -> dict:
+    """Load a model, decode the input, then time ``run(model, audio)`` for ``reps``
+    repetitions (wall and CPU seconds), reporting memory after load and at peak."""
     t0 = time.perf_counter()
-    model = _load_transcriber()
+    model = load()
     load_s = time.perf_counter() - t0
     rss_loaded = _status_mb("VmRSS")
     audio, audio_s, decode_s = _decode(p["audio"])
@@ -91,36 +93,24 @@ def task_transcribe(p: dict) -> dict:
     result = None
     for _ in range(max(1, int(p.get("reps", 1)))):
         c0, t0 = _cpu_s(), time.perf_counter()
-        result = model.transcribe(audio, p.get("language"))
+        result = run(model, audio)
         times.append(time.perf_counter() - t0)
         cpu.append(_cpu_s() - c0)
     return {
         "audio_s": audio_s, "load_s": load_s, "decode_s": decode_s,
         "processing_s": times, "cpu_s": cpu,
         "rss_after_load_mb": rss_loaded, "peak_rss_mb": _peak_mb(),
-        **_transcript(result),
+        **describe(result),
     }
+
+
+def task_transcribe(p: dict) -> dict:
+    return _measure(p, _load_transcriber, lambda model, audio: model.transcribe(audio, p.get("language")), _transcript)
 
 
 def task_diarize(p: dict) -> dict:
-    t0 = time.perf_counter()
-    model = _load_diarizer()
-    load_s = time.perf_counter() - t0
-    rss_loaded = _status_mb("VmRSS")
-    audio, audio_s, decode_s = _decode(p["audio"])
-    times, cpu = [], []
-    result = None
-    for _ in range(max(1, int(p.get("reps", 1)))):
-        c0, t0 = _cpu_s(), time.perf_counter()
-        result = model.diarize(audio, num_speakers=p.get("num_speakers"))
-        times.append(time.perf_counter() - t0)
-        cpu.append(_cpu_s() - c0)
-    return {
-        "audio_s": audio_s, "load_s": load_s, "decode_s": decode_s,
-        "processing_s": times, "cpu_s": cpu,
-        "rss_after_load_mb": rss_loaded, "peak_rss_mb": _peak_mb(),
-        **_turns(result),
-    }
+    return _measure(p, _load_diarizer, lambda model, audio: model.diarize(audio, num_speakers=p.get("num_speakers")),
+                    _turns)
 
 
 def task_pipeline_seq(p: dict) -> dict:

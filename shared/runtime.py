@@ -15,9 +15,9 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared.blobstore import BlobStore, create_blob_store
 from shared.broker import consumer_options, create_broker, parse_message, publish_dlq
-from shared.contracts.events import Event, Topic
+from shared.contracts.events import Topic
 from shared.db.engine import create_engine, create_session_factory
-from shared.envelope import Envelope, trace_id_of
+from shared.envelope import trace_id_of
 from shared.logging import configure_logging, error_location, get_logger
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.resilience import PermanentError
@@ -197,14 +197,6 @@ class ServiceRuntime:
             await stop.wait()
         finally:
             await self.stop()
-
-
-async def enqueue_and_wake(runtime: ServiceRuntime, db, events: list[Event], envelope: Envelope | None) -> None:
-    """Helper used inside a transaction: add events to the outbox with the incoming trace."""
-    from shared.outbox import enqueue
-
-    for event in events:
-        await enqueue(db, event, runtime.name, traceparent=envelope.traceparent if envelope else None)
 
 
 def run_service(build) -> None:

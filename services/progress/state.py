@@ -9,13 +9,11 @@ seconds with an LLM.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from shared.contracts.events import (
     AudioUploaded,
     DiarizationFailed,
     DiarizationReady,
-    ErrorInfo,
     Event,
     NotesFailed,
     NotesReady,
@@ -181,11 +179,3 @@ def apply_event(view: SessionView, event: Event) -> bool:
 
 def not_diarized(view: SessionView) -> bool:
     return view.stages["diarization"].state in ("failed", "skipped")
-
-
-def error_info_to_text(error: ErrorInfo | None) -> str | None:
-    return error.message if error else None
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
