@@ -34,7 +34,7 @@ system-deps:
 	fi
 
 run: install
-	$(PY) -m shared.devstack
+	$(PY) -m devtools.stack
 
 migrate: install
 	$(PY) -m shared.db.bootstrap
@@ -61,7 +61,7 @@ bench: system-deps install
 	$(PY) -m bench.run
 
 docs: install
-	$(PY) -m shared.docs
+	$(PY) -m devtools.docs
 
 # Correctness lint (pyflakes-class errors: unused imports, undefined names, syntax).
 lint: install

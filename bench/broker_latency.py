@@ -74,7 +74,7 @@ def consumer_main() -> None:
 async def _variant(bootstrap: str, fetch_max_wait_ms: int, n: int, interval_ms: float, tmp: Path) -> dict:
     from aiokafka import AIOKafkaProducer
 
-    from shared.localbroker import ensure_topics
+    from devtools.localbroker import ensure_topics
 
     topic = f"bench-latency-{fetch_max_wait_ms}-{uuid.uuid4().hex[:6]}"
     await ensure_topics(bootstrap, 1, [topic])
@@ -147,7 +147,7 @@ def _stats(xs: list[float]) -> dict:
 def run(quick: bool) -> dict:
     import tempfile
 
-    from shared.localbroker import LocalBroker
+    from devtools.localbroker import LocalBroker
 
     started = time.time()
     variants = []

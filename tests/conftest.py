@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared.db.bootstrap import drop_database, prepare_database
-from shared.localbroker import LocalBroker, ensure_topics
+from devtools.localbroker import LocalBroker, ensure_topics
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

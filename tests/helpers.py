@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from shared.devstack import Stack
+from devtools.stack import Stack
 from shared.envelope import build_headers, encode
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from shared.devstack import available_services
-from shared.localbroker import free_port, wait_for_port
+from devtools.stack import available_services
+from devtools.localbroker import free_port, wait_for_port
 from tests.helpers import start_stack
 
 DEMO = ("demo@therapybridge.local", "demo-password")

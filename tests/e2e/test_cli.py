@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.localbroker import free_port
+from devtools.localbroker import free_port
 from tests.conftest import DATA
 from tests.e2e.conftest import DEMO
 

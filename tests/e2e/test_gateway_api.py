@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.localbroker import free_port, wait_for_port
+from devtools.localbroker import free_port, wait_for_port
 from tests.conftest import DATA
 
 EXPORTS = ["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"]

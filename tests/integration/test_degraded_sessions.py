@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from shared.localbroker import free_port, wait_for_port
+from devtools.localbroker import free_port, wait_for_port
 from tests.conftest import DATA
 from tests.helpers import start_stack
 

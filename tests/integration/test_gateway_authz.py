@@ -41,7 +41,7 @@ from shared.db.tables import (
     status_history,
     therapists,
 )
-from shared.localbroker import free_port
+from devtools.localbroker import free_port
 from services.gateway.auth import PasswordService
 from services.gateway.main import create_app
 

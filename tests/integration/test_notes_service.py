@@ -49,7 +49,7 @@ from shared.contracts.notes import RiskCategory
 from shared.db.bootstrap import drop_database, prepare_database
 from shared.db.engine import create_engine, create_session_factory
 from shared.db.tables import inbox, notes_inputs, notes_runs
-from shared.localbroker import LocalBroker, ensure_topics, free_port
+from devtools.localbroker import LocalBroker, ensure_topics, free_port
 from shared.settings import Settings
 from tests.helpers import ARTIFACTS, publish, start_stack
 

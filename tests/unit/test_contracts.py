@@ -15,7 +15,7 @@ from shared.contracts.events import (
     TranscriptReady, TranscriptRemerge, TranscriptSegment, Word, topic_of,
 )
 from shared.contracts.notes import ClinicalNotes, FlagSource, RiskCategory, RiskFlag, Severity
-from shared.docs import generate
+from devtools.docs import generate
 from shared.envelope import SPECVERSION, build_headers, child_traceparent, decode, encode, trace_id_of
 
 SID = uuid.uuid4()

@@ -1,7 +1,7 @@
 """The README stays true: the settings table is generated from the code and current."""
 
 
-from shared.docs import README, readme_with_settings
+from devtools.docs import README, readme_with_settings
 from shared.settings import ENV_PREFIX, Settings
 
 TEXT = README.read_text()

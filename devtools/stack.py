@@ -1,6 +1,6 @@
 """The local stack: PostgreSQL database + migrations, a local Tansu broker when
 TB_KAFKA_BOOTSTRAP_SERVERS is unset, and every service as its own OS process with
-prefixed logs. ``python -m shared.devstack`` is what `make run` runs; the end-to-end
+prefixed logs. ``python -m devtools.stack`` is what `make run` runs; the end-to-end
 tests use the same Stack class."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from shared.db.bootstrap import prepare_database
-from shared.localbroker import LocalBroker, ensure_topics, wait_for_port
+from devtools.localbroker import LocalBroker, ensure_topics, wait_for_port
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
