@@ -20,6 +20,7 @@ from shared.contracts.events import Event, topic_of
 from shared.db.tables import outbox
 from shared.envelope import build_headers, encode
 from shared.logging import get_logger
+from shared.topology import check_produces
 
 log = get_logger(__name__)
 
@@ -29,7 +30,9 @@ PublishFn = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[None]]
 async def enqueue(
     db: AsyncSession, event: Event, source: str, traceparent: str | None = None, event_id: str | None = None
 ) -> str:
-    """Add an event to the outbox inside the caller's transaction; returns its ce_id."""
+    """Add an event to the outbox inside the caller's transaction; returns its ce_id.
+    A service (``source``) may only enqueue topics its declaration produces."""
+    check_produces(source, topic_of(event))
     headers = build_headers(event, source, traceparent=traceparent, event_id=event_id)
     await db.execute(
         outbox.insert().values(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from shared.outbox import OutboxRelay, broker_publisher
 from shared.resilience import PermanentError
 from shared.settings import Settings
 from shared.telemetry import ServiceMetrics, configure_tracing
+from shared.topology import ServiceTopology, TopologyError
 
 log = get_logger(__name__)
 
@@ -70,11 +72,15 @@ class ServiceRuntime:
         options.update(overrides)
         return self.broker.subscriber(*topics, **options)
 
-    def consume(self, routes: dict[str, object], group_id: str) -> None:
-        """One subscriber (one consumer-group join) over every topic in ``routes``,
-        dispatching each record to its topic's handler."""
+    def consume(self, service: ServiceTopology, handlers: Mapping[Topic | str, object]) -> None:
+        """One subscriber (one consumer-group join, the declared group) over every topic
+        the service's declaration consumes, dispatching each record to its topic's handler.
+        Raises TopologyError at start-up when ``handlers`` and the declaration differ."""
+        if service.name != self.name:
+            raise TopologyError(f"the {self.name} runtime was given the {service.name} declaration")
+        routes = service.routes(handlers)
 
-        @self.subscriber(*routes, group_id=group_id)
+        @self.subscriber(*routes, group_id=service.group)
         async def on_message(msg: KafkaMessage) -> None:
             await self.dispatch(msg, routes)
 

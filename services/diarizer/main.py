@@ -6,6 +6,7 @@ from shared.contracts.events import Engine, Topic
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
+from shared.topology import DIARIZER
 from services.diarizer.handlers import DiarizationHandler
 
 log = get_logger(__name__)
@@ -40,10 +41,8 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "diarizer")
     diarizer, engine, reason = load_backend(settings)
     handler = DiarizationHandler(runtime, diarizer, engine, reason)
-    runtime.consume(
-        {Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded, Topic.SESSION_DELETED.value: handler.on_session_deleted},
-        group_id="diarizer",
-    )
+    runtime.consume(DIARIZER,
+                    {Topic.AUDIO_UPLOADED: handler.on_audio_uploaded, Topic.SESSION_DELETED: handler.on_session_deleted})
     return runtime
 
 

@@ -23,6 +23,7 @@ from shared.logging import configure_logging, get_logger
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.settings import Settings
 from shared.telemetry import ServiceMetrics, configure_tracing
+from shared.topology import GATEWAY
 from services.gateway.api import router, websocket_status
 from services.gateway.auth import PasswordService, RateLimiter, TokenService
 from services.gateway.state import GatewayState
@@ -80,11 +81,11 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
             broker = create_broker(settings, "gateway", registry=state.metrics.registry)
             # Every replica sees every status: no consumer group, no commits, start at
             # the end; history comes from PostgreSQL, the bus only wakes streams up.
-            options = consumer_options(settings, None)
+            options = consumer_options(settings, GATEWAY.group)
             options.update(auto_offset_reset="latest")
             options.pop("ack_policy", None)
 
-            @broker.subscriber(Topic.SESSION_STATUS.value, **options)
+            @broker.subscriber(*GATEWAY.subscription([Topic.SESSION_STATUS]), **options)
             async def on_status(msg: KafkaMessage) -> None:
                 try:
                     status = SessionStatus.model_validate_json(msg.body)

@@ -9,6 +9,7 @@ from shared.logging import get_logger
 from shared.resilience import BreakerState
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
+from shared.topology import NOTES
 from services.notes.handlers import NotesHandler
 from services.notes.risk import RiskDetector
 from services.notes.service import NotesGenerator, breaker_from
@@ -50,14 +51,11 @@ def build(settings: Settings) -> ServiceRuntime:
     log.info("notes_backend_configured", default_backend=generator.default_backend,
              model=settings.llm_model if generator.llm else None)
 
-    runtime.consume(
-        {
-            Topic.TRANSCRIPT_MERGED.value: handler.on_transcript_merged,
-            Topic.NOTES_REGENERATE.value: handler.on_regenerate,
-            Topic.SESSION_DELETED.value: handler.on_session_deleted,
-        },
-        group_id="notes",
-    )
+    runtime.consume(NOTES, {
+        Topic.TRANSCRIPT_MERGED: handler.on_transcript_merged,
+        Topic.NOTES_REGENERATE: handler.on_regenerate,
+        Topic.SESSION_DELETED: handler.on_session_deleted,
+    })
     return runtime
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.contracts.events import Topic
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
+from shared.topology import PROGRESS
 from services.progress.handlers import ProgressHandler
 
 CONSUMED = [
@@ -18,7 +19,7 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "progress")
     handler = ProgressHandler(runtime)
 
-    runtime.consume({t.value: handler.on_event for t in CONSUMED}, group_id="progress")
+    runtime.consume(PROGRESS, {t: handler.on_event for t in CONSUMED})
 
     runtime.background("progress-reconciler", handler.run_reconciler)
     return runtime

@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.contracts.events import Topic
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
+from shared.topology import TRANSCRIBER
 from services.transcriber.handlers import TranscriptionHandler
 from services.transcriber.transcription import WhisperConfig, WhisperTranscriber
 
@@ -23,10 +24,8 @@ def build(settings: Settings) -> ServiceRuntime:
     )
     transcriber.load()  # once per process, before consuming
     handler = TranscriptionHandler(runtime, transcriber)
-    runtime.consume(
-        {Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded, Topic.SESSION_DELETED.value: handler.on_session_deleted},
-        group_id="transcriber",
-    )
+    runtime.consume(TRANSCRIBER,
+                    {Topic.AUDIO_UPLOADED: handler.on_audio_uploaded, Topic.SESSION_DELETED: handler.on_session_deleted})
     return runtime
 
 
