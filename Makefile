@@ -39,7 +39,13 @@ run: install
 migrate: install
 	$(PY) -m shared.db.bootstrap
 
-test: system-deps install
+# The official AsyncAPI parser (node), which tests/unit/test_docs.py runs on the generated
+# document; installed from the lock file when missing or when the lock changes.
+ASYNCAPI_CHECK := tools/asyncapi-check
+$(ASYNCAPI_CHECK)/node_modules/.package-lock.json: $(ASYNCAPI_CHECK)/package-lock.json
+	npm ci --prefix $(ASYNCAPI_CHECK)
+
+test: system-deps install $(ASYNCAPI_CHECK)/node_modules/.package-lock.json
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 PYA_VENV := .venv-pyannote
