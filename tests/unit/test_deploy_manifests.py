@@ -309,10 +309,13 @@ def test_keda_scales_every_worker_on_its_consumer_group() -> None:
 
 
 def test_worker_consumer_groups_are_the_service_names() -> None:
-    """The KEDA groups above must match the group_id each worker subscribes with."""
+    """The KEDA groups above must match the group each worker subscribes with: the one its
+    declaration in shared/topology.py names (tests/unit/test_topology.py checks main.py
+    subscribes from that declaration)."""
+    from shared.topology import SERVICES
+
     for worker in WORKERS:
-        src = (ROOT / "services" / worker / "main.py").read_text()
-        assert f'group_id="{worker}"' in src, f"{worker} does not subscribe as group {worker!r}"
+        assert SERVICES[worker].group == worker, f"{worker} does not subscribe as group {worker!r}"
 
 
 def test_secret_placeholders_are_marked() -> None:
