@@ -72,15 +72,21 @@ class ServiceRuntime:
         options.update(overrides)
         return self.broker.subscriber(*topics, **options)
 
-    def consume(self, service: ServiceTopology, handlers: Mapping[Topic | str, object]) -> None:
+    def consume(self, service: ServiceTopology, handlers: Mapping[Topic | str, object], **overrides: Any) -> None:
         """One subscriber (one consumer-group join, the declared group) over every topic
         the service's declaration consumes, dispatching each record to its topic's handler.
         Raises TopologyError at start-up when ``handlers`` and the declaration differ."""
         if service.name != self.name:
             raise TopologyError(f"the {self.name} runtime was given the {service.name} declaration")
         routes = service.routes(handlers)
+        if service.group is not None:
+            subscriber = self.subscriber(*routes, group_id=service.group, **overrides)
+        else:  # no group: every replica reads every record and has nothing to commit
+            options = {**consumer_options(self.settings, None), **overrides}
+            options.pop("ack_policy", None)
+            subscriber = self.broker.subscriber(*routes, **options)
 
-        @self.subscriber(*routes, group_id=service.group)
+        @subscriber
         async def on_message(msg: KafkaMessage) -> None:
             await self.dispatch(msg, routes)
 

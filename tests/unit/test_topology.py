@@ -150,6 +150,14 @@ def test_consume_subscribes_once_to_the_declared_topics_in_the_declared_group():
     assert subscriber.group_id == "joiner"
 
 
+def test_a_declaration_without_a_group_subscribes_without_one():
+    runtime = make_runtime("gateway")
+    runtime.consume(GATEWAY, {Topic.SESSION_STATUS: handler}, auto_offset_reset="latest")
+    [subscriber] = runtime.broker.subscribers
+    assert subscriber.topic_names == [Topic.SESSION_STATUS.value]
+    assert subscriber.group_id is None
+
+
 def test_consume_refuses_at_start_up():
     runtime = make_runtime("joiner")
     with pytest.raises(TopologyError):
