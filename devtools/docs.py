@@ -78,11 +78,12 @@ def asyncapi_operation(service: ServiceTopology, action: str, topic: Topic) -> d
         "tags": [{"name": service.name}],
     }
     if action == "receive":
-        group = {"type": "string", "enum": [service.group]} if service.group else None
-        description = "consumer group" if service.group else "no consumer group: every replica reads every record"
-        operation["description"] = f"{service.name}: {description}."
-        if group:
-            operation["bindings"] = {"kafka": {"groupId": group, "bindingVersion": KAFKA_BINDING_VERSION}}
+        if service.group:
+            operation["description"] = f"Consumer group `{service.group}`: one replica handles each record."
+            operation["bindings"] = {"kafka": {"groupId": {"type": "string", "enum": [service.group]},
+                                               "bindingVersion": KAFKA_BINDING_VERSION}}
+        else:
+            operation["description"] = "No consumer group: every replica reads every record."
     return operation
 
 
