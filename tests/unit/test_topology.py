@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SESSION = "0b5c3a5e-2f0e-4a8e-9a55-1d1f0c7e9b11"
 EVENT_MODELS = {model.__name__: topic for topic, model in TOPIC_MODELS.items()}
 DECLARATIONS = {name: value for name, value in vars(topology).items() if isinstance(value, topology.ServiceTopology)}
-# Shared helpers that publish on behalf of the service that uses them.
-PUBLISHING_HELPERS = {"AudioStageWorker": {Topic.SESSION_PROGRESS}, "ProgressReporter": {Topic.SESSION_PROGRESS}}
+# Shared helpers that publish on behalf of the service that uses them (progress ticks).
+PUBLISHING_HELPERS = {name: {Topic.SESSION_PROGRESS} for name in ("AudioStageWorker", "StageDeps", "ProgressReporter")}
+TYPE_CHECKS = {"isinstance", "issubclass"}
 
 
 def name_of(node: ast.AST) -> str | None:
@@ -35,9 +36,30 @@ def name_of(node: ast.AST) -> str | None:
     return None
 
 
+def called_names(call: ast.Call) -> set[str]:
+    """``f(...)`` -> {f}; ``Owner.method(...)`` -> {Owner, method}."""
+    names = {name_of(call.func)}
+    if isinstance(call.func, ast.Attribute):
+        names.add(name_of(call.func.value))
+    return names - {None}
+
+
+def produced_by_call(call: ast.Call) -> set[Topic]:
+    """Constructing an event model, calling a publishing helper, or handing an event
+    model class to a call (a stage's failure event given to the shared flow)."""
+    names = called_names(call)
+    produced = {EVENT_MODELS[n] for n in names if n in EVENT_MODELS and n == name_of(call.func)}
+    for name in names:
+        produced |= PUBLISHING_HELPERS.get(name, set())
+    if not names & TYPE_CHECKS:
+        arguments = [*call.args, *(k.value for k in call.keywords)]
+        produced |= {EVENT_MODELS[a.id] for a in arguments if isinstance(a, ast.Name) and a.id in EVENT_MODELS}
+    return produced
+
+
 def scan(source: str) -> tuple[set[Topic], set[Topic]]:
     """(topics the code mentions, topics it produces). Producing is constructing an event
-    model, naming one as a stage's ``failed_event``, or using a publishing helper."""
+    model, naming one as a stage's failure event, or using a publishing helper."""
     mentioned: set[Topic] = set()
     produced: set[Topic] = set()
     for node in ast.walk(ast.parse(source)):
@@ -46,8 +68,7 @@ def scan(source: str) -> tuple[set[Topic], set[Topic]]:
         if name_of(node) in EVENT_MODELS and not isinstance(node, ast.Attribute):
             mentioned.add(EVENT_MODELS[name_of(node)])
         if isinstance(node, ast.Call):
-            called = name_of(node.func)
-            produced |= {EVENT_MODELS[called]} if called in EVENT_MODELS else PUBLISHING_HELPERS.get(called, set())
+            produced |= produced_by_call(node)
         if isinstance(node, ast.ClassDef):
             for base in node.bases:
                 produced |= PUBLISHING_HELPERS.get(name_of(base), set())
@@ -108,6 +129,15 @@ def test_the_scan_catches_an_undeclared_consume_and_produce():
 def test_the_scan_sees_stage_workers_and_progress_helpers():
     code = "class H(AudioStageWorker):\n    failed_event = TranscriptFailed\n"
     assert scan(code)[1] == {Topic.SESSION_PROGRESS, Topic.TRANSCRIPT_FAILED}
+    code = "deps = StageDeps.on_runtime(runtime, Stage.diarization, DiarizationFailed, work)\n"
+    assert scan(code)[1] == {Topic.SESSION_PROGRESS, Topic.DIARIZATION_FAILED}
+
+
+def test_the_scan_does_not_take_a_type_check_or_a_parse_for_producing():
+    code = ("if isinstance(event, TranscriptReady):\n"
+            "    merged = TranscriptMerged.model_validate(row)\n")
+    mentioned, produced = scan(code)
+    assert mentioned == {Topic.TRANSCRIPT_READY, Topic.TRANSCRIPT_MERGED} and produced == set()
 
 
 def test_every_consumed_topic_has_a_producer_and_every_topic_a_payload():
