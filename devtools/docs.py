@@ -68,7 +68,7 @@ def asyncapi_message(topic: Topic, model: type[Event]) -> dict:
 
 
 def asyncapi_operation(service: ServiceTopology, action: str, topic: Topic) -> dict:
-    channel, message = channel_id(topic), TOPIC_MODELS[topic].__name__
+    channel, message = channel_id(topic), service.payload(topic).__name__
     verb = "consumes" if action == "receive" else "produces"
     operation = {
         "action": action,

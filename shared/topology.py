@@ -27,6 +27,7 @@ class ServiceTopology:
     consumes: tuple[Topic, ...]
     produces: tuple[Topic, ...]
     # None: no consumer group (every replica reads every record, nothing is committed).
+    # TB_CONSUMER_GROUP overrides a declared group (tests run isolated groups).
     group: str | None
 
     def payload(self, topic: Topic) -> type[Event]:
