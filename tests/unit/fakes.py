@@ -65,7 +65,7 @@ class _MemoryStore:
     """What both fakes share: committed state, a working copy per transaction."""
 
     def __init__(self) -> None:
-        self.state: dict[str, Any] = {"claims": set()}
+        self.state: dict[str, Any] = {"claims": {}}  # event id -> session id (the inbox)
         self.published: list[tuple[Event, str | None]] = []
         self.forgotten: list[UUID] = []
         self.buried: set[UUID] = set()
@@ -80,11 +80,16 @@ class _MemoryStore:
         self.state = working  # reached only without an exception: commit
         self.published.extend(self._pending)
 
-    def _claim(self, working: dict, event_id: str) -> bool:
+    def _claim(self, working: dict, event_id: str, session_id: UUID) -> bool:
         if event_id in working["claims"]:
             return False
-        working["claims"].add(event_id)
+        working["claims"][event_id] = session_id
         return True
+
+    def _forget_claims(self, session_id: UUID) -> None:
+        self.state["claims"] = {e: s for e, s in self.state["claims"].items() if s != session_id}
+        self.forgotten.append(session_id)
+        self.buried.add(session_id)
 
     def _publish(self, event: Event, traceparent: str | None) -> None:
         self._pending.append((event, traceparent))
@@ -107,8 +112,7 @@ class FakeJoinStore(_MemoryStore):
 
     async def forget(self, session_id: UUID) -> None:
         self.rows.pop(session_id, None)
-        self.forgotten.append(session_id)
-        self.buried.add(session_id)
+        self._forget_claims(session_id)
 
 
 class _FakeJoinTx:
@@ -116,7 +120,7 @@ class _FakeJoinTx:
         self._store, self._rows, self._working = store, working["rows"], working
 
     async def claim(self, event_id: str, session_id: UUID) -> bool:
-        return self._store._claim(self._working, event_id)
+        return self._store._claim(self._working, event_id, session_id)
 
     async def save(self, session_id: UUID, **fields: Any) -> None:
         row = self._rows.get(session_id) or JoinRow(session_id=session_id)
@@ -158,8 +162,7 @@ class FakeProgressStore(_MemoryStore):
         for table in ("views", "results"):
             self.state[table].pop(session_id, None)
         self.state["history"] = [s for s in self.history if s.session_id != session_id]
-        self.forgotten.append(session_id)
-        self.buried.add(session_id)
+        self._forget_claims(session_id)
 
 
 class _FakeProgressTx:
@@ -167,7 +170,7 @@ class _FakeProgressTx:
         self._store, self._working = store, working
 
     async def claim(self, event_id: str, session_id: UUID) -> bool:
-        return self._store._claim(self._working, event_id)
+        return self._store._claim(self._working, event_id, session_id)
 
     async def lock_view(self, session_id: UUID, now: datetime) -> tuple[SessionView, int]:
         entry = self._working["views"].setdefault(
