@@ -8,8 +8,6 @@ publishes transcript.merged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,12 +15,10 @@ from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.events import Event
 from shared.db.tables import join_state
-from shared.inbox import claim, forget_session
-from shared.outbox import enqueue
+from shared.store import PgStore, PgTransaction
 
 
 @dataclass
@@ -73,53 +69,30 @@ def _row(record) -> JoinRow:
     return JoinRow(**{name: getattr(record, name) for name in JoinRow.__dataclass_fields__})
 
 
-class _PgJoinTransaction:
-    def __init__(self, db: AsyncSession, consumer: str) -> None:
-        self._db, self._consumer = db, consumer
-        self.published = 0
-
-    async def claim(self, event_id: str, session_id: UUID) -> bool:
-        return await claim(self._db, self._consumer, event_id, session_id)
-
+class _PgJoinTransaction(PgTransaction):
     async def save(self, session_id: UUID, **fields: Any) -> None:
-        await self._db.execute(
+        await self.db.execute(
             insert(join_state).values(session_id=session_id, **fields)
             .on_conflict_do_update(index_elements=[join_state.c.session_id], set_=fields)
         )
 
     async def lock(self, session_id: UUID) -> JoinRow | None:
-        found = (await self._db.execute(
+        found = (await self.db.execute(
             select(join_state).where(join_state.c.session_id == session_id).with_for_update()
         )).first()
         return _row(found) if found is not None else None
 
     async def due(self, now: datetime, limit: int) -> list[JoinRow]:
-        rows = (await self._db.execute(
+        rows = (await self.db.execute(
             select(join_state).where(
                 join_state.c.merged_at.is_(None), join_state.c.transcript.is_not(None), join_state.c.deadline_at <= now,
             ).with_for_update(skip_locked=True).limit(limit)
         )).all()
         return [_row(r) for r in rows]
 
-    async def publish(self, event: Event, traceparent: str | None) -> None:
-        await enqueue(self._db, event, self._consumer, traceparent=traceparent)
-        self.published += 1
 
+class PgJoinStore(PgStore):
+    """join_state in PostgreSQL."""
 
-class PgJoinStore:
-    """join_state in PostgreSQL; wakes the outbox relay after a commit that published."""
-
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession], consumer: str, relay=None) -> None:
-        self._sessions, self._consumer, self._relay = session_factory, consumer, relay
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_PgJoinTransaction]:
-        async with self._sessions() as db:
-            async with db.begin():
-                tx = _PgJoinTransaction(db, self._consumer)
-                yield tx
-        if tx.published and self._relay is not None:
-            self._relay.wake()
-
-    async def forget(self, session_id: UUID) -> None:
-        await forget_session(self._sessions, self._consumer, session_id, [join_state])
+    transaction_class = _PgJoinTransaction
+    owned_tables = (join_state,)

@@ -8,20 +8,16 @@ written for one session is serialised across replicas."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.events import SessionStatus, StageState
 from shared.db.tables import session_results, session_status, status_history
-from shared.inbox import claim, forget_session
-from shared.outbox import enqueue
+from shared.store import PgStore, PgTransaction
 from services.progress.state import TERMINAL, SessionView
 
 
@@ -70,66 +66,44 @@ def _view(row) -> SessionView:
     )
 
 
-class _PgProgressTransaction:
-    def __init__(self, db: AsyncSession, consumer: str) -> None:
-        self._db, self._consumer = db, consumer
-        self.published = 0
-
-    async def claim(self, event_id: str, session_id: UUID) -> bool:
-        return await claim(self._db, self._consumer, event_id, session_id)
-
+class _PgProgressTransaction(PgTransaction):
     async def lock_view(self, session_id: UUID, now: datetime) -> tuple[SessionView, int]:
-        await self._db.execute(insert(session_status).values(
+        await self.db.execute(insert(session_status).values(
             session_id=session_id, status="uploading", updated_at=now).on_conflict_do_nothing())
-        row = (await self._db.execute(
+        row = (await self.db.execute(
             select(session_status).where(session_status.c.session_id == session_id).with_for_update())).one()
         return _view(row), row.seq
 
     async def merged_version(self, session_id: UUID) -> int | None:
-        return (await self._db.execute(
+        return (await self.db.execute(
             select(session_results.c.merged_version).where(session_results.c.session_id == session_id))).scalar()
 
     async def save_result(self, session_id: UUID, **values: Any) -> None:
-        await self._db.execute(
+        await self.db.execute(
             insert(session_results).values(session_id=session_id, **values)
             .on_conflict_do_update(index_elements=[session_results.c.session_id], set_=values))
 
     async def save_status(self, view: SessionView, status: SessionStatus, now: datetime, traceparent: str | None) -> None:
-        await self._db.execute(session_status.update().where(session_status.c.session_id == status.session_id).values(
+        await self.db.execute(session_status.update().where(session_status.c.session_id == status.session_id).values(
             owner_id=view.owner_id, status=view.status, percent=view.percent, seq=status.seq, message=view.message,
             eta_s=view.eta_s, error=view.error, stages={k: v.model_dump(mode="json") for k, v in view.stages.items()},
             warnings=view.warnings, audio_s=view.audio_s, updated_at=now,
             finished_at=now if view.status in TERMINAL else None,
         ))
-        await self._db.execute(status_history.insert().values(
+        await self.db.execute(status_history.insert().values(
             session_id=status.session_id, seq=status.seq, payload=status.model_dump(mode="json")))
-        await enqueue(self._db, status, self._consumer, traceparent=traceparent)
-        self.published += 1
+        await self.publish(status, traceparent)
 
     async def stalled(self, cutoff: datetime, limit: int) -> list[tuple[SessionView, int]]:
-        rows = (await self._db.execute(
+        rows = (await self.db.execute(
             select(session_status).where(
                 session_status.c.status.not_in(TERMINAL), session_status.c.updated_at < cutoff,
             ).with_for_update(skip_locked=True).limit(limit))).all()
         return [(_view(r), r.seq) for r in rows]
 
 
-class PgProgressStore:
-    """The read model in PostgreSQL; wakes the outbox relay after a commit that published."""
+class PgProgressStore(PgStore):
+    """The read model in PostgreSQL."""
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession], consumer: str, relay=None) -> None:
-        self._sessions, self._consumer, self._relay = session_factory, consumer, relay
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_PgProgressTransaction]:
-        async with self._sessions() as db:
-            async with db.begin():
-                tx = _PgProgressTransaction(db, self._consumer)
-                yield tx
-        if tx.published and self._relay is not None:
-            self._relay.wake()
-
-    async def forget(self, session_id: UUID) -> None:
-        await forget_session(self._sessions, self._consumer, session_id,
-                             [status_history, session_results, session_status])
-
+    transaction_class = _PgProgressTransaction
+    owned_tables = (status_history, session_results, session_status)
