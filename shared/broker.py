@@ -15,7 +15,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from prometheus_client import CollectorRegistry
 
 from shared.contracts.events import Event, Topic, topic_of
-from shared.envelope import Envelope, build_headers, decode, encode, normalise_headers
+from shared.envelope import Envelope, RawRecord, build_headers, decode, encode, normalise_headers
 from shared.settings import Settings
 from shared.topology import check_produces
 
@@ -97,36 +97,46 @@ async def publish_event(
     return headers["ce_id"]
 
 
+def raw_record(msg: KafkaMessage) -> RawRecord:
+    raw = msg.raw_message
+    return RawRecord(topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key, value=msg.body,
+                     headers=normalise_headers(raw.headers))
+
+
 def parse_message(msg: KafkaMessage) -> Envelope:
     """Turn a raw record into a typed envelope. Raises ValueError/ValidationError on a bad record."""
-    topic = msg.raw_message.topic
-    headers = normalise_headers(msg.raw_message.headers)
-    event = decode(topic, msg.body)
+    record = raw_record(msg)
+    headers = record.headers
+    event = decode(record.topic, record.value)
     return Envelope(
-        topic=topic,
+        topic=record.topic,
         event=event,
-        event_id=headers.get("ce_id") or f"{topic}:{msg.raw_message.partition}:{msg.raw_message.offset}",
+        event_id=headers.get("ce_id") or f"{record.topic}:{record.partition}:{record.offset}",
         source=headers.get("ce_source", "unknown"),
         traceparent=headers.get("traceparent"),
         headers=headers,
+        record=record,
     )
 
 
-async def publish_dlq(broker: KafkaBroker, msg: KafkaMessage, error_kind: str, error_message: str, service: str) -> None:
-    """Copy a record that cannot be processed to <topic>.dlq with the cause in headers."""
-    raw = msg.raw_message
-    headers = normalise_headers(raw.headers)
-    headers.update(
-        {
-            "dlq_error_kind": error_kind,
-            "dlq_error_message": error_message[:500],
-            "dlq_service": service,
-            "dlq_original_topic": raw.topic,
-            "dlq_original_partition": str(raw.partition),
-            "dlq_original_offset": str(raw.offset),
-        }
-    )
-    await broker.publish(msg.body, f"{raw.topic}.dlq", key=raw.key, headers=headers)
+async def publish_dlq(broker: KafkaBroker, record: RawRecord, error_kind: str, error_message: str, service: str) -> None:
+    """The one dead-letter writer: copy the original record (value, key and every header,
+    CloudEvents ce_* and traceparent included) to <topic>.dlq with the cause in headers.
+    FastStream's telemetry middleware gives the copy its own span id in ``traceparent``
+    (same trace), so the original value is also kept as ``dlq_original_traceparent``."""
+    headers = {
+        **record.headers,
+        "dlq_error_kind": error_kind,
+        "dlq_error_message": error_message[:500],
+        "dlq_service": service,
+        "dlq_original_topic": record.topic,
+        "dlq_original_partition": str(record.partition),
+        "dlq_original_offset": str(record.offset),
+    }
+    if "traceparent" in record.headers:
+        headers["dlq_original_traceparent"] = record.headers["traceparent"]
+    # The value as received, byte for byte (``send`` would re-serialise JSON).
+    await broker.publish(record.value, f"{record.topic}.dlq", key=record.key, headers=headers)
 
 
-__all__ = ["create_broker", "consumer_options", "publish_event", "parse_message", "publish_dlq", "Topic"]
+__all__ = ["create_broker", "consumer_options", "publish_event", "parse_message", "publish_dlq", "raw_record", "Topic"]

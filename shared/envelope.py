@@ -62,8 +62,21 @@ def decode(topic: str, value: bytes) -> Event:
 
 
 @dataclass(frozen=True)
+class RawRecord:
+    """A record as it came off its topic: what a dead-letter copy preserves."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Envelope:
-    """What a consumer gets: the typed event and its CloudEvents attributes."""
+    """What a consumer gets: the typed event, its CloudEvents attributes and the record
+    it was parsed from (None when built in a test)."""
 
     topic: str
     event: Event
@@ -71,6 +84,7 @@ class Envelope:
     source: str
     traceparent: str | None
     headers: dict[str, str]
+    record: RawRecord | None = None
 
 
 def normalise_headers(raw) -> dict[str, str]:

@@ -98,11 +98,10 @@ ProgressFn = Callable[[float, str], None]
 
 
 async def forget_session(runtime, session_id: UUID, stage: str) -> None:
-    """session.deleted: drop this stage's rows and inbox entries for the session."""
+    """session.deleted for an audio stage: its stage_jobs row, through the one shared forget."""
     from sqlalchemy import delete
 
-    from shared.db.tables import inbox
+    from shared.inbox import forget_session as forget
 
-    async with runtime.session_factory() as db, db.begin():
-        await db.execute(delete(stage_jobs).where(stage_jobs.c.stage == stage, stage_jobs.c.session_id == session_id))
-        await db.execute(delete(inbox).where(inbox.c.consumer == runtime.name, inbox.c.session_id == session_id))
+    await forget(runtime.session_factory, runtime.name, session_id,
+                 [delete(stage_jobs).where(stage_jobs.c.stage == stage)])

@@ -15,11 +15,12 @@ import structlog
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared.blobstore import BlobStore, create_blob_store
-from shared.broker import consumer_options, create_broker, parse_message, publish_dlq
+from shared.broker import consumer_options, create_broker, parse_message, publish_dlq, raw_record
 from shared.contracts.events import Topic
 from shared.db.engine import create_engine, create_session_factory
-from shared.envelope import trace_id_of
+from shared.envelope import Envelope, RawRecord, trace_id_of
 from shared.logging import configure_logging, error_location, get_logger
+from shared.inbox import Tombstones
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.resilience import PermanentError
 from shared.settings import Settings
@@ -40,6 +41,8 @@ class ServiceRuntime:
     engine: Any = None
     session_factory: Any = None
     relay: OutboxRelay | None = None
+    tombstones: Tombstones | None = None
+    retry_base_delay_s: float = 0.5
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _background: list = field(default_factory=list)
     _on_stop: list = field(default_factory=list)
@@ -64,6 +67,7 @@ class ServiceRuntime:
             runtime.relay = OutboxRelay(
                 runtime.session_factory, broker_publisher(broker), poll_interval_s=settings.outbox_poll_interval_s
             )
+            runtime.tombstones = Tombstones(runtime.session_factory, name)
         return runtime
 
     def subscriber(self, *topics: str, group_id: str | None = None, **overrides: Any):
@@ -90,21 +94,28 @@ class ServiceRuntime:
         async def on_message(msg: KafkaMessage) -> None:
             await self.dispatch(msg, routes)
 
+    def route(self, handler, deps):
+        """Adapt a plain handler ``(event, delivery, deps)`` to what ``consume`` dispatches to."""
+
+        async def handle(envelope: Envelope) -> None:
+            await handler(envelope.event, envelope, deps)
+
+        return handle
+
     async def run_blocking(self, fn, *args):
         """Run inference/decoding on the worker pool, never on the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def dispatch(self, msg: KafkaMessage, routes) -> None:
-        """Parse, bind log context, run the topic's handler with bounded retries; a record
-        that cannot be parsed or keeps failing goes to <topic>.dlq once, so nothing is
-        retried forever and nothing blocks its partition. ``routes`` maps topic -> handler
-        (or is one handler for every topic)."""
+        """Parse, bind log context, drop events of deleted sessions, run the topic's
+        handler with bounded retries; a record that cannot be parsed or keeps failing goes
+        to <topic>.dlq once, so nothing is retried forever and nothing blocks its
+        partition. ``routes`` maps topic -> handler (or is one handler for every topic)."""
         try:
             envelope = parse_message(msg)
         except Exception as exc:
             log.warning("event_rejected", topic=msg.raw_message.topic, error=type(exc).__name__)
-            await publish_dlq(self.broker, msg, "permanent", f"invalid event: {type(exc).__name__}", self.name)
-            self.metrics.dlq.labels(msg.raw_message.topic).inc()
+            await self.dead_letter(raw_record(msg), "permanent", f"invalid event: {type(exc).__name__}")
             return
         handler = routes.get(envelope.topic) if isinstance(routes, dict) else routes
         if handler is None:
@@ -113,47 +124,63 @@ class ServiceRuntime:
             session_id=str(envelope.event.session_id), trace_id=trace_id_of(envelope.traceparent),
             event_id=envelope.event_id, topic=envelope.topic,
         )
-        deleted = envelope.topic == Topic.SESSION_DELETED.value
-        if self.session_factory is not None and not deleted and await self._is_buried(envelope.event.session_id):
-            log.info("event_for_deleted_session_dropped")
-            structlog.contextvars.unbind_contextvars("session_id", "trace_id", "event_id", "topic")
-            return
         try:
-            attempts = self.settings.dlq_max_attempts
-            for attempt in range(1, attempts + 1):
-                try:
-                    await handler(envelope)
-                    if deleted and self.session_factory is not None:
-                        await self._bury(envelope.event.session_id)
-                    return
-                except PermanentError as exc:
-                    log.warning("event_failed_permanently", code=exc.code)
-                    await publish_dlq(self.broker, msg, "permanent", exc.message, self.name)
-                    self.metrics.dlq.labels(envelope.topic).inc()
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("event_handler_error", attempt=attempt, error=type(exc).__name__, where=error_location(exc))
-                    if attempt == attempts:
-                        await publish_dlq(self.broker, msg, "transient", f"{type(exc).__name__} after {attempts} attempts", self.name)
-                        self.metrics.dlq.labels(envelope.topic).inc()
-                        return
-                    await asyncio.sleep(min(2 ** attempt, 30) * 0.5)
+            if await self._is_buried(envelope):
+                log.info("event_for_deleted_session_dropped")
+                return
+            await self._handle_with_retries(handler, envelope)
         finally:
             structlog.contextvars.unbind_contextvars("session_id", "trace_id", "event_id", "topic")
 
-    async def _is_buried(self, session_id) -> bool:
-        from shared.inbox import is_buried
+    async def _handle_with_retries(self, handler, envelope: Envelope) -> None:
+        attempts = self.settings.dlq_max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await handler(envelope)
+                return
+            except PermanentError as exc:
+                log.warning("event_failed_permanently", code=exc.code)
+                await self.dead_letter(envelope.record, "permanent", exc.message)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("event_handler_error", attempt=attempt, error=type(exc).__name__, where=error_location(exc))
+                if attempt == attempts:
+                    await self.dead_letter(envelope.record, "transient", f"{type(exc).__name__} after {attempts} attempts")
+                    return
+                await asyncio.sleep(min(2 ** attempt, 30) * self.retry_base_delay_s)
 
-        async with self.session_factory() as db:
-            return await is_buried(db, self.name, session_id)
+    async def _is_buried(self, envelope: Envelope) -> bool:
+        """A late event of a session this consumer forgot (session.deleted itself passes:
+        forgetting twice is harmless)."""
+        if self.tombstones is None or envelope.topic == Topic.SESSION_DELETED.value:
+            return False
+        return await self.tombstones.is_buried(envelope.event.session_id)
 
-    async def _bury(self, session_id) -> None:
-        from shared.inbox import bury
+    async def dead_letter(self, record: RawRecord | None, error_kind: str, error_message: str) -> None:
+        """Every DLQ path of every service: one copy of the original record, counted."""
+        if record is None:  # an envelope built by hand (tests): nothing to copy
+            log.warning("dead_letter_without_record", error_kind=error_kind)
+            return
+        await publish_dlq(self.broker, record, error_kind, error_message, self.name)
+        self.metrics.dlq.labels(record.topic).inc()
 
-        async with self.session_factory() as db, db.begin():
-            await bury(db, self.name, session_id)
+    def every(self, name: str, interval_s: float, tick) -> None:
+        """Run ``await tick()`` every ``interval_s`` once the service has started; an error
+        is logged (type only) and the next tick runs anyway."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("periodic_task_error", task=name, error=type(exc).__name__, where=error_location(exc))
+                await asyncio.sleep(interval_s)
+
+        self.background(name, loop)
 
     async def start(self) -> None:
         self.metrics.serve(self.settings.metrics_port)

@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from datetime import datetime, timedelta, timezone
 
 from shared.audio import AudioDecodeError
-from shared.broker import send
 from shared.contracts.events import AudioUploaded, ErrorInfo, Event, Stage, StageFailed, Timing
 from shared.envelope import Envelope
 from shared.inbox import claim
@@ -110,12 +109,7 @@ class AudioStageWorker(ABC):
 
     async def dead_letter(self, envelope: Envelope, reason: str) -> None:
         """Undecodable input: one DLQ record with the cause; never retried."""
-        rt = self.runtime
-        await send(rt.broker, f"{envelope.topic}.dlq", envelope.event.model_dump_json().encode(),
-                   str(envelope.event.session_id).encode(),
-                   {**envelope.headers, "dlq_error_kind": "permanent", "dlq_error_message": reason[:500],
-                    "dlq_service": rt.name})
-        rt.metrics.dlq.labels(envelope.topic).inc()
+        await self.runtime.dead_letter(envelope.record, "permanent", reason)
 
     async def on_session_deleted(self, envelope: Envelope) -> None:
         await forget_session(self.runtime, envelope.event.session_id, self.stage.value)

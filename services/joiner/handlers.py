@@ -1,157 +1,157 @@
-"""The durable stream join. State (which halves arrived, their payloads, the deadline)
-lives in the join_state table; every handler locks the session's row (SELECT ... FOR
-UPDATE), so two joiner processes receiving the two halves at the same moment serialise
-and exactly one of them publishes transcript.merged (through the outbox)."""
+"""The joiner's decisions, as plain functions ``(event, delivery, deps)``: record each
+half or failure, and publish transcript.merged once the join is complete, when the
+diarization deadline passes (degraded, without speakers) or on a remerge command. All
+state goes through a JoinStore (services/joiner/store.py), so every branch is unit
+tested on an in-memory fake."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta, timezone
-
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from shared.contracts.events import (
     DiarizationFailed,
     DiarizationReady,
+    Event,
     SessionDeleted,
     TranscriptFailed,
     TranscriptReady,
     TranscriptRemerge,
+    TranscriptSegment,
 )
-from shared.db.tables import inbox, join_state
 from shared.envelope import Envelope
-from shared.inbox import claim
 from shared.logging import get_logger
-from shared.outbox import enqueue
-from shared.runtime import ServiceRuntime
+from shared.telemetry import ServiceMetrics
 from services.joiner.join import build_merged, degraded_warning
+from services.joiner.store import JoinRow, JoinStore, JoinTransaction
 
 log = get_logger(__name__)
 
+DEADLINE_BATCH = 20
 
-class JoinHandler:
-    def __init__(self, runtime: ServiceRuntime) -> None:
-        self.runtime = runtime
-        self.deadline_s = runtime.settings.join_diarization_deadline_s
 
-    # --- events ------------------------------------------------------------------------
-    async def on_event(self, envelope: Envelope) -> None:
-        event = envelope.event
-        if isinstance(event, SessionDeleted):
-            await self._forget(event.session_id)
+@dataclass(frozen=True)
+class JoinDeps:
+    store: JoinStore
+    blobs: Any  # shared.blobstore.BlobStore: get_json / put_json
+    run_blocking: Callable[..., Awaitable[Any]]
+    clock: Callable[[], datetime]
+    metrics: ServiceMetrics
+    service: str
+    deadline_s: float
+    inline_payload_max_bytes: int
+
+
+# --- events --------------------------------------------------------------------------------
+async def on_transcript_ready(event: TranscriptReady, delivery: Envelope, deps: JoinDeps) -> None:
+    now = deps.clock()
+    await _record_and_merge(event, delivery, deps, {
+        "transcript": event.model_dump(mode="json"), "transcript_at": now,
+        "deadline_at": now + timedelta(seconds=deps.deadline_s), "traceparent": delivery.traceparent,
+    })
+
+
+async def on_diarization_ready(event: DiarizationReady, delivery: Envelope, deps: JoinDeps) -> None:
+    await _record_and_merge(event, delivery, deps, {"diarization": event.model_dump(mode="json")})
+
+
+async def on_diarization_failed(event: DiarizationFailed, delivery: Envelope, deps: JoinDeps) -> None:
+    await _record_and_merge(event, delivery, deps, {"diarization_error": event.error.model_dump(mode="json")})
+
+
+async def on_transcript_failed(event: TranscriptFailed, delivery: Envelope, deps: JoinDeps) -> None:
+    # Recorded so a diarization arriving later does not merge a transcript that failed.
+    await _record_and_merge(event, delivery, deps, {"transcript_error": event.error.model_dump(mode="json")})
+
+
+async def on_remerge(event: TranscriptRemerge, delivery: Envelope, deps: JoinDeps) -> None:
+    await _record_and_merge(event, delivery, deps, {})
+
+
+async def on_session_deleted(event: SessionDeleted, delivery: Envelope, deps: JoinDeps) -> None:
+    await deps.store.forget(event.session_id)
+    log.info("session_forgotten")
+
+
+async def _record_and_merge(event: Event, delivery: Envelope, deps: JoinDeps, fields: dict) -> None:
+    sid = event.session_id
+    async with deps.store.transaction() as tx:
+        if not await tx.claim(delivery.event_id, sid):
+            deps.metrics.duplicates.labels(deps.service).inc()
+            log.info("duplicate_event_ignored")
             return
-        rt = self.runtime
-        sid = event.session_id
-        published = False
-        async with rt.session_factory() as db, db.begin():
-            if not await claim(db, rt.name, envelope.event_id, sid):
-                rt.metrics.duplicates.labels(rt.name).inc()
-                return
-            values: dict = {}
-            if isinstance(event, TranscriptReady):
-                now = datetime.now(timezone.utc)
-                values = {"transcript": event.model_dump(mode="json"), "transcript_at": now,
-                          "deadline_at": now + timedelta(seconds=self.deadline_s), "traceparent": envelope.traceparent}
-            elif isinstance(event, DiarizationReady):
-                values = {"diarization": event.model_dump(mode="json")}
-            elif isinstance(event, DiarizationFailed):
-                values = {"diarization_error": event.error.model_dump(mode="json")}
-            elif isinstance(event, TranscriptFailed):
-                values = {"transcript_error": event.error.model_dump(mode="json")}
-            if values:
-                await db.execute(
-                    insert(join_state).values(session_id=sid, **values)
-                    .on_conflict_do_update(index_elements=[join_state.c.session_id], set_=values)
-                )
-            row = (await db.execute(select(join_state).where(join_state.c.session_id == sid).with_for_update())).first()
-            if row is None:
-                return
-            if isinstance(event, TranscriptRemerge):
-                published = await self._merge(db, row, envelope.traceparent, force=True)
-            elif isinstance(event, DiarizationReady) and row.merged_at is not None:
-                if row.degraded:
-                    # Late diarization after a degraded merge: recorded; a remerge
-                    # (POST /api/sessions/{id}/transcript:remerge or the transcript.remerge
-                    # command) publishes a diarized version.
-                    await db.execute(join_state.update().where(join_state.c.session_id == sid).values(late_diarization=True))
-                    log.info("late_diarization_recorded")
-            else:
-                published = await self._merge(db, row, envelope.traceparent)
-        if published:
-            rt.relay.wake()
+        if fields:
+            await tx.save(sid, **fields)
+        row = await tx.lock(sid)
+        if row is None:
+            return  # a remerge for a session the joiner never saw
+        if isinstance(event, TranscriptRemerge):
+            await _merge(tx, row, deps, delivery.traceparent, forced=True)
+        elif isinstance(event, DiarizationReady) and row.merged_at is not None:
+            if row.degraded:
+                # Late diarization after a degraded merge: recorded, not merged silently;
+                # a remerge (POST .../transcript:remerge) publishes a diarized version.
+                await tx.save(sid, late_diarization=True)
+                log.info("late_diarization_recorded")
+        else:
+            await _merge(tx, row, deps, delivery.traceparent)
 
-    async def _merge(self, db, row, traceparent: str | None, force: bool = False, deadline_passed: bool = False) -> bool:
-        """Publish transcript.merged if the join is complete (or forced). Caller holds the row lock."""
-        if row.transcript is None or row.transcript_error is not None:
-            return False
-        if row.merged_at is not None and not force:
-            return False
-        diarization = DiarizationReady.model_validate(row.diarization) if row.diarization else None
-        warnings: list[str] = []
-        if diarization is None:
-            if row.diarization_error:
-                warnings.append(degraded_warning(row.diarization_error.get("message", "diarization failed")))
-            elif deadline_passed or force:
-                warnings.append(degraded_warning(f"speaker identification did not finish within {self.deadline_s:.0f} s"))
-            else:
-                return False  # wait for the other half (or the deadline)
-        transcript = TranscriptReady.model_validate(row.transcript)
-        segments = transcript.segments
-        if segments is None and transcript.segments_ref:
-            from shared.contracts.events import TranscriptSegment
 
-            raw = await self.runtime.run_blocking(self.runtime.blobs.get_json, transcript.segments_ref)
-            segments = [TranscriptSegment.model_validate(s) for s in raw]
-        version = row.merged_version + 1
-        merged = await self.runtime.run_blocking(
-            build_merged, row.session_id, transcript, segments or [], diarization, version, warnings
-        )
-        if len(merged.model_dump_json()) > self.runtime.settings.inline_payload_max_bytes:
-            merged.segments_ref = await self.runtime.run_blocking(
-                self.runtime.blobs.put_json, f"sessions/{row.session_id}/merged-v{version}.json",
-                [s.model_dump(mode="json") for s in merged.segments or []])
-            merged.segments = None
-        await db.execute(join_state.update().where(join_state.c.session_id == row.session_id).values(
-            merged_version=version, merged_at=func.now(), degraded=diarization is None, late_diarization=False))
-        await enqueue(db, merged, self.runtime.name, traceparent=traceparent or row.traceparent)
-        log.info("transcript_merged", version=version, diarized=merged.diarized, segments=len(merged.segments or []))
-        return True
+# --- the deadline --------------------------------------------------------------------------
+async def check_deadlines(deps: JoinDeps) -> int:
+    """Degrade, never hang: merge without speakers when diarization has not arrived by
+    the deadline. The deadline is stored with the row, so this survives restarts."""
+    merged = 0
+    async with deps.store.transaction() as tx:
+        for row in await tx.due(deps.clock(), DEADLINE_BATCH):
+            if await _merge(tx, row, deps, row.traceparent, deadline_passed=True):
+                merged += 1
+    return merged
 
-    # --- deadline scheduler ----------------------------------------------------------------
-    async def run_deadline_scheduler(self) -> None:
-        """Degrade, never hang: merge without speakers when diarization has not arrived by
-        the deadline. The deadline is a column, so this survives restarts; SKIP LOCKED lets
-        several joiner replicas share the work."""
-        interval = self.runtime.settings.join_scheduler_interval_s
-        while True:
-            try:
-                await self.check_deadlines()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("deadline_scheduler_error", error=type(exc).__name__)
-            await asyncio.sleep(interval)
 
-    async def check_deadlines(self) -> int:
-        rt = self.runtime
-        merged = 0
-        async with rt.session_factory() as db, db.begin():
-            rows = (await db.execute(
-                select(join_state).where(
-                    join_state.c.merged_at.is_(None), join_state.c.transcript.is_not(None),
-                    join_state.c.deadline_at <= func.now(),
-                ).with_for_update(skip_locked=True).limit(20)
-            )).all()
-            for row in rows:
-                if await self._merge(db, row, row.traceparent, deadline_passed=True):
-                    merged += 1
-        if merged:
-            rt.relay.wake()
-        return merged
+# --- the merge -----------------------------------------------------------------------------
+def _degraded_reason(row: JoinRow, deps: JoinDeps, forced: bool, deadline_passed: bool) -> str | None:
+    """Why the merge goes ahead without speakers, or None to keep waiting."""
+    if row.diarization_error:
+        return row.diarization_error.get("message", "diarization failed")
+    if deadline_passed or forced:
+        return f"speaker identification did not finish within {deps.deadline_s:.0f} s"
+    return None
 
-    async def _forget(self, session_id) -> None:
-        rt = self.runtime
-        async with rt.session_factory() as db, db.begin():
-            await db.execute(delete(join_state).where(join_state.c.session_id == session_id))
-            await db.execute(delete(inbox).where(inbox.c.consumer == rt.name, inbox.c.session_id == session_id))
+
+async def _merge(
+    tx: JoinTransaction, row: JoinRow, deps: JoinDeps, traceparent: str | None,
+    forced: bool = False, deadline_passed: bool = False,
+) -> bool:
+    """Publish transcript.merged if the join is complete (or forced, or past its deadline)."""
+    if row.transcript is None or row.transcript_error is not None:
+        return False
+    if row.merged_at is not None and not forced:
+        return False
+    diarization = DiarizationReady.model_validate(row.diarization) if row.diarization else None
+    warnings: list[str] = []
+    if diarization is None:
+        reason = _degraded_reason(row, deps, forced, deadline_passed)
+        if reason is None:
+            return False  # wait for the other half (or the deadline)
+        warnings.append(degraded_warning(reason))
+    transcript = TranscriptReady.model_validate(row.transcript)
+    segments = transcript.segments
+    if segments is None and transcript.segments_ref:
+        raw = await deps.run_blocking(deps.blobs.get_json, transcript.segments_ref)
+        segments = [TranscriptSegment.model_validate(s) for s in raw]
+    version = row.merged_version + 1
+    merged = await deps.run_blocking(build_merged, row.session_id, transcript, segments or [], diarization, version, warnings)
+    if len(merged.model_dump_json()) > deps.inline_payload_max_bytes:
+        merged.segments_ref = await deps.run_blocking(
+            deps.blobs.put_json, f"sessions/{row.session_id}/merged-v{version}.json",
+            [s.model_dump(mode="json") for s in merged.segments or []])
+        merged.segments = None
+    await tx.save(row.session_id, merged_version=version, merged_at=deps.clock(), degraded=diarization is None,
+                  late_diarization=False)
+    await tx.publish(merged, traceparent or row.traceparent)
+    log.info("transcript_merged", version=version, diarized=merged.diarized, segments=len(merged.segments or []))
+    return True
+

@@ -1,24 +1,41 @@
-"""Joiner entry point: one subscriber over both halves, their failures and the commands."""
+"""Joiner entry point: wires the store and dependencies into the handlers; one
+subscriber over both halves, their failures and the commands."""
 
 from __future__ import annotations
 
-from shared.contracts.events import Topic
+from shared.contracts.events import Topic, utcnow
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from shared.topology import JOINER
-from services.joiner.handlers import JoinHandler
+from services.joiner import handlers
+from services.joiner.handlers import JoinDeps
+from services.joiner.store import PgJoinStore
 
-CONSUMED = [Topic.TRANSCRIPT_READY, Topic.DIARIZATION_READY, Topic.TRANSCRIPT_FAILED, Topic.DIARIZATION_FAILED,
-            Topic.TRANSCRIPT_REMERGE, Topic.SESSION_DELETED]
+HANDLERS = {
+    Topic.TRANSCRIPT_READY: handlers.on_transcript_ready,
+    Topic.DIARIZATION_READY: handlers.on_diarization_ready,
+    Topic.TRANSCRIPT_FAILED: handlers.on_transcript_failed,
+    Topic.DIARIZATION_FAILED: handlers.on_diarization_failed,
+    Topic.TRANSCRIPT_REMERGE: handlers.on_remerge,
+    Topic.SESSION_DELETED: handlers.on_session_deleted,
+}
+CONSUMED = list(HANDLERS)
 
 
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "joiner")
-    handler = JoinHandler(runtime)
-
-    runtime.consume(JOINER, {t: handler.on_event for t in CONSUMED})
-
-    runtime.background("joiner-deadlines", handler.run_deadline_scheduler)
+    deps = JoinDeps(
+        store=PgJoinStore(runtime.session_factory, runtime.name, runtime.relay),
+        blobs=runtime.blobs,
+        run_blocking=runtime.run_blocking,
+        clock=utcnow,
+        metrics=runtime.metrics,
+        service=runtime.name,
+        deadline_s=settings.join_diarization_deadline_s,
+        inline_payload_max_bytes=settings.inline_payload_max_bytes,
+    )
+    runtime.consume(JOINER, {topic: runtime.route(handler, deps) for topic, handler in HANDLERS.items()})
+    runtime.every("joiner-deadlines", settings.join_scheduler_interval_s, lambda: handlers.check_deadlines(deps))
     return runtime
 
 

@@ -243,19 +243,27 @@ def merge_transcript(
     index = _TurnIndex(turns or [])
     if not index:
         return [
-            MergedSegment(
-                start=s.start,
-                end=s.end,
-                speaker=UNKNOWN,
-                role=None,
-                text=s.text,
-                words=[_merged_word(w, UNKNOWN) for w in s.words],
-            )
+            MergedSegment(start=s.start, end=s.end, speaker=UNKNOWN, role=None, text=s.text,
+                          words=[_merged_word(w, UNKNOWN) for w in s.words])
             for s in segs
         ]
+    resolved = _label_units(segs, index, tolerance_s)
+    out: list[MergedSegment] = []
+    k = 0
+    for s in segs:
+        if not s.words:
+            out.append(MergedSegment(start=s.start, end=s.end, speaker=resolved[k], role=None, text=s.text))
+            k += 1
+            continue
+        out.extend(_split_at_speaker_changes(s, resolved[k : k + len(s.words)]))
+        k += len(s.words)
+    return out
 
-    # One flat sequence of "units" so neighbour filling works across segment boundaries:
-    # each word of a timed segment, or the whole segment when it has no word timings.
+
+def _label_units(segs: list, index: _TurnIndex, tolerance_s: float) -> list[str]:
+    """A speaker for every "unit": each word of a timed segment, or the whole segment when
+    it has no word timings. One flat sequence, so neighbour filling works across segment
+    boundaries."""
     units: list[tuple[float, float]] = []
     labels: list[str | None] = []
     for s in segs:
@@ -266,48 +274,27 @@ def merge_transcript(
         else:
             units.append((s.start, s.end))
             labels.append(_segment_speaker(index, s.start, s.end, tolerance_s))
-    resolved = _fill_from_neighbours(labels, units, index)
+    return _fill_from_neighbours(labels, units, index)
 
-    out: list[MergedSegment] = []
-    k = 0
-    for s in segs:
-        if not s.words:
-            out.append(MergedSegment(start=s.start, end=s.end, speaker=resolved[k], role=None, text=s.text))
-            k += 1
-            continue
-        speakers = resolved[k : k + len(s.words)]
-        k += len(s.words)
-        runs: list[tuple[str, list[_WordLike]]] = []
-        for w, sp in zip(s.words, speakers):
-            if runs and runs[-1][0] == sp:
-                runs[-1][1].append(w)
-            else:
-                runs.append((sp, [w]))
-        if len(runs) == 1:
-            sp = runs[0][0]
-            out.append(
-                MergedSegment(
-                    start=s.start,
-                    end=s.end,
-                    speaker=sp,
-                    role=None,
-                    text=s.text,
-                    words=[_merged_word(w, sp) for w in s.words],
-                )
-            )
-            continue
-        for sp, ws in runs:
-            out.append(
-                MergedSegment(
-                    start=ws[0].start,
-                    end=ws[-1].end,
-                    speaker=sp,
-                    role=None,
-                    text=_join_words(ws),
-                    words=[_merged_word(w, sp) for w in ws],
-                )
-            )
-    return out
+
+def _split_at_speaker_changes(segment, speakers: list[str]) -> list[MergedSegment]:
+    """One segment per run of words with the same speaker; an unsplit segment keeps its
+    own timing and text."""
+    runs: list[tuple[str, list[_WordLike]]] = []
+    for w, sp in zip(segment.words, speakers):
+        if runs and runs[-1][0] == sp:
+            runs[-1][1].append(w)
+        else:
+            runs.append((sp, [w]))
+    if len(runs) == 1:
+        sp = runs[0][0]
+        return [MergedSegment(start=segment.start, end=segment.end, speaker=sp, role=None, text=segment.text,
+                              words=[_merged_word(w, sp) for w in segment.words])]
+    return [
+        MergedSegment(start=ws[0].start, end=ws[-1].end, speaker=sp, role=None, text=_join_words(ws),
+                      words=[_merged_word(w, sp) for w in ws])
+        for sp, ws in runs
+    ]
 
 
 def full_text(

@@ -202,6 +202,25 @@ def _is_question(sentence: str) -> bool:
     return bool(first) and first[0] in _QUESTION_START
 
 
+def _count_cues(a: dict[str, float], seg: MergedSegment, opening: bool, closing: bool) -> None:
+    """Add one segment's role cues to its speaker's counts."""
+    text = _normalise(seg.text.strip())
+    a["talk"] += max(0.0, seg.end - seg.start)
+    tokens = _TOKEN.findall(text.lower())
+    a["words"] += len(tokens)
+    a["you"] += sum(t in _SECOND for t in tokens)
+    a["me"] += sum(t in _FIRST for t in tokens)
+    sentences = [s for s in _SENTENCE_SPLIT.split(text) if s.strip()]
+    a["sentences"] += len(sentences)
+    a["questions"] += sum(_is_question(s) for s in sentences)
+    a["homework"] += sum(w * len(p.findall(text)) for p, w in _HOMEWORK)
+    a["reflect"] += sum(len(p.findall(text)) for p in _REFLECT)
+    if opening:
+        a["opening"] += sum(len(p.findall(text)) for p in _OPENING)
+    if closing:
+        a["closing"] += sum(len(p.findall(text)) for p in _CLOSING)
+
+
 def speaker_features(merged: Sequence[MergedSegment]) -> dict[str, SpeakerFeatures]:
     """Count the role cues per speaker label ("Unknown" excluded)."""
     segs = [s for s in merged if s.speaker != UNKNOWN and s.text.strip()]
@@ -222,21 +241,8 @@ def speaker_features(merged: Sequence[MergedSegment]) -> dict[str, SpeakerFeatur
             seg.speaker,
             dict(talk=0.0, words=0, sentences=0, questions=0, homework=0.0, reflect=0, opening=0, closing=0, you=0, me=0),
         )
-        text = _normalise(seg.text.strip())
-        a["talk"] += max(0.0, seg.end - seg.start)
-        tokens = _TOKEN.findall(text.lower())
-        a["words"] += len(tokens)
-        a["you"] += sum(t in _SECOND for t in tokens)
-        a["me"] += sum(t in _FIRST for t in tokens)
-        sentences = [s for s in _SENTENCE_SPLIT.split(text) if s.strip()]
-        a["sentences"] += len(sentences)
-        a["questions"] += sum(_is_question(s) for s in sentences)
-        a["homework"] += sum(w * len(p.findall(text)) for p, w in _HOMEWORK)
-        a["reflect"] += sum(len(p.findall(text)) for p in _REFLECT)
-        if seg.start - t0 <= window or i in first_idx:
-            a["opening"] += sum(len(p.findall(text)) for p in _OPENING)
-        if t1 - seg.end <= window or i in last_idx:
-            a["closing"] += sum(len(p.findall(text)) for p in _CLOSING)
+        _count_cues(a, seg, opening=seg.start - t0 <= window or i in first_idx,
+                    closing=t1 - seg.end <= window or i in last_idx)
 
     opener, closer = segs[0].speaker, segs[-1].speaker
     return {

@@ -45,9 +45,9 @@ from shared.contracts.events import (
     TranscriptMerged,
 )
 from shared.contracts.notes import ClinicalNotes
-from shared.db.tables import inbox, notes_inputs, notes_runs
+from shared.db.tables import notes_inputs, notes_runs
 from shared.envelope import Envelope
-from shared.inbox import claim
+from shared.inbox import claim, forget_session
 from shared.jobs import ProgressReporter, finish_job, start_job
 from shared.logging import error_location, get_logger
 from shared.outbox import enqueue
@@ -126,14 +126,11 @@ class NotesHandler:
     async def on_session_deleted(self, envelope: Envelope) -> None:
         rt = self.runtime
         sid = envelope.event.session_id
-        async with rt.session_factory() as db, db.begin():
-            runs = (await db.execute(delete(notes_runs).where(notes_runs.c.session_id == sid))).rowcount
-            await db.execute(delete(notes_inputs).where(notes_inputs.c.session_id == sid))
-            from shared.db.tables import stage_jobs
+        from shared.db.tables import stage_jobs
 
-            await db.execute(delete(stage_jobs).where(stage_jobs.c.stage == STAGE, stage_jobs.c.session_id == sid))
-            await db.execute(delete(inbox).where(inbox.c.consumer == rt.name, inbox.c.session_id == sid))
-        log.info("notes_session_forgotten", runs=runs)
+        deleted = await forget_session(rt.session_factory, rt.name, sid, [
+            notes_runs, notes_inputs, delete(stage_jobs).where(stage_jobs.c.stage == STAGE)])
+        log.info("notes_session_forgotten", runs=deleted["notes_runs"])
 
     # --- one run -----------------------------------------------------------------------------
     async def _run(self, envelope: Envelope, merged: TranscriptMerged, request_key: str, requested: str | None) -> None:

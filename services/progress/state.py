@@ -106,63 +106,96 @@ _MESSAGES = {
 }
 
 
-def apply_event(view: SessionView, event: Event) -> bool:
-    """Fold one event into the view. Returns True when the visible state changed."""
-    before = view.snapshot()
+# Each fold records one event in the view; returning False means "ignored, nothing changed".
+def _uploaded(view: SessionView, event: AudioUploaded) -> bool:
+    view.owner_id = str(event.owner_id)
+    view.audio_s = event.audio.duration_s
+    if view.status == "uploading":
+        view.status = "preprocessing"
+    return True
+
+
+def _progress(view: SessionView, event: SessionProgress) -> bool:
+    stage = view.stages.get(event.stage.value)
+    if stage is None or stage.state in ("done", "failed", "skipped"):
+        return False
+    stage.state = "running"
+    stage.fraction = max(stage.fraction, event.fraction)
+    stage.message = event.message
+    stage.eta_s = event.eta_s
+    return True
+
+
+def _transcript_ready(view: SessionView, event: TranscriptReady) -> bool:
+    view.stages["transcription"] = StageState(state="done", fraction=1.0, message="Transcript ready")
+    return True
+
+
+def _diarization_ready(view: SessionView, event: DiarizationReady) -> bool:
+    if view.stages["join"].state == "done":  # late: recorded by the joiner; status unchanged
+        return False
+    view.stages["diarization"] = StageState(state="done", fraction=1.0, message=f"{event.speaker_count} speakers")
+    return True
+
+
+def _transcript_failed(view: SessionView, event: TranscriptFailed) -> bool:
+    view.stages["transcription"] = StageState(state="failed", fraction=1.0, message="Transcription failed", error=event.error)
+    view.status = "failed"
+    view.error = event.error.message
+    return True
+
+
+def _diarization_failed(view: SessionView, event: DiarizationFailed) -> bool:
+    if view.stages["diarization"].state != "done":
+        view.stages["diarization"] = StageState(state="failed", fraction=1.0, message="Speaker identification unavailable",
+                                                error=event.error)
+    return True
+
+
+def _merged(view: SessionView, event: TranscriptMerged) -> bool:
     st = view.stages
-    if view.status in TERMINAL and not isinstance(event, (NotesReady, NotesFailed, TranscriptMerged, DiarizationReady)):
-        return False
-    if isinstance(event, AudioUploaded):
-        view.owner_id = str(event.owner_id)
-        view.audio_s = event.audio.duration_s
-        if view.status == "uploading":
-            view.status = "preprocessing"
-    elif isinstance(event, SessionProgress):
-        stage = st.get(event.stage.value)
-        if stage is None or stage.state in ("done", "failed", "skipped"):
-            return False
-        stage.state = "running"
-        stage.fraction = max(stage.fraction, event.fraction)
-        stage.message = event.message
-        stage.eta_s = event.eta_s
-    elif isinstance(event, TranscriptReady):
-        st["transcription"] = StageState(state="done", fraction=1.0, message="Transcript ready")
-    elif isinstance(event, DiarizationReady):
-        if st["join"].state == "done":  # late: recorded by the joiner; status unchanged
-            return False
-        st["diarization"] = StageState(state="done", fraction=1.0, message=f"{event.speaker_count} speakers")
-    elif isinstance(event, TranscriptFailed):
-        st["transcription"] = StageState(state="failed", fraction=1.0, message="Transcription failed", error=event.error)
-        view.status = "failed"
-        view.error = event.error.message
-    elif isinstance(event, DiarizationFailed):
-        if st["diarization"].state != "done":
-            st["diarization"] = StageState(state="failed", fraction=1.0, message="Speaker identification unavailable", error=event.error)
-    elif isinstance(event, TranscriptMerged):
-        st["join"] = StageState(state="done", fraction=1.0, message="Speaker-labelled transcript ready")
-        if not event.diarized and st["diarization"].state not in ("failed", "done"):
-            st["diarization"] = StageState(state="skipped", fraction=1.0, message="Speaker identification unavailable")
-        for warning in event.warnings:
-            if warning not in view.warnings:
-                view.warnings.append(warning)
-        if view.status in TERMINAL:
-            view.status = "extracting_notes"  # a re-merge re-runs notes
-        if st["notes"].state in ("done", "failed"):
-            st["notes"] = StageState()
-    elif isinstance(event, NotesReady):
-        st["notes"] = StageState(state="done", fraction=1.0, message="Notes ready")
-        if view.status != "failed":
-            view.status = "processed"
-            view.error = None
-    elif isinstance(event, NotesFailed):
-        st["notes"] = StageState(state="failed", fraction=1.0, message="Notes unavailable", error=event.error)
-        if view.status != "failed":
-            # Seed 001: a notes failure leaves the transcript; the session is processed
-            # with the error shown, and notes can be regenerated.
-            view.status = "processed"
-            view.error = f"Notes generation failed: {event.error.message}"
-    else:
-        return False
+    st["join"] = StageState(state="done", fraction=1.0, message="Speaker-labelled transcript ready")
+    if not event.diarized and st["diarization"].state not in ("failed", "done"):
+        st["diarization"] = StageState(state="skipped", fraction=1.0, message="Speaker identification unavailable")
+    for warning in event.warnings:
+        if warning not in view.warnings:
+            view.warnings.append(warning)
+    if view.status in TERMINAL:
+        view.status = "extracting_notes"  # a re-merge re-runs notes
+    if st["notes"].state in ("done", "failed"):
+        st["notes"] = StageState()
+    return True
+
+
+def _notes_ready(view: SessionView, event: NotesReady) -> bool:
+    view.stages["notes"] = StageState(state="done", fraction=1.0, message="Notes ready")
+    if view.status != "failed":
+        view.status = "processed"
+        view.error = None
+    return True
+
+
+def _notes_failed(view: SessionView, event: NotesFailed) -> bool:
+    view.stages["notes"] = StageState(state="failed", fraction=1.0, message="Notes unavailable", error=event.error)
+    if view.status != "failed":
+        # Seed 001: a notes failure leaves the transcript; the session is processed
+        # with the error shown, and notes can be regenerated.
+        view.status = "processed"
+        view.error = f"Notes generation failed: {event.error.message}"
+    return True
+
+
+_FOLDS = {
+    AudioUploaded: _uploaded, SessionProgress: _progress, TranscriptReady: _transcript_ready,
+    DiarizationReady: _diarization_ready, TranscriptFailed: _transcript_failed, DiarizationFailed: _diarization_failed,
+    TranscriptMerged: _merged, NotesReady: _notes_ready, NotesFailed: _notes_failed,
+}
+# What may still change a finished session: results that arrive or are redone later.
+_AFTER_TERMINAL = (NotesReady, NotesFailed, TranscriptMerged, DiarizationReady)
+
+
+def _derive(view: SessionView) -> None:
+    """Status name, percent (never backwards), ETA and message from the stages."""
     view.status = _status_name(view)
     view.percent = max(view.percent, compute_percent(view))
     if view.status == "processed":
@@ -174,6 +207,17 @@ def apply_event(view: SessionView, event: Event) -> bool:
         view.message = view.error or "Processing failed"
     else:
         view.message = _MESSAGES.get(view.status, view.message)
+
+
+def apply_event(view: SessionView, event: Event) -> bool:
+    """Fold one event into the view. Returns True when the visible state changed."""
+    before = view.snapshot()
+    if view.status in TERMINAL and not isinstance(event, _AFTER_TERMINAL):
+        return False
+    fold = _FOLDS.get(type(event))
+    if fold is None or not fold(view, event):
+        return False
+    _derive(view)
     return view.snapshot() != before
 
 

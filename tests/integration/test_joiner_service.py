@@ -148,3 +148,39 @@ async def test_degrade_on_failure_and_on_deadline(settings, joiner_env):
         assert latest["version"] == 2 and latest["diarized"] is True and latest["warnings"] == []
     finally:
         stack.stop_all()
+
+
+async def test_rejected_record_reaches_the_dlq_with_its_original_headers(settings, joiner_env):
+    """The one DLQ writer, through a real joiner on the real broker: the copy keeps the
+    value byte for byte, the key and every original header (CloudEvents ce_*, the trace)."""
+    from aiokafka import AIOKafkaProducer
+
+    from shared.envelope import build_headers, normalise_headers, trace_id_of
+
+    stack = start_stack(joiner_env, ["joiner"], "joiner-dlq")
+    try:
+        sid = uuid.uuid4()
+        transcript, _ = halves(sid)
+        headers = build_headers(transcript, "tests", event_id=f"poison-{sid}")
+        value = b'{"session_id": "' + str(sid).encode() + b'", "not": "a transcript"}'
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=False)
+        await producer.start()
+        try:
+            await producer.send_and_wait("transcript.ready", value, key=str(sid).encode(),
+                                         headers=[(k, v.encode()) for k, v in headers.items()])
+        finally:
+            await producer.stop()
+        [record] = await wait_for_records(settings.kafka_bootstrap_servers, "transcript.ready.dlq", str(sid), timeout_s=40)
+        copied = normalise_headers(record.headers)
+        assert record.value == value
+        assert {k: copied[k] for k in headers if k.startswith("ce_")} == {k: v for k, v in headers.items() if k.startswith("ce_")}
+        assert copied["content-type"] == "application/json"
+        assert copied["dlq_original_traceparent"] == headers["traceparent"]
+        assert trace_id_of(copied["traceparent"]) == trace_id_of(headers["traceparent"])  # same trace
+        assert (copied["dlq_error_kind"], copied["dlq_service"]) == ("permanent", "joiner")
+        assert copied["dlq_error_message"] == "invalid event: ValidationError"
+        assert copied["dlq_original_topic"] == "transcript.ready"
+        row = await _join_row(settings, sid)
+        assert row is None  # nothing of the rejected record was stored
+    finally:
+        stack.stop_all()
