@@ -38,7 +38,7 @@ def build_state(runtime: ServiceRuntime) -> GatewayState:
 
 def wake_streams_on_status(runtime: ServiceRuntime, hub: StatusHub) -> None:
     """Every replica sees every status: no consumer group, no commits, start at the end;
-    history comes from PostgreSQL, the bus only wakes streams up (docs/adr/0003)."""
+    history comes from PostgreSQL, the bus only wakes streams up (docs/adr/0003-streams-read-the-database.md)."""
     options = consumer_options(runtime.settings, None)
     options.update(auto_offset_reset="latest")
     options.pop("ack_policy", None)

@@ -1,6 +1,6 @@
 """Live progress: server-sent events and a WebSocket, both read status_history from
 PostgreSQL after the client's last seq; the StatusHub (woken by session.status on the
-bus) only tells a stream when to look again (docs/adr/0003)."""
+bus) only tells a stream when to look again (docs/adr/0003-streams-read-the-database.md)."""
 
 from __future__ import annotations
 
