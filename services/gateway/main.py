@@ -15,7 +15,7 @@ from shared.contracts.events import SessionStatus, Topic
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
-from services.gateway import http, queries
+from services.gateway import queries, webapp
 from services.gateway.auth import PasswordService, RateLimiter, TokenService
 from services.gateway.routes import api_router
 from services.gateway.state import GatewayState
@@ -84,10 +84,10 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.gateway = state
-    http.add_middleware(app, settings)
-    http.add_error_handlers(app)
+    webapp.add_middleware(app, settings)
+    webapp.add_error_handlers(app)
     app.include_router(api_router)
-    http.add_site_routes(app, state)
+    webapp.add_site_routes(app, state)
     return app
 
 
