@@ -18,7 +18,14 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.blobstore import BlobRangeNotSatisfiable, BlobTooLarge, LocalBlobStore, session_prefix
-from shared.contracts.events import AudioRef, AudioUploaded, NotesRegenerate, ProcessingOptions, SessionDeleted, TranscriptRemerge
+from shared.contracts.events import (
+    AudioRef,
+    AudioUploaded,
+    NotesRegenerate,
+    ProcessingOptions,
+    SessionDeleted,
+    TranscriptRemerge,
+)
 from shared.logging import get_logger
 from shared.outbox import enqueue
 from services.gateway import queries
