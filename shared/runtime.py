@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ log = get_logger(__name__)
 class ServiceRuntime:
     name: str
     settings: Settings
-    broker: KafkaBroker
+    broker: KafkaBroker | None  # None only when created with_broker=False
     metrics: ServiceMetrics
     blobs: BlobStore
     executor: ThreadPoolExecutor
@@ -43,16 +44,17 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     tombstones: Tombstones | None = None
     retry_base_delay_s: float = 0.5
+    broker_enabled: bool = True  # False: never connect (an API served without the bus, in tests)
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _background: list = field(default_factory=list)
     _on_stop: list = field(default_factory=list)
 
     @classmethod
-    def create(cls, settings: Settings, name: str, with_db: bool = True) -> "ServiceRuntime":
+    def create(cls, settings: Settings, name: str, with_db: bool = True, with_broker: bool = True) -> "ServiceRuntime":
         configure_logging(settings.log_level, settings.log_format, service=name)
         configure_tracing(settings, name)
         metrics = ServiceMetrics(name)
-        broker = create_broker(settings, name, registry=metrics.registry)
+        broker = create_broker(settings, name, registry=metrics.registry) if with_broker else None
         runtime = cls(
             name=name,
             settings=settings,
@@ -60,10 +62,12 @@ class ServiceRuntime:
             metrics=metrics,
             blobs=create_blob_store(settings),
             executor=ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix=f"{name}-work"),
+            broker_enabled=with_broker,
         )
         if with_db:
             runtime.engine = create_engine(settings)
             runtime.session_factory = create_session_factory(runtime.engine)
+        if with_db and with_broker:  # without a broker the outbox keeps its rows for a later relay
             runtime.relay = OutboxRelay(
                 runtime.session_factory, broker_publisher(broker), poll_interval_s=settings.outbox_poll_interval_s
             )
@@ -186,7 +190,8 @@ class ServiceRuntime:
         self.metrics.serve(self.settings.metrics_port)
         if self.relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
-        await self.broker.start()
+        if self.broker_enabled:
+            await self.broker.start()
         for name, factory in self._background:
             self.spawn(factory(), name)
         log.info("service_started")
@@ -215,7 +220,8 @@ class ServiceRuntime:
                 await self.relay.relay_once()  # flush what was committed, while connected
             except Exception as exc:  # left in the outbox: the next start publishes it
                 log.warning("outbox_flush_failed", error=type(exc).__name__)
-        await self.broker.stop()
+        if self.broker_enabled:
+            await self.broker.stop()
         for close in self._on_stop:
             try:
                 await close()
@@ -225,6 +231,16 @@ class ServiceRuntime:
             await self.engine.dispose()
         self.executor.shutdown(wait=False, cancel_futures=True)
         log.info("service_stopped")
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator["ServiceRuntime"]:
+        """Started inside the block, stopped (outbox flushed) after it: what an ASGI app's
+        lifespan wraps, so a web service starts and stops exactly like a worker."""
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
 
     async def run_until_signalled(self) -> None:
         stop = asyncio.Event()

@@ -257,7 +257,7 @@ def generate_dialogue(
 
 
 def _load_meta(meta_path: Path, wav_path: Path) -> GeneratedDialogue:
-    from shared.rttm import Turn, to_rttm
+    from services.gateway.rttm import Turn, to_rttm
 
     meta = json.loads(meta_path.read_text())
     lines = [RefLine(**d) for d in meta["lines"]]

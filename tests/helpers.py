@@ -56,19 +56,48 @@ async def wait_for_records(bootstrap: str, topic: str, key: str, count: int = 1,
 
 
 async def publish(bootstrap: str, event, source: str = "tests", event_id: str | None = None) -> str:
+    ce_id, _, _ = await publish_record(bootstrap, event, source, event_id)
+    return ce_id
+
+
+async def publish_record(bootstrap: str, event, source: str = "tests",
+                         event_id: str | None = None) -> tuple[str, TopicPartition, int]:
+    """Publish one event; returns its ce_id and where it landed (partition, offset)."""
     from shared.contracts.events import topic_of
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
     await producer.start()
     try:
         headers = build_headers(event, source, event_id=event_id or str(uuid.uuid4()))
-        await producer.send_and_wait(
+        sent = await producer.send_and_wait(
             topic_of(event).value, encode(event), key=str(event.session_id).encode(),
             headers=[(k, v.encode()) for k, v in headers.items()],
         )
-        return headers["ce_id"]
+        return headers["ce_id"], TopicPartition(sent.topic, sent.partition), sent.offset
     finally:
         await producer.stop()
+
+
+async def wait_until_consumed(bootstrap: str, group: str, where: TopicPartition, offset: int,
+                              timeout_s: float = 60.0) -> None:
+    """The sentinel of a negative check: returns once consumer group ``group`` has committed
+    past ``offset`` on ``where``, i.e. its handler has finished with that record (services
+    commit after the handler). "Nothing happened" is then asserted after the record was
+    handled, not after a guessed sleep."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            committed = (await admin.list_consumer_group_offsets(group, partitions=[where])).get(where)
+            if committed is not None and committed.offset > offset:
+                return
+            assert time.monotonic() < deadline, f"group {group} did not consume {where.topic}[{where.partition}]@{offset}"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 def start_stack(service_env: dict[str, str], services: list[str], name: str) -> Stack:

@@ -1,20 +1,27 @@
-"""FastAPI dependencies: state, DB session, current therapist (header or ?token=)."""
+"""FastAPI dependencies shared by the route modules: the gateway state, the request's DB
+session, the current therapist (bearer header or ?token=), ownership checks, and the
+Annotated aliases the routes declare their parameters with."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, HTTPException, Request, WebSocket
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.tables import sessions, therapists
+from services.gateway import queries
 from services.gateway.auth import AuthError
+from services.gateway.schemas import ErrorBody
 from services.gateway.state import GatewayState
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+
+# The error responses every authenticated route documents (one ErrorBody shape for all 4xx).
+ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
 
 def get_state(request: Request) -> GatewayState:
@@ -43,21 +50,34 @@ async def current_therapist(
         therapist_id = state.tokens.verify(token)
     except AuthError as exc:
         raise _unauthorized(str(exc)) from exc
-    exists = (await db.execute(select(therapists.c.id).where(therapists.c.id == therapist_id))).scalar_one_or_none()
-    if exists is None:
+    if not await queries.therapist_exists(db, therapist_id):
         raise _unauthorized("unknown account")
     request.state.therapist_id = therapist_id
     return therapist_id
 
 
+Therapist = Annotated[UUID, Depends(current_therapist)]
+DB = Annotated[AsyncSession, Depends(get_db)]
+State = Annotated[GatewayState, Depends(get_state)]
+
+
 async def owned_session(session_id: UUID, therapist_id: UUID, db: AsyncSession):
     """The session row if the caller owns it; otherwise 404 (never reveal existence)."""
-    row = (
-        await db.execute(select(sessions).where(sessions.c.id == session_id, sessions.c.therapist_id == therapist_id))
-    ).first()
+    row = await queries.owned_session(db, session_id, therapist_id)
     if row is None:
         raise HTTPException(status_code=404, detail="session not found")
     return row
+
+
+@asynccontextmanager
+async def committing(db: AsyncSession):
+    """Commit the request's session (already begun by reads such as the auth check)."""
+    try:
+        yield
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
 
 
 def websocket_token(websocket: WebSocket) -> str | None:

@@ -29,9 +29,9 @@ import docx
 from docx.enum.text import WD_COLOR_INDEX
 from docx.shared import RGBColor
 
-from shared import rttm as _rttm
+from services.gateway import rttm as _rttm
 from shared.contracts.notes import ClinicalNotes, RiskFlag
-from shared.notes_render import sort_flags
+from shared.contracts.notes import sort_flags
 
 __all__ = ["to_txt", "to_json", "to_srt", "to_vtt", "to_rttm", "to_docx", "fmt_clock", "fmt_srt_time", "fmt_vtt_time"]
 
@@ -280,7 +280,7 @@ def to_vtt(
 
 
 def to_rttm(turns: Iterable[Any], uri: str) -> str:
-    """Diarization turns (SpeakerTurn models or dicts) as RTTM, via shared.rttm."""
+    """Diarization turns (SpeakerTurn models or dicts) as RTTM, via services.gateway.rttm."""
     return _rttm.to_rttm(
         [_rttm.Turn(float(_get(t, "start")), float(_get(t, "end")), str(_get(t, "speaker"))) for t in turns], uri
     )

@@ -4,33 +4,16 @@ never re-runs the pipeline."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
-from uuid import UUID
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.blobstore import BlobStore
-from shared.db.tables import session_results, session_status, status_history
+from services.gateway import queries
+from services.gateway.schemas import SessionDetail
 
 ROLE_SWAP = {"THERAPIST": "CLIENT", "CLIENT": "THERAPIST"}
-
-
-async def status_row(db: AsyncSession, session_id: UUID):
-    return (await db.execute(select(session_status).where(session_status.c.session_id == session_id))).first()
-
-
-async def results_row(db: AsyncSession, session_id: UUID):
-    return (await db.execute(select(session_results).where(session_results.c.session_id == session_id))).first()
-
-
-async def history_after(db: AsyncSession, session_id: UUID, after_seq: int) -> list[dict]:
-    rows = await db.execute(
-        select(status_history.c.payload)
-        .where(status_history.c.session_id == session_id, status_history.c.seq > after_seq)
-        .order_by(status_history.c.seq)
-    )
-    return [r.payload for r in rows]
 
 
 def _resolve(payload: dict | None, blobs: BlobStore) -> list[dict] | None:
@@ -129,3 +112,52 @@ def notes_view(results, session_row) -> dict | None:
         notes.get("risk_flags", []), key=lambda f: ({"high": 0, "moderate": 1, "low": 2}.get(f.get("severity"), 3), f.get("start", 0))
     )
     return notes
+
+
+def _stage_metrics(results) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    if results is None:
+        return metrics
+    for name, payload in (("transcription", results.transcript), ("diarization", results.diarization)):
+        if payload and payload.get("timing"):
+            metrics[name] = {**payload["timing"], "engine": payload.get("engine")}
+    if results.notes_engine:
+        metrics["notes"] = results.notes_engine
+    return metrics
+
+
+def _diarization_view(results) -> dict[str, Any] | None:
+    if results is None or not results.diarization:
+        return None
+    return {key: results.diarization.get(key) for key in ("turns", "speaker_count", "engine")}
+
+
+def _status_fields(status) -> dict[str, Any]:
+    """The session_status row as SessionDetail fields (no row yet: just uploaded)."""
+    if status is None:
+        return {"status": "uploading", "progress": 0, "message": "Upload received"}
+    return {"status": status.status, "progress": status.percent, "message": status.message,
+            "estimated_time_remaining": status.eta_s, "error": status.error,
+            "warnings": list(status.warnings or []), "stages": dict(status.stages or {}),
+            "processed_at": status.finished_at}
+
+
+async def session_detail(db: AsyncSession, blobs: BlobStore, row) -> SessionDetail:
+    """The whole view of one session: status, transcript (relabelled), diarization, notes."""
+    status = await queries.status_row(db, row.id)
+    results = await queries.results_row(db, row.id)
+    # Large transcripts live in the blob store (S3: a network read): off the event loop.
+    tv = await asyncio.to_thread(transcript_view, results, blobs, row)
+    notes = notes_view(results, row)
+    return SessionDetail(
+        id=row.id, patient_id=row.patient_id, therapist_id=row.therapist_id, session_date=row.session_date,
+        created_at=row.created_at, **_status_fields(status),
+        audio_filename=row.audio_filename, duration_seconds=row.duration_s, language=tv["language"],
+        diarized=tv["diarized"], speakers=tv["speakers"], transcript_text=tv["text"],
+        transcript_segments=tv["segments"], diarization=_diarization_view(results),
+        extracted_notes=notes, notes_engine=results.notes_engine if results is not None else None,
+        notes_error=results.notes_error if results is not None else None,
+        risk_flags=(notes or {}).get("risk_flags", []),
+        therapist_summary=(notes or {}).get("therapist_notes"), patient_summary=(notes or {}).get("patient_summary"),
+        metrics=_stage_metrics(results),
+    )

@@ -1,4 +1,8 @@
-"""The gateway's dependencies, built once in the app lifespan and injected via FastAPI."""
+"""The gateway's dependencies, built once by create_app and injected via FastAPI.
+
+What every service has (settings, database, blob store, metrics, broker, outbox relay)
+comes from the shared ServiceRuntime; the rest is the gateway's own (tokens, passwords,
+rate limits, the status hub that wakes live streams)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.blobstore import BlobStore
 from shared.outbox import OutboxRelay
+from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 from shared.telemetry import ServiceMetrics
 from services.gateway.auth import PasswordService, RateLimiter, TokenService
@@ -16,17 +21,44 @@ from services.gateway.statushub import StatusHub
 
 @dataclass
 class GatewayState:
-    settings: Settings
-    engine: AsyncEngine
-    session_factory: async_sessionmaker[AsyncSession]
-    blobs: BlobStore
+    runtime: ServiceRuntime
     tokens: TokenService
     passwords: PasswordService
     login_limiter: RateLimiter
     upload_limiter: RateLimiter
     hub: StatusHub
-    metrics: ServiceMetrics
-    broker: object | None = None
-    relay: OutboxRelay | None = None
     broker_ready: bool = False
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # test knobs, e.g. "heartbeat_s"
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.runtime.engine
+
+    @property
+    def session_factory(self) -> async_sessionmaker[AsyncSession]:
+        return self.runtime.session_factory
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.runtime.blobs
+
+    @property
+    def metrics(self) -> ServiceMetrics:
+        return self.runtime.metrics
+
+    @property
+    def relay(self) -> OutboxRelay | None:
+        return self.runtime.relay
+
+    @property
+    def broker_enabled(self) -> bool:
+        return self.runtime.broker_enabled
+
+    def publish_soon(self) -> None:
+        """After committing outbox rows: publish them now rather than at the next poll."""
+        if self.runtime.relay is not None:
+            self.runtime.relay.wake()

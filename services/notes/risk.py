@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.contracts.events import MergedSegment
-from shared.notes_render import sort_flags
+from shared.contracts.notes import sort_flags
 from shared.contracts.notes import FlagSource, RiskCategory, RiskFlag, Severity
 from services.notes.grounding import normalize, segment_sentences
 

@@ -223,7 +223,6 @@ SessionStatusName = Literal[
     "preprocessing",
     "transcribing",
     "diarizing",
-    "transcribed",
     "merging",
     "extracting_notes",
     "processed",

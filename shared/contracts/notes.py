@@ -82,6 +82,15 @@ class RiskFlag(BaseModel):
     rationale: str = ""
 
 
+_SEVERITY_RANK = {"high": 0, "moderate": 1, "low": 2}
+
+
+def sort_flags(flags: list[RiskFlag]) -> list[RiskFlag]:
+    """High severity first, then by time: what a clinician must see first. The notes
+    service stores flags in this order and every export shows them in it."""
+    return sorted(flags, key=lambda f: (_SEVERITY_RANK[f.severity.value], f.start, f.category.value))
+
+
 class ClinicalNotes(BaseModel):
     key_topics: list[str] = Field(default_factory=list)
     topic_summary: str = ""

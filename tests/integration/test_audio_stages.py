@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 import uuid
 
 import pytest
@@ -14,10 +15,10 @@ from sqlalchemy import func, select
 from shared.blobstore import LocalBlobStore
 from shared.contracts.events import AudioRef, AudioUploaded
 from shared.db.engine import create_engine, create_session_factory
-from shared.db.tables import stage_jobs
+from shared.db.tables import outbox, stage_jobs
 from shared.envelope import normalise_headers
 from tests.conftest import DATA
-from tests.helpers import publish, read_topic, start_stack, wait_for_records
+from tests.helpers import publish, publish_record, read_topic, start_stack, wait_for_records, wait_until_consumed
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +46,37 @@ async def job_rows(settings, sid) -> int:
         await engine.dispose()
 
 
+async def outbox_drained(settings, sid: str, timeout_s: float = 30.0) -> None:
+    """Wait until no event of this session is waiting in the outbox for the relay."""
+    engine = create_engine(settings)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            async with create_session_factory(engine)() as db:
+                waiting = (await db.execute(select(func.count()).select_from(outbox).where(
+                    outbox.c.key == sid, outbox.c.published_at.is_(None)))).scalar()
+            if waiting == 0:
+                return
+            assert time.monotonic() < deadline, f"{waiting} events of the session never left the outbox"
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
+
+
 async def test_duplicate_audio_uploaded_is_processed_once(settings, stages):
     bootstrap = settings.kafka_bootstrap_servers
     event = upload_event(settings, (DATA / "jfk.flac").read_bytes(), "jfk.flac")
     sid = str(event.session_id)
     event_id = await publish(bootstrap, event)
     await publish(bootstrap, event, event_id=event_id)  # redelivery: same CloudEvents id
-    await publish(bootstrap, event)  # a duplicate publish with a new id
-    transcripts = await wait_for_records(bootstrap, "transcript.ready", sid, timeout_s=120)
-    diarizations = await wait_for_records(bootstrap, "diarization.ready", sid, timeout_s=120)
-    await asyncio.sleep(5)  # give the duplicates time to (not) produce anything
+    _, where, last = await publish_record(bootstrap, event)  # a duplicate publish with a new id
+    await wait_for_records(bootstrap, "transcript.ready", sid, timeout_s=120)
+    await wait_for_records(bootstrap, "diarization.ready", sid, timeout_s=120)
+    # Sentinel instead of a sleep: both stages have handled the last duplicate, and
+    # anything that handling wrote to the outbox has been published.
+    for group in ("transcriber", "diarizer"):
+        await wait_until_consumed(bootstrap, group, where, last, timeout_s=120)
+    await outbox_drained(settings, sid)
     transcripts = await read_topic(bootstrap, "transcript.ready", key=sid)
     diarizations = await read_topic(bootstrap, "diarization.ready", key=sid)
     assert len(transcripts) == 1 and len(diarizations) == 1
@@ -67,10 +89,12 @@ async def test_undecodable_audio_fails_permanently_with_one_dlq_record(settings,
     bootstrap = settings.kafka_bootstrap_servers
     event = upload_event(settings, b"this is not audio at all" * 100, "bad.flac")
     sid = str(event.session_id)
-    await publish(bootstrap, event)
-    failed_t = await wait_for_records(bootstrap, "transcript.failed", sid, timeout_s=60)
-    failed_d = await wait_for_records(bootstrap, "diarization.failed", sid, timeout_s=60)
-    await asyncio.sleep(3)
+    _, where, offset = await publish_record(bootstrap, event)
+    for group in ("transcriber", "diarizer"):  # both stages are done with it (no retry left)
+        await wait_until_consumed(bootstrap, group, where, offset, timeout_s=60)
+    await outbox_drained(settings, sid)
+    failed_t = await read_topic(bootstrap, "transcript.failed", key=sid)
+    failed_d = await read_topic(bootstrap, "diarization.failed", key=sid)
     for records in (failed_t, failed_d):
         assert len(records) == 1
         error = json.loads(records[0].value)["error"]

@@ -78,6 +78,14 @@ def push(gw: LiveGateway, session_id, seq: int) -> None:
     gw.notify(session_id)
 
 
+def wait_until(condition, failure: str, timeout_s: float = 30) -> None:
+    """Poll ``condition`` (a sentinel another thread sets) instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.02)
+
+
 def seqs(events) -> list[int]:
     return [data["seq"] for kind, _, data in events if kind != "ping"]
 
@@ -96,7 +104,8 @@ def test_resume_with_last_event_id_loses_and_repeats_nothing(gw):
     reader = threading.Thread(target=sse, args=(gw, session_id, token),
                               kwargs={"headers": {"Last-Event-ID": "2"}, "out": second})
     reader.start()
-    time.sleep(2.5)  # idle: heartbeats must flow
+    # Idle: heartbeats must flow. Wait for the first ping itself, not a guessed duration.
+    wait_until(lambda: any(kind == "ping" for kind, _, _ in second), "no heartbeat while idle")
     for seq in range(5, len(STEPS) + 1):
         push(gw, session_id, seq)
         time.sleep(0.2)
@@ -133,10 +142,10 @@ def test_after_completion_the_final_state_comes_at_once(gw):
     assert again.status_code == 204
 
 
-async def _ws_read(url: str) -> tuple[list[dict], int | None]:
+async def _ws_read(url: str, messages: list | None = None) -> tuple[list[dict], int | None]:
     import websockets
 
-    messages = []
+    messages = messages if messages is not None else []
     async with websockets.connect(url, open_timeout=10) as ws:
         try:
             while True:
@@ -154,14 +163,18 @@ def test_websocket_gets_the_same_sequence_as_sse(gw):
     ws_result: dict = {}
     ws_url = gw.url.replace("http://", "ws://") + f"/api/sessions/ws/{session_id}?token={token}"
 
+    ws_messages_live: list = []
+
     def ws_reader():
-        ws_result["messages"], ws_result["code"] = asyncio.run(_ws_read(ws_url))
+        ws_result["messages"], ws_result["code"] = asyncio.run(_ws_read(ws_url, ws_messages_live))
 
     threads = [threading.Thread(target=sse, args=(gw, session_id, token), kwargs={"out": sse_events}),
                threading.Thread(target=ws_reader)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    # Both clients are connected once each has the first update: push the rest after that.
+    wait_until(lambda: seqs(sse_events)[:1] == [1] and any(m.get("seq") == 1 for m in ws_messages_live),
+               "a client did not receive the first update")
     for seq in range(2, len(STEPS) + 1):
         push(gw, session_id, seq)
         time.sleep(0.15)

@@ -15,7 +15,7 @@ from shared.contracts.events import (
 )
 from shared.db.engine import create_engine, create_session_factory
 from shared.db.tables import session_status, tombstones
-from tests.helpers import publish, start_stack
+from tests.helpers import publish, publish_record, start_stack, wait_until_consumed
 
 
 async def _rows(settings, sid):
@@ -52,11 +52,11 @@ async def test_late_event_does_not_resurrect_a_deleted_session(settings, service
         assert status is None and "progress" in buried
 
         now = datetime.now(timezone.utc)
-        await publish(bootstrap, TranscriptReady(
+        _, where, offset = await publish_record(bootstrap, TranscriptReady(
             session_id=sid, language="en", duration_s=5.0, engine=Engine(backend="x"),
             timing=Timing(started_at=now, finished_at=now, processing_s=1, audio_s=5, rtf=0.2),
             segments=[TranscriptSegment(start=0, end=1, text="late")]))
-        await asyncio.sleep(4)
+        await wait_until_consumed(bootstrap, "progress", where, offset)  # handled (and dropped), not slept on
         status, _ = await _rows(settings, sid)
         assert status is None
     finally:

@@ -22,7 +22,7 @@ from pyannote.core import Annotation, Segment, Timeline  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
 
 from services.diarizer.diarization import BuiltinDiarizer, DiarizerConfig  # noqa: E402
-from shared.rttm import parse_rttm  # noqa: E402
+from services.gateway.rttm import parse_rttm  # noqa: E402
 from tests.audio_gen import generate_dialogue, long_session, read_wav  # noqa: E402
 
 DATA = ROOT / "tests" / "data"

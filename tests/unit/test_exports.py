@@ -10,7 +10,7 @@ import pytest
 
 from services.gateway.exports import fmt_srt_time, fmt_vtt_time, to_json, to_rttm, to_srt, to_txt, to_vtt
 from shared.contracts.events import MergedSegment, MergedWord, SpeakerInfo, SpeakerTurn
-from shared.rttm import parse_rttm
+from services.gateway.rttm import parse_rttm
 
 T, C = "SPEAKER_00", "SPEAKER_01"
 

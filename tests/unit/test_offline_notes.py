@@ -6,7 +6,7 @@ import json
 
 from services.notes.grounding import validate_notes_against_transcript
 from services.notes.offline import OFFLINE_LABEL, build_offline_notes
-from shared.notes_render import SessionMeta, render_dap, render_json, render_soap
+from services.gateway.notes_render import SessionMeta, render_dap, render_json, render_soap
 from shared.contracts.events import MergedSegment, MergedWord, SpeakerInfo
 from shared.contracts.notes import RiskCategory, SignificantQuote, RiskFlag, FlagSource, Severity
 

@@ -1,9 +1,9 @@
-"""RTTM writing/reading (shared/rttm.py): a round trip keeps every turn."""
+"""RTTM writing/reading (services/gateway/rttm.py): a round trip keeps every turn."""
 
 from __future__ import annotations
 
 from shared.contracts.events import SpeakerTurn
-from shared.rttm import Turn, parse_rttm, to_rttm
+from services.gateway.rttm import Turn, parse_rttm, to_rttm
 
 
 def test_round_trip_keeps_turns_and_order():

@@ -14,17 +14,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from shared.contracts.events import SpeakerInfo
-from shared.contracts.notes import ClinicalNotes, RiskFlag
+from shared.contracts.notes import ClinicalNotes, RiskFlag, sort_flags
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}<>#|])")
-
-
-_SEVERITY_RANK = {"high": 0, "moderate": 1, "low": 2}
-
-
-def sort_flags(flags: list[RiskFlag]) -> list[RiskFlag]:
-    """High severity first, then by time: what a clinician must see first."""
-    return sorted(flags, key=lambda f: (_SEVERITY_RANK[f.severity.value], f.start, f.category.value))
 
 
 @dataclass

@@ -1,0 +1,14 @@
+"""The gateway's HTTP API, one APIRouter per resource; ``api_router`` includes them all.
+Paths, function names (hence OpenAPI operation ids) and tags are the API's contract."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.gateway.routes import auth, exports, health, patients, sessions, streams
+
+api_router = APIRouter()
+for _resource in (health, auth, patients, sessions, exports, streams):
+    api_router.include_router(_resource.router)
+
+__all__ = ["api_router"]

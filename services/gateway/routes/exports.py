@@ -1,0 +1,111 @@
+"""Downloads: the transcript (txt, json, srt, vtt), the diarization (rttm) and the notes
+(notes.json, SOAP and DAP markdown, docx), each as an attachment, each read audited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Literal
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Response
+
+from shared.contracts.events import SpeakerInfo
+from shared.contracts.notes import ClinicalNotes
+from services.gateway import exports, queries
+from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owned_session
+from services.gateway.notes_render import SessionMeta, render_dap, render_soap
+from services.gateway.readmodel import session_detail
+from services.gateway.schemas import ErrorBody, SessionDetail
+
+ExportFormat = Literal["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"]
+EXPORT_TYPES = {
+    "txt": "text/plain; charset=utf-8", "json": "application/json", "srt": "application/x-subrip",
+    "vtt": "text/vtt; charset=utf-8", "rttm": "text/plain; charset=utf-8", "notes.json": "application/json",
+    "soap": "text/markdown; charset=utf-8", "dap": "text/markdown; charset=utf-8",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+EXPORT_CONTENT = {
+    "application/json": {"schema": {"type": "object"}},
+    "text/plain": {"schema": {"type": "string"}},
+    "application/x-subrip": {"schema": {"type": "string"}},
+    "text/vtt": {"schema": {"type": "string"}},
+    "text/markdown": {"schema": {"type": "string"}},
+    EXPORT_TYPES["docx"]: {"schema": {"type": "string", "format": "binary"}},
+}
+EXPORT_RESPONSES = {
+    200: {"description": "The export, as an attachment: txt/rttm text/plain, json and notes.json application/json, "
+                         "srt application/x-subrip, vtt text/vtt, soap and dap text/markdown, docx a Word document",
+          "content": EXPORT_CONTENT},
+    **ERRORS,
+    409: {"model": ErrorBody, "description": "Not ready yet"},
+}
+
+router = APIRouter(tags=["exports"])
+
+
+def _not_ready(fmt: str, detail: SessionDetail) -> str | None:
+    """Why ``fmt`` cannot be produced yet (409), or None."""
+    segments, notes = detail.transcript_segments, detail.extracted_notes
+    if fmt in ("txt", "json", "srt", "vtt") and not segments:
+        return "the transcript is not ready yet"
+    if fmt == "rttm" and not detail.diarization:
+        return "no diarization for this session"
+    if fmt in ("notes.json", "soap", "dap") and not notes:
+        return "no notes for this session yet"
+    if fmt == "docx" and not segments and not notes:
+        return "neither a transcript nor notes for this session yet"
+    return None
+
+
+def _engine(detail: SessionDetail) -> str | None:
+    return (detail.notes_engine or {}).get("backend")
+
+
+def _render_notes(fmt: str, detail: SessionDetail) -> str:
+    meta = SessionMeta(session_date=detail.session_date, duration_s=detail.duration_seconds,
+                       speakers=[SpeakerInfo.model_validate(s) for s in detail.speakers], engine=_engine(detail))
+    notes = ClinicalNotes.model_validate(detail.extracted_notes)
+    return (render_soap if fmt == "soap" else render_dap)(notes, meta)
+
+
+def _render_docx(detail: SessionDetail) -> bytes:
+    meta = {"session_id": str(detail.id), "session_date": detail.session_date, "duration_s": detail.duration_seconds,
+            "language": detail.language, "engine": _engine(detail)}
+    return exports.to_docx(detail.extracted_notes, detail.transcript_segments or [], detail.speakers, meta)
+
+
+def _render_text(fmt: str, detail: SessionDetail) -> str:
+    segments, speakers = detail.transcript_segments or [], detail.speakers
+    if fmt == "json":
+        return exports.to_json(segments, speakers, session_id=str(detail.id), language=detail.language,
+                               diarized=detail.diarized)
+    if fmt == "rttm":
+        return exports.to_rttm(detail.diarization["turns"], str(detail.id))
+    if fmt == "notes.json":
+        return json.dumps(detail.extracted_notes, indent=2)
+    if fmt in ("soap", "dap"):
+        return _render_notes(fmt, detail)
+    return {"txt": exports.to_txt, "srt": exports.to_srt, "vtt": exports.to_vtt}[fmt](segments, speakers)
+
+
+def attachment_name(session_id: UUID, fmt: str) -> str:
+    """session-<id>.<fmt>; SOAP and DAP are markdown, so they also end in .md."""
+    return f"session-{session_id}.{fmt}" + (".md" if fmt in ("soap", "dap") else "")
+
+
+@router.get("/api/sessions/{session_id}/export/{fmt}", responses=EXPORT_RESPONSES,
+            summary="Download transcript, diarization or notes")
+async def export(session_id: UUID, fmt: ExportFormat, therapist_id: Therapist, state: State, db: DB) -> Response:
+    row = await owned_session(session_id, therapist_id, db)
+    detail = await session_detail(db, state.blobs, row)
+    if (reason := _not_ready(fmt, detail)) is not None:
+        raise HTTPException(409, reason)
+    if fmt == "docx":  # python-docx builds the document in memory: off the event loop
+        body: str | bytes = await asyncio.to_thread(_render_docx, detail)
+    else:
+        body = _render_text(fmt, detail)
+    async with committing(db):
+        await queries.audit(db, therapist_id, session_id, f"export:{fmt}")
+    return Response(content=body, media_type=EXPORT_TYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{attachment_name(session_id, fmt)}"'})

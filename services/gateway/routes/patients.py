@@ -1,0 +1,37 @@
+"""Patients: a therapist's own list; nobody else's is ever visible (404, not 403)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException
+
+from services.gateway import queries
+from services.gateway.deps import DB, ERRORS, Therapist, committing
+from services.gateway.schemas import PatientCreate, PatientOut
+
+router = APIRouter(tags=["patients"])
+
+
+def _patient_out(row) -> PatientOut:
+    return PatientOut(id=row.id, display_name=row.display_name, external_ref=row.external_ref, created_at=row.created_at)
+
+
+@router.post("/api/patients", response_model=PatientOut, status_code=201, responses=ERRORS)
+async def create_patient(body: PatientCreate, therapist_id: Therapist, db: DB) -> PatientOut:
+    async with committing(db):
+        row = await queries.insert_patient(db, therapist_id, body.display_name, body.external_ref)
+    return _patient_out(row)
+
+
+@router.get("/api/patients", response_model=list[PatientOut], responses=ERRORS)
+async def list_patients(therapist_id: Therapist, db: DB) -> list[PatientOut]:
+    return [_patient_out(r) for r in await queries.patients_of(db, therapist_id)]
+
+
+@router.get("/api/patients/{patient_id}", response_model=PatientOut, responses=ERRORS)
+async def get_patient(patient_id: UUID, therapist_id: Therapist, db: DB) -> PatientOut:
+    row = await queries.owned_patient(db, patient_id, therapist_id)
+    if row is None:
+        raise HTTPException(404, "patient not found")
+    return _patient_out(row)

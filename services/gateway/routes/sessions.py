@@ -1,0 +1,282 @@
+"""Sessions: upload a recording, list, read, relabel speakers, re-run stages, delete,
+and download the original audio. Every route answers 404 for another therapist's
+session (deps.owned_session), so existence is never revealed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.blobstore import BlobRangeNotSatisfiable, BlobTooLarge, LocalBlobStore, session_prefix
+from shared.contracts.events import (
+    AudioRef,
+    AudioUploaded,
+    NotesRegenerate,
+    ProcessingOptions,
+    SessionDeleted,
+    TranscriptRemerge,
+)
+from shared.logging import get_logger
+from shared.outbox import enqueue
+from services.gateway import queries
+from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owned_session
+from services.gateway.readmodel import session_detail
+from services.gateway.schemas import (
+    Accepted,
+    ErrorBody,
+    RegenerateRequest,
+    SessionDetail,
+    SessionList,
+    SessionSummary,
+    SpeakerPatch,
+    UploadAccepted,
+)
+from services.gateway.state import GatewayState
+from services.gateway.uploads import CONTENT_TYPES, UploadRejected, check_decodes, check_extension, check_magic
+
+log = get_logger(__name__)
+SOURCE = "gateway"
+UPLOAD_ERRORS = {**ERRORS, 413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 429: {"model": ErrorBody}}
+AUDIO_CONTENT = {t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(set(CONTENT_TYPES.values()))}
+
+router = APIRouter(tags=["sessions"])
+
+
+# --- upload -----------------------------------------------------------------------------------
+async def _chunks(upload: UploadFile, size: int = 1024 * 1024):
+    while chunk := await upload.read(size):
+        yield chunk
+
+
+async def _store_and_probe(state: GatewayState, file: UploadFile, ext: str, session_id: UUID):
+    """Stream the body to the blob store (capped), then check magic bytes and decode it
+    from a local copy, in a thread. Raises UploadRejected for anything that is not audio."""
+    settings = state.settings
+    key = f"{session_prefix(session_id)}audio.{ext}"
+    try:
+        stored = await state.blobs.put_stream(key, _chunks(file), max_bytes=settings.upload_max_bytes)
+    except BlobTooLarge as exc:
+        raise UploadRejected(413, "too_large", f"the file is larger than the {settings.upload_max_bytes} byte limit") from exc
+
+    def probe_stored(path: Path):  # on a local copy (the file itself, or an S3 download)
+        with open(path, "rb") as fh:
+            check_magic(ext, fh.read(16))
+        return check_decodes(path, settings.upload_max_duration_s)
+
+    probe = await asyncio.to_thread(state.blobs.with_local_copy, stored.uri, probe_stored)
+    return stored, probe
+
+
+async def _record_upload(db: AsyncSession, event: AudioUploaded, session_date: datetime | None) -> None:
+    """The session row, its audio.uploaded event (outbox) and the audit entry: one transaction."""
+    audio = event.audio
+    async with committing(db):
+        await queries.insert_session(
+            db, id=event.session_id, therapist_id=event.owner_id, patient_id=event.patient_id,
+            session_date=session_date, audio_uri=audio.uri, audio_filename=audio.filename, audio_bytes=audio.bytes,
+            audio_sha256=audio.sha256, content_type=audio.content_type, duration_s=audio.duration_s,
+            options=event.options.model_dump(mode="json"))
+        await enqueue(db, event, SOURCE)
+        await queries.audit(db, event.owner_id, event.session_id, "upload")
+
+
+async def _ingest(state: GatewayState, db: AsyncSession, file: UploadFile, therapist_id: UUID,
+                  patient_id: UUID | None, session_date: datetime | None, options: dict) -> AudioUploaded:
+    """Store, probe and record one upload; on any failure its blobs are removed again."""
+    ext = check_extension(file.filename, state.settings.allowed_extensions)
+    session_id = uuid.uuid4()
+    try:
+        stored, probe = await _store_and_probe(state, file, ext, session_id)
+        event = AudioUploaded(
+            session_id=session_id, owner_id=therapist_id, patient_id=patient_id,
+            audio=AudioRef(uri=stored.uri, sha256=stored.sha256, bytes=stored.size,
+                           content_type=CONTENT_TYPES.get(ext, "application/octet-stream"),
+                           duration_s=round(probe.duration_s, 3), filename=Path(file.filename or "").name),
+            options=ProcessingOptions(**options),
+        )
+        await _record_upload(db, event, session_date)
+    except BaseException:
+        await asyncio.to_thread(state.blobs.delete_prefix, session_prefix(session_id))
+        raise
+    state.publish_soon()
+    log.info("session_uploaded", session_id=str(session_id), bytes=stored.size, audio_s=round(probe.duration_s, 1))
+    return event
+
+
+async def _check_upload_request(state: GatewayState, db: AsyncSession, therapist_id: UUID, file: UploadFile | None,
+                                patient_id: UUID | None, min_speakers: int | None, max_speakers: int | None) -> None:
+    allowed, retry = state.upload_limiter.allow(str(therapist_id))
+    if not allowed:
+        raise HTTPException(429, "too many uploads; try again later", headers={"Retry-After": str(int(retry) + 1)})
+    if file is None:
+        raise UploadRejected(422, "missing_file", "no file: send the recording as the multipart field 'file'")
+    if min_speakers and max_speakers and min_speakers > max_speakers:
+        raise UploadRejected(422, "bad_speaker_range", "min_speakers is larger than max_speakers")
+    if patient_id is not None and await queries.owned_patient(db, patient_id, therapist_id) is None:
+        raise HTTPException(404, "patient not found")
+
+
+@router.post("/api/sessions/upload", response_model=UploadAccepted, status_code=202, responses=UPLOAD_ERRORS,
+             summary="Upload a recording; processing starts at once")
+async def upload(
+    state: State,
+    db: DB,
+    therapist_id: Therapist,
+    file: UploadFile | None = File(None, description="The recording (wav, mp3, m4a, flac, ogg, webm, mp4)"),
+    patient_id: UUID | None = Form(None),
+    session_date: datetime | None = Form(None),
+    num_speakers: int | None = Form(None, ge=1, le=20),
+    min_speakers: int | None = Form(None, ge=1, le=20),
+    max_speakers: int | None = Form(None, ge=1, le=20),
+    language: str | None = Form(None, max_length=8, pattern=r"^[a-z]{2,3}$"),
+    notes_backend: Literal["offline", "llm"] | None = Form(None),
+) -> UploadAccepted:
+    await _check_upload_request(state, db, therapist_id, file, patient_id, min_speakers, max_speakers)
+    options = dict(language=language, num_speakers=num_speakers, min_speakers=min_speakers,
+                   max_speakers=max_speakers, notes_backend=notes_backend)
+    event = await _ingest(state, db, file, therapist_id, patient_id, session_date, options)
+    return UploadAccepted(id=event.session_id, patient_id=patient_id, therapist_id=therapist_id,
+                          session_date=session_date, status="uploading", audio_filename=event.audio.filename,
+                          duration_s=event.audio.duration_s)
+
+
+# --- list and read ----------------------------------------------------------------------------
+def _encode_cursor(created_at: datetime, session_id: UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{session_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        created, sid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), UUID(sid)
+    except Exception as exc:
+        raise HTTPException(422, "invalid cursor") from exc
+
+
+def _summary(r) -> SessionSummary:
+    return SessionSummary(id=r.id, patient_id=r.patient_id, session_date=r.session_date, created_at=r.created_at,
+                          status=r.status or "uploading", progress=r.percent or 0, audio_filename=r.audio_filename,
+                          duration_seconds=r.duration_s)
+
+
+@router.get("/api/sessions", response_model=SessionList, responses=ERRORS)
+async def list_sessions(
+    therapist_id: Therapist,
+    db: DB,
+    patient_id: UUID | None = None,
+    status: str | None = Query(None, max_length=32),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    cursor: str | None = None,
+) -> SessionList:
+    after = _decode_cursor(cursor) if cursor else None
+    rows = await queries.session_page(db, therapist_id, patient_id=patient_id, status=status, since=since,
+                                      until=until, after=after, limit=limit + 1)
+    next_cursor = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    return SessionList(items=[_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+@router.get("/api/sessions/{session_id}", response_model=SessionDetail, responses=ERRORS)
+async def get_session(session_id: UUID, therapist_id: Therapist, state: State, db: DB) -> SessionDetail:
+    row = await owned_session(session_id, therapist_id, db)
+    async with committing(db):
+        await queries.audit(db, therapist_id, session_id, "read")
+    return await session_detail(db, state.blobs, row)
+
+
+# --- change -----------------------------------------------------------------------------------
+@router.delete("/api/sessions/{session_id}", status_code=204, responses=ERRORS,
+               summary="Delete the session, its audio and every derived row (other services via session.deleted)")
+async def delete_session(session_id: UUID, therapist_id: Therapist, state: State, db: DB) -> Response:
+    await owned_session(session_id, therapist_id, db)
+    async with committing(db):
+        await queries.delete_session(db, session_id)
+        await enqueue(db, SessionDeleted(session_id=session_id, owner_id=therapist_id), SOURCE)
+        await queries.audit(db, therapist_id, session_id, "delete")
+    await asyncio.to_thread(state.blobs.delete_prefix, session_prefix(session_id))
+    state.publish_soon()
+    return Response(status_code=204)
+
+
+@router.patch("/api/sessions/{session_id}/speakers", response_model=SessionDetail, responses=ERRORS,
+              summary="Name speakers or fix/swap THERAPIST and CLIENT")
+async def patch_speakers(session_id: UUID, body: SpeakerPatch, therapist_id: Therapist, state: State, db: DB) -> SessionDetail:
+    row = await owned_session(session_id, therapist_id, db)
+    for role in body.roles.values():
+        if role not in (None, "THERAPIST", "CLIENT"):
+            raise HTTPException(422, "roles must be THERAPIST, CLIENT or null")
+    names = {**(row.speaker_names or {}), **{k: v[:100] for k, v in body.names.items()}}
+    overrides = dict(row.role_overrides or {})
+    if body.swap_roles:
+        overrides["__swap__"] = not overrides.get("__swap__", False)
+    overrides.update(body.roles)
+    async with committing(db):
+        await queries.set_speaker_labels(db, session_id, names, overrides)
+    row = await owned_session(session_id, therapist_id, db)
+    return await session_detail(db, state.blobs, row)
+
+
+@router.post("/api/sessions/{session_id}/notes:regenerate", response_model=Accepted, status_code=202,
+             responses=ERRORS, summary="Re-run notes, optionally with another backend")
+async def regenerate_notes(session_id: UUID, therapist_id: Therapist, state: State, db: DB,
+                           body: RegenerateRequest | None = None) -> Accepted:
+    await owned_session(session_id, therapist_id, db)
+    async with committing(db):
+        await enqueue(db, NotesRegenerate(session_id=session_id, backend=body.backend if body else None,
+                                          requested_by=therapist_id), SOURCE)
+    state.publish_soon()
+    return Accepted(id=session_id, status="extracting_notes")
+
+
+@router.post("/api/sessions/{session_id}/transcript:remerge", response_model=Accepted, status_code=202,
+             responses=ERRORS, summary="Re-merge transcript and diarization (e.g. after late diarization)")
+async def remerge(session_id: UUID, therapist_id: Therapist, state: State, db: DB) -> Accepted:
+    await owned_session(session_id, therapist_id, db)
+    async with committing(db):
+        await enqueue(db, TranscriptRemerge(session_id=session_id, requested_by=therapist_id), SOURCE)
+    state.publish_soon()
+    return Accepted(id=session_id, status="merging")
+
+
+# --- audio ------------------------------------------------------------------------------------
+async def _stream_from_object_store(state: GatewayState, row, range_header: str | None) -> Response:
+    """Stream the body through the gateway, so authorisation stays here (no presigned URL).
+    One byte range is passed on to the store; anything else is served whole."""
+    byte_range = (range_header or "").strip()
+    if not re.fullmatch(r"bytes=(\d+-\d*|-\d+)", byte_range):
+        byte_range = ""
+    try:
+        obj = await asyncio.to_thread(state.blobs.open, row.audio_uri, byte_range or None)
+    except FileNotFoundError:
+        raise HTTPException(404, "audio not found") from None
+    except BlobRangeNotSatisfiable:
+        raise HTTPException(416, "range not satisfiable", headers={"Content-Range": f"bytes */{row.audio_bytes}"}) from None
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(obj.size)}
+    status = 200
+    if byte_range and obj.content_range:
+        headers["Content-Range"], status = obj.content_range, 206
+    return StreamingResponse(obj.chunks(), status_code=status, media_type=row.content_type, headers=headers)
+
+
+@router.get("/api/sessions/{session_id}/audio", summary="The original recording (supports Range)",
+            responses={200: {"description": "The recording as uploaded", "content": AUDIO_CONTENT}, **ERRORS},
+            response_class=Response)
+async def audio(session_id: UUID, therapist_id: Therapist, state: State, db: DB, request: Request):
+    row = await owned_session(session_id, therapist_id, db)
+    if not isinstance(state.blobs, LocalBlobStore):
+        return await _stream_from_object_store(state, row, request.headers.get("range"))
+    path = state.blobs.path_for(row.audio_uri)
+    if not path.exists():
+        raise HTTPException(404, "audio not found")
+    return FileResponse(path, media_type=row.content_type)

@@ -1,0 +1,104 @@
+"""What the gateway's app has besides the API routers: request context and security
+headers on every response, one error body shape, and the pages that are not API
+operations (the web page, its static files, /metrics, the AsyncAPI document)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.logging import get_logger
+from shared.settings import Settings
+from services.gateway.state import GatewayState
+from services.gateway.uploads import UploadRejected
+
+log = get_logger(__name__)
+WEB_DIR = Path(__file__).parent / "web"
+ASYNCAPI_DOC = Path(__file__).resolve().parents[2] / "docs" / "events" / "asyncapi.json"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
+    "Cache-Control": "no-store",
+}
+
+
+def add_middleware(app: FastAPI, settings: Settings) -> None:
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
+                           allow_methods=["*"], allow_headers=["*"])
+    # Refused before the body is read; the upload route enforces the exact limit while streaming.
+    body_cap = settings.upload_max_bytes + 1024 * 1024
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            length = request.headers.get("content-length")
+            if length and length.isdigit() and int(length) > body_cap:
+                response: Response = JSONResponse(
+                    {"detail": f"request larger than the {settings.upload_max_bytes} byte limit", "code": "too_large"},
+                    status_code=413)
+            else:
+                response = await call_next(request)
+            response.headers["X-Request-ID"] = request_id
+            for key, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(key, value)
+            log.info("http_request", method=request.method, path=request.url.path, status=response.status_code)
+            return response
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    # One error shape for every 4xx (ErrorBody): a readable `detail` string, plus the
+    # field errors without the submitted values (they may carry PHI).
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
+    detail = "; ".join(f"{'.'.join(e['loc'][1:]) or '.'.join(e['loc'])}: {e['msg']}" for e in errors)
+    return JSONResponse({"detail": detail or "invalid request", "code": "invalid_request", "errors": errors},
+                        status_code=422)
+
+
+async def upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:
+    return JSONResponse({"detail": exc.reason, "code": exc.code}, status_code=exc.status_code)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(UploadRejected, upload_rejected)
+
+
+def add_site_routes(app: FastAPI, state: GatewayState) -> None:
+    """Routes outside the OpenAPI document: metrics, the AsyncAPI file, the web page."""
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi() -> Response:
+        if not ASYNCAPI_DOC.exists():
+            return JSONResponse({"detail": "asyncapi document not generated"}, status_code=404)
+        return FileResponse(ASYNCAPI_DOC, media_type="application/json")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        page = WEB_DIR / "index.html"
+        if not page.exists():
+            return JSONResponse({"detail": "web page not built"}, status_code=404)
+        return FileResponse(page, media_type="text/html")
+
+    if WEB_DIR.exists():
+        app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")

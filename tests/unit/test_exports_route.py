@@ -1,0 +1,63 @@
+"""The export route's decisions without a database: which formats are not ready (409),
+which renderer each format gets, and the attachment's file name."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from services.gateway.routes.exports import EXPORT_TYPES, _not_ready, _render_text, attachment_name
+from services.gateway.rttm import parse_rttm
+from services.gateway.schemas import SessionDetail
+
+SEGMENTS = [{"start": 0.0, "end": 2.0, "text": "Hello there.", "speaker": "SPEAKER_00", "role": "THERAPIST"},
+            {"start": 2.5, "end": 4.0, "text": "Hi.", "speaker": "SPEAKER_01", "role": "CLIENT"}]
+SPEAKERS = [{"label": "SPEAKER_00", "role": "THERAPIST"}, {"label": "SPEAKER_01", "role": "CLIENT"}]
+TURNS = [{"start": 0.0, "end": 2.0, "speaker": "SPEAKER_00"}, {"start": 2.5, "end": 4.0, "speaker": "SPEAKER_01"}]
+
+
+def detail(**fields) -> SessionDetail:
+    return SessionDetail(id=uuid.uuid4(), therapist_id=uuid.uuid4(), created_at=datetime.now(timezone.utc),
+                         status="processed", progress=100, duration_seconds=4.0, **fields)
+
+
+def test_attachment_names():
+    sid = uuid.uuid4()
+    assert attachment_name(sid, "txt") == f"session-{sid}.txt"
+    assert attachment_name(sid, "notes.json") == f"session-{sid}.notes.json"
+    assert attachment_name(sid, "soap") == f"session-{sid}.soap.md"
+    assert attachment_name(sid, "dap") == f"session-{sid}.dap.md"
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPORT_TYPES))
+def test_nothing_is_ready_for_a_fresh_session(fmt):
+    assert _not_ready(fmt, detail()) is not None
+
+
+def test_transcript_only_session():
+    ready = detail(transcript_segments=SEGMENTS, speakers=SPEAKERS)
+    assert [f for f in sorted(EXPORT_TYPES) if _not_ready(f, ready) is None] == ["docx", "json", "srt", "txt", "vtt"]
+
+
+def test_text_renderers_follow_the_format():
+    ready = detail(transcript_segments=SEGMENTS, speakers=SPEAKERS, diarization={"turns": TURNS}, language="en")
+    assert "THERAPIST" in _render_text("txt", ready) and "Hello there." in _render_text("txt", ready)
+    assert json.loads(_render_text("json", ready))["session_id"] == str(ready.id)
+    assert _render_text("srt", ready).startswith("1\n00:00:00,000 --> ")
+    assert _render_text("vtt", ready).startswith("WEBVTT")
+    turns = parse_rttm(_render_text("rttm", ready))[str(ready.id)]
+    assert [(t.start, t.end, t.speaker) for t in turns] == [(0.0, 2.0, "SPEAKER_00"), (2.5, 4.0, "SPEAKER_01")]
+
+
+def test_notes_renderers_follow_the_format():
+    from shared.contracts.notes import ClinicalNotes
+
+    notes = ClinicalNotes(key_topics=["sleep"], therapist_notes="Client reports poor sleep.").model_dump(mode="json")
+    ready = detail(extracted_notes=notes, speakers=SPEAKERS, notes_engine={"backend": "offline"})
+    assert [f for f in sorted(EXPORT_TYPES) if _not_ready(f, ready) is None] == ["dap", "docx", "notes.json", "soap"]
+    assert json.loads(_render_text("notes.json", ready)) == notes
+    soap, dap = _render_text("soap", ready), _render_text("dap", ready)
+    assert "Subjective" in soap and "Data" in dap and soap != dap
