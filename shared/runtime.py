@@ -21,7 +21,7 @@ from shared.envelope import trace_id_of
 from shared.logging import configure_logging, error_location, get_logger
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.resilience import PermanentError
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 from shared.telemetry import ServiceMetrics, configure_tracing
 
 log = get_logger(__name__)
@@ -202,8 +202,9 @@ class ServiceRuntime:
 def run_service(build) -> None:
     """What every worker's ``main()`` does: settings from the environment, build, run
     until SIGINT/SIGTERM, then stop cleanly (flushing the outbox)."""
+    settings = load_settings(build.__module__)  # e.g. services.joiner.main
 
     async def _main() -> None:
-        await build(Settings()).run_until_signalled()
+        await build(settings).run_until_signalled()
 
     asyncio.run(_main())

@@ -21,7 +21,7 @@ from shared.contracts.events import SessionStatus, Topic
 from shared.db.engine import create_engine, create_session_factory
 from shared.logging import configure_logging, get_logger
 from shared.outbox import OutboxRelay, broker_publisher
-from shared.settings import Settings
+from shared.settings import InsecureSettingsError, Settings, load_settings
 from shared.telemetry import ServiceMetrics, configure_tracing
 from services.gateway.api import router, websocket_status
 from services.gateway.auth import PasswordService, RateLimiter, TokenService
@@ -41,13 +41,14 @@ SECURITY_HEADERS = {
 
 
 def build_state(settings: Settings) -> GatewayState:
+    jwt_secret = settings.jwt_signing_secret()  # first: refuse to start before anything opens
     engine = create_engine(settings)
     return GatewayState(
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
         blobs=create_blob_store(settings),
-        tokens=TokenService(settings.jwt_secret, settings.jwt_access_ttl_s, settings.jwt_refresh_ttl_s),
+        tokens=TokenService(jwt_secret, settings.jwt_access_ttl_s, settings.jwt_refresh_ttl_s),
         passwords=PasswordService(),
         login_limiter=RateLimiter(settings.login_rate_per_minute),
         upload_limiter=RateLimiter(settings.upload_rate_per_minute),
@@ -192,10 +193,14 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
 def main() -> None:
     import uvicorn
 
-    settings = Settings()
+    settings = load_settings("gateway")
     configure_logging(settings.log_level, settings.log_format, service="gateway")
     configure_tracing(settings, "gateway")
-    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
+    try:
+        app = create_app(settings)
+    except InsecureSettingsError as exc:
+        raise SystemExit(f"gateway: refusing to start: {exc}") from None
+    uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port,
                 log_level="warning", timeout_graceful_shutdown=3)
 
 
