@@ -108,7 +108,7 @@ async def login(request: Request, state: State, db: DB, form: OAuth2PasswordRequ
     if not allowed:
         raise HTTPException(429, "too many login attempts; try again later", headers={"Retry-After": str(int(retry) + 1)})
     row = (await db.execute(select(therapists).where(therapists.c.email == form.username.lower()))).first()
-    if row is None or not state.passwords.verify(row.password_hash, form.password):
+    if not await state.passwords.verify_async(row.password_hash if row else None, form.password):
         raise HTTPException(401, "wrong email or password", headers={"WWW-Authenticate": "Bearer"})
     pair = state.tokens.issue(row.id)
     return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
@@ -136,7 +136,7 @@ async def me(therapist_id: Therapist, db: DB) -> TherapistOut:
 async def create_therapist(db: AsyncSession, state: GatewayState, body: TherapistCreate) -> UUID:
     therapist_id = uuid.uuid4()
     await db.execute(therapists.insert().values(
-        id=therapist_id, email=body.email.lower(), password_hash=state.passwords.hash(body.password),
+        id=therapist_id, email=body.email.lower(), password_hash=await state.passwords.hash_async(body.password),
         display_name=body.display_name))
     return therapist_id
 

@@ -3,8 +3,11 @@ refresh tokens, and a small per-key rate limiter for login and uploads."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
@@ -27,17 +30,35 @@ class TokenPair:
 
 
 class PasswordService:
-    def __init__(self) -> None:
+    """argon2id hashing. Each hash costs tens of milliseconds of CPU and 64 MiB, so the
+    async methods run it on a small pool of its own: never on the event loop, and a
+    flood of logins queues there instead of taking every thread or all memory.
+
+    An unknown email is verified against a dummy hash with the same parameters, so it
+    costs what a known one does and the answer time does not tell which emails exist."""
+
+    def __init__(self, max_concurrent: int = 2) -> None:
         self._hasher = PasswordHasher()
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="argon2")
 
     def hash(self, password: str) -> str:
+        """Blocking: for scripts and tests; request handlers await ``hash_async``."""
         return self._hasher.hash(password)
 
-    def verify(self, password_hash: str, password: str) -> bool:
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """Blocking: for scripts and tests; request handlers await ``verify_async``.
+        ``password_hash`` None (no such account) still costs one full verification."""
         try:
-            return self._hasher.verify(password_hash, password)
+            return self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
+
+    async def hash_async(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._hasher.hash, password)
+
+    async def verify_async(self, password_hash: str | None, password: str) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.verify, password_hash, password)
 
 
 class TokenService:
