@@ -34,9 +34,9 @@ def jwt_secret_problem(secret: str) -> str | None:
     """Why ``secret`` cannot sign tokens outside development, or None when it can."""
     lowered = secret.strip().lower()
     if lowered in KNOWN_PLACEHOLDER_SECRETS or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
-        return "TB_JWT_SECRET is a known placeholder"
+        return "is a known placeholder"
     if len(secret.encode()) < JWT_SECRET_MIN_BYTES:
-        return f"TB_JWT_SECRET is shorter than {JWT_SECRET_MIN_BYTES} bytes"
+        return f"is shorter than {JWT_SECRET_MIN_BYTES} bytes"
     return None
 
 
@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = Field(
         None, description="HMAC secret for JWTs, at least 32 random bytes; required outside development (`make run` generates one)."
     )
+    jwt_previous_secrets: SecretStr | None = Field(
+        None, description="Comma-separated earlier TB_JWT_SECRETs, still accepted for verification while rotating."
+    )
     jwt_access_ttl_s: int = Field(900, description="Access-token lifetime.")
     jwt_refresh_ttl_s: int = Field(7 * 24 * 3600, description="Refresh-token lifetime.")
     login_rate_per_minute: int = Field(10, description="Login attempts per minute per client address.")
@@ -193,11 +196,19 @@ class Settings(BaseSettings):
     def _refuse_weak_jwt_secret(self) -> "Settings":
         # A placeholder refuses every service, not only the gateway: it means the
         # deployment's secret was never set, wherever it is read.
-        if self.env != "development" and self.jwt_secret is not None:
-            problem = jwt_secret_problem(self.jwt_secret.get_secret_value())
+        if self.env == "development":
+            return self
+        named = [("TB_JWT_SECRET", self.jwt_secret.get_secret_value())] if self.jwt_secret is not None else []
+        named += [("TB_JWT_PREVIOUS_SECRETS", previous) for previous in self.jwt_previous_secret_values()]
+        for name, secret in named:
+            problem = jwt_secret_problem(secret)
             if problem:
-                raise InsecureSettingsError(f"{problem}; {SECRET_HINT}")
+                raise InsecureSettingsError(f"{name} {problem}; {SECRET_HINT}")
         return self
+
+    def jwt_previous_secret_values(self) -> list[str]:
+        raw = self.jwt_previous_secrets.get_secret_value() if self.jwt_previous_secrets else ""
+        return [part.strip() for part in raw.split(",") if part.strip()]
 
     def jwt_signing_secret(self) -> str:
         """The start-up check of the services that sign or verify tokens (the gateway).
