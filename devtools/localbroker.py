@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.contracts.events import all_topics
+from shared.private_files import open_private
 
 
 def tansu_binary() -> Path:
@@ -58,7 +59,7 @@ class LocalBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         # A clean environment: tansu reads CLUSTER_ID, STORAGE_ENGINE, OTEL_* and more from it.
         env = {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "warn"}
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        out = open_private(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],

@@ -6,7 +6,9 @@ tests use the same Stack class."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,7 +21,8 @@ import httpx
 
 from shared.db.bootstrap import prepare_database
 from devtools.localbroker import LocalBroker, ensure_topics, wait_for_port
-from shared.settings import Settings
+from shared.private_files import open_private, private_dir, write_private
+from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("gateway", "transcriber", "diarizer", "joiner", "notes", "progress")
@@ -47,7 +50,7 @@ class Stack:
         )
         self.processes[label] = proc
         color = COLORS[len(self.processes) % len(COLORS)]
-        log_file = open(self.log_dir / f"{label}.log", "ab") if self.log_dir else None
+        log_file = open_private(private_dir(self.log_dir) / f"{label}.log", "ab") if self.log_dir else None
 
         def pump() -> None:
             for line in iter(proc.stdout.readline, b""):
@@ -104,6 +107,50 @@ async def prepare(settings: Settings, broker_log: Path | None = None) -> tuple[d
     return env, broker
 
 
+def local_jwt_secret(state_dir: Path) -> str:
+    """The install's signing secret: random on the first `make run`, then kept in the
+    local state folder (0600), so sign-ins survive restarts and nothing public signs."""
+    path = private_dir(state_dir) / "jwt_secret"
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(48).encode())
+    os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+def follow_progress(client: httpx.Client, session_id: str, headers: dict) -> None:
+    with client.stream("GET", f"/api/sessions/{session_id}/status/stream", headers=headers, timeout=None) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:") and '"progress"' in line:
+                msg = json.loads(line[5:])
+                if "status" in msg:
+                    print(f">>> {msg['progress']:3d}% {msg['status']}: {msg['message']}", flush=True)
+            if line.startswith("event: complete"):
+                break
+
+
+def print_result(detail: dict, out, show_text: bool) -> None:
+    """The sample's result. Its words are printed only to a terminal: redirected output
+    ends up in log files, and transcript text never belongs in a log."""
+    transcript = detail.get("transcript_text") or ""
+    notes = detail.get("extracted_notes") or {}
+    out.write("\n================ result ================\n")
+    out.write(f"session {detail.get('id')}: {detail.get('status')}, {len(transcript.split())} transcript words, "
+              f"{len(notes.get('risk_flags', []))} risk flags\n")
+    if show_text:
+        out.write("---------------- transcript ----------------\n")
+        out.write((transcript or "(no transcript)") + "\n")
+        if notes:
+            out.write("---------------- notes ----------------\n")
+            out.write(f"topics: {', '.join(notes.get('key_topics', [])) or '-'}\n")
+            out.write(f"summary: {notes.get('patient_summary', '')}\n")
+    else:
+        out.write("(output is not a terminal: transcript and notes are not printed; read them on the web page)\n")
+    if detail.get("error"):
+        out.write(f"error: {detail['error']}\n")
+    out.write("=============================================\n\n")
+    out.flush()
+
+
 def demo(base_url: str, settings: Settings, sample: Path) -> None:
     """Sign in as the demo therapist, upload the sample, follow progress, print the result."""
     with httpx.Client(base_url=base_url, timeout=60) as client:
@@ -115,35 +162,17 @@ def demo(base_url: str, settings: Settings, sample: Path) -> None:
         response.raise_for_status()
         session_id = response.json()["id"]
         print(f"\n>>> uploaded {sample.name} as session {session_id}; following progress...\n", flush=True)
-        with client.stream("GET", f"/api/sessions/{session_id}/status/stream", headers=headers, timeout=None) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:") and '"progress"' in line:
-                    import json
-
-                    msg = json.loads(line[5:])
-                    if "status" in msg:
-                        print(f">>> {msg['progress']:3d}% {msg['status']}: {msg['message']}", flush=True)
-                if line.startswith("event: complete"):
-                    break
+        follow_progress(client, session_id, headers)
         detail = client.get(f"/api/sessions/{session_id}", headers=headers).json()
-    print("\n================ transcript ================")
-    print(detail.get("transcript_text") or "(no transcript)")
-    notes = detail.get("extracted_notes")
-    if notes:
-        print("================ notes ================")
-        print("topics:", ", ".join(notes.get("key_topics", [])) or "-")
-        print("risk flags:", len(notes.get("risk_flags", [])))
-        print("summary:", notes.get("patient_summary", ""))
-    if detail.get("error"):
-        print("error:", detail["error"])
-    print("=============================================\n")
+    print_result(detail, sys.stdout, show_text=sys.stdout.isatty())
 
 
 def main() -> None:
-    settings = Settings()
-    run_dir = ROOT / "var"
-    run_dir.mkdir(exist_ok=True)
+    run_dir = private_dir(ROOT / "var")
+    jwt_secret = os.environ.get("TB_JWT_SECRET") or local_jwt_secret(run_dir)
+    settings = load_settings("make run", jwt_secret=jwt_secret)
     env, broker = asyncio.run(prepare(settings, broker_log=run_dir / "broker.log"))
+    env["TB_JWT_SECRET"] = jwt_secret
     if broker:
         print(f">>> local Tansu broker on {broker.bootstrap_servers} (memory storage)", flush=True)
     env["TB_CREATE_DEMO_USER"] = "true"

@@ -45,33 +45,53 @@ def _open(path: Path):
         raise AudioDecodeError("not a recognisable audio file") from exc
 
 
-def _decode(container, sample_rate: int) -> tuple[np.ndarray, object]:
+def _audio_stream(container):
     if not container.streams.audio:
         raise AudioDecodeError("the file has no audio stream", code="no_audio_stream")
-    stream = container.streams.audio[0]
-    stream.thread_type = "AUTO"
+    return container.streams.audio[0]
+
+
+def _too_long(duration_s: float, max_duration_s: float, more: bool = False) -> AudioDecodeError:
+    length = f"more than {max_duration_s:.0f}" if more else f"{duration_s:.0f}"
+    return AudioDecodeError(f"the recording is {length} s long; the limit is {max_duration_s:.0f} s", code="too_long")
+
+
+def _frames(container, stream, max_duration_s: float | None):
+    """Decoded frames one at a time, stopping with ``too_long`` as soon as the decoded
+    length passes the cap: memory stays one frame, time stays bounded by the cap."""
+    decoded_s = 0.0
+    for frame in container.decode(stream):
+        decoded_s += frame.samples / (frame.sample_rate or SAMPLE_RATE)
+        if max_duration_s is not None and decoded_s > max_duration_s:
+            raise _too_long(decoded_s, max_duration_s, more=True)
+        yield frame
+
+
+def _decode(container, sample_rate: int, max_duration_s: float | None = None) -> tuple[np.ndarray, object]:
+    stream = _audio_stream(container)
+    stream.thread_type = "AUTO"  # not in the probe: frame threads cost 5x CPU on silence-heavy FLAC
     resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
     chunks: list[np.ndarray] = []
     try:
-        for frame in container.decode(stream):
+        for frame in _frames(container, stream, max_duration_s):
             for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0)
         for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
+            chunks.append(out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0)
     except (av.error.FFmpegError, ValueError) as exc:
         if not chunks:
             raise AudioDecodeError("the audio data is corrupt") from exc
         # Corruption after some good audio: keep what decoded; the probe decides.
     if not chunks:
         return np.zeros(0, dtype=np.float32), stream
-    pcm = np.concatenate(chunks).astype(np.float32) / 32768.0
-    return pcm, stream
+    return np.concatenate(chunks), stream
 
 
-def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode to mono float32 in [-1, 1] at ``sample_rate``."""
+def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_duration_s: float | None = None) -> np.ndarray:
+    """Decode to mono float32 in [-1, 1] at ``sample_rate``; with ``max_duration_s``,
+    stop with ``too_long`` once more than that has decoded."""
     with _open(Path(path)) as container:
-        pcm, _ = _decode(container, sample_rate)
+        pcm, _ = _decode(container, sample_rate, max_duration_s)
     if pcm.size == 0:
         raise AudioDecodeError("the file contains no audio samples", code="empty_audio")
     return pcm
@@ -91,39 +111,62 @@ def _wav_declared_bytes(path: Path) -> int | None:
     return declared + 8
 
 
-def probe_audio(path: str | Path, max_duration_s: float | None = None) -> AudioProbe:
-    """Fully decode once to prove the file is usable; reject empty, truncated or too-long audio."""
-    with _open(Path(path)) as container:
-        pcm, stream = _decode(container, SAMPLE_RATE)
-        header = None
-        if container.duration:
-            header = container.duration / 1_000_000
-        elif stream.duration and stream.time_base:
-            header = float(stream.duration * stream.time_base)
-        fmt = (container.format.name or "").split(",")[0]
-        codec = stream.codec_context.name if stream.codec_context else "unknown"
-        rate = stream.rate or 0
-        channels = stream.channels if hasattr(stream, "channels") else 0
-    duration = pcm.size / SAMPLE_RATE
-    declared = _wav_declared_bytes(Path(path))
-    actual = Path(path).stat().st_size
-    if declared is not None and actual < declared * 0.98:
+def _header_duration(container, stream) -> float | None:
+    if container.duration:
+        return container.duration / 1_000_000
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _check_size(path: Path, max_bytes: int | None) -> None:
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise AudioDecodeError(f"the file has {size} bytes; the limit is {max_bytes}", code="too_large")
+    declared = _wav_declared_bytes(path)
+    if declared is not None and size < declared * 0.98:
         raise AudioDecodeError(
-            f"the file looks truncated: its header declares {declared} bytes but it has {actual}",
+            f"the file looks truncated: its header declares {declared} bytes but it has {size}",
             code="truncated_audio",
         )
+
+
+def _count_decoded_seconds(container, stream, max_duration_s: float | None) -> float:
+    """Decode every frame (proving the data is usable) without keeping any samples."""
+    decoded_s = 0.0
+    try:
+        for frame in _frames(container, stream, max_duration_s):
+            decoded_s += frame.samples / (frame.sample_rate or SAMPLE_RATE)
+    except (av.error.FFmpegError, ValueError) as exc:
+        if decoded_s == 0:
+            raise AudioDecodeError("the audio data is corrupt") from exc
+        # Corruption after some good audio: the header comparison below decides.
+    return decoded_s
+
+
+def probe_audio(path: str | Path, max_duration_s: float | None = None, max_bytes: int | None = None) -> AudioProbe:
+    """Prove the file is usable audio within the limits, cheapest check first: its size,
+    the WAV header's size, the container's declared duration, then a streaming decode
+    that keeps no samples and stops at the duration cap (a file whose header hides its
+    length, or lies about it, costs at most the cap). Rejects empty, truncated, too-long."""
+    path = Path(path)
+    _check_size(path, max_bytes)
+    with _open(path) as container:
+        stream = _audio_stream(container)
+        header = _header_duration(container, stream)
+        fmt = (container.format.name or "").split(",")[0]
+        codec = stream.codec_context.name if stream.codec_context else "unknown"
+        exact = fmt in _EXACT_HEADER_FORMATS or codec.startswith("pcm_") or codec == "flac"
+        # Lossy headers may be bitrate estimates; exact ones are the real length.
+        if header and max_duration_s is not None and header > max_duration_s * (1.0 if exact else 1.5) + 1:
+            raise _too_long(header, max_duration_s)
+        duration = _count_decoded_seconds(container, stream, max_duration_s)
+        rate, channels = stream.rate or 0, getattr(stream, "channels", 0)
     if duration <= 0.05:
         raise AudioDecodeError("the file contains no audio samples", code="empty_audio")
-    if header:
-        exact = fmt in _EXACT_HEADER_FORMATS or codec.startswith("pcm_") or codec == "flac"
-        ratio = 0.9 if exact else 0.5
-        if duration < header * ratio - 0.5:
-            raise AudioDecodeError(
-                f"the file looks truncated: its header says {header:.1f} s but only {duration:.1f} s decode",
-                code="truncated_audio",
-            )
-    if max_duration_s is not None and duration > max_duration_s:
+    if header and duration < header * (0.9 if exact else 0.5) - 0.5:
         raise AudioDecodeError(
-            f"the recording is {duration:.0f} s long; the limit is {max_duration_s:.0f} s", code="too_long"
+            f"the file looks truncated: its header says {header:.1f} s but only {duration:.1f} s decode",
+            code="truncated_audio",
         )
     return AudioProbe(duration, header, codec, fmt, int(rate), int(channels or 0))

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol, TypeVar
 
+from shared.private_files import open_private, private_dir, write_private
+
 if TYPE_CHECKING:  # pragma: no cover
     from shared.settings import Settings
 
@@ -70,11 +72,11 @@ def key_of(uri: str) -> str:
 
 class LocalBlobStore:
     """Files under a root directory. Writes go to a temp name and are renamed into place,
-    so a reader never sees a half-written blob."""
+    so a reader never sees a half-written blob. Folders are 0700 and files 0600: they
+    hold therapy recordings."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(Path(root).resolve())
 
     def _key_of(self, uri: str) -> str:
         return key_of(uri)
@@ -98,11 +100,11 @@ class LocalBlobStore:
 
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int | None = None) -> StoredBlob:
         target = self.root / _check_key(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent, base=self.root)
         tmp = target.with_name(target.name + ".part")
         digest, size = hashlib.sha256(), 0
         try:
-            with open(tmp, "wb") as fh:
+            with open_private(tmp) as fh:
                 async for chunk in chunks:
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
@@ -117,9 +119,9 @@ class LocalBlobStore:
 
     def put_bytes(self, key: str, data: bytes) -> str:
         target = self.root / _check_key(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent, base=self.root)
         tmp = target.with_name(target.name + ".part")
-        tmp.write_bytes(data)
+        write_private(tmp, data)
         os.replace(tmp, target)
         return SCHEME + key
 

@@ -24,7 +24,7 @@ from shared.logging import configure_logging, error_location, get_logger
 from shared.inbox import Tombstones
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.resilience import PermanentError
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 from shared.telemetry import ServiceMetrics, configure_tracing
 from shared.topology import ServiceTopology, TopologyError
 
@@ -257,8 +257,9 @@ class ServiceRuntime:
 def run_service(build) -> None:
     """What every worker's ``main()`` does: settings from the environment, build, run
     until SIGINT/SIGTERM, then stop cleanly (flushing the outbox)."""
+    settings = load_settings(build.__module__)  # e.g. services.joiner.main
 
     async def _main() -> None:
-        await build(Settings()).run_until_signalled()
+        await build(settings).run_until_signalled()
 
     asyncio.run(_main())

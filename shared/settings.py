@@ -7,13 +7,37 @@ class (``python -m shared.settings --markdown``), so it cannot drift from the co
 
 from __future__ import annotations
 
+import secrets
 import sys
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TB_"
+JWT_SECRET_MIN_BYTES = 32
+# Secrets that were ever written in this repository or its manifests: public, so never
+# acceptable outside development, whatever their length.
+KNOWN_PLACEHOLDER_SECRETS = frozenset({
+    "change-me-in-production", "local-dev-only-jwt-secret-not-for-production", "secret", "changeme", "jwt-secret",
+})
+PLACEHOLDER_MARKERS = ("replace_me", "replace-me", "change-me", "changeme", "not-for-production", "placeholder")
+SECRET_HINT = "set TB_JWT_SECRET to at least 32 random bytes (e.g. `openssl rand -base64 48`), or TB_ENV=development on a developer machine"
+
+
+class InsecureSettingsError(ValueError):
+    """A setting that would make a deployment unsafe (a public or missing secret)."""
+
+
+def jwt_secret_problem(secret: str) -> str | None:
+    """Why ``secret`` cannot sign tokens outside development, or None when it can."""
+    lowered = secret.strip().lower()
+    if lowered in KNOWN_PLACEHOLDER_SECRETS or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+        return "is a known placeholder"
+    if len(secret.encode()) < JWT_SECRET_MIN_BYTES:
+        return f"is shorter than {JWT_SECRET_MIN_BYTES} bytes"
+    return None
 
 
 def _alias(name: str) -> AliasChoices:
@@ -91,7 +115,15 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="Comma-separated allowed CORS origins (empty: same origin only).")
 
     # --- Auth ------------------------------------------------------------------------
-    jwt_secret: str = Field("change-me-in-production", description="HMAC secret for JWTs.")
+    env: Literal["production", "development"] = Field(
+        "production", description="production (default) refuses a missing, short or placeholder secret; development accepts them (a laptop only)."
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="HMAC secret for JWTs, at least 32 random bytes; required outside development (`make run` generates one)."
+    )
+    jwt_previous_secrets: SecretStr | None = Field(
+        None, description="Comma-separated earlier TB_JWT_SECRETs, still accepted for verification while rotating."
+    )
     jwt_access_ttl_s: int = Field(900, description="Access-token lifetime.")
     jwt_refresh_ttl_s: int = Field(7 * 24 * 3600, description="Refresh-token lifetime.")
     login_rate_per_minute: int = Field(10, description="Login attempts per minute per client address.")
@@ -160,9 +192,50 @@ class Settings(BaseSettings):
     stage_deadline_s: float = Field(3600.0, description="A session stuck in one stage longer than this is failed.")
     outbox_poll_interval_s: float = Field(0.2, description="Outbox relay polling interval (also woken on commit).")
 
+    @model_validator(mode="after")
+    def _refuse_weak_jwt_secret(self) -> "Settings":
+        # A placeholder refuses every service, not only the gateway: it means the
+        # deployment's secret was never set, wherever it is read.
+        if self.env == "development":
+            return self
+        named = [("TB_JWT_SECRET", self.jwt_secret.get_secret_value())] if self.jwt_secret is not None else []
+        named += [("TB_JWT_PREVIOUS_SECRETS", previous) for previous in self.jwt_previous_secret_values()]
+        for name, secret in named:
+            problem = jwt_secret_problem(secret)
+            if problem:
+                raise InsecureSettingsError(f"{name} {problem}; {SECRET_HINT}")
+        return self
+
+    def jwt_previous_secret_values(self) -> list[str]:
+        raw = self.jwt_previous_secrets.get_secret_value() if self.jwt_previous_secrets else ""
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+    def jwt_signing_secret(self) -> str:
+        """The start-up check of the services that sign or verify tokens (the gateway).
+        Development without a secret gets a random one per process: tokens die with it."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if self.env == "development":
+            return secrets.token_urlsafe(48)
+        raise InsecureSettingsError(f"TB_JWT_SECRET is not set; {SECRET_HINT}")
+
     @property
     def allowed_extensions(self) -> set[str]:
         return {e.strip().lower().lstrip(".") for e in self.upload_allowed_extensions.split(",") if e.strip()}
+
+
+def load_settings(service: str, **overrides) -> Settings:
+    """Settings for a process entry point; an unsafe or invalid configuration stops the
+    process with a clear message naming the settings, never their values (the error's
+    input would include secrets and the database URL)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise SystemExit(f"{service}: refusing to start: {problems}") from None
 
 
 def settings_markdown() -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import uuid
 from pathlib import Path
 
@@ -51,11 +52,17 @@ def infra(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def settings(infra) -> Settings:
+def jwt_secret() -> str:
+    """A random signing secret per run: the tests run in production mode, like a deployment."""
+    return secrets.token_urlsafe(48)
+
+
+@pytest.fixture(scope="session")
+def settings(infra, jwt_secret) -> Settings:
     db_url, bootstrap, blob_dir = infra
     return Settings(
         database_url=db_url, kafka_bootstrap_servers=bootstrap, blob_dir=blob_dir, log_format="console",
-        outbox_poll_interval_s=0.1,
+        outbox_poll_interval_s=0.1, jwt_secret=jwt_secret,
     )
 
 
@@ -66,6 +73,7 @@ def service_env(settings) -> dict[str, str]:
         "TB_DATABASE_URL": settings.database_url,
         "TB_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "TB_BLOB_DIR": str(settings.blob_dir),
+        "TB_JWT_SECRET": settings.jwt_secret.get_secret_value(),
         "TB_LOG_FORMAT": "json",
         "TB_OUTBOX_POLL_INTERVAL_S": "0.1",
         "HF_HUB_OFFLINE": "1",

@@ -14,7 +14,7 @@ from shared.broker import consumer_options
 from shared.contracts.events import SessionStatus, Topic
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
-from shared.settings import Settings
+from shared.settings import InsecureSettingsError, Settings, load_settings
 from shared.topology import GATEWAY
 from services.gateway import queries, webapp
 from services.gateway.auth import PasswordService, RateLimiter, TokenService
@@ -29,7 +29,8 @@ def build_state(runtime: ServiceRuntime) -> GatewayState:
     settings = runtime.settings
     return GatewayState(
         runtime=runtime,
-        tokens=TokenService(settings.jwt_secret, settings.jwt_access_ttl_s, settings.jwt_refresh_ttl_s),
+        tokens=TokenService(settings.jwt_signing_secret(), settings.jwt_access_ttl_s, settings.jwt_refresh_ttl_s,
+                            previous_secrets=settings.jwt_previous_secret_values()),
         passwords=PasswordService(),
         login_limiter=RateLimiter(settings.login_rate_per_minute),
         upload_limiter=RateLimiter(settings.upload_rate_per_minute),
@@ -57,13 +58,14 @@ async def ensure_demo_therapist(state: GatewayState) -> None:
     settings = state.settings
     async with state.session_factory() as db, db.begin():
         if await queries.therapist_by_email(db, settings.demo_email) is None:
-            await queries.insert_therapist(db, settings.demo_email, state.passwords.hash(settings.demo_password),
+            await queries.insert_therapist(db, settings.demo_email, await state.passwords.hash_async(settings.demo_password),
                                            "Demo Therapist")
 
 
 def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
     """The gateway app. with_broker=False serves the API without the bus (tests): no
     relay, no status wake-ups, /readyz reports the broker as disabled."""
+    settings.jwt_signing_secret()  # first: refuse an unusable secret before anything opens
     runtime = ServiceRuntime.create(settings, "gateway", with_broker=with_broker)
     state = build_state(runtime)
     if with_broker:
@@ -95,8 +97,12 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
 def main() -> None:
     import uvicorn
 
-    settings = Settings()
-    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
+    settings = load_settings("gateway")
+    try:
+        app = create_app(settings)
+    except InsecureSettingsError as exc:
+        raise SystemExit(f"gateway: refusing to start: {exc}") from None
+    uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port,
                 log_level="warning", timeout_graceful_shutdown=3)
 
 

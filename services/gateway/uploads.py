@@ -66,9 +66,9 @@ def check_magic(ext: str, head: bytes) -> None:
         raise UploadRejected(415, "extension_mismatch", f"the file is named .{ext} but its content is {kind}")
 
 
-def check_decodes(path: Path, max_duration_s: float) -> AudioProbe:
+def check_decodes(path: Path, max_duration_s: float, max_bytes: int | None = None) -> AudioProbe:
     try:
-        return probe_audio(path, max_duration_s=max_duration_s)
+        return probe_audio(path, max_duration_s=max_duration_s, max_bytes=max_bytes)
     except AudioDecodeError as exc:
-        status = 413 if exc.code == "too_long" else 422
+        status = 413 if exc.code in ("too_long", "too_large") else 422
         raise UploadRejected(status, exc.code, exc.reason) from exc

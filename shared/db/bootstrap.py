@@ -64,7 +64,7 @@ async def prepare_database(url: str) -> None:
 
 
 if __name__ == "__main__":  # `python -m shared.db.bootstrap`: what `make migrate` runs
-    from shared.settings import Settings
+    from shared.settings import load_settings
 
-    asyncio.run(prepare_database(Settings().database_url))
+    asyncio.run(prepare_database(load_settings("migrate").database_url))
     print("database ready")

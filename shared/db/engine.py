@@ -14,6 +14,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         echo=False,  # never: SQL echo would put transcript text in logs
+        # Parameters are patient data (transcripts, names, notes): keep them out of every
+        # error message and log line SQLAlchemy builds.
+        hide_parameters=True,
     )
 
 

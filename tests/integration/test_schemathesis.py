@@ -46,7 +46,7 @@ def api_schema(live):
 
 
 # One test per operation, listed from the app's own schema at collection time.
-_DOC = create_app(Settings(), with_broker=False).openapi()
+_DOC = create_app(Settings(env="development"), with_broker=False).openapi()
 OPERATIONS = [(method.upper(), path) for path, ops in _DOC["paths"].items() for method in ops]
 
 

@@ -27,7 +27,7 @@ async def login(request: Request, state: State, db: DB, form: OAuth2PasswordRequ
     if not allowed:
         raise HTTPException(429, "too many login attempts; try again later", headers={"Retry-After": str(int(retry) + 1)})
     row = await queries.therapist_by_email(db, form.username)
-    if row is None or not state.passwords.verify(row.password_hash, form.password):
+    if not await state.passwords.verify_async(row.password_hash if row else None, form.password):
         raise HTTPException(401, "wrong email or password", headers={"WWW-Authenticate": "Bearer"})
     return _token_response(state, row.id)
 
