@@ -47,7 +47,7 @@ class ServiceRuntime:
         configure_logging(settings.log_level, settings.log_format, service=name)
         configure_tracing(settings, name)
         metrics = ServiceMetrics(name)
-        broker = create_broker(settings, name, registry=metrics.registry)
+        broker = create_broker(settings, name, metrics=metrics)
         runtime = cls(
             name=name,
             settings=settings,
@@ -92,7 +92,6 @@ class ServiceRuntime:
         except Exception as exc:
             log.warning("event_rejected", topic=msg.raw_message.topic, error=type(exc).__name__)
             await publish_dlq(self.broker, msg, "permanent", f"invalid event: {type(exc).__name__}", self.name)
-            self.metrics.dlq.labels(msg.raw_message.topic).inc()
             return
         handler = routes.get(envelope.topic) if isinstance(routes, dict) else routes
         if handler is None:
@@ -117,7 +116,6 @@ class ServiceRuntime:
                 except PermanentError as exc:
                     log.warning("event_failed_permanently", code=exc.code)
                     await publish_dlq(self.broker, msg, "permanent", exc.message, self.name)
-                    self.metrics.dlq.labels(envelope.topic).inc()
                     return
                 except asyncio.CancelledError:
                     raise
@@ -125,7 +123,6 @@ class ServiceRuntime:
                     log.warning("event_handler_error", attempt=attempt, error=type(exc).__name__, where=error_location(exc))
                     if attempt == attempts:
                         await publish_dlq(self.broker, msg, "transient", f"{type(exc).__name__} after {attempts} attempts", self.name)
-                        self.metrics.dlq.labels(envelope.topic).inc()
                         return
                     await asyncio.sleep(min(2 ** attempt, 30) * 0.5)
         finally:
@@ -148,9 +145,21 @@ class ServiceRuntime:
         if self.relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
         await self.broker.start()
+        self._start_metric_pollers()
         for name, factory in self._background:
             self.spawn(factory(), name)
         log.info("service_started")
+
+    def _start_metric_pollers(self) -> None:
+        """Zero series for every consumed topic's DLQ, then the pollers behind the gauges:
+        consumer lag of this process's partitions, and the database-wide gauges."""
+        from shared.instrumentation import watch_consumer_lag, watch_database
+
+        self.metrics.declare_consumed([t for sub in self.broker.subscribers for t in getattr(sub, "topic_names", [])])
+        interval = self.settings.metrics_poll_interval_s
+        self.spawn(watch_consumer_lag(self.broker, self.metrics, interval), f"{self.name}-consumer-lag")
+        if self.session_factory is not None:
+            self.spawn(watch_database(self.session_factory, self.metrics, interval), f"{self.name}-db-gauges")
 
     def background(self, name: str, factory) -> None:
         """Run ``factory()`` (a coroutine function) as a task once the service has started."""

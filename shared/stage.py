@@ -36,6 +36,7 @@ class AudioStageWorker(ABC):
 
     def __init__(self, runtime: ServiceRuntime) -> None:
         self.runtime = runtime
+        runtime.metrics.declare_stage(self.stage.value, audio=True)
         self._lock = asyncio.Lock()  # one model per process, one job at a time
 
     @abstractmethod
@@ -115,7 +116,6 @@ class AudioStageWorker(ABC):
                    str(envelope.event.session_id).encode(),
                    {**envelope.headers, "dlq_error_kind": "permanent", "dlq_error_message": reason[:500],
                     "dlq_service": rt.name})
-        rt.metrics.dlq.labels(envelope.topic).inc()
 
     async def on_session_deleted(self, envelope: Envelope) -> None:
         await forget_session(self.runtime, envelope.event.session_id, self.stage.value)

@@ -19,6 +19,7 @@ from shared.blobstore import create_blob_store
 from shared.broker import consumer_options, create_broker
 from shared.contracts.events import SessionStatus, Topic
 from shared.db.engine import create_engine, create_session_factory
+from shared.instrumentation import HttpMetricsMiddleware
 from shared.logging import configure_logging, get_logger
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.settings import Settings
@@ -77,7 +78,7 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI):
         tasks: list[asyncio.Task] = []
         if with_broker:
-            broker = create_broker(settings, "gateway", registry=state.metrics.registry)
+            broker = create_broker(settings, "gateway", metrics=state.metrics)
             # Every replica sees every status: no consumer group, no commits, start at
             # the end; history comes from PostgreSQL, the bus only wakes streams up.
             options = consumer_options(settings, None)
@@ -146,6 +147,8 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
             return response
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
+
+    app.add_middleware(HttpMetricsMiddleware, metrics=state.metrics)  # outermost: sees every response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

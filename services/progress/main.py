@@ -16,6 +16,7 @@ CONSUMED = [
 
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "progress")
+    runtime.metrics.declare_session_outcomes()
     handler = ProgressHandler(runtime)
 
     runtime.consume({t.value: handler.on_event for t in CONSUMED}, group_id="progress")
