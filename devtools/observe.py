@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -80,6 +81,8 @@ def main() -> None:
               "Prometheus picks the targets up when it appears", flush=True)
     work_dir = TARGETS_FILE.parent
     proc = start_prometheus(local_config(TARGETS_FILE), work_dir, port)
+    # Prometheus runs in its own session (Ctrl-C reaches only us): pass SIGTERM on too.
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(base_url, proc)
