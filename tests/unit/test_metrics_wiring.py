@@ -81,3 +81,26 @@ def test_declared_series_exist_at_zero_before_the_first_event() -> None:
     assert sample(metrics, "tb_stage_real_time_factor_count", {"stage": "transcription"}) == 0
     assert sample(metrics, "tb_dlq_records_total", {"topic": "audio.uploaded", "kind": "permanent"}) == 0
     assert sample(metrics, "tb_duplicate_events_total", {"consumer": "transcriber"}) == 0
+
+
+async def test_publishes_count_for_the_event_source_and_dead_letters_by_kind() -> None:
+    """The relay in one process publishes any service's outbox row: the counter follows the
+    event's CloudEvents source, not the publishing process. DLQ records are counted by the
+    topic they came from and the error kind, whoever sends them."""
+    from faststream.kafka import TestKafkaBroker
+
+    from shared.broker import create_broker
+    from shared.settings import Settings
+
+    metrics = ServiceMetrics("gateway")
+    broker = create_broker(Settings(kafka_bootstrap_servers="127.0.0.1:9"), "gateway", metrics=metrics)
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish({"x": 1}, "transcript.ready", headers={"ce_source": "transcriber"})
+        await test_broker.publish({"x": 1}, "audio.uploaded", headers={"ce_source": "gateway"})
+        await test_broker.publish({"x": 1}, "audio.uploaded.dlq",
+                                  headers={"ce_source": "gateway", "dlq_error_kind": "permanent"})
+
+    assert sample(metrics, "tb_events_published_total", {"source": "transcriber", "topic": "transcript.ready"}) == 1
+    assert sample(metrics, "tb_events_published_total", {"source": "gateway", "topic": "audio.uploaded"}) == 1
+    assert sample(metrics, "tb_events_published_total", {"source": "gateway", "topic": "audio.uploaded.dlq"}) is None
+    assert sample(metrics, "tb_dlq_records_total", {"topic": "audio.uploaded", "kind": "permanent"}) == 1
