@@ -7,7 +7,7 @@ PIP := .venv/bin/pip
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-quality test-pyannote bench lint docs migrate clean system-deps
+.PHONY: install run observe test test-quality test-pyannote bench lint docs migrate clean system-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -20,13 +20,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Test-only system packages: espeak-ng and sox generate test dialogues; chromium drives
-# the web-page test. `make run` needs none of them.
+# the web-page test; prometheus (Debian's package, with promtool) tests the alert rules
+# and the dashboard. `make run` needs none of them.
 system-deps:
 	@missing=""; \
-	for bin in espeak-ng sox chromium; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	for bin in espeak-ng sox chromium promtool; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
-	  pkgs=$$(echo "$$missing" | sed 's/chromium/chromium chromium-driver/'); \
+	  pkgs=$$(echo "$$missing" | sed -e 's/chromium/chromium chromium-driver/' -e 's/promtool/prometheus/'); \
 	  (command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && SUDO=sudo; \
 	   $$SUDO apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
 	   ($$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) \
@@ -35,6 +36,11 @@ system-deps:
 
 run: install
 	$(PY) -m devtools.stack
+
+# Prometheus (Debian's `prometheus` package) on http://127.0.0.1:9090 scraping what
+# `make run` started (var/prometheus/targets.json), with deploy/prometheus/alerts.yml.
+observe: install
+	$(PY) -m devtools.observe
 
 migrate: install
 	$(PY) -m shared.db.bootstrap
@@ -71,7 +77,7 @@ docs: install
 
 # Correctness lint (pyflakes-class errors: unused imports, undefined names, syntax).
 lint: install
-	$(PY) -m ruff check shared services tests bench --select F,E9
+	$(PY) -m ruff check shared services tests bench devtools --select F,E9
 
 clean:
 	rm -rf var .pytest_cache test-artifacts

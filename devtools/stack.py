@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from shared.db.bootstrap import prepare_database
-from devtools.localbroker import LocalBroker, ensure_topics, wait_for_port
+from devtools.localbroker import LocalBroker, ensure_topics, free_port, wait_for_port
 from shared.private_files import open_private, private_dir, write_private
 from shared.settings import Settings, load_settings
 
@@ -29,8 +29,43 @@ SERVICES = ("gateway", "transcriber", "diarizer", "joiner", "notes", "progress")
 COLORS = ("36", "33", "35", "32", "34", "31", "96", "93")
 
 
+TARGETS_FILE = ROOT / "var" / "prometheus" / "targets.json"
+
+
 def available_services() -> list[str]:
     return [s for s in SERVICES if (ROOT / "services" / s / "main.py").exists()]
+
+
+def metrics_ports(labels: list[str]) -> dict[str, int]:
+    """A free port per worker process for its /metrics (one TB_METRICS_PORT for all would
+    collide on one machine). The gateway serves /metrics on its own HTTP port."""
+    return {label: free_port() for label in labels if label != "gateway"}
+
+
+def metrics_env(ports: dict[str, int], label: str) -> dict[str, str]:
+    return {"TB_METRICS_PORT": str(ports[label])} if label in ports else {}
+
+
+def scrape_targets(gateway: str, ports: dict[str, int], host: str = "127.0.0.1") -> list[dict]:
+    """Prometheus file-based service discovery entries: one target per process, labelled
+    with its service (the label the dashboards and alerts group by)."""
+    targets = [{"targets": [gateway], "labels": {"service": "gateway"}}]
+    targets += [{"targets": [f"{host}:{port}"], "labels": {"service": label}} for label, port in sorted(ports.items())]
+    return targets
+
+
+def write_targets(targets: list[dict], path: Path = TARGETS_FILE) -> Path:
+    """Write atomically: Prometheus re-reads the file when it changes and must never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(targets, indent=2) + "\n")
+    partial.replace(path)
+    return path
+
+
+def gateway_scrape_address(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.gateway_host in ("0.0.0.0", "::", "") else settings.gateway_host
+    return f"{host}:{settings.gateway_port}"
 
 
 @dataclass
@@ -181,8 +216,11 @@ def main() -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
+        ports = metrics_ports(available_services())
         for name in available_services():
-            stack.start_service(name)
+            stack.start_service(name, extra_env=metrics_env(ports, name))
+        targets = write_targets(scrape_targets(gateway_scrape_address(settings), ports))
+        print(f">>> Prometheus targets (file_sd): {targets.relative_to(ROOT)}; `make observe` scrapes them", flush=True)
         base_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
         wait_for_port(settings.gateway_host, settings.gateway_port, timeout_s=60)
         print(f"\n>>> gateway on {base_url}  (web page: {base_url}/ , API docs: {base_url}/docs)")

@@ -20,12 +20,21 @@ from shared.settings import Settings
 from shared.topology import check_produces
 
 
-def create_broker(settings: Settings, service: str, registry: CollectorRegistry | None = None) -> KafkaBroker:
+def create_broker(
+    settings: Settings, service: str, registry: CollectorRegistry | None = None, metrics: Any = None
+) -> KafkaBroker:
+    """``metrics`` (a shared.telemetry.ServiceMetrics) adds FastStream's message metrics on its
+    registry and the project's publish/DLQ counters."""
     if not settings.kafka_bootstrap_servers:
         raise RuntimeError(
             "TB_KAFKA_BOOTSTRAP_SERVERS is not set: start the stack with `make run` (which starts a local broker)"
         )
     middlewares: list[Any] = []
+    if metrics is not None:
+        from shared.instrumentation import PublishMetricsMiddleware
+
+        registry = metrics.registry
+        middlewares.append(PublishMetricsMiddleware(metrics))
     if registry is not None:
         from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 

@@ -54,7 +54,7 @@ class ServiceRuntime:
         configure_logging(settings.log_level, settings.log_format, service=name)
         configure_tracing(settings, name)
         metrics = ServiceMetrics(name)
-        broker = create_broker(settings, name, registry=metrics.registry) if with_broker else None
+        broker = create_broker(settings, name, metrics=metrics) if with_broker else None
         runtime = cls(
             name=name,
             settings=settings,
@@ -163,12 +163,11 @@ class ServiceRuntime:
         return await self.tombstones.is_buried(envelope.event.session_id)
 
     async def dead_letter(self, record: RawRecord | None, error_kind: str, error_message: str) -> None:
-        """Every DLQ path of every service: one copy of the original record, counted."""
+        """Every DLQ path of every service: one copy of the original record."""
         if record is None:  # an envelope built by hand (tests): nothing to copy
             log.warning("dead_letter_without_record", error_kind=error_kind)
             return
-        await publish_dlq(self.broker, record, error_kind, error_message, self.name)
-        self.metrics.dlq.labels(record.topic).inc()
+        await publish_dlq(self.broker, record, error_kind, error_message, self.name)  # counted by the publish middleware
 
     def every(self, name: str, interval_s: float, tick) -> None:
         """Run ``await tick()`` every ``interval_s`` once the service has started; an error
@@ -192,9 +191,21 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
         if self.broker_enabled:
             await self.broker.start()
+            self._start_metric_pollers()
         for name, factory in self._background:
             self.spawn(factory(), name)
         log.info("service_started")
+
+    def _start_metric_pollers(self) -> None:
+        """Zero series for every consumed topic's DLQ, then the pollers behind the gauges:
+        consumer lag of this process's partitions, and the database-wide gauges."""
+        from shared.instrumentation import watch_consumer_lag, watch_database
+
+        self.metrics.declare_consumed([t for sub in self.broker.subscribers for t in getattr(sub, "topic_names", [])])
+        interval = self.settings.metrics_poll_interval_s
+        self.spawn(watch_consumer_lag(self.broker, self.metrics, interval), f"{self.name}-consumer-lag")
+        if self.session_factory is not None:
+            self.spawn(watch_database(self.session_factory, self.metrics, interval), f"{self.name}-db-gauges")
 
     def background(self, name: str, factory) -> None:
         """Run ``factory()`` (a coroutine function) as a task once the service has started."""

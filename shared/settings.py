@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     # --- Workers ---------------------------------------------------------------------
     worker_threads: int = Field(2, description="Threads for blocking work (inference, decoding) per process.")
     metrics_port: int = Field(0, description="Prometheus /metrics port of a worker service (0: off).")
+    metrics_poll_interval_s: float = Field(
+        15.0, description="How often a worker refreshes its polled gauges (consumer lag, sessions by status, outbox backlog)."
+    )
     log_level: str = Field("INFO", description="Log level.")
     log_format: str = Field("json", description="json or console.")
     otel_exporter_otlp_endpoint: str | None = Field(

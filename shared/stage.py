@@ -35,6 +35,7 @@ class AudioStageWorker(ABC):
 
     def __init__(self, runtime: ServiceRuntime) -> None:
         self.runtime = runtime
+        runtime.metrics.declare_stage(self.stage.value, audio=True)
         self._lock = asyncio.Lock()  # one model per process, one job at a time
 
     @abstractmethod

@@ -1,10 +1,20 @@
-"""OpenTelemetry tracing (OTLP when an endpoint is configured) and Prometheus metrics."""
+"""OpenTelemetry tracing (OTLP when an endpoint is configured) and Prometheus metrics.
+
+Every metric of the project is defined here, on one registry per process (no module
+globals). Labels are bounded sets only: stage, kind, topic, route template, status;
+never a session id. The process itself (gateway, transcriber, ...) is not a label of the
+metrics: Prometheus attaches it as the target's ``service`` label (file_sd, compose or
+pod discovery)."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from shared.settings import Settings
+
+FAILURE_KINDS = ("transient", "permanent")
+LLM_TOKEN_KINDS = ("prompt", "completion")
+SESSION_OUTCOMES = ("processed", "failed")
 
 
 def configure_tracing(settings: Settings, service: str) -> None:
@@ -27,7 +37,15 @@ class ServiceMetrics:
     """The metrics every service exports, on its own registry (no module globals)."""
 
     def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
+        self.service = service
         self.registry = registry or CollectorRegistry()
+        self._stage_metrics()
+        self._delivery_metrics()
+        self._state_metrics()
+        self._http_metrics()
+        self.duplicates.labels(service)  # a zero series from the start: rate() and increase() work at once
+
+    def _stage_metrics(self) -> None:
         self.stage_seconds = Histogram(
             "tb_stage_duration_seconds", "Processing time of one stage run", ["stage"], registry=self.registry,
             buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
@@ -40,16 +58,83 @@ class ServiceMetrics:
             "tb_audio_seconds_processed_total", "Audio seconds processed", ["stage"], registry=self.registry
         )
         self.failures = Counter("tb_stage_failures_total", "Stage failures", ["stage", "kind"], registry=self.registry)
+        self.llm_tokens = Counter("tb_llm_tokens_total", "LLM tokens", ["kind"], registry=self.registry)
+        self.llm_cost = Counter("tb_llm_cost_usd_total", "Estimated LLM cost (USD)", registry=self.registry)
+
+    def _delivery_metrics(self) -> None:
         self.duplicates = Counter(
             "tb_duplicate_events_total", "Redelivered/duplicate events ignored", ["consumer"], registry=self.registry
         )
-        self.dlq = Counter("tb_dlq_records_total", "Records sent to a DLQ", ["topic"], registry=self.registry)
+        # Counted where records are published (PublishMetricsMiddleware), so every path that
+        # dead-letters is counted once; ``topic`` is the topic the record came from.
+        self.dlq = Counter(
+            "tb_dlq_records_total", "Records sent to a DLQ, by source topic and error kind", ["topic", "kind"],
+            registry=self.registry,
+        )
+        self.events_published = Counter(
+            "tb_events_published_total",
+            "Events published, by the service whose event it is (CloudEvents source) and topic; "
+            "an outbox relay may publish another service's rows",
+            ["source", "topic"], registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "tb_consumer_lag", "Records not yet committed by this consumer, per assigned partition",
+            ["group", "topic", "partition"], registry=self.registry,
+        )
+
+    def _state_metrics(self) -> None:
         self.breaker_state = Gauge(
             "tb_circuit_breaker_open", "1 when the breaker is open", ["dependency"], registry=self.registry
         )
-        self.llm_tokens = Counter("tb_llm_tokens_total", "LLM tokens", ["kind"], registry=self.registry)
-        self.llm_cost = Counter("tb_llm_cost_usd_total", "Estimated LLM cost (USD)", registry=self.registry)
         self.sessions = Counter("tb_sessions_total", "Sessions by terminal status", ["status"], registry=self.registry)
+        self.sessions_by_status = Gauge(
+            "tb_sessions_by_status", "Sessions in the read model by current status (database-wide)", ["status"],
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "tb_outbox_backlog", "Unpublished outbox rows (database-wide), by the service whose event it is",
+            ["source"], registry=self.registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "tb_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0: none)", ["source"],
+            registry=self.registry,
+        )
+
+    def _http_metrics(self) -> None:
+        self.http_requests = Counter(
+            "tb_http_requests_total", "HTTP requests by method, route template and status code",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "tb_http_request_duration_seconds", "HTTP request duration (to the end of the response body)",
+            ["method", "route"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.http_in_flight = Gauge(
+            "tb_http_requests_in_flight", "HTTP requests being served (SSE streams included)", registry=self.registry
+        )
+
+    def declare_stage(self, stage: str, *, audio: bool = False, llm: bool = False) -> None:
+        """Create the stage's series at zero, so dashboards and alerts see them before the
+        first run (Prometheus cannot compute an increase from a series' first sample)."""
+        self.stage_seconds.labels(stage)
+        for kind in FAILURE_KINDS:
+            self.failures.labels(stage, kind)
+        if audio:
+            self.rtf.labels(stage)
+            self.audio_seconds.labels(stage)
+        if llm:
+            for kind in LLM_TOKEN_KINDS:
+                self.llm_tokens.labels(kind)
+
+    def declare_session_outcomes(self) -> None:
+        for status in SESSION_OUTCOMES:
+            self.sessions.labels(status)
+
+    def declare_consumed(self, topics: list[str]) -> None:
+        for topic in topics:
+            for kind in FAILURE_KINDS:
+                self.dlq.labels(topic, kind)
 
     def serve(self, port: int) -> None:
         if port:

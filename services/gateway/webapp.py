@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.instrumentation import HttpMetricsMiddleware
 from shared.logging import get_logger
 from shared.settings import Settings
 from services.gateway.state import GatewayState
@@ -32,7 +33,7 @@ SECURITY_HEADERS = {
 }
 
 
-def add_middleware(app: FastAPI, settings: Settings) -> None:
+def add_middleware(app: FastAPI, settings: Settings, metrics) -> None:
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
@@ -59,6 +60,8 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
             return response
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
+
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # added last, so outermost: sees every response
 
 
 async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -35,6 +35,7 @@ def build_risk_detector(settings: Settings) -> RiskDetector:
 
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "notes")
+    runtime.metrics.declare_stage("notes", llm=True)
     breaker = breaker_from(settings, "llm")  # one per process: every session shares the endpoint's health
     gauge = runtime.metrics.breaker_state.labels(breaker.name)
     gauge.set(0)

@@ -23,6 +23,7 @@ CONSUMED = list(HANDLERS)
 
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "progress")
+    runtime.metrics.declare_session_outcomes()
     deps = ProgressDeps(
         store=PgProgressStore(runtime.session_factory, runtime.name, runtime.relay),
         clock=utcnow,

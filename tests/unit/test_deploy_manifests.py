@@ -380,7 +380,7 @@ def test_alert_thresholds_from_the_seeds() -> None:
     assert 'tb_sessions_total{status="failed"}' in failed and "0.10" in failed
     slow = by_name["TBTranscriptionSlow"]["expr"]
     assert "tb_stage_real_time_factor_bucket" in slow and "> 0.2" in slow
-    assert "kafka_consumergroup_lag" in by_name["TBConsumerLagHigh"]["expr"]
+    assert "tb_consumer_lag" in by_name["TBConsumerLagHigh"]["expr"]
 
 
 # --------------------------------------------------------------------------- grafana
@@ -406,7 +406,8 @@ def test_dashboard_queries_reference_existing_metrics() -> None:
     for needed in ("tb_sessions_total", "tb_stage_duration_seconds_bucket", "tb_stage_real_time_factor_bucket",
                    "tb_audio_seconds_processed_total", "tb_stage_failures_total", "tb_dlq_records_total",
                    "tb_circuit_breaker_open", "tb_llm_tokens_total", "tb_llm_cost_usd_total",
-                   "kafka_consumergroup_lag", "faststream_received_processed_messages_total"):
+                   "tb_consumer_lag", "tb_events_published_total", "tb_http_requests_total", "tb_sessions_by_status",
+                   "tb_outbox_backlog", "faststream_received_processed_messages_total"):
         assert needed in used, f"dashboard has no panel on {needed}"
 
 
