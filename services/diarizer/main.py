@@ -22,7 +22,8 @@ def load_backend(settings: Settings):
         try:
             diarizer.load()
         except DiarizerUnavailable as exc:
-            log.error("diarizer_backend_unavailable", backend="pyannote", reason=str(exc))
+            # The reason (with its remedy) goes to every diarization.failed; the log gets the type only.
+            log.error("diarizer_backend_unavailable", backend="pyannote", error=type(exc).__name__)
             return diarizer, engine, str(exc)
         return diarizer, engine, None
     if settings.diarizer_backend != "builtin":
