@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.contracts.events import Engine, Topic
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
-from services.diarizer.handlers import DiarizationHandler
+from shared.stage import on_audio_uploaded, on_session_deleted
+from services.diarizer.handlers import build_stage
 
 log = get_logger(__name__)
 
@@ -40,9 +43,10 @@ def load_backend(settings: Settings):
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "diarizer")
     diarizer, engine, reason = load_backend(settings)
-    handler = DiarizationHandler(runtime, diarizer, engine, reason)
+    deps = build_stage(runtime, diarizer, engine, reason)
     runtime.consume(
-        {Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded, Topic.SESSION_DELETED.value: handler.on_session_deleted},
+        {Topic.AUDIO_UPLOADED.value: partial(on_audio_uploaded, deps=deps),
+         Topic.SESSION_DELETED.value: partial(on_session_deleted, deps=deps)},
         group_id="diarizer",
     )
     return runtime

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.contracts.events import Topic
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
-from services.transcriber.handlers import TranscriptionHandler
+from shared.stage import on_audio_uploaded, on_session_deleted
+from services.transcriber.handlers import build_stage
 from services.transcriber.transcription import WhisperConfig, WhisperTranscriber
 
 
@@ -22,9 +25,10 @@ def build(settings: Settings) -> ServiceRuntime:
         )
     )
     transcriber.load()  # once per process, before consuming
-    handler = TranscriptionHandler(runtime, transcriber)
+    deps = build_stage(runtime, transcriber)
     runtime.consume(
-        {Topic.AUDIO_UPLOADED.value: handler.on_audio_uploaded, Topic.SESSION_DELETED.value: handler.on_session_deleted},
+        {Topic.AUDIO_UPLOADED.value: partial(on_audio_uploaded, deps=deps),
+         Topic.SESSION_DELETED.value: partial(on_session_deleted, deps=deps)},
         group_id="transcriber",
     )
     return runtime
