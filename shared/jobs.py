@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.broker import publish_event
 from shared.contracts.events import SessionProgress, Stage
 from shared.db.tables import stage_jobs
+from shared.inbox import claim
 from shared.logging import get_logger
+from shared.outbox import enqueue
 
 log = get_logger(__name__)
 
@@ -51,6 +53,43 @@ async def finish_job(db: AsyncSession, stage: str, session_id: UUID, status: str
         )
     )
 
+
+
+class StageJobStore:
+    """The audio stages' persistence: one ``stage_jobs`` row per (stage, session), and the
+    result or failure event enqueued in the outbox in the same transaction as the job's
+    final status (plus the inbox entry on success), so the DB and the bus agree."""
+
+    def __init__(self, session_factory, consumer: str, stage: str) -> None:
+        self._session_factory = session_factory
+        self.consumer, self.stage = consumer, stage
+
+    async def begin(self, session_id: UUID) -> int | None:
+        """Start (or restart) the job; the attempt number, or None when it already finished."""
+        async with self._session_factory() as db, db.begin():
+            if await job_status(db, self.stage, session_id) in ("done", "failed"):
+                return None
+            return await start_job(db, self.stage, session_id)
+
+    async def complete(self, session_id: UUID, event_id: str, result, traceparent: str | None,
+                       detail: dict) -> bool:
+        """Mark done and enqueue ``result``; False when another delivery finished first."""
+        async with self._session_factory() as db, db.begin():
+            if await job_status(db, self.stage, session_id, lock=True) == "done":
+                return False
+            await claim(db, self.consumer, event_id, session_id)
+            await finish_job(db, self.stage, session_id, "done", detail)
+            await enqueue(db, result, self.consumer, traceparent=traceparent)
+        return True
+
+    async def fail(self, session_id: UUID, failed, traceparent: str | None, code: str) -> bool:
+        """Mark failed and enqueue ``failed``; False when the job had already finished."""
+        async with self._session_factory() as db, db.begin():
+            if await job_status(db, self.stage, session_id, lock=True) in ("done", "failed"):
+                return False
+            await finish_job(db, self.stage, session_id, "failed", {"code": code})
+            await enqueue(db, failed, self.consumer, traceparent=traceparent)
+        return True
 
 class ProgressReporter:
     """Called from a worker thread with (fraction, message); publishes session.progress

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.contracts.events import Engine, Topic
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from shared.topology import DIARIZER
-from services.diarizer.handlers import DiarizationHandler
+from shared.stage import on_audio_uploaded, on_session_deleted
+from services.diarizer.handlers import build_stage
 
 log = get_logger(__name__)
 
@@ -23,7 +26,8 @@ def load_backend(settings: Settings):
         try:
             diarizer.load()
         except DiarizerUnavailable as exc:
-            log.error("diarizer_backend_unavailable", backend="pyannote", reason=str(exc))
+            # The reason (with its remedy) goes to every diarization.failed; the log gets the type only.
+            log.error("diarizer_backend_unavailable", backend="pyannote", error=type(exc).__name__)
             return diarizer, engine, str(exc)
         return diarizer, engine, None
     if settings.diarizer_backend != "builtin":
@@ -40,9 +44,11 @@ def load_backend(settings: Settings):
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "diarizer")
     diarizer, engine, reason = load_backend(settings)
-    handler = DiarizationHandler(runtime, diarizer, engine, reason)
+    deps = build_stage(runtime, diarizer, engine, reason)
     runtime.consume(DIARIZER,
-                    {Topic.AUDIO_UPLOADED: handler.on_audio_uploaded, Topic.SESSION_DELETED: handler.on_session_deleted})
+        {Topic.AUDIO_UPLOADED: partial(on_audio_uploaded, deps=deps),
+         Topic.SESSION_DELETED: partial(on_session_deleted, deps=deps)},
+    )
     return runtime
 
 

@@ -21,7 +21,6 @@ it does not read the environment.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from dataclasses import dataclass
@@ -41,9 +40,10 @@ from shared.contracts.notes import (
     SessionMood,
     Severity,
 )
+from shared.logging import get_logger
 from shared.resilience import CircuitBreaker, CircuitOpenError, PermanentError, TransientError, retrying
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CHARS_PER_TOKEN = 4
 _MODES = ("json_schema", "json_object", "none")
@@ -238,11 +238,9 @@ class LLMNotesBackend:
             cost_usd=round(usage.prompt / 1000 * self.config.price_in_per_1k
                            + usage.completion / 1000 * self.config.price_out_per_1k, 6),
         )
-        log.info("llm notes generated", extra={
-            "chunks": len(chunks), "calls": usage.calls, "prompt_tokens": usage.prompt,
-            "completion_tokens": usage.completion, "seconds": round(time.perf_counter() - t0, 3),
-            "response_mode": self.response_mode,
-        })
+        log.info("llm_notes_generated", chunks=len(chunks), calls=usage.calls, prompt_tokens=usage.prompt,
+                 completion_tokens=usage.completion, seconds=round(time.perf_counter() - t0, 3),
+                 response_mode=self.response_mode)
         return notes, engine
 
     # --- map-reduce -----------------------------------------------------------------------
@@ -297,7 +295,7 @@ class LLMNotesBackend:
         except PermanentError as e:
             if e.code != "invalid_llm_output":
                 raise
-            log.warning("llm reduce output invalid; using deterministic merge", extra={"code": e.code})
+            log.warning("llm_reduce_output_invalid_using_deterministic_merge", code=e.code)
             return merged
         return merged.model_copy(update={
             "topic_summary": reduced.topic_summary or merged.topic_summary,
@@ -324,7 +322,7 @@ class LLMNotesBackend:
             return self._parse(content)
         except (ValueError, ValidationError) as first_error:
             error_text = _error_summary(first_error)
-            log.warning("llm output invalid; asking for a repair", extra={"error_kind": type(first_error).__name__})
+            log.warning("llm_output_invalid_asking_for_repair", error=type(first_error).__name__)
         repair = messages + [
             {"role": "assistant", "content": content[:20000]},
             {"role": "user", "content": (
@@ -335,7 +333,7 @@ class LLMNotesBackend:
         try:
             return self._parse(content)
         except (ValueError, ValidationError) as e:
-            log.error("llm output still invalid after repair", extra={"error_kind": type(e).__name__})
+            log.error("llm_output_invalid_after_repair", error=type(e).__name__)
             raise PermanentError("invalid_llm_output", "The notes model returned output that could not be validated.") from None
 
     @staticmethod
@@ -382,7 +380,7 @@ class LLMNotesBackend:
             except openai.BadRequestError as e:
                 if fmt is not None and _mentions_response_format(e) and self._mode_index < len(_MODES) - 1:
                     self._mode_index += 1
-                    log.warning("llm server rejected response_format; falling back", extra={"mode": self.response_mode})
+                    log.warning("llm_response_format_rejected_falling_back", mode=self.response_mode)
                     continue
                 raise PermanentError("llm_bad_request", "The notes model rejected the request.") from None
             except openai.APIError as e:
@@ -396,7 +394,7 @@ class LLMNotesBackend:
             choice = resp.choices[0]
             content = choice.message.content or ""
             if choice.finish_reason == "length":
-                log.warning("llm answer truncated at max_tokens", extra={"max_tokens": self.config.max_tokens})
+                log.warning("llm_answer_truncated_at_max_tokens", max_tokens=self.config.max_tokens)
             return content
 
 

@@ -4,13 +4,15 @@ subscriber (consumer group ``notes``)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.contracts.events import Topic
 from shared.logging import get_logger
 from shared.resilience import BreakerState
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from shared.topology import NOTES
-from services.notes.handlers import NotesHandler
+from services.notes import handlers
 from services.notes.risk import RiskDetector
 from services.notes.service import NotesGenerator, breaker_from
 
@@ -47,16 +49,18 @@ def build(settings: Settings) -> ServiceRuntime:
     breaker.on_state_change(on_breaker)
     detector = build_risk_detector(settings)
     generator = NotesGenerator.from_settings(settings, runtime.run_blocking, breaker, detector)
-    handler = NotesHandler(runtime, generator, breaker)
+    deps = handlers.NotesDeps.on_runtime(runtime, generator, breaker)
     runtime.on_stop(generator.aclose)
     log.info("notes_backend_configured", default_backend=generator.default_backend,
              model=settings.llm_model if generator.llm else None)
 
-    runtime.consume(NOTES, {
-        Topic.TRANSCRIPT_MERGED: handler.on_transcript_merged,
-        Topic.NOTES_REGENERATE: handler.on_regenerate,
-        Topic.SESSION_DELETED: handler.on_session_deleted,
-    })
+    runtime.consume(NOTES,
+        {
+            Topic.TRANSCRIPT_MERGED: partial(handlers.on_transcript_merged, deps=deps),
+            Topic.NOTES_REGENERATE: partial(handlers.on_regenerate, deps=deps),
+            Topic.SESSION_DELETED: partial(handlers.on_session_deleted, deps=deps),
+        },
+    )
     return runtime
 
 

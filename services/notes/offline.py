@@ -354,6 +354,17 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _patient_summary(topics: list[str], actions: list, strategies: list) -> str:
+    p = [OFFLINE_LABEL]
+    if topics:
+        p.append(f"In this session we talked about {_join(topics)}.")
+    if actions:
+        p.append("Before next time: " + "; ".join(a.task for a in actions) + ".")
+    if strategies:
+        p.append("Strategies we discussed: " + _join([s.name for s in strategies]) + ".")
+    return " ".join(p)
+
+
 def build_offline_notes(
     segments: list[MergedSegment], speakers: list[SpeakerInfo], detector: RiskDetector | None = None
 ) -> ClinicalNotes:
@@ -392,15 +403,7 @@ def build_offline_notes(
         parts.append("Speaker roles were not identified; all speech was treated as the client's.")
     therapist_notes = " ".join(parts)
 
-    p = [OFFLINE_LABEL]
-    if topics:
-        p.append(f"In this session we talked about {_join(topics)}.")
-    if actions:
-        p.append("Before next time: " + "; ".join(a.task for a in actions) + ".")
-    if strategies:
-        p.append("Strategies we discussed: " + _join([s.name for s in strategies]) + ".")
-    patient_summary = " ".join(p)
-
+    patient_summary = _patient_summary(topics, actions, strategies)
     return ClinicalNotes(
         key_topics=topics, topic_summary=topic_summary, strategies=strategies, emotional_themes=emotions,
         triggers=triggers, action_items=actions, significant_quotes=quotes, session_mood=mood,

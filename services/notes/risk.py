@@ -26,7 +26,6 @@ are unknown), because therapists routinely say "have you had thoughts of killing
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,11 +34,12 @@ from shared.contracts.events import MergedSegment
 from shared.contracts.notes import sort_flags
 from shared.contracts.notes import FlagSource, RiskCategory, RiskFlag, Severity
 from services.notes.grounding import normalize, segment_sentences
+from shared.logging import get_logger
 
 if TYPE_CHECKING:
     from services.notes.risk_semantic import SemanticRiskModel
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _SEV_RANK = {Severity.low: 0, Severity.moderate: 1, Severity.high: 2}
 
@@ -415,7 +415,7 @@ class RiskDetector:
 
                 self._semantic = SemanticRiskModel()
             except Exception as exc:  # a missing model must never disable the lexicon
-                log.warning("semantic risk layer unavailable, lexicon only: %s", exc)
+                log.warning("risk_semantic_unavailable_lexicon_only", error=type(exc).__name__)  # no message: may hold paths
                 self._semantic = None
                 self._semantic_failed = True
         return self._semantic  # type: ignore[return-value]

@@ -17,7 +17,6 @@ a single ``encode`` call (batched inside sentence-transformers).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from services.notes.risk_prototypes import CUE_GROUPS, NEGATIVE_GROUPS, POSITIVE
+from shared.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Encoder(Protocol):

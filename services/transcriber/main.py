@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.contracts.events import Topic
 from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from shared.topology import TRANSCRIBER
-from services.transcriber.handlers import TranscriptionHandler
+from shared.stage import on_audio_uploaded, on_session_deleted
+from services.transcriber.handlers import build_stage
 from services.transcriber.transcription import WhisperConfig, WhisperTranscriber
 
 
@@ -23,9 +26,11 @@ def build(settings: Settings) -> ServiceRuntime:
         )
     )
     transcriber.load()  # once per process, before consuming
-    handler = TranscriptionHandler(runtime, transcriber)
+    deps = build_stage(runtime, transcriber)
     runtime.consume(TRANSCRIBER,
-                    {Topic.AUDIO_UPLOADED: handler.on_audio_uploaded, Topic.SESSION_DELETED: handler.on_session_deleted})
+        {Topic.AUDIO_UPLOADED: partial(on_audio_uploaded, deps=deps),
+         Topic.SESSION_DELETED: partial(on_session_deleted, deps=deps)},
+    )
     return runtime
 
 

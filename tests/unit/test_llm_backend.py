@@ -347,3 +347,21 @@ async def test_map_reduce_long_transcript(llm):
     # the safety net's flag is present even though the model reported none
     assert [f.category for f in notes.risk_flags] == [RiskCategory.substance_use]
     assert isinstance(notes, ClinicalNotes)
+
+
+async def test_logs_are_structured_with_no_transcript_or_model_text(llm):
+    """structlog events with typed fields (so the bound session id reaches them), never the
+    transcript, the model's answer or an exception's text."""
+    from structlog.testing import capture_logs
+
+    base_url, script = llm
+    script.answers += [{"content": '{"key_topics": ["killing myself", '}, {"content": _notes_json()}]
+    backend = _backend(base_url)
+    with capture_logs() as logs:
+        await backend.generate(SEGMENTS, SPEAKERS)
+    await backend.aclose()
+    by_event = {entry["event"]: entry for entry in logs}
+    assert by_event["llm_output_invalid_asking_for_repair"]["error"] == "JSONDecodeError"
+    done = by_event["llm_notes_generated"]
+    assert (done["calls"], done["chunks"], done["response_mode"]) == (2, 1, "json_schema")
+    assert "killing" not in repr(logs) and "sleep" not in repr(logs)

@@ -45,8 +45,6 @@ class Recorder:
             raise self.error
 
 
-def dlq_count(rt: ServiceRuntime, topic: str) -> float:
-    return rt.metrics.registry.get_sample_value("tb_dlq_records_total", {"topic": topic}) or 0.0
 
 
 async def test_event_of_a_tombstoned_session_is_dropped():
@@ -77,7 +75,7 @@ async def test_unparseable_record_is_dead_lettered_as_received():
     assert sent["headers"]["dlq_error_kind"] == "permanent"
     assert sent["headers"]["dlq_error_message"] == "invalid event: ValidationError"
     assert (sent["headers"]["dlq_original_partition"], sent["headers"]["dlq_original_offset"]) == ("2", "41")
-    assert dlq_count(rt, "transcript.remerge") == 1
+    # DLQ records are counted by the broker's publish middleware (test_metrics_wiring), not here.
 
 
 async def test_permanent_error_goes_to_the_dlq_without_retry():
@@ -99,4 +97,3 @@ async def test_transient_errors_are_retried_then_dead_lettered_once():
     assert sent["headers"]["dlq_error_kind"] == "transient"
     assert sent["headers"]["dlq_error_message"] == "ConnectionError after 3 attempts"  # the type, never the text
     assert sent["headers"]["dlq_service"] == "joiner"
-    assert dlq_count(rt, "transcript.remerge") == 1
