@@ -69,7 +69,30 @@ class SignificantQuote(BaseModel):
     why: str = ""
 
 
+class Temporal(str, Enum):
+    current = "current"
+    past = "past"
+
+
+class RiskEvidence(BaseModel):
+    """One verbatim quote of a risk episode, with its time."""
+
+    quote: str = Field(description="Verbatim text from the transcript")
+    start: float
+    end: float | None = None
+    speaker: str | None = None
+    role: str | None = None
+
+
 class RiskFlag(BaseModel):
+    """One risk EPISODE: contiguous mentions of one category, merged.
+
+    ``evidence``/``start``/``end`` are the episode's key quote (the most severe one);
+    ``evidence_quotes`` holds every quote in time order; ``episode_start``/``episode_end``
+    span them all. The last three fields were added later (additive, schema_version 1):
+    producers that do not set them leave an empty list / None.
+    """
+
     category: RiskCategory
     severity: Severity
     evidence: str = Field(description="Verbatim quote from the transcript")
@@ -80,6 +103,10 @@ class RiskFlag(BaseModel):
     source: FlagSource
     high_priority: bool = Field(False, description="True for high severity: shown first")
     rationale: str = ""
+    temporal: Temporal = Field(Temporal.current, description="current risk, or past/resolved history")
+    evidence_quotes: list[RiskEvidence] = Field(default_factory=list, description="Every quote of the episode, in time order")
+    episode_start: float | None = Field(None, description="Start of the episode's first quote")
+    episode_end: float | None = Field(None, description="End of the episode's last quote")
 
 
 class ClinicalNotes(BaseModel):
