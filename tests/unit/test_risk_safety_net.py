@@ -73,10 +73,11 @@ def _score(rows: list[dict]) -> dict:
     cat_flag_ok: dict[str, int] = defaultdict(int)
     errors = []
     # One detect call for the whole set (one batched embedding call), mapped back by time.
-    flags = detect_risk([_client(r["text"], start=i * 10.0) for i, r in enumerate(rows)], DETECTOR.get())
+    # Rows 1000 s apart: further than the episode gap, so every row is its own episode.
+    flags = detect_risk([_client(r["text"], start=i * 1000.0) for i, r in enumerate(rows)], DETECTOR.get())
     by_row: dict[int, set[str]] = defaultdict(set)
     for f in flags:
-        by_row[int(f.start // 10)].add(f.category.value)
+        by_row[int(f.start // 1000)].add(f.category.value)
     for i, r in enumerate(rows):
         cats = by_row[i]
         label = r["category"]
