@@ -85,6 +85,7 @@ class Pattern:
     negatable: bool = True
     generic: bool = False  # bare keyword: needs a first-person clause and no education/media cue
     historical_ok: bool = True  # may be downgraded to a historical (low) flag
+    third_party_ok: bool = False  # someone else is the subject by design ("they tell me to hurt myself")
 
 
 def _p(cat: RiskCategory, rx: str, sev: Severity, label: str, **kw) -> Pattern:
@@ -109,8 +110,13 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:want|wanted|wants|wanting|wish|wished|hope|hoping)(?: to)? (?:just )?(?:to )?die\b", HI, "wish to die"),
     _p(SI, r"\b(?:want|wanted|wish) (?:to be|i was|i were) dead\b", HI, "wish to be dead"),
     _p(SI, r"\brather (?:be dead|die|not be here|not exist)\b", MO, "passive ideation"),
+    _p(SI, r"\b(?:feel like|want to|wanna|should just|might just|going to|gonna|thinking about|thought about|think about|thinking of) (?:just )?end(?:ing)? (?:it|things|everything)\b(?! with| off| between| there| early)", HI, "active ideation"),
+    _p(SI, r"\b(?:no|any|the) point (?:in )?(?:going on|living|carrying on|being here|being alive|staying alive|existing|waking up)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\bwish (?:i'd|i had) never been born\b|\bwish i could (?:just )?disappear\b(?! (?:under|for a|to|into|on|from))", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:thought|thinking|think|thinks) (?:a lot )?about (?:dying|being dead|not being here|not waking up)\b", MO, "passive ideation"),
+    _p(SI, r"\b(?:took|taken|swallowed|had) (?:\w+ ){0,3}(?:pills|tablets|paracetamol|painkillers)\b[^.]*\bon purpose\b|\bon purpose\b[^.]*\b(?:pills|tablets|overdose)\b", HI, "possible attempt"),
     _p(SI, r"\bbetter off (?:without me|if i (?:was|were)n't (?:here|around)|dead)\b", MO, "passive ideation / burdensomeness", negatable=False),
-    _p(SI, r"\beasier (?:for (?:everyone|everybody|them|you|my \w+) )?if i (?:wasn't|weren't|was not|were not) (?:here|around|alive)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\beasier (?:for (?:everyone|everybody|them|you|my \w+) )?if i (?:just )?(?:wasn't|weren't|was not|were not) (?:here|around|alive)\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:not|never|don't|didn't) wake up\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:don't|do not|didn't) want to (?:be alive|live|be here|exist|be around|go on|keep going|keep living|wake up)\b(?! (?:at|in|with|for|on|today) )", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:not sure|don't know if|don't know whether|not certain) i (?:want|wanna) to (?:live|be alive|be here|go on|keep living|keep going)\b", MO, "passive ideation", negatable=False),
@@ -167,8 +173,10 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(AV, r"\b(?:kill|hurt|hit|beat|find) me if i (?:go|leave|tell|call|report|ever leave)\b|\b(?:he|she|they)(?:'ll| will|'d| would) kill me\b(?=[^.]*\bif\b)", HI, "threat to client"),
     _p(AV, r"\b(?:i was|i've been|i have been|i got|got|been) (?:sexually |physically )?(?:assaulted|raped|abused|molested|attacked|beaten(?: up)?|mugged|jumped|groomed|stabbed|strangled)\b", MO, "victim of violence"),
     _p(AV, r"\bthreaten(?:ed|s|ing)? to (?:kill|hurt|hit|beat|take the kids from) me\b", HI, "threat to client"),
+    _p(AV, r"\bif i (?:ever )?(?:leave|left|go|went|tell|told|call|called|report|take|took)\b[^.]{0,40}\b(?:he|she|they)(?:'ll| will|'d| would|'s going to| is going to)? (?:kill|hurt|find) me\b", HI, "threat to client"),
+    _p(AV, r"\b(?:scared|afraid|worried|frightened|terrified) (?:that )?(?:he|she|they)(?:'ll| will|'d| would| might|'s going to| is going to) (?:hurt|hit|kill|take|harm) (?:me|us|the baby|the kids|my \w+)\b", HI, "fear of harm"),
     _p(AV, r"\b(?:afraid|scared|terrified|frightened) (?:to go home|of going home|of what (?:he|she|they)(?:'ll| will|'d| would| might) do)\b|\bbecause of what (?:he|she|they)(?:'ll| will|'d| would| might) do\b", HI, "fear of partner"),
-    _p(AV, r"\b(?:won't|doesn't|does not|will not|wouldn't) let me (?:see|go|leave|have|talk|work|use)\b|\bchecks? my (?:phone|messages|texts)\b|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
+    _p(AV, r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|ex))(?:'s| is)? (?:won't|doesn't|does not|will not|wouldn't) let me (?:see|go|leave|have|talk|work|use)\b|\bchecks? my (?:phone|messages|texts)\b(?! bill)|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
     _p(AV, r"\bstalk(?:ing|s|ed)? me\b|\b(?:turns?|turning|turned|keeps turning) up (?:outside|at) my\b|\bfollow(?:s|ing|ed) me (?:home|to work|around)\b", MO, "stalking"),
     _p(AV, r"\b(?:choked|strangled) me\b", HI, "strangulation"),
     _p(AV, r"\b(?:kicked|hit|punched|pushed|beat|hurt|shoved) me\b[^.]{0,40}\b(?:while|when) i was pregnant\b", HI, "violence in pregnancy"),
@@ -183,7 +191,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SU, rf"\b(?:litre|liter|half a bottle|fifth|bottle|crate|case) of {_ALCOHOL}\b", MO, "heavy drinking"),
     _p(SU, r"\b(?:doing|did|do|snorting|racking up) (?:a few |some )?(?:lines|bumps|key bumps)\b|\blines of (?:coke|cocaine|speed|ket)\b", MO, "drug use"),
     _p(SU, r"\bneed (?:a drink|a hit|a fix|to use|to get high)\b|\bdrink (?:as soon as|when|the moment) i wake\b", MO, "dependence"),
-    _p(SU, r"\bblack(?:ed|ing)? out\b|\bblackouts\b", MO, "blackouts"),
+    _p(SU, r"\b(?:i|i've|i'd|i had|i was)\b[^.]{0,15}\bblack(?:ed|ing)? out\b(?! the| my| our)|\bblackouts\b", MO, "blackouts"),
     _p(SU, rf"\bbottle of {_ALCOHOL}\b|\b{_NUM}(?: or {_NUM})? (?:beers|drinks|pints|shots|glasses|cans|vodkas)\b", MO, "heavy drinking"),
     _p(SU, r"\bdrinking (?:every|each) (?:night|day|morning|evening)\b|\bdrinking in the mornings?\b|\b(?:started|start|been) drinking (?:again|more|heavily|in the)\b(?! (?:water|fluids|tea|coffee|juice|milk))|\bdrinking (?:heavily|too much|a lot more)\b|\bdrink (?:every|each) (?:night|day|morning)\b", MO, "heavy drinking"),
     _p(SU, r"\b(?:can't|cannot|couldn't) (?:go|get through|make it through|manage) (?:a|one|the) (?:day|night|evening)(?: \w+)? without (?:a drink|drinking|using|a joint|a smoke|getting high|my \w+)\b", MO, "dependence", negatable=False),
@@ -209,12 +217,13 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(OT, r"\bmak(?:e|ing) myself (?:throw up|sick|vomit|puke)\b|\bthrow(?:ing)? up after (?:meals|eating|i eat|dinner|lunch)\b|\bpurg(?:e|ing|ed)\b|\blaxatives\b", MO, "eating disorder behaviour"),
     _p(OT, r"\b(?:haven't|have not|hadn't|not) eaten (?:anything |properly )?(?:in|for) (?:\w+ )?(?:days|a week|weeks)\b|\bstarv(?:ing|ed|e) myself\b|\bstopped eating\b", MO, "restriction", negatable=False),
     _p(OT, r"\bvoices? (?:\w+ ){0,2}(?:telling|tell|told|tells|saying|say|said|command|commanding)\b|\bhearing voices\b|\bhear voices\b", HI, "hallucinations"),
+    _p(OT, r"\b(?:they've been|they keep|they're|they are|it keeps|they|it) (?:telling|tell|told|tells|ordering|order) me to (?:hurt|kill|harm|cut|burn) (?:myself|someone|him|her|people|them)\b", HI, "command hallucinations", third_party_ok=True),
     _p(OT, r"\bstopped (?:taking )?(?:my |the )?(?:meds|medication|medications|lithium|antipsychotics?|antidepressants?|pills|tablets|insulin)\b|\bcome off (?:my |the )?(?:meds|medication|lithium)\b", MO, "medication discontinuation"),
     _p(OT, r"\b(?:poison|poisoning|poisoned) me\b|\bputting (?:things|something|stuff) in my (?:food|drink|water)\b|\b(?:they're|they are|people are) (?:watching|following|after) me\b", MO, "paranoid ideation"),
     _p(OT, r"\b(?:don't|do not) care if i (?:crash|get hurt|get killed)\b|\b(?:driving|drive|drove) (?:really |so )?(?:fast|recklessly|dangerously) on purpose\b", MO, "reckless behaviour", negatable=False),
     _p(OT, r"\b(?:sending|sends|sent|giving) me (?:secret |special |hidden )?(?:messages|signals|signs)\b|\b(?:talking|speaking) to me through\b", HI, "ideas of reference"),
     _p(OT, r"\bhaven't (?:slept|been sleeping) (?:in|for) (?:\w+ )?(?:days|nights)\b|\b(?:thoughts are|mind is|thoughts keep) racing\b|\bracing thoughts\b", MO, "possible mania", negatable=False),
-    _p(OT, r"\blos(?:e|ing|t) time\b|\bdon't know how i got there\b|\bfind myself (?:in )?(?:places|somewhere)\b", MO, "dissociation", negatable=False),
+    _p(OT, r"\bi(?:'ve| have| keep)? (?:los(?:e|ing|t)) (?:time|hours|chunks of (?:time|the day))\b|\bdon't know how i got there\b|\bfind myself (?:in )?(?:places|somewhere)\b", MO, "dissociation", negatable=False),
     _p(OT, r"\bleft (?:the|my) (?:baby|kids|children|son|daughter|toddler) (?:alone|on (?:his|her|their) own|home alone)\b", HI, "child safety"),
 )
 
@@ -252,7 +261,7 @@ _HISTORICAL = re.compile(
     r"\bgrowing up\b|\bback then\b|\bin the past\b",
     re.IGNORECASE,
 )
-_CURRENT = re.compile(r"\b(?:again|still|now|lately|recently|this week|last night|yesterday|at the moment|these days)\b", re.IGNORECASE)
+_CURRENT = re.compile(r"\b(?:again|still|(?<!years )(?<!months )now|lately|recently|this week|last night|yesterday|at the moment|these days)\b", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r",|;|:|\s[-\u2013\u2014]\s|\bbut\b|\bthough\b|\balthough\b|\bhowever\b|\bbecause\b", re.IGNORECASE)
 
 
@@ -333,7 +342,7 @@ _IDIOM = re.compile(
     r"(?:embarrassment|boredom|laughter|shame|cringe)\b|\b(?:nearly|almost|literally|could have|could've) died "
     r"(?:laughing|of|when|at)\b|\bdying to\b|\bbored to death\b|\bscared (?:me )?to death\b|\bdrop dead\b|"
     r"\bover my dead body\b|\bkill(?:s|ed)? (?:me|us) (?:if|when)\b(?=[^.]*\b(?:late|forget|find out|see|know)\b)|"
-    r"\bshoot me now\b|\b(?:the )?ground (?:to )?swallow me\b|\bmurder(?:ed)? (?:the|that) (?:song|exam|test|presentation|interview)\b|"
+    r"\bshoot me now\b|\brather die than\b|\b(?:the )?ground (?:to )?swallow me\b|\bmurder(?:ed)? (?:the|that) (?:song|exam|test|presentation|interview)\b|"
     r"\bcut(?:ting)? (?:me|myself|him|her) (?:some )?slack\b|\bcut (?:corners|ties|back|down)\b|\bkiller (?:workout|headache|hangover)\b|"
     r"\b(?:i'm|i am|i was) dead (?:tired|serious|on my feet)\b|\bdead (?:tired|serious)\b|\bkicking myself\b|"
     r"\bbeat(?:ing)? myself up\b|\bshot myself in the foot\b|\bhurt(?:s)? like hell\b|\bwant(?:ed)? to (?:die|disappear|crawl) "
@@ -408,6 +417,48 @@ def _own_experience(norm: str, m: re.Match[str], category: RiskCategory, family_
     if family_session and subjects and _FAMILY_MEMBER_IN_ROOM.match(subjects[-1]):
         return True
     return not subjects or bool(_FIRST_PERSON_SUBJECT.match(subjects[-1]))
+
+
+#: Everyday talk that shares words with a pattern ("I burned my hand on the kettle", "she
+#: pushed me to apply", "high on adrenaline", "we shared a bottle of wine").
+_BENIGN_CONTEXT: dict[RiskCategory, re.Pattern[str]] = {
+    SH: re.compile(r"\baccident(?:al(?:ly)?)?\b|\bby mistake\b|\bon (?:the|a) (?:kettle|stove|oven|iron|pan|hob|cupboard|door|shelf|"
+                   r"car|grill|radiator|shelf)\b|\bchopping\b|\bcooking\b|\btripped\b|\bslipped\b", re.IGNORECASE),
+    AV: re.compile(r"\b(?:as a joke|joking|jokingly|playfully|messing (?:about|around)|play[- ]?fight\w*|tickl\w*)\b|"
+                   r"\bpush(?:es|ed|ing)? (?:me|us) to (?!the\b)\w+|\b(?:threw|throws|throw|throwing) (?:the |a )?(?:ball|keys|frisbee)\b|"
+                   r"\bbeat (?:me|us) (?:at|to|in)\b|\bphone bill\b|\bwork from home\b|\b(?:by|from) (?:a|the) (?:swan|dog|goose|bird|"
+                   r"wasp|bee|cat|seagull|horse)\b", re.IGNORECASE),
+    SU: re.compile(r"\bhigh on (?:adrenaline|life|sugar|caffeine|love|endorphins)\b|\baddicted to (?:my |her |his |their |that |the )?"
+                   r"(?:phone|show|series|tv|chocolate|coffee|netflix|games?|gaming|social media|tiktok|instagram|work|running|gym)\b|"
+                   r"\bblack(?:ed|ing)? out the\b|\bdrink of (?:water|tea|coffee|juice|milk)\b|"
+                   r"\b(?:shared|split|sharing|bought|gift(?:ed)?|present|opened)\b[^.]{0,20}\bbottle\b", re.IGNORECASE),
+    OT: re.compile(r"\b(?:lost|lose|losing) time (?:on|because|in traffic|at|with)\b|\b(?:before|about|for) (?:the|my|an?) "
+                   r"(?:exam|interview|test|presentation|meeting|wedding|trip)\b", re.IGNORECASE),
+}
+#: Hopelessness about one mundane thing ("nothing ever works with the printer", "hopeless at
+#: cooking", "trapped in this job") is frustration, not hopelessness about life.
+_HP_SCOPE = re.compile(
+    r"^\s*(?:(?:at|with|of|for|in|about|on|trying to|to get|getting)\s+(?!(?:even |just |really )?(?:anything|everything|it all|life|"
+    r"living|my life|me|myself|being|going on|carrying on|the future|trying|this life|any of it|(?:this|it|that)(?=\s*(?:[.,!?;]|$)))\b)|(?:sugar|chocolate|smoking|meat|caffeine|coffee)\b)",
+    re.IGNORECASE,
+)
+#: "I could have strangled him when he told that story": exasperation unless intent is stated.
+_EXASPERATION = re.compile(r"\b(?:could(?: have|'ve)?) (?:kill(?:ed)?|strangled?|murder(?:ed)?|throttled?|throttle)\b",
+                           re.IGNORECASE)
+
+
+def _benign_context(pat: Pattern, norm: str, m: re.Match[str]) -> bool:
+    rx = _BENIGN_CONTEXT.get(pat.category)
+    if rx is not None and rx.search(norm):
+        return True
+    if pat.category is HP and _HP_SCOPE.match(norm[m.end():]):
+        return True
+    if pat.category is HO and _FEARED_OTHER.search(norm):
+        return True  # "I'm scared he'll hurt the baby": someone else is the danger
+    return pat.category is HO and bool(_EXASPERATION.search(norm)) and not _INTENT.search(norm)
+
+
+_FEARED_OTHER = re.compile(r"\b(?:scared|afraid|worried|frightened|terrified) (?:that )?(?:he|she|they)(?:'ll| will|'d| would| might|'s going to| is going to)\b")
 
 
 #: "...but I'd never act on it": ideation with intent explicitly disavowed (moderate, not high).
@@ -485,7 +536,7 @@ def _scan_sentence_ex(text: str, family_session: bool = False) -> tuple[list[tup
             if pat.category is HO and (_ANNOYANCE_IDIOM.match(norm[m.end():]) or _TRIVIAL_TRIGGER.search(norm)):
                 suppressed = True
                 continue
-            if not _own_experience(norm, m, pat.category, family_session):
+            if (not pat.third_party_ok and not _own_experience(norm, m, pat.category, family_session)) or _benign_context(pat, norm, m):
                 suppressed = True
                 continue
             severity, why = calibrate_severity(pat, norm, m.start())

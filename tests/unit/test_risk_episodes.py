@@ -299,3 +299,15 @@ def test_old_entry_points_still_work_and_evidence_is_verbatim():
     assert flags == LEXICON.detect(segs)
     assert flags[0].evidence == "I keep thinking about ending it all." and flags[0].evidence in segs[0].text
     assert all(isinstance(q, RiskEvidence) and q.quote in segs[0].text for q in flags[0].evidence_quotes)
+
+
+def test_dev_sessions_transcript_level_lexicon():
+    """Regression on the author's own DEV sessions (tuning data, so optimistic): every
+    episode found, no flag off a labelled episode, every high episode high."""
+    from bench.risk_blind import load_dev, run
+
+    summary = run(load_dev(), LEXICON)["summary"]
+    assert summary["sessions"] >= 12
+    assert summary["episode_recall"] == 1.0
+    assert summary["false_flags"] == 0
+    assert summary["high_marked_high"] == summary["high_episodes"]
