@@ -5,8 +5,9 @@ Unchecked, it raised flags alone at similarity 0.46-0.56 on benign sentences. He
 tests/data/risk_holdout.jsonl (never used to tune the prototypes or margins), every semantic
 hit that the lexicon did not also find is listed with its similarity and whether its category
 is one the sentence's label allows; the solo threshold is the lowest similarity above which
-those hits are at least ``TARGET_PRECISION`` correct (and at least one benign sentence would
-have been flagged just below it, if any). Writes bench/results/risk_calibration.json.
+those hits are at least ``TARGET_PRECISION`` correct and no benign sentence is hit (see
+``lowest_safe_threshold``). Separate thresholds for sentences with and without a negation /
+hypothetical / third-party cue. Writes bench/results/risk_calibration.json.
 
 Run: .venv/bin/python -m bench.risk_calibrate
 """
@@ -44,11 +45,18 @@ def semantic_only_hits(model: SemanticRiskModel, rows: list[dict]) -> list[dict]
 
 
 def lowest_safe_threshold(hits: list[dict], guarded: bool = False) -> float:
-    """Lowest similarity above which the (un)guarded semantic-only hits reach the target precision."""
+    """Lowest similarity above which the (un)guarded semantic-only hits reach the target
+    precision AND no benign sentence (one with no risk at all) is hit.
+
+    Why the second condition: in a real session benign client sentences outnumber risk
+    sentences by ~20 to 1, far more than in the holdout, so a hit on a benign sentence costs
+    far more false flags per session than the holdout's precision suggests.
+    """
     pool = [h for h in hits if h["guarded"] is guarded]
     for h in pool:
         above = [x for x in pool if x["similarity"] >= h["similarity"]]
-        if sum(x["correct"] for x in above) / len(above) >= TARGET_PRECISION:
+        precise = sum(x["correct"] for x in above) / len(above) >= TARGET_PRECISION
+        if precise and not any(x["benign_sentence"] for x in above):
             return h["similarity"]
     return 1.0
 

@@ -73,7 +73,7 @@ class SemanticConfig:
     #: this similarity; below it, it can only corroborate a lexicon episode. Calibrated by
     #: bench/risk_calibrate.py on tests/data/risk_holdout.jsonl, which the prototypes and the
     #: thresholds above were never tuned on (results in bench/results/risk_calibration.json).
-    solo_threshold: float = 0.63  # calibrated: 0.621 at precision 0.95, rounded up
+    solo_threshold: float = 0.63  # calibrated: 0.621 (precision >= 0.95, no benign sentence hit), rounded up
     #: The same for sentences with a negation/hypothetical/third-party cue ("guarded"); a
     #: sentence whose lexicon match was suppressed never gets a semantic-only flag.
     guarded_solo_threshold: float = 0.68  # calibrated: 0.6796, rounded up
