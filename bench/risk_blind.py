@@ -87,13 +87,15 @@ def score_session(session: dict, flags: list[RiskFlag], segments: list[MergedSeg
         sev_ok += top.severity.value == e["severity"]
         high_ok += e["severity"] == "high" and top.severity.value == "high"
     false = [f for f, ls in flag_lines if not ls & episode_lines]
+    distractor_type = {d["line"]: d["type"] for d in session.get("distractors", [])}
+    false_on = [sorted({distractor_type.get(i, "unlabelled line") for i in ls}) for f, ls in flag_lines if not ls & episode_lines]
     wrong_cat = [f for f, ls in flag_lines if ls & episode_lines and not any(
         f.category.value == e["category"] and ls & set(e["lines"]) for e in session["episodes"])]
     return {
         "id": session["id"], "episodes": len(session["episodes"]), "found": found, "found_related": found_related,
         "severity_agree": sev_ok,
         "high_episodes": n_high, "high_marked_high": high_ok, "flags": len(flags),
-        "false_flags": [_brief(f) for f in false], "wrong_category_flags": [_brief(f) for f in wrong_cat],
+        "false_flags": [{**_brief(f), "on": on} for f, on in zip(false, false_on)], "wrong_category_flags": [_brief(f) for f in wrong_cat],
         "missed": misses,
         "severity_disagreements": [
             {"episode": e, "flagged": [_brief(f) for f, ls in flag_lines if f.category.value == e["category"] and ls & set(e["lines"])]}
@@ -146,8 +148,26 @@ def main(which: str = "dev") -> None:
     print(json.dumps(result["summary"], indent=2))
 
 
+#: The blind set's category names (written without seeing ours) -> the RiskCategory values.
+BLIND_CATEGORIES = {
+    "suicidal_ideation": "suicidal_ideation", "self_harm": "self_harm", "harm_to_others": "harm_to_others",
+    "substance_crisis": "substance_use", "abuse_or_neglect": "abuse_or_violence",
+    "psychosis_or_mania": "other", "eating_disorder_risk": "other",
+}
+
+
 def load_blind() -> list[dict]:
-    raise NotImplementedError("written after the detector is frozen")
+    """tests/data/blind_clinical/session_*.json in the scorer's form (line roles: THERAPIST or CLIENT)."""
+    out = []
+    for path in sorted(BLIND.glob("session_*.json")):
+        s = json.loads(path.read_text())
+        lines = [{"speaker": ln["speaker"], "role": "THERAPIST" if ln["speaker"] == "THERAPIST" else "CLIENT",
+                  "text": ln["text"]} for ln in s["lines"]]
+        episodes = [{"category": BLIND_CATEGORIES[e["category"]], "blind_category": e["category"],
+                     "severity": e["severity"], "temporal": e["temporal"], "lines": e["lines"]} for e in s["risk_episodes"]]
+        out.append({"id": s["id"], "kind": s["kind"], "lines": lines, "episodes": episodes,
+                    "distractors": s.get("distractors", [])})
+    return out
 
 
 if __name__ == "__main__":
