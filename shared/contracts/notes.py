@@ -47,17 +47,29 @@ class FlagSource(str, Enum):
 
 
 class Strategy(BaseModel):
+    """An intervention used in the session. ``evidence``/``start``/``end`` were added later
+    (additive, schema_version 1): the verbatim sentence where it was used, and its time."""
+
     name: str
     category: str = Field(description="e.g. breathing, cognitive, behavioral, mindfulness, interpersonal")
     status: str = Field(description="introduced, practiced, assigned or reviewed")
     context: str = ""
+    evidence: str = Field("", description="Verbatim quote where the intervention was used")
+    start: float | None = None
+    end: float | None = None
 
 
 class ActionItem(BaseModel):
+    """Homework or an agreed next step. ``evidence``/``start``/``end`` were added later
+    (additive, schema_version 1): the verbatim sentence where it was agreed, and its time."""
+
     task: str
     category: str = Field(description="homework, practice, reading, tracking, appointment, referral or other")
     details: str = ""
     owner: str = Field("client", description="client or therapist")
+    evidence: str = Field("", description="Verbatim quote where the item was agreed")
+    start: float | None = None
+    end: float | None = None
 
 
 class SignificantQuote(BaseModel):

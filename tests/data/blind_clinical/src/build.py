@@ -3,7 +3,7 @@
 Format: header lines 'key: value' until '===', then one utterance per line:
   T: text || R1 || D idiom: note || A: action text || I type: description
 """
-import json, glob, os, re, sys
+import json, glob, os, re
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.dirname(HERE)
 AB = {"T": "THERAPIST", "C": "CLIENT", "C1": "CLIENT_1", "C2": "CLIENT_2", "C3": "CLIENT_3"}
