@@ -19,7 +19,8 @@ Data sets:
 - ``blind``: tests/data/blind_clinical/ (22 sessions written by someone who never saw the
   detector), scored ONCE after the detector was frozen and committed.
 
-Run: .venv/bin/python -m bench.risk_blind [dev|blind]  -> bench/results/risk_{dev,blind}.json
+Run: .venv/bin/python -m bench.risk_blind [dev|blind|blind-posthoc] -> bench/results/risk_<which>.json
+(``blind-posthoc`` re-scores the blind set after changes made once it had been read: not blind)
 """
 
 from __future__ import annotations
@@ -141,10 +142,12 @@ def run(sessions: list[dict], detector: RiskDetector) -> dict:
 
 
 def main(which: str = "dev") -> None:
+    """``dev``, ``blind`` (the one blind measurement), or ``blind-posthoc``: the blind set
+    re-scored after changes made once it had been read (NOT a blind measurement)."""
     sessions = load_dev() if which == "dev" else load_blind()
     result = run(sessions, RiskDetector())
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"risk_{which}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"risk_{which.replace('-', '_')}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))
 
 

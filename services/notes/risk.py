@@ -738,6 +738,83 @@ def _screening_mentions(segments: list[MergedSegment]) -> list[Mention]:
     return out
 
 
+#: The therapist's words for a risk topic, so a topic can frame the client's short replies.
+#: Substance use and harm to others are left out: their short replies ("two glasses on a
+#: Friday") are too often benign, and harm to others needs the client's own words.
+_THERAPIST_TOPIC: dict[RiskCategory, re.Pattern[str]] = {
+    SH: re.compile(r"\bself[- ]?harm\w*|\bcut(?:ting)?\b(?! down| back| off| out)|\bhurt(?:ing)? yourself\b|"
+                   r"\bburn(?:ing|ed|t)? yourself\b|\burges? to (?:cut|hurt|harm|burn)\b", re.IGNORECASE),
+    SI: re.compile(r"\bsuicid\w*|\bkill(?:ing)? yourself\b|\bend(?:ing)? your (?:own )?life\b|\bwant(?:ing|ed)? to die\b|"
+                   r"\bthoughts? (?:of|about) (?:death|dying|not being here|not waking up)\b|\bbetter off dead\b", re.IGNORECASE),
+    OT: re.compile(r"\bvoices?\b|\bhearing things\b|\bpurg\w*|\bmak(?:e|ing) yourself sick\b|\bfaint\w*", re.IGNORECASE),
+    AV: re.compile(r"\b(?:hurt|hit|hits|hurts|hurting|hitting) you\b|\bsafe at home\b|\bscared of (?:him|her)\b", re.IGNORECASE),
+}
+#: A follow-up question that keeps the previous topic ("and have you acted on them?").
+_FOLLOW_UP_QUESTION = re.compile(
+    r"\b(?:it|that|them|they|this|those|the urges?|acted on|since|last time|how often|how many|where|when|what happened)\b", re.IGNORECASE)
+#: Content that makes a short reply a disclosure rather than small talk.
+_DISCLOSURE = re.compile(
+    r"\b(?:did it|done it|again|twice|once|a few times|a couple of times|\d+ times|last night|yesterday|days ago|this week|"
+    r"(?:on|last) (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|night|week|weekend)|"
+    r"with (?:a|the|my|some) (?:razor|blade|knife|lighter|scissors|compass|(?:pencil )?sharpener|cigarette|belt|cord|rope|pills|tablets|glass)|"
+    r"on my (?:arms?|legs?|thighs?|wrists?|forearms?|stomach|hips?)|every (?:night|day|morning)|most (?:nights|days)|"
+    r"they (?:say|said|tell|told|keep)|he (?:did|does|hit|hits|grabbed|pushed)|she (?:did|does|hit|hits|grabbed|pushed))\b",
+    re.IGNORECASE,
+)
+_TOPIC_DEFAULT_SEVERITY = {SH: HI, SI: MO, OT: MO, AV: MO}
+
+
+def _therapist_topics(text: str) -> set[RiskCategory]:
+    return {cat for cat, rx in _THERAPIST_TOPIC.items() if rx.search(text)}
+
+
+def _topic_mentions(segments: list[MergedSegment]) -> list[Mention]:
+    """Short replies that disclose within the therapist's current risk topic.
+
+    "Has there been any self-harm?" ... "And have you acted on the urges?" / "I did it again.
+    Twice." states no risk word, but within the topic it is a disclosure. The topic is set
+    by the therapist's risk words and kept through one follow-up question; a reply that
+    starts with a denial, or has no disclosure content (a time, a method, "again"), is not
+    one. Severity comes from the question and reply read together when they match a
+    pattern, else a default per category (acting on self-harm: high).
+    """
+    out: list[Mention] = []
+    topics: set[RiskCategory] = set()
+    for i in range(len(segments) - 1):
+        asker, answer = segments[i], segments[i + 1]
+        if (asker.role or "").upper() != "THERAPIST":
+            continue
+        question = segment_sentences(segments, i)[-1]
+        # The question's own topic; else, for a follow-up question, the turn's and the last topic.
+        follow_up = bool(_FOLLOW_UP_QUESTION.search(question.text))
+        topics = _therapist_topics(question.text) or ((_therapist_topics(asker.text) | topics) if follow_up else set())
+        if not topics or not question.text.rstrip().endswith("?") or (answer.role or "").upper() == "THERAPIST":
+            continue
+        out += _topic_reply_mentions(topics, asker, question, answer, segments, i + 1)
+        if _DENIAL.match(normalize(answer.text)):
+            topics = set()  # "No, not since the party": the follow-ups are about coping, not a disclosure
+    return out
+
+
+def _topic_reply_mentions(topics: set[RiskCategory], asker: MergedSegment, question: Sentence,
+                          answer: MergedSegment, segments: list[MergedSegment], answer_index: int) -> list[Mention]:
+    replies = segment_sentences(segments, answer_index)[:3]
+    if not replies or _DENIAL.match(normalize(replies[0].text)):
+        return []
+    said = next((r for r in replies if _DISCLOSURE.search(normalize(r.text))), None)
+    if said is None or _HYPOTHETICAL.search(normalize(said.text)):
+        return []
+    hits, _supp = _scan_sentence_ex(_first_person(question.text) + " " + answer.text)
+    past = _is_historical(normalize(" ".join(r.text for r in replies)))
+    out = []
+    for cat in topics:
+        sevs = [sev for pat, sev, _w in hits if pat.category is cat]
+        sev = max(sevs, key=lambda x: _SEV_RANK[x]) if sevs else _TOPIC_DEFAULT_SEVERITY[cat]
+        out.append(Mention(cat, LO if past and not sevs else sev, past, f"disclosure within the therapist's {cat.value} topic",
+                           "screening", (_quote(answer, said), _quote(asker, question))))
+    return out
+
+
 def _is_screening_turn(asker: MergedSegment, answer: MergedSegment) -> bool:
     asker_role, answer_role = (asker.role or "").upper(), (answer.role or "").upper()
     if asker_role == "THERAPIST":
@@ -793,7 +870,7 @@ class RiskDetector:
                 items.append(_Item(segments[i], sent, normalize(sent.text), hits, suppressed))
         semantic = self._semantic_hits(items)
         config = self.semantic.config if self.semantic is not None else None
-        out = _screening_mentions(segments)
+        out = _screening_mentions(segments) + _topic_mentions(segments)
         for it, sem in zip(items, semantic):
             out += _lexicon_mentions(it) + _context_mentions(it) + _semantic_mentions(it, sem, config)
         return out

@@ -43,8 +43,11 @@ def test_contiguous_mentions_are_one_episode_with_every_quote():
     assert len(flags) == 1
     [flag] = flags
     assert flag.category is SH and flag.temporal is Temporal.current
-    quotes = [q.quote for q in flag.evidence_quotes]
-    assert quotes == ["On Tuesday night I cut myself again.", "I've been cutting three times this week."]
+    quotes = [q.quote for q in flag.evidence_quotes if q.role == "CLIENT"]
+    assert quotes == ["On Tuesday night I cut myself again.", "On my thigh, with a razor blade.",
+                      "I've been cutting three times this week."]
+    # the therapist's question that framed the short reply is quoted as context
+    assert "Where did you cut?" in [q.quote for q in flag.evidence_quotes if q.role == "THERAPIST"]
     assert flag.episode_start == flag.evidence_quotes[0].start < flag.evidence_quotes[-1].start
     assert flag.episode_end == flag.evidence_quotes[-1].end
     assert flag.evidence == quotes[0] and flag.start == flag.evidence_quotes[0].start
@@ -311,3 +314,21 @@ def test_dev_sessions_transcript_level_lexicon():
     assert summary["episode_recall"] == 1.0
     assert summary["false_flags"] == 0
     assert summary["high_marked_high"] == summary["high_episodes"]
+
+
+# --- topic carry-over: short replies inside the therapist's risk topic ------------------------
+
+
+def test_short_reply_within_the_therapists_topic_is_a_disclosure():
+    [flag] = _flags(("T", "How have the urges to cut been?"), ("C", "Bad."),
+                    ("T", "And have you acted on them?"), ("C", "I did it again. Twice."))
+    assert flag.category is SH and flag.severity is Severity.high and flag.evidence == "I did it again."
+    assert flag.evidence_quotes[0].role == "THERAPIST"  # the question that framed it is quoted
+
+
+def test_topic_carry_over_needs_disclosure_content_and_stops_at_a_denial_or_new_topic():
+    assert _flags(("T", "Any thoughts of suicide this week?"), ("C", "Honestly, I've just been exhausted.")) == []
+    assert _flags(("T", "Have you had any urges to cut since the party?"), ("C", "Not since the party, no."),
+                  ("T", "Where do you keep the ice?"), ("C", "In the freezer, with my mum's stuff.")) == []
+    assert _flags(("T", "Last time we talked about the cutting. How has work been?"),
+                  ("C", "Busy. I worked late on Tuesday.")) == []
