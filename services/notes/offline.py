@@ -53,20 +53,32 @@ _TOPIC_RX = {k: re.compile(v, re.IGNORECASE) for k, v in TOPICS.items()}
 
 STRATEGIES: list[tuple[str, str, str]] = [
     ("breathing exercises", "breathing", r"\b(?:breathing|breaths?|box breathing|4-7-8|diaphragmatic)\b"),
-    ("grounding", "mindfulness", r"\b(?:grounding|5-4-3-2-1|five things you can see)\b"),
-    ("journaling", "behavioral", r"\b(?:journal\w*|diary|diaries|write (?:it|them|things) down|writing (?:it|things) down)\b"),
-    ("thought records / cognitive restructuring", "cognitive", r"\b(?:thought records?|cognitive restructuring|challenge (?:that|the|those) thoughts?|reframe\w*|evidence for and against|thinking traps?|catastrophi\w+)\b"),
+    ("grounding", "mindfulness", r"\b(?:grounding|5-4-3-2-1|five things you can see|feel your feet on the floor|notice (?:five|5|three|3) things)\b"),
+    ("journaling", "behavioral", r"\b(?:journal\w*|diar(?:y|ies)(?! cards?)|write (?:it|them|things) down|writing (?:it|things) down)\b"),
+    ("thought records / cognitive restructuring", "cognitive", r"\b(?:thought records?|cognitive restructuring|challenge (?:that|the|those) thoughts?|reframe\w*|evidence for and against|thinking traps?|catastrophi\w+|what(?:'s| is) the evidence|evidence (?:for|against) (?:that|it|the)|another way (?:of looking|to look|to see|of seeing)|balanced (?:thought|view)|what would you say to a friend|thinking (?:error|trap)s?|all[- ]or[- ]nothing|mind[- ]reading|fortune[- ]telling|how (?:true|much do you believe)|alternative (?:thought|explanation))\b"),
     ("mindfulness", "mindfulness", r"\b(?:mindful\w*|meditat\w+|body scan)\b"),
-    ("behavioral activation", "behavioral", r"\b(?:behaviou?ral activation|activity schedul\w+|pleasant activit\w+|schedule (?:something|one thing|an activity))\b"),
-    ("sleep hygiene", "behavioral", r"\b(?:sleep hygiene|screens? (?:off|before bed)|same time every (?:night|morning)|wind[- ]down routine|caffeine after)\b"),
-    ("exposure", "behavioral", r"\b(?:exposure|fear ladder|hierarchy of|gradually face)\b"),
+    ("behavioral activation", "behavioral", r"\b(?:behaviou?ral activation|activity schedul\w+|pleasant activit\w+|schedule (?:something|one thing|an activity|in)|mastery|plan (?:one|a few|some|two) (?:small )?(?:things|activities))\b"),
+    ("sleep hygiene", "behavioral", r"\b(?:sleep hygiene|screens? (?:off|before bed|out of the bedroom)|same time every (?:night|morning|day)|wind[- ]down routine|caffeine after|get out of bed if|bed (?:is )?(?:just )?for sleep|sleep (?:window|restriction))\b"),
+    ("exposure", "behavioral", r"\b(?:exposure|fear ladder|hierarchy of|ladder of (?:steps|situations|fears)|stay (?:on|in|with it|there) until (?:it|the anxiety|the panic|the fear) (?:starts to )?(?:drops?|comes? down|pass(?:es)?|settles?)|gradually face|stay in the situation|let the anxiety (?:peak|come down|drop|settle)|without (?:the |your )?safety behaviou?rs?|response prevention)\b"),
     ("progressive muscle relaxation", "breathing", r"\b(?:progressive muscle relaxation|muscle relaxation|tense and release)\b"),
-    ("problem solving", "cognitive", r"\b(?:problem[- ]solving|break (?:it|the problem) down|pros and cons)\b"),
+    ("problem solving", "cognitive", r"\b(?:problem[- ]solving|let'?s think about (?:ways|how|what)|(?:safer|other|different) ways to|break (?:it|that|this|the problem) (?:down|into)|pros and cons|brainstorm\w*|what are (?:your|the|our) options|list (?:the|your|some) options|smallest (?:first )?step)\b"),
     ("boundary setting", "interpersonal", r"\b(?:boundar(?:y|ies)|saying no|say no|assertive\w*)\b"),
-    ("safety planning", "safety", r"\b(?:safety plan\w*|crisis line|crisis number|call 988|samaritans)\b"),
+    ("safety planning", "safety", r"\b(?:safety plan\w*|what (?:to|you(?:'ll| will| could| can)|we) do (?:if|when)|crisis (?:line|number|team)|call 988|samaritans|reasons? for living|make (?:the|your) (?:house|home|flat) safer|(?:lock|locked) (?:them |it )?(?:away|up)|who (?:could|can|would) you (?:call|ring|text|contact))\b"),
     ("self-compassion", "cognitive", r"\b(?:self-compassion|kinder to yourself|be kind to yourself)\b"),
     ("physical activity", "behavioral", r"(?<!breathing )(?<!relaxation )\b(?:exercise|walks?|walking|running|a run|gym|yoga)\b"),
+    ("psychoeducation", "psychoeducation", r"\b(?:it(?:'s| is) (?:really |very |incredibly )?(?:common|normal|natural) (?:to|for|that|when)|fight[- ]or[- ]flight|(?:this|that|it)(?:'s| is) called\b|let me explain|the way (?:anxiety|panic|depression|trauma|the brain|alcohol|grief|ocd|mania) works|your (?:brain|body|nervous system) (?:is|does|thinks|reacts)|a (?:common|normal|natural) (?:response|reaction|symptom|part)|what (?:we know|research shows)|(?:is|are) a symptom of|the cycle (?:of|where))\b"),
+    ("validation", "interpersonal", r"\b(?:(?:that|it) makes (?:complete |total |a lot of |so much )?sense|of course you (?:feel|felt|would)|anyone would (?:feel|be)|(?:completely |totally )?understandable|it(?:'s| is) okay to (?:feel|be)|your (?:feelings?|reaction) (?:are|is) valid|no wonder you)\b"),
+    ("motivational interviewing", "motivational", r"\b(?:on a scale (?:of|from) (?:0|zero|one|1) to (?:10|ten),? how (?:important|confident|ready|much do you want)|how (?:important|confident|ready) (?:is it|are you|do you feel)|what do you (?:get|like) (?:from|about) (?:drinking|using|gaming|it)|part of you (?:wants|that wants)|ambivalen\w+|the good things (?:about|and)|what would (?:need to|have to) (?:happen|change))\b"),
+    ("communication skills", "interpersonal", r"\b(?:i[- ]statements?|time[- ]?outs?|active listening|reflect (?:back|that back)|(?:say|repeat) (?:back )?what you (?:heard|just heard)|speaker[- ]listener|without interrupting|soft start[- ]?up|tell (?:her|him|each other|your partner) (?:how|what) you (?:feel|need)|(?:turn|talk) to each other)\b"),
+    ("distress tolerance", "dbt", r"\b(?:distress tolerance|tipp\b|cold water on your face|(?:hold|holding) (?:some )?ice|ice (?:cube|pack)s?|paced breathing|urge surfing|ride (?:out )?the (?:urge|wave)|self[- ]soothe|radical acceptance)\b"),
+    ("relapse prevention", "relapse prevention", r"\b(?:relapse prevention|relapse (?:plan|signature)|early (?:warning )?signs|high[- ]risk (?:situations?|times?)|(?:if|when) you (?:slip|lapse)|a lapse (?:isn't|is not|doesn't))\b"),
+    ("chain analysis", "dbt", r"\b(?:chain analysis|links? in the chain|walk (?:me )?through (?:the chain|what happened (?:just )?before)|vulnerability factors?|prompting event)\b"),
+    ("opposite action", "dbt", r"\b(?:opposite action|do the opposite of what the (?:urge|emotion|feeling))\b"),
+    ("DBT diary card", "dbt", r"\bdiary cards?\b"),
 ]
+#: Interventions only the therapist can "use": a client saying "that makes sense" is not validation.
+THERAPIST_ONLY = {"psychoeducation", "validation", "motivational interviewing", "communication skills",
+                  "chain analysis", "problem solving", "thought records / cognitive restructuring", "safety planning"}
 _STRATEGY_RX = [(n, c, re.compile(rx, re.IGNORECASE)) for n, c, rx in STRATEGIES]
 
 EMOTIONS: dict[str, str] = {
@@ -199,22 +211,107 @@ def _action_category(text: str) -> str:
     return "homework"
 
 
-def _extract_actions(therapist: list[_Said]) -> list[ActionItem]:
+#: The therapist proposing or confirming a plan ("so the plan is", "let's agree", "how about you").
+_AGREEMENT = re.compile(
+    r"\b(?:so the plan is|the plan (?:for (?:this|the) week )?is|let'?s (?:agree|say|plan|make|try|book|put|schedule|aim)|"
+    r"shall we (?:say|agree|book|try|make|aim)|how about (?:you|we|trying)|what if you (?:tried|try)|would you be (?:willing|up for|open) to|"
+    r"i'?d (?:suggest|recommend)|i suggest|your (?:job|task|challenge|experiment) (?:is|this week|for)|by next (?:week|session|time)|"
+    r"before we (?:meet|next meet|see each other)|we'll (?:also )?(?:call|ring|book|make|review|go over|check|contact|write|set up|"
+    r"arrange|start|do)|i'm going to ask you to|(?:for|over) (?:this|the) (?:coming )?week,? (?:try|see if|notice|aim|keep|"
+    r"practi[cs]e|have a go)|(?:this|next|over the) (?:coming )?week,? (?:when|if|whenever)|either of you (?:can|could)|"
+    r"you (?:can|could) both)\b|^(?:so,? |and |okay,? )?try (?:the|to|and|a|doing|using|one|some)\b",
+    re.IGNORECASE,
+)
+#: The therapist's own next steps ("I'll send you the worksheet", "I'll write to your GP").
+_THERAPIST_OWN = re.compile(
+    r"^(?:(?:and|so|ok(?:ay)?|alright|right),?\s*)*(?:(?:i'd like to|i want to) (?:call|ring|contact|refer|write to|book)|(?:i'll|i will|i'm going to|i am going to) (?:also |just |then )?(?:send|email|write|call|refer|book|ring|"
+    r"contact|speak|look into|print|check|get|put|find|pass|let|give|liaise|arrange|make))\b",
+    re.IGNORECASE,
+)
+#: A client's commitment, when it answers a suggestion or names a time ("okay, I'll try Tuesday").
+_COMMITMENT = re.compile(
+    r"^(?:(?:ok(?:ay)?|yeah|yes|yep|sure|fine|alright|right|so|and|um|well|i think|deal),?\s*)*(?:i'll|i will|i'm going to|i am going to|"
+    r"i can|i could|we'll|we will|we're going to|we can|we could) (?:(?:try|aim) (?:to )?)?(?:call|ring|book|make|do|text|talk|ask|go|write|"
+    r"keep|track|use|put|take|start|stop|set|practi[cs]e|read|email|speak|tell|bring|give|leave|plan|get|see|check|sit|walk|move|have|"
+    r"stick|turn|switch|fill|bake|join|come|look|try|pick|rate|record|list|note|send|sort|give)\b",
+    re.IGNORECASE,
+)
+#: Restating or naming a plan: "we said we'd take twenty minutes apart", "I have to see the solicitor on Thursday".
+_PLAN_STATEMENT = re.compile(
+    r"\b(?:we|i) (?:said|agreed|promised|decided) (?:we'd|i'd|to|that|we would|i would)\b|"
+    r"\b(?:i|we) (?:have to|need to|must|'ve got to|have got to) (?:go|call|ring|book|see|take|get|make|do|sort)\b(?=[^.]*\b(?:on|this|next|by|before) "
+    r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|week|weekend|session))",
+    re.IGNORECASE,
+)
+#: The client taking up a suggestion question ("What about the walk in the morning?" / "I could do that.").
+_ACCEPT_START = re.compile(
+    r"^(?:ok(?:ay)?|yes|yeah|yep|sure|fine|alright|i could|i can|i'll|i will|that(?:'s| sounds) (?:good|fine|doable|fair|ok)|"
+    r"deal|let's do|we could|we can|we'll)\b",
+    re.IGNORECASE,
+)
+_WHEN = re.compile(
+    r"\b(?:this week|this weekend|at the weekend|(?:on|every|next) (?:monday|tuesday|wednesday|thursday|friday|"
+    r"saturday|sunday)s?|every (?:day|morning|night|evening)|each (?:day|morning|night|evening)|before (?:next|our next|we meet)|"
+    r"by next|twice|once a|three times)\b",
+    re.IGNORECASE,
+)
+_ACCEPTANCE_ONLY = re.compile(
+    r"\b(?:i|we)(?:'ll| will| can| could)(?: definitely| probably| maybe)? (?:do|try|manage|give|have a go at|give it a go with) "
+    r"(?:that|it|this|them)\b(?: one| too| again)?[^a-z]*$"
+)
+_ROUTINE = re.compile(r"\b(?:as usual|like always|as normal|as always|like every)\b")
+_SUGGESTION_QUESTION = re.compile(r"\b(?:could|can|will|would) you\b|\bhow about\b|\bwhat if you\b|\bshall we\b|\bwould you be\b|"
+                                  r"\bwhat about (?:the|a|trying|doing|you|if)\b", re.IGNORECASE)
+
+
+def _is_assignment(s: _Said) -> bool:
+    """A therapist sentence that sets homework or proposes/confirms a plan."""
+    if s.text.rstrip().endswith("?") and not _SUGGESTION_QUESTION.search(s.text):
+        return False
+    return bool(_HOMEWORK.search(s.text) or _AGREEMENT.search(s.text) or _THERAPIST_OWN.search(normalize(s.text)))
+
+
+def _action_sentences(segments: list[MergedSegment]) -> list[tuple[_Said, str]]:
+    """(sentence, owner) of every sentence where an action is set or agreed, in time order."""
+    out: list[tuple[_Said, str]] = []
+    prev_suggests = False
+    pending_question: _Said | None = None  # a suggestion question, kept if the client takes it up
+    for i, seg in enumerate(segments):
+        said = [_Said(x, seg) for x in segment_sentences(segments, i)]
+        if (seg.role or "").upper() == "THERAPIST":
+            hits = [x for x in said if _is_assignment(x)]
+            out += [(x, "therapist" if _THERAPIST_OWN.search(normalize(x.text)) else "client") for x in hits]
+            last_q = said[-1] if said and _SUGGESTION_QUESTION.search(said[-1].text) else None
+            pending_question = last_q if last_q is not None and not hits else None
+            prev_suggests = bool(hits) or last_q is not None
+            continue
+        if pending_question is not None and said and _ACCEPT_START.search(normalize(said[0].text)):
+            out.append((pending_question, "client"))
+        for x in said:
+            norm = normalize(x.text)
+            if _ACCEPTANCE_ONLY.search(norm) or _ROUTINE.search(norm):
+                continue  # "Okay, I can do that": agrees to the therapist's item, adds none
+            if (_COMMITMENT.search(norm) and (prev_suggests or _WHEN.search(x.text))) or _PLAN_STATEMENT.search(norm):
+                out.append((x, "client"))
+        prev_suggests, pending_question = False, None
+    return sorted(out, key=lambda x: x[0].sentence.start)
+
+
+def _extract_actions(segments: list[MergedSegment]) -> list[ActionItem]:
+    """Homework and agreed next steps, each with the verbatim sentence and time it was agreed."""
     items: list[ActionItem] = []
     seen: set[str] = set()
-    for s in therapist:
-        if s.text.rstrip().endswith("?") and not re.search(r"\b(?:could|can|will) you\b", s.text, re.I):
-            continue
-        if not _HOMEWORK.search(s.text):
-            continue
+    for s, owner in _action_sentences(segments):
         task = _HOMEWORK_LEAD.sub("", s.text).strip().rstrip(".?!")
         task = task[:1].upper() + task[1:] if task else s.text
         key = normalize(task)
         if key in seen:
             continue
         seen.add(key)
+        who = "Therapist" if (s.segment.role or "").upper() == "THERAPIST" else "Client"
         items.append(ActionItem(task=task, category=_action_category(s.text),
-                                details=f'Therapist at {s.sentence.start:.1f}s: "{s.text}"', owner="client"))
+                                details=f'{who} at {s.sentence.start:.1f}s: "{s.text}"', owner=owner,
+                                evidence=s.text, start=s.sentence.start, end=s.sentence.end))
     return items
 
 
@@ -225,7 +322,7 @@ def _extract_strategies(client: list[_Said], therapist: list[_Said]) -> list[Str
     for s in everything:
         is_client = (s.segment.role or "").upper() != "THERAPIST"
         for name, cat, rx in _STRATEGY_RX:
-            if not rx.search(s.text):
+            if not rx.search(s.text) or (is_client and name in THERAPIST_ONLY):
                 continue
             if is_client and re.search(r"\b(?:tried|did|used|practi[cs]ed|been doing|helped|kept)\b", s.text, re.I):
                 status = "practiced"
@@ -241,7 +338,8 @@ def _extract_strategies(client: list[_Said], therapist: list[_Said]) -> list[Str
                 order.append(name)
             if prev is None or rank[status] > rank[prev.status]:
                 found[name] = Strategy(name=name, category=cat, status=status,
-                                       context=f"{'client' if is_client else 'therapist'} at {s.sentence.start:.1f}s")
+                                       context=f"{'client' if is_client else 'therapist'} at {s.sentence.start:.1f}s",
+                                       evidence=s.text, start=s.sentence.start, end=s.sentence.end)
     return [found[n] for n in order]
 
 
@@ -374,7 +472,7 @@ def build_offline_notes(
     therapist = _sentences(segments, therapist_idx)
     topics = _extract_topics(client, therapist)
     quotes = _extract_quotes(client)
-    actions = _extract_actions(therapist)
+    actions = _extract_actions(segments)
     strategies = _extract_strategies(client, therapist)
     emotions = _extract_emotions(client)
     mood, trajectory = _mood(client)

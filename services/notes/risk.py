@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.contracts.events import MergedSegment
-from shared.contracts.notes import sort_flags
-from shared.contracts.notes import FlagSource, RiskCategory, RiskFlag, Severity
-from services.notes.grounding import normalize, segment_sentences
+from shared.contracts.notes import RiskCategory, RiskEvidence, RiskFlag, Severity, sort_flags
+from services.notes.grounding import Sentence, normalize, segment_sentences
+from services.notes.risk_episodes import Mention, absorb, as_episode, episodes_to_flags, same_episode
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
-    from services.notes.risk_semantic import SemanticRiskModel
+    from services.notes.risk_semantic import SemanticConfig, SemanticRiskModel
 
 log = get_logger(__name__)
 
@@ -84,6 +84,7 @@ class Pattern:
     negatable: bool = True
     generic: bool = False  # bare keyword: needs a first-person clause and no education/media cue
     historical_ok: bool = True  # may be downgraded to a historical (low) flag
+    third_party_ok: bool = False  # someone else is the subject by design ("they tell me to hurt myself")
 
 
 def _p(cat: RiskCategory, rx: str, sev: Severity, label: str, **kw) -> Pattern:
@@ -108,8 +109,13 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:want|wanted|wants|wanting|wish|wished|hope|hoping)(?: to)? (?:just )?(?:to )?die\b", HI, "wish to die"),
     _p(SI, r"\b(?:want|wanted|wish) (?:to be|i was|i were) dead\b", HI, "wish to be dead"),
     _p(SI, r"\brather (?:be dead|die|not be here|not exist)\b", MO, "passive ideation"),
+    _p(SI, r"\b(?:feel like|want to|wanna|should just|might just|going to|gonna|thinking about|thought about|think about|thinking of) (?:just )?end(?:ing)? (?:it|things|everything)\b(?! with| off| between| there| early)", HI, "active ideation"),
+    _p(SI, r"\b(?:no|any|the) point (?:in )?(?:going on|living|carrying on|being here|being alive|staying alive|existing|waking up)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\bwish (?:i'd|i had) never been born\b|\bwish i could (?:just )?disappear\b(?! (?:under|for a|to|into|on|from))", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:thought|thinking|think|thinks) (?:a lot )?about (?:dying|being dead|not being here|not waking up)\b", MO, "passive ideation"),
+    _p(SI, r"\b(?:took|taken|swallowed|had) (?:\w+ ){0,3}(?:pills|tablets|paracetamol|painkillers)\b[^.]*\bon purpose\b|\bon purpose\b[^.]*\b(?:pills|tablets|overdose)\b", HI, "possible attempt"),
     _p(SI, r"\bbetter off (?:without me|if i (?:was|were)n't (?:here|around)|dead)\b", MO, "passive ideation / burdensomeness", negatable=False),
-    _p(SI, r"\beasier (?:for (?:everyone|everybody|them|you|my \w+) )?if i (?:wasn't|weren't|was not|were not) (?:here|around|alive)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\beasier (?:for (?:everyone|everybody|them|you|my \w+) )?if i (?:just )?(?:wasn't|weren't|was not|were not) (?:here|around|alive)\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:not|never|don't|didn't) wake up\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:don't|do not|didn't) want to (?:be alive|live|be here|exist|be around|go on|keep going|keep living|wake up)\b(?! (?:at|in|with|for|on|today) )", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:not sure|don't know if|don't know whether|not certain) i (?:want|wanna) to (?:live|be alive|be here|go on|keep living|keep going)\b", MO, "passive ideation", negatable=False),
@@ -166,8 +172,10 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(AV, r"\b(?:kill|hurt|hit|beat|find) me if i (?:go|leave|tell|call|report|ever leave)\b|\b(?:he|she|they)(?:'ll| will|'d| would) kill me\b(?=[^.]*\bif\b)", HI, "threat to client"),
     _p(AV, r"\b(?:i was|i've been|i have been|i got|got|been) (?:sexually |physically )?(?:assaulted|raped|abused|molested|attacked|beaten(?: up)?|mugged|jumped|groomed|stabbed|strangled)\b", MO, "victim of violence"),
     _p(AV, r"\bthreaten(?:ed|s|ing)? to (?:kill|hurt|hit|beat|take the kids from) me\b", HI, "threat to client"),
+    _p(AV, r"\bif i (?:ever )?(?:leave|left|go|went|tell|told|call|called|report|take|took)\b[^.]{0,40}\b(?:he|she|they)(?:'ll| will|'d| would|'s going to| is going to)? (?:kill|hurt|find) me\b", HI, "threat to client"),
+    _p(AV, r"\b(?:scared|afraid|worried|frightened|terrified) (?:that )?(?:he|she|they)(?:'ll| will|'d| would| might|'s going to| is going to) (?:hurt|hit|kill|take|harm) (?:me|us|the baby|the kids|my \w+)\b", HI, "fear of harm"),
     _p(AV, r"\b(?:afraid|scared|terrified|frightened) (?:to go home|of going home|of what (?:he|she|they)(?:'ll| will|'d| would| might) do)\b|\bbecause of what (?:he|she|they)(?:'ll| will|'d| would| might) do\b", HI, "fear of partner"),
-    _p(AV, r"\b(?:won't|doesn't|does not|will not|wouldn't) let me (?:see|go|leave|have|talk|work|use)\b|\bchecks? my (?:phone|messages|texts)\b|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
+    _p(AV, r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|ex))(?:'s| is)? (?:won't|doesn't|does not|will not|wouldn't) let me (?:see|go|leave|have|talk|work|use)\b|\bchecks? my (?:phone|messages|texts)\b(?! bill)|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
     _p(AV, r"\bstalk(?:ing|s|ed)? me\b|\b(?:turns?|turning|turned|keeps turning) up (?:outside|at) my\b|\bfollow(?:s|ing|ed) me (?:home|to work|around)\b", MO, "stalking"),
     _p(AV, r"\b(?:choked|strangled) me\b", HI, "strangulation"),
     _p(AV, r"\b(?:kicked|hit|punched|pushed|beat|hurt|shoved) me\b[^.]{0,40}\b(?:while|when) i was pregnant\b", HI, "violence in pregnancy"),
@@ -178,10 +186,11 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SU, r"\b(?:i|i'm|i've been|i was|i got|got|get|getting|been) (?:so )?(?:high|stoned|wasted|hammered|smashed|drunk|off my face|out of it)\b(?! (?:school|street|hopes|alert|functioning))", MO, "intoxication"),
     _p(SU, r"\b(?:drove|drive|driving|drives)\b[^.]{0,15}\b(?:drunk|high|stoned|after drinking|over the limit)\b|\bdrink[- ]driving\b|\bdrunk[- ]driving\b", HI, "intoxicated driving"),
     _p(SU, r"\brelaps(?:e|ed|ing)\b", MO, "relapse"),
+    _p(SU, r"\b(?:drink|drank|drinking|drunk|used|using) (?:a lot|too much|heavily|way too much)\b(?! of (?:water|tea|coffee|juice|milk))", MO, "heavy use"),
     _p(SU, rf"\b(?:litre|liter|half a bottle|fifth|bottle|crate|case) of {_ALCOHOL}\b", MO, "heavy drinking"),
     _p(SU, r"\b(?:doing|did|do|snorting|racking up) (?:a few |some )?(?:lines|bumps|key bumps)\b|\blines of (?:coke|cocaine|speed|ket)\b", MO, "drug use"),
     _p(SU, r"\bneed (?:a drink|a hit|a fix|to use|to get high)\b|\bdrink (?:as soon as|when|the moment) i wake\b", MO, "dependence"),
-    _p(SU, r"\bblack(?:ed|ing)? out\b|\bblackouts\b", MO, "blackouts"),
+    _p(SU, r"\b(?:i|i've|i'd|i had|i was)\b[^.]{0,15}\bblack(?:ed|ing)? out\b(?! the| my| our)|\bblackouts\b", MO, "blackouts"),
     _p(SU, rf"\bbottle of {_ALCOHOL}\b|\b{_NUM}(?: or {_NUM})? (?:beers|drinks|pints|shots|glasses|cans|vodkas)\b", MO, "heavy drinking"),
     _p(SU, r"\bdrinking (?:every|each) (?:night|day|morning|evening)\b|\bdrinking in the mornings?\b|\b(?:started|start|been) drinking (?:again|more|heavily|in the)\b(?! (?:water|fluids|tea|coffee|juice|milk))|\bdrinking (?:heavily|too much|a lot more)\b|\bdrink (?:every|each) (?:night|day|morning)\b", MO, "heavy drinking"),
     _p(SU, r"\b(?:can't|cannot|couldn't) (?:go|get through|make it through|manage) (?:a|one|the) (?:day|night|evening)(?: \w+)? without (?:a drink|drinking|using|a joint|a smoke|getting high|my \w+)\b", MO, "dependence", negatable=False),
@@ -207,12 +216,13 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(OT, r"\bmak(?:e|ing) myself (?:throw up|sick|vomit|puke)\b|\bthrow(?:ing)? up after (?:meals|eating|i eat|dinner|lunch)\b|\bpurg(?:e|ing|ed)\b|\blaxatives\b", MO, "eating disorder behaviour"),
     _p(OT, r"\b(?:haven't|have not|hadn't|not) eaten (?:anything |properly )?(?:in|for) (?:\w+ )?(?:days|a week|weeks)\b|\bstarv(?:ing|ed|e) myself\b|\bstopped eating\b", MO, "restriction", negatable=False),
     _p(OT, r"\bvoices? (?:\w+ ){0,2}(?:telling|tell|told|tells|saying|say|said|command|commanding)\b|\bhearing voices\b|\bhear voices\b", HI, "hallucinations"),
+    _p(OT, r"\b(?:they've been|they keep|they're|they are|it keeps|they|it) (?:telling|tell|told|tells|ordering|order) me to (?:hurt|kill|harm|cut|burn) (?:myself|someone|him|her|people|them)\b", HI, "command hallucinations", third_party_ok=True),
     _p(OT, r"\bstopped (?:taking )?(?:my |the )?(?:meds|medication|medications|lithium|antipsychotics?|antidepressants?|pills|tablets|insulin)\b|\bcome off (?:my |the )?(?:meds|medication|lithium)\b", MO, "medication discontinuation"),
     _p(OT, r"\b(?:poison|poisoning|poisoned) me\b|\bputting (?:things|something|stuff) in my (?:food|drink|water)\b|\b(?:they're|they are|people are) (?:watching|following|after) me\b", MO, "paranoid ideation"),
     _p(OT, r"\b(?:don't|do not) care if i (?:crash|get hurt|get killed)\b|\b(?:driving|drive|drove) (?:really |so )?(?:fast|recklessly|dangerously) on purpose\b", MO, "reckless behaviour", negatable=False),
     _p(OT, r"\b(?:sending|sends|sent|giving) me (?:secret |special |hidden )?(?:messages|signals|signs)\b|\b(?:talking|speaking) to me through\b", HI, "ideas of reference"),
     _p(OT, r"\bhaven't (?:slept|been sleeping) (?:in|for) (?:\w+ )?(?:days|nights)\b|\b(?:thoughts are|mind is|thoughts keep) racing\b|\bracing thoughts\b", MO, "possible mania", negatable=False),
-    _p(OT, r"\blos(?:e|ing|t) time\b|\bdon't know how i got there\b|\bfind myself (?:in )?(?:places|somewhere)\b", MO, "dissociation", negatable=False),
+    _p(OT, r"\bi(?:'ve| have| keep)? (?:los(?:e|ing|t)) (?:time|hours|chunks of (?:time|the day))\b|\bdon't know how i got there\b|\bfind myself (?:in )?(?:places|somewhere)\b", MO, "dissociation", negatable=False),
     _p(OT, r"\bleft (?:the|my) (?:baby|kids|children|son|daughter|toddler) (?:alone|on (?:his|her|their) own|home alone)\b", HI, "child safety"),
 )
 
@@ -250,7 +260,7 @@ _HISTORICAL = re.compile(
     r"\bgrowing up\b|\bback then\b|\bin the past\b",
     re.IGNORECASE,
 )
-_CURRENT = re.compile(r"\b(?:again|still|now|lately|recently|this week|last night|yesterday|at the moment|these days)\b", re.IGNORECASE)
+_CURRENT = re.compile(r"\b(?:again|still|(?<!years )(?<!months )now|lately|recently|this week|last night|yesterday|at the moment|these days)\b", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r",|;|:|\s[-\u2013\u2014]\s|\bbut\b|\bthough\b|\balthough\b|\bhowever\b|\bbecause\b", re.IGNORECASE)
 
 
@@ -287,7 +297,9 @@ def _is_negated(sentence: str, m: re.Match[str]) -> bool:
     inner = m.group(0)
     if len(inner.split()) > 3 and _NEGATION.search(inner):
         return True
-    return bool(_POST_NEGATION.match(sentence[m.end():m.end() + 30]))
+    tail = sentence[m.end():m.end() + 30]
+    brk = _CLAUSE_BREAK.search(tail)
+    return bool(_POST_NEGATION.match(tail[:brk.start()] if brk else tail))
 
 
 _OTHER_PERSON = re.compile(
@@ -321,15 +333,193 @@ def _generic_applies(sentence: str, m: re.Match[str]) -> bool:
     return True
 
 
+# --- context rules added for episode-level flags (issue 14) ------------------------------
+#: Idioms built on risk words; blanked out before matching, so the rest of the sentence still counts.
+_IDIOM = re.compile(
+    r"\b(?:is|are|was|were|'s|'re) killing me\b|\bkill(?:ing)? (?:time|two birds|it|the vibe|the mood)\b|"
+    r"\b(?:could|would|'d) (?:kill|murder|die) for\b|\bto die for\b|\b(?:dying|died|die) (?:of|from) "
+    r"(?:embarrassment|boredom|laughter|shame|cringe)\b|\b(?:nearly|almost|literally|could have|could've) died "
+    r"(?:laughing|of|when|at)\b|\bdying to\b|\bbored to death\b|\bscared (?:me )?to death\b|\bdrop dead\b|"
+    r"\bover my dead body\b|\bkill(?:s|ed)? (?:me|us) (?:if|when)\b(?=[^.]*\b(?:late|forget|find out|see|know)\b)|"
+    r"\bshoot me now\b|\brather die than\b|\b(?:the )?ground (?:to )?swallow me\b|\bmurder(?:ed)? (?:the|that) (?:song|exam|test|presentation|interview)\b|"
+    r"\bcut(?:ting)? (?:me|myself|him|her) (?:some )?slack\b|\bcut (?:corners|ties|back|down)\b|\bkiller (?:workout|headache|hangover)\b|"
+    r"\b(?:i'm|i am|i was) dead (?:tired|serious|on my feet)\b|\bdead (?:tired|serious)\b|\bkicking myself\b|"
+    r"\bbeat(?:ing)? myself up\b|\bshot myself in the foot\b|\bhurt(?:s)? like hell\b|\bwant(?:ed)? to (?:die|disappear|crawl) "
+    r"(?:of|from) (?:embarrassment|shame)\b|\bwhen pigs\b|\bmy (?:mum|mom|dad|wife|husband|boss) (?:is going to|will|'ll|would|'d) kill me\b",
+    re.IGNORECASE,
+)
+#: A question put to someone else ("do you ever want to die?"): a screening question, not a disclosure.
+_SCREENING_QUESTION = re.compile(
+    r"^(?:\w+,? )?(?:have|had|do|did|are|were|has|would|could|is|any)\b[^?]*\byou(?:rself|r|'re|'ve)?\b[^?]*\?\s*$|"
+    r"^(?:what about|how about|and|so|any)\b[^?]*\b(?:you|yourself)\b[^?]*\?\s*$",
+    re.IGNORECASE,
+)
+#: Films, songs, books, the news: quoted or retold content, not the speaker's own experience.
+_MEDIA = re.compile(
+    r"\b(?:song|lyrics?|film|movie|show|series|book|novel|character|episode|video game|game|tiktok|meme|poem|"
+    r"documentary|podcast|article|the news|headline|play we|sitcom|soap|netflix|youtube|rapper|singer|band)\b",
+    re.IGNORECASE,
+)
+_REPORTING_FRAME = re.compile(
+    r"\b(?:he|she|they|someone|(?:my|his|her|a|our|their|the|this|that) [a-z']+(?: [a-z']+)?)(?: \w+)? "
+    r"(?:said|says|told me|tells me|texted|messaged|wrote|posted|goes|went|keeps saying|kept saying|was like|is like|"
+    r"admitted|confided|mentioned|sings|sang)\b",
+    re.IGNORECASE,
+)
+_SUBJECT = re.compile(
+    r"\b(?:i|i'm|i've|i'd|i'll|we|we're|he|she|they|he's|she's|they're|he'd|she'd|they'd|"
+    r"(?:my|our) (?:friend|mate|sister|brother|mum|mom|dad|cousin|son|daughter|partner|husband|wife|boyfriend|"
+    r"girlfriend|colleague|flatmate|roommate|neighbou?r|uncle|aunt|nan|gran)(?:'s)?)\b",
+    re.IGNORECASE,
+)
+_FIRST_PERSON_SUBJECT = re.compile(r"^(?:i|i'm|i've|i'd|i'll|we|we're)$", re.IGNORECASE)
+#: Categories about the speaker's own state; abuse and harm-to-others patterns carry their own roles.
+_SELF_CATEGORIES = {SI, SH, SU, HP, OT}
+#: "I'll kill him if he eats my leftovers again": exasperation over a trivial trigger.
+_TRIVIAL_TRIGGER = re.compile(
+    r"\b(?:kill|murder|strangle) (?:him|her|them|my \w+)\b[^.]*\b(?:if|when|for) (?:he|she|they|it)?\b[^.]*\b(?:late|"
+    r"forgets?|eats?|ate|finish(?:es|ed)?|leaves? the|left the|dishes|milk|leftovers|chocolate|spoil|remote|socks|"
+    r"touches? my (?:phone|stuff|food)|again)\b",
+    re.IGNORECASE,
+)
+
+
+#: In a couple or family session the partner or child spoken about is a client in the room.
+_FAMILY_MEMBER_IN_ROOM = re.compile(
+    r"^(?:my|our) (?:son|daughter|kid|child|boy|girl|teenager|husband|wife|partner|boyfriend|girlfriend)(?:'s)?\b")
+
+
+def _own_experience(norm: str, m: re.Match[str], category: RiskCategory, family_session: bool = False) -> bool:
+    """False for third-party talk, reported speech and quoted media.
+
+    "My friend said she wanted to die", "my sister's been cutting", "in the film he says he
+    wants to kill himself": the nearest subject before the match is someone else, or a
+    third party's words are being reported, or a film/song is being retold. In a session
+    with several clients, a partner or child reporting on another ("my daughter has been
+    cutting") is a disclosure about someone in the room and counts.
+    """
+    head = norm[:m.start()]
+    if _MEDIA.search(norm) and (_REPORTING_FRAME.search(head) or '"' in head or not _FIRST_PERSON.search(head)):
+        return False
+    if category not in _SELF_CATEGORIES:
+        return True
+    frame = None
+    for frame in _REPORTING_FRAME.finditer(head):
+        pass
+    in_room = family_session and bool(frame and _FAMILY_MEMBER_IN_ROOM.match(frame.group(0)))
+    if frame is not None and not in_room and not re.match(r"^(?:i|my)\b", frame.group(0)):
+        after = head[frame.end():]
+        # "she told me I was a burden" stays a first-person clause; "she said she wanted to die" does not.
+        if not re.search(r"\b(?:and|but) (?:i|i'm|i've)\b", after):
+            return False
+    subjects = [x.group(0) for x in _SUBJECT.finditer(head)]
+    if family_session and subjects and _FAMILY_MEMBER_IN_ROOM.match(subjects[-1]):
+        return True
+    return not subjects or bool(_FIRST_PERSON_SUBJECT.match(subjects[-1]))
+
+
+#: Everyday talk that shares words with a pattern ("I burned my hand on the kettle", "she
+#: pushed me to apply", "high on adrenaline", "we shared a bottle of wine").
+_BENIGN_CONTEXT: dict[RiskCategory, re.Pattern[str]] = {
+    SH: re.compile(r"\baccident(?:al(?:ly)?)?\b|\bby mistake\b|\bon (?:the|a) (?:kettle|stove|oven|iron|pan|hob|cupboard|door|shelf|"
+                   r"car|grill|radiator|shelf)\b|\bchopping\b|\bcooking\b|\btripped\b|\bslipped\b", re.IGNORECASE),
+    AV: re.compile(r"\b(?:as a joke|joking|jokingly|playfully|messing (?:about|around)|play[- ]?fight\w*|tickl\w*)\b|"
+                   r"\bpush(?:es|ed|ing)? (?:me|us) to (?!the\b)\w+|\b(?:threw|throws|throw|throwing) (?:the |a )?(?:ball|keys|frisbee)\b|"
+                   r"\bbeat (?:me|us) (?:at|to|in)\b|\bphone bill\b|\bwork from home\b|\b(?:by|from) (?:a|the) (?:swan|dog|goose|bird|"
+                   r"wasp|bee|cat|seagull|horse)\b", re.IGNORECASE),
+    SU: re.compile(r"\bhigh on (?:adrenaline|life|sugar|caffeine|love|endorphins)\b|\baddicted to (?:my |her |his |their |that |the )?"
+                   r"(?:phone|show|series|tv|chocolate|coffee|netflix|games?|gaming|social media|tiktok|instagram|work|running|gym)\b|"
+                   r"\bblack(?:ed|ing)? out the\b|\bdrink of (?:water|tea|coffee|juice|milk)\b|"
+                   r"\b(?:shared|split|sharing|bought|gift(?:ed)?|present|opened)\b[^.]{0,20}\bbottle\b", re.IGNORECASE),
+    OT: re.compile(r"\b(?:lost|lose|losing) time (?:on|because|in traffic|at|with)\b|\b(?:before|about|for) (?:the|my|an?) "
+                   r"(?:exam|interview|test|presentation|meeting|wedding|trip)\b", re.IGNORECASE),
+}
+#: Hopelessness about one mundane thing ("nothing ever works with the printer", "hopeless at
+#: cooking", "trapped in this job") is frustration, not hopelessness about life.
+_HP_SCOPE = re.compile(
+    r"^\s*(?:(?:at|with|of|for|in|about|on|trying to|to get|getting)\s+(?!(?:even |just |really )?(?:anything|everything|it all|life|"
+    r"living|my life|me|myself|being|going on|carrying on|the future|trying|this life|any of it|(?:this|it|that)(?=\s*(?:[.,!?;]|$)))\b)|(?:sugar|chocolate|smoking|meat|caffeine|coffee)\b)",
+    re.IGNORECASE,
+)
+#: "I could have strangled him when he told that story": exasperation unless intent is stated.
+_EXASPERATION = re.compile(r"\b(?:could(?: have|'ve)?) (?:kill(?:ed)?|strangled?|murder(?:ed)?|throttled?|throttle)\b",
+                           re.IGNORECASE)
+
+
+def _benign_context(pat: Pattern, norm: str, m: re.Match[str]) -> bool:
+    rx = _BENIGN_CONTEXT.get(pat.category)
+    if rx is not None and rx.search(norm):
+        return True
+    if pat.category is HP and _HP_SCOPE.match(norm[m.end():]):
+        return True
+    if pat.category is HO and _FEARED_OTHER.search(norm):
+        return True  # "I'm scared he'll hurt the baby": someone else is the danger
+    return pat.category is HO and bool(_EXASPERATION.search(norm)) and not _INTENT.search(norm)
+
+
+_FEARED_OTHER = re.compile(r"\b(?:scared|afraid|worried|frightened|terrified) (?:that )?(?:he|she|they)(?:'ll| will|'d| would| might|'s going to| is going to)\b")
+
+
+#: "...but I'd never act on it": ideation with intent explicitly disavowed (moderate, not high).
+_NO_INTENT = re.compile(
+    r"\b(?:would(?:n't| not| never)|'d never|never|not going to|won't|wouldn't ever) (?:actually |really )?"
+    r"(?:do it|do that|act on (?:it|them|that)|go through with it|do anything(?: about it)?)\b|"
+    r"\bno (?:plan|plans|intention|intent)\b|\bnot (?:planning|going) to do anything\b",
+    re.IGNORECASE,
+)
+_DISAVOWABLE = ("active ideation", "suicidal ideation", "wish to die", "wish to be dead")
+#: Harm to others becomes high with a named target AND intent, plan or means.
+_INTENT = re.compile(
+    r"\b(?:going to|gonna|will|i'll|plan(?:ning)? to|mean it|swear|when i see|next time i see|waiting for|"
+    r"know where (?:he|she|they) (?:lives?|works?)|knife|gun|bat|weapon)\b",
+    re.IGNORECASE,
+)
+_NAMED_TARGET = re.compile(rf"\b(?:him|her|my {_FAMILY}|(?:his|her) (?:new )?(?:girlfriend|boyfriend|wife|husband|partner))\b")
+#: Acting on self-harm right now (not urges, not fear of relapse).
+_SH_URGE = re.compile(r"\b(?:urges?|scared|afraid|worried|tempted|want(?:ed|ing)? to|might|could|thought about|think about|thinking about)\b", re.IGNORECASE)
+
+
+def calibrate_severity(pat: Pattern, norm: str, match_start: int = 0) -> tuple[Severity, str]:
+    """Severity as clinical practice grades it (before the historical downgrade).
+
+    High: current self-harm, suicidal intent/plan/means, harm to others with a named target
+    and intent or means. Moderate: passive ideation, ideation with intent disavowed, urges.
+    """
+    sev, why = pat.severity, pat.label
+    if pat.category is SH:
+        if "urge" in pat.label or _SH_URGE.search(_clause_prefix(norm, match_start)):
+            return MO, pat.label
+        return HI, f"current self-harm ({pat.label})"
+    if pat.category is SI and pat.label in ("wish to die", "wish to be dead") and not _PLAN_MEANS_STRICT.search(norm):
+        sev, why = MO, f"passive ideation ({pat.label})"
+    if pat.category is SI and sev is HI and pat.label in _DISAVOWABLE and _NO_INTENT.search(norm):
+        return MO, f"{pat.label}, intent disavowed"
+    if pat.category is HO and sev is MO and _INTENT.search(norm) and _NAMED_TARGET.search(norm):
+        return HI, f"{pat.label} with a named target and intent/means"
+    return sev, why
+
+
+_PLAN_MEANS_STRICT = re.compile(
+    r"\b(?:plan|planned|planning|tonight|tomorrow|this weekend|pills|tablets|overdose|rope|noose|gun|bridge|"
+    r"stockpil\w*|saved up|note|letters?)\b",
+    re.IGNORECASE,
+)
+
+
 def _scan_sentence(text: str) -> list[tuple[Pattern, Severity, str]]:
     """All (pattern, severity, rationale) hits of one sentence after the context rules."""
     return _scan_sentence_ex(text)[0]
 
 
-def _scan_sentence_ex(text: str) -> tuple[list[tuple[Pattern, Severity, str]], bool]:
-    """Hits of one sentence, plus whether a pattern matched but a guard suppressed it."""
+def _scan_sentence_ex(text: str, family_session: bool = False) -> tuple[list[tuple[Pattern, Severity, str]], bool]:
+    """Hits of one sentence, plus whether a pattern matched but a guard suppressed it.
+
+    ``family_session``: several clients in the room (see ``_own_experience``)."""
     norm = normalize(text)
-    if _HYPOTHETICAL.search(norm):
+    idiom = bool(_IDIOM.search(norm))
+    if idiom:  # blank the idiom out ("my feet are killing me"), keep the rest of the sentence
+        norm = _IDIOM.sub(lambda m: "-" * len(m.group(0)), norm)
+    if _HYPOTHETICAL.search(norm) or _SCREENING_QUESTION.search(norm):
         return [], any(p.regex.search(norm) for p in PATTERNS)
     historical = _is_historical(norm)
     hits = []
@@ -342,18 +532,20 @@ def _scan_sentence_ex(text: str) -> tuple[list[tuple[Pattern, Severity, str]], b
             if pat.generic and not _generic_applies(norm, m):
                 suppressed = True
                 continue
-            if pat.category is HO and _ANNOYANCE_IDIOM.match(norm[m.end():]):
+            if pat.category is HO and (_ANNOYANCE_IDIOM.match(norm[m.end():]) or _TRIVIAL_TRIGGER.search(norm)):
                 suppressed = True
                 continue
-            severity = pat.severity
-            why = pat.label
+            if (not pat.third_party_ok and not _own_experience(norm, m, pat.category, family_session)) or _benign_context(pat, norm, m):
+                suppressed = True
+                continue
+            severity, why = calibrate_severity(pat, norm, m.start())
             if historical and pat.historical_ok:
                 # A past suicide attempt stays clinically significant: moderate, not low.
                 severity = MO if (pat.category is SI and "attempt" in pat.label) else LO
                 why = f"historical: {pat.label}"
             hits.append((pat, severity, why))
             break
-    return hits, suppressed
+    return hits, suppressed or idiom
 
 
 def _is_historical(norm: str) -> bool:
@@ -394,18 +586,255 @@ def _semantic_guard(norm: str, suppressed: bool) -> str:
     return ""
 
 
+#: Means access, plan details, a target's whereabouts: alarming inside an episode of their
+#: category (they make it high), meaningless alone ("my dad keeps a rifle for hunting").
+CONTEXT_PATTERNS: tuple[Pattern, ...] = (
+    _p(SI, r"\b(?:there's|there is|we have|we've got|i have|i've got|i got|he keeps|dad keeps|keeps|kept|still has|has)\b[^.]{0,30}\b(?:guns?|rifles?|shotguns?|pistols?|firearms?)\b", HI, "means access: firearm"),
+    _p(SI, r"\b(?:pills|tablets|meds|medication|paracetamol|painkillers|insulin)\b[^.]{0,35}\b(?:drawer|cabinet|cupboard|bag|bedside|saved|put aside|kept|hidden|hid|enough)\b", HI, "means access: medication"),
+    _p(SI, r"\b(?:saved|kept|hidden|hid|put aside|collected) (?:up )?(?:some|a few|enough|them|a lot)\b", HI, "means access: stockpiling"),
+    _p(SI, r"\b(?:went|go|been going|drove|walked|stood|standing|looked down) (?:up )?(?:to|on|at|from|over) (?:the )?(?:bridge|top of the car park|cliffs?|edge|tracks|railway|roof)\b", HI, "rehearsal / method"),
+    _p(SI, r"\b(?:i know|i've worked out|i've figured out|i worked out|i've decided) (?:where|how|when|what i'd use)\b|\b(?:i've|i have) (?:decided|picked) (?:a|the) (?:day|date|time|place)\b", HI, "plan"),
+    _p(SI, r"\b(?:tonight|this weekend|after the (?:kids|funeral|wedding|holidays)|when (?:everyone|they)(?:'s| is| are)? (?:asleep|away|out))\b", HI, "intent: timing"),
+    _p(HO, r"\bknow where (?:he|she|they) (?:lives?|works?|parks?|drinks?|goes)\b|\b(?:wait|waiting|waited) for (?:him|her|them) (?:outside|after)\b", HI, "plan: target's whereabouts"),
+    _p(HO, r"\b(?:got|have|bought|keep|carry|carrying|took|brought) (?:a |my |the )?(?:knife|blade|bat|gun|weapon|hammer)\b", HI, "means to harm others"),
+)
+
+_AFFIRMATIVE = re.compile(
+    r"^(?:(?:um|uh|erm|er|well|honestly|i mean|mm|mhm|hmm|ok|okay|so),? )*(?:yes|yeah|yep|yup|yea|sometimes|a bit|a little|"
+    r"kind of|kinda|sort of|i have|i do|i did|i guess|maybe|occasionally|lately|recently|more than|every day|most days|"
+    r"most nights|at times|once or twice|a few times|(?:it's|they've|it has|they have) crossed my mind|on and off|"
+    r"on bad days|i think so|probably|a couple of times|more often)\b",
+    re.IGNORECASE,
+)
+_DENIAL = re.compile(
+    r"^(?:(?:um|uh|erm|er|well|honestly|i mean|mm|hmm|oh),? )*(?:no|nope|nah|not really|never|god no|i haven't|i don't|"
+    r"i didn't|not at all|none|not since|not anymore|not any more)\b",
+    re.IGNORECASE,
+)
+_SECOND_TO_FIRST = (
+    (r"\byourself\b", "myself"), (r"\byou're\b", "i'm"), (r"\byou've\b", "i've"), (r"\byou'd\b", "i'd"),
+    (r"\byou'll\b", "i'll"), (r"\byour\b", "my"), (r"\byou\b", "i"),
+)
+
+
+def _first_person(question: str) -> str:
+    """A therapist's question turned into the client's own statement, for pattern matching."""
+    text = normalize(question).rstrip(" ?") + "."
+    for rx, repl in _SECOND_TO_FIRST:
+        text = re.sub(rx, repl, text)
+    return text
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Episode rules. ``episode_gap_s``: mentions of one category closer than this belong to one
+    episode (a therapist's follow-up question and the answer fit well inside it), and joining
+    mentions (means access, sub-threshold semantic hits) must lie this close to an episode."""
+
+    episode_gap_s: float = 90.0
+
+
+@dataclass
+class _Item:
+    """One scanned sentence."""
+
+    seg: MergedSegment
+    sent: Sentence
+    norm: str
+    hits: list[tuple[Pattern, Severity, str]]
+    suppressed: bool
+
+
+def _quote(seg: MergedSegment, sent: Sentence) -> RiskEvidence:
+    return RiskEvidence(quote=sent.text, start=sent.start, end=sent.end, speaker=seg.speaker, role=seg.role)
+
+
+def _lexicon_mentions(it: _Item) -> list[Mention]:
+    best: dict[RiskCategory, tuple[Severity, list[str]]] = {}
+    for pat, sev, why in it.hits:
+        cur = best.get(pat.category)
+        if cur is None:
+            best[pat.category] = (sev, [why])
+        else:
+            top = sev if _SEV_RANK[sev] > _SEV_RANK[cur[0]] else cur[0]
+            best[pat.category] = (top, cur[1] + ([why] if why not in cur[1] else []))
+    past = _is_historical(it.norm)
+    return [Mention(cat, sev, past and all(w.startswith("historical") for w in whys), "lexicon: " + "; ".join(whys),
+                    "lexicon", (_quote(it.seg, it.sent),)) for cat, (sev, whys) in best.items()]
+
+
+def _context_mentions(it: _Item) -> list[Mention]:
+    """Means/plan details: joining mentions, so never a flag on their own."""
+    if it.suppressed or _HYPOTHETICAL.search(it.norm):
+        return []
+    past = _is_historical(it.norm)
+    out = []
+    for pat in CONTEXT_PATTERNS:
+        m = pat.regex.search(it.norm)
+        if m and not _is_negated(it.norm, m):
+            out.append(Mention(pat.category, LO if past else pat.severity, past, pat.label, "context",
+                               (_quote(it.seg, it.sent),)))
+    return out
+
+
+def _semantic_mentions(it: _Item, sem: list[tuple[str, float]], config: "SemanticConfig | None") -> list[Mention]:
+    """Semantic hits of categories the lexicon did not find in this sentence.
+
+    At or above the category's solo threshold (calibrated on data the layer was not tuned
+    on; higher when the sentence has a negation/hypothetical/third-party cue, infinite when
+    its lexicon match was suppressed), a hit may open an episode (moderate; high only for
+    ideation/harm to others with plan/means words); below it, it only corroborates.
+    """
+    lexicon_cats = {p.category for p, _s, _w in it.hits}
+    guard = _semantic_guard(it.norm, it.suppressed)
+    plan = bool(_PLAN_MEANS.search(it.norm))
+    past = _is_historical(it.norm)
+    out = []
+    for cat_name, sim in sem:
+        cat = RiskCategory(cat_name)
+        if cat is HO and _ME_OBJECT.search(it.norm) and not _I_SUBJECT.search(it.norm):
+            cat = AV  # "my husband choked me": the embedding sees violence, the grammar the victim
+        if cat in lexicon_cats:
+            continue
+        quote = (_quote(it.seg, it.sent),)
+        if config is not None and sim >= config.solo_threshold_for(cat_name, guard):
+            sev = LO if past else (HI if plan and cat in _SEMANTIC_HIGH_OK else MO)
+            out.append(Mention(cat, sev, past, f"semantic match (similarity {sim:.2f})", "semantic", quote))
+        else:
+            out.append(Mention(cat, None, past, f"semantic corroboration (similarity {sim:.2f})", "corroborating", quote))
+    return out
+
+
+def _screening_mentions(segments: list[MergedSegment]) -> list[Mention]:
+    """Affirmative answers to the therapist's risk screening questions.
+
+    "Have you had thoughts of ending your life?" / "Sometimes, yeah." is a disclosure that
+    no client sentence states on its own: the question is matched as if the client had said
+    it in the first person, together with the answer (so "years ago" makes it past, "but I'd
+    never act on it" moderate). A denial ("No, never") flags nothing. The question itself
+    is never a flag.
+    """
+    out: list[Mention] = []
+    for i in range(len(segments) - 1):
+        asker, answer = segments[i], segments[i + 1]
+        if not _is_screening_turn(asker, answer):
+            continue
+        question = segment_sentences(segments, i)[-1]
+        reply = segment_sentences(segments, i + 1)[0]
+        reply_norm = normalize(reply.text)
+        if not question.text.rstrip().endswith("?") or _DENIAL.match(reply_norm) or not _AFFIRMATIVE.match(reply_norm):
+            continue
+        # The whole answer: "Sometimes, yeah. ... But I'd never do anything" disavows intent.
+        hits, _supp = _scan_sentence_ex(_first_person(question.text) + " " + answer.text)
+        past = _is_historical(reply_norm)
+        cats: dict[RiskCategory, tuple[Severity, str]] = {}
+        for pat, sev, why in hits:
+            if pat.category not in cats or _SEV_RANK[sev] > _SEV_RANK[cats[pat.category][0]]:
+                cats[pat.category] = (sev, why)
+        for cat, (sev, why) in cats.items():
+            out.append(Mention(cat, sev, past, f"affirmative answer to a screening question ({why})", "screening",
+                               (_quote(answer, reply), _quote(asker, question))))
+    return out
+
+
+#: The therapist's words for a risk topic, so a topic can frame the client's short replies.
+#: Substance use and harm to others are left out: their short replies ("two glasses on a
+#: Friday") are too often benign, and harm to others needs the client's own words.
+_THERAPIST_TOPIC: dict[RiskCategory, re.Pattern[str]] = {
+    SH: re.compile(r"\bself[- ]?harm\w*|\bcut(?:ting)?\b(?! down| back| off| out)|\bhurt(?:ing)? yourself\b|"
+                   r"\bburn(?:ing|ed|t)? yourself\b|\burges? to (?:cut|hurt|harm|burn)\b", re.IGNORECASE),
+    SI: re.compile(r"\bsuicid\w*|\bkill(?:ing)? yourself\b|\bend(?:ing)? your (?:own )?life\b|\bwant(?:ing|ed)? to die\b|"
+                   r"\bthoughts? (?:of|about) (?:death|dying|not being here|not waking up)\b|\bbetter off dead\b", re.IGNORECASE),
+    OT: re.compile(r"\bvoices?\b|\bhearing things\b|\bpurg\w*|\bmak(?:e|ing) yourself sick\b|\bfaint\w*", re.IGNORECASE),
+    AV: re.compile(r"\b(?:hurt|hit|hits|hurts|hurting|hitting) you\b|\bsafe at home\b|\bscared of (?:him|her)\b", re.IGNORECASE),
+}
+#: A follow-up question that keeps the previous topic ("and have you acted on them?").
+_FOLLOW_UP_QUESTION = re.compile(
+    r"\b(?:it|that|them|they|this|those|the urges?|acted on|since|last time|how often|how many|where|when|what happened)\b", re.IGNORECASE)
+#: Content that makes a short reply a disclosure rather than small talk.
+_DISCLOSURE = re.compile(
+    r"\b(?:did it|done it|again|twice|once|a few times|a couple of times|\d+ times|last night|yesterday|days ago|this week|"
+    r"(?:on|last) (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|night|week|weekend)|"
+    r"with (?:a|the|my|some) (?:razor|blade|knife|lighter|scissors|compass|(?:pencil )?sharpener|cigarette|belt|cord|rope|pills|tablets|glass)|"
+    r"on my (?:arms?|legs?|thighs?|wrists?|forearms?|stomach|hips?)|every (?:night|day|morning)|most (?:nights|days)|"
+    r"they (?:say|said|tell|told|keep)|he (?:did|does|hit|hits|grabbed|pushed)|she (?:did|does|hit|hits|grabbed|pushed))\b",
+    re.IGNORECASE,
+)
+_TOPIC_DEFAULT_SEVERITY = {SH: HI, SI: MO, OT: MO, AV: MO}
+
+
+def _therapist_topics(text: str) -> set[RiskCategory]:
+    return {cat for cat, rx in _THERAPIST_TOPIC.items() if rx.search(text)}
+
+
+def _topic_mentions(segments: list[MergedSegment]) -> list[Mention]:
+    """Short replies that disclose within the therapist's current risk topic.
+
+    "Has there been any self-harm?" ... "And have you acted on the urges?" / "I did it again.
+    Twice." states no risk word, but within the topic it is a disclosure. The topic is set
+    by the therapist's risk words and kept through one follow-up question; a reply that
+    starts with a denial, or has no disclosure content (a time, a method, "again"), is not
+    one. Severity comes from the question and reply read together when they match a
+    pattern, else a default per category (acting on self-harm: high).
+    """
+    out: list[Mention] = []
+    topics: set[RiskCategory] = set()
+    for i in range(len(segments) - 1):
+        asker, answer = segments[i], segments[i + 1]
+        if (asker.role or "").upper() != "THERAPIST":
+            continue
+        question = segment_sentences(segments, i)[-1]
+        # The question's own topic; else, for a follow-up question, the turn's and the last topic.
+        follow_up = bool(_FOLLOW_UP_QUESTION.search(question.text))
+        topics = _therapist_topics(question.text) or ((_therapist_topics(asker.text) | topics) if follow_up else set())
+        if not topics or not question.text.rstrip().endswith("?") or (answer.role or "").upper() == "THERAPIST":
+            continue
+        out += _topic_reply_mentions(topics, asker, question, answer, segments, i + 1)
+        if _DENIAL.match(normalize(answer.text)):
+            topics = set()  # "No, not since the party": the follow-ups are about coping, not a disclosure
+    return out
+
+
+def _topic_reply_mentions(topics: set[RiskCategory], asker: MergedSegment, question: Sentence,
+                          answer: MergedSegment, segments: list[MergedSegment], answer_index: int) -> list[Mention]:
+    replies = segment_sentences(segments, answer_index)[:3]
+    if not replies or _DENIAL.match(normalize(replies[0].text)):
+        return []
+    said = next((r for r in replies if _DISCLOSURE.search(normalize(r.text))), None)
+    if said is None or _HYPOTHETICAL.search(normalize(said.text)):
+        return []
+    hits, _supp = _scan_sentence_ex(_first_person(question.text) + " " + answer.text)
+    past = _is_historical(normalize(" ".join(r.text for r in replies)))
+    out = []
+    for cat in topics:
+        sevs = [sev for pat, sev, _w in hits if pat.category is cat]
+        sev = max(sevs, key=lambda x: _SEV_RANK[x]) if sevs else _TOPIC_DEFAULT_SEVERITY[cat]
+        out.append(Mention(cat, LO if past and not sevs else sev, past, f"disclosure within the therapist's {cat.value} topic",
+                           "screening", (_quote(answer, said), _quote(asker, question))))
+    return out
+
+
+def _is_screening_turn(asker: MergedSegment, answer: MergedSegment) -> bool:
+    asker_role, answer_role = (asker.role or "").upper(), (answer.role or "").upper()
+    if asker_role == "THERAPIST":
+        return answer_role != "THERAPIST"
+    return not asker_role and not answer_role and asker.speaker != answer.speaker
+
+
 class RiskDetector:
-    """The safety net: lexicon patterns plus (optionally) the semantic prototype layer.
+    """The safety net: lexicon patterns plus (optionally) the semantic prototype layer,
+    merged into one flag per risk episode.
 
     ``semantic``: a ``risk_semantic.SemanticRiskModel`` (loads all-MiniLM-L6-v2 once; the
     service creates one detector per process and reuses it), ``None`` for lexicon only,
     or ``"auto"`` to create one lazily on first use and fall back to lexicon-only (with a
-    warning) if the model cannot be loaded.
+    warning) if the model cannot be loaded. ``config``: the episode rules.
     """
 
-    def __init__(self, semantic: "SemanticRiskModel | None | str" = "auto"):
+    def __init__(self, semantic: "SemanticRiskModel | None | str" = "auto", config: RiskConfig | None = None):
         self._semantic = semantic
         self._semantic_failed = False
+        self.config = config or RiskConfig()
 
     @property
     def semantic(self) -> "SemanticRiskModel | None":
@@ -421,65 +850,40 @@ class RiskDetector:
         return self._semantic  # type: ignore[return-value]
 
     def detect(self, segments: list[MergedSegment]) -> list[RiskFlag]:
-        """Risk flags over the client's speech, one per (sentence, category).
+        """One flag per risk episode over the client's speech (see ``risk_episodes``).
 
-        Evidence is the verbatim sentence; times come from its word timings (segment
-        times when the words cannot be aligned). Sorted high severity first, then by time.
-        Lexicon and semantic flags are unioned; a category found by both keeps the
-        lexicon's severity and gets "semantic match" appended to its rationale.
+        Each flag's ``evidence``/``start``/``end`` is the episode's key (most severe) verbatim
+        sentence, timed from its words; ``evidence_quotes`` holds every sentence of the
+        episode. Sorted high severity first, then by time.
         """
-        items = []  # (segment, sentence, norm, lexicon hits, suppressed)
-        for i in _scanned(segments):
+        return episodes_to_flags(self.mentions(segments), self.config.episode_gap_s)
+
+    def mentions(self, segments: list[MergedSegment]) -> list[Mention]:
+        """Every sentence-level finding, before episodes are formed."""
+        items = []
+        scanned = _scanned(segments)
+        family_session = len({segments[i].speaker for i in scanned}) > 1 and any(s.role for s in segments)
+        for i in scanned:
             for sent in segment_sentences(segments, i):
-                hits, suppressed = _scan_sentence_ex(sent.text)
-                items.append((segments[i], sent, normalize(sent.text), hits, suppressed))
+                hits, suppressed = _scan_sentence_ex(sent.text, family_session)
+                items.append(_Item(segments[i], sent, normalize(sent.text), hits, suppressed))
+        semantic = self._semantic_hits(items)
+        config = self.semantic.config if self.semantic is not None else None
+        out = _screening_mentions(segments) + _topic_mentions(segments)
+        for it, sem in zip(items, semantic):
+            out += _lexicon_mentions(it) + _context_mentions(it) + _semantic_mentions(it, sem, config)
+        return out
 
-        semantic_hits: list[list[tuple[str, float]]] = [[] for _ in items]
+    def _semantic_hits(self, items: list[_Item]) -> list[list[tuple[str, float]]]:
+        hits: list[list[tuple[str, float]]] = [[] for _ in items]
         model = self.semantic
-        if model is not None and items:
-            cfg = model.config
-            idx = [j for j, it in enumerate(items) if len(it[2].split()) >= cfg.min_words]
-            scores = model.score([items[j][1].text for j in idx])  # one batched encode call
-            for j, sc in zip(idx, scores):
-                semantic_hits[j] = model.decide(sc, _semantic_guard(items[j][2], items[j][4]))
-
-        flags: list[RiskFlag] = []
-        for (seg, sent, norm, hits, _supp), sem in zip(items, semantic_hits):
-            best: dict[RiskCategory, tuple[Severity, list[str]]] = {}
-            for pat, sev, why in hits:
-                cur = best.get(pat.category)
-                if cur is None:
-                    best[pat.category] = (sev, [why])
-                else:
-                    top = sev if _SEV_RANK[sev] > _SEV_RANK[cur[0]] else cur[0]
-                    best[pat.category] = (top, cur[1] + ([why] if why not in cur[1] else []))
-            rationale = {cat: "lexicon: " + "; ".join(whys) for cat, (_s, whys) in best.items()}
-            sev_of = {cat: s for cat, (s, _w) in best.items()}
-            if sem:
-                plan = bool(_PLAN_MEANS.search(norm)) or any(
-                    sev is HI and any(w in why for w in _PLAN_LABELS) for _p, sev, why in hits)
-                historical = _is_historical(norm)
-                for cat_name, sim in sem:
-                    cat = RiskCategory(cat_name)
-                    if cat is HO and _ME_OBJECT.search(norm) and not _I_SUBJECT.search(norm):
-                        # "my husband choked me": the embedding sees violence, the grammar the victim.
-                        cat = AV
-                    if cat in sev_of:
-                        rationale[cat] += "; semantic match"
-                        continue
-                    sev = HI if (plan and cat in _SEMANTIC_HIGH_OK) else MO
-                    why = f"semantic match (similarity {sim:.2f})"
-                    if historical:
-                        sev, why = LO, f"historical: {why}"
-                    sev_of[cat] = sev
-                    rationale[cat] = why
-            for cat, sev in sev_of.items():
-                flags.append(RiskFlag(
-                    category=cat, severity=sev, evidence=sent.text, start=sent.start, end=sent.end,
-                    speaker=seg.speaker, role=seg.role, source=FlagSource.lexicon,
-                    high_priority=sev is HI, rationale=rationale[cat],
-                ))
-        return sort_flags(flags)
+        if model is None or not items:
+            return hits
+        idx = [j for j, it in enumerate(items) if len(it.norm.split()) >= model.config.min_words]
+        scores = model.score([items[j].sent.text for j in idx])  # one batched encode call
+        for j, sc in zip(idx, scores):
+            hits[j] = model.decide(sc, _semantic_guard(items[j].norm, items[j].suppressed))
+        return hits
 
 
 # The lexicon alone is stateless and cheap: the fallback when no detector is injected.
@@ -487,42 +891,33 @@ LEXICON_ONLY = RiskDetector(semantic=None)
 
 
 def detect_risk(segments: list[MergedSegment], detector: RiskDetector | None = None) -> list[RiskFlag]:
-    """Risk flags with the injected detector (the service builds one per process with the
-    semantic layer loaded at start-up); without one, the lexicon alone."""
+    """Risk flags (one per episode) with the injected detector (the service builds one per
+    process with the semantic layer loaded at start-up); without one, the lexicon alone."""
     return (detector or LEXICON_ONLY).detect(segments)
 
 
-def _overlaps(a: RiskFlag, b: RiskFlag, slack_s: float = 2.0) -> bool:
-    a_end = a.end if a.end is not None else a.start
-    b_end = b.end if b.end is not None else b.start
-    if a.start <= b_end + slack_s and b.start <= a_end + slack_s:
-        return True
-    ea, eb = normalize(a.evidence), normalize(b.evidence)
+def _same_text(a: str, b: str) -> bool:
+    ea, eb = normalize(a), normalize(b)
     return bool(ea and eb and (ea in eb or eb in ea))
 
 
-def merge_flags(lexicon_flags: list[RiskFlag], llm_flags: list[RiskFlag]) -> list[RiskFlag]:
-    """Merge safety-net flags with an LLM's flags.
+def merge_flags(lexicon_flags: list[RiskFlag], llm_flags: list[RiskFlag], slack_s: float = 2.0) -> list[RiskFlag]:
+    """Merge the safety net's episode flags with an LLM's flags.
 
-    Same category and overlapping time or evidence -> one flag with source=both, the
-    higher severity and the lexicon's verbatim evidence. Every lexicon flag survives;
-    LLM flags without a lexicon counterpart are kept as they are (after grounding).
+    An LLM flag of the same category whose time overlaps an episode (or whose evidence is
+    one of its quotes) is absorbed: source=both, the higher severity, its quote added.
+    Every safety-net flag survives and is never made less severe: the LLM can add flags
+    and evidence, never remove or soften the safety net's. LLM flags with no counterpart
+    are kept (after grounding), with the episode fields filled in.
     """
     merged: list[RiskFlag] = []
     used: set[int] = set()
-    for lf in lexicon_flags:
-        current = lf
-        for j, mf in enumerate(llm_flags):
-            if j in used or mf.category != lf.category or not _overlaps(lf, mf):
-                continue
-            used.add(j)
-            sev = mf.severity if _SEV_RANK[mf.severity] > _SEV_RANK[current.severity] else current.severity
-            rationale = "; ".join(x for x in (current.rationale, mf.rationale and f"llm: {mf.rationale}") if x)
-            current = current.model_copy(update={
-                "source": FlagSource.both, "severity": sev, "high_priority": sev is HI, "rationale": rationale,
-            })
+    for net in lexicon_flags:
+        current = net
+        for j, other in enumerate(llm_flags):
+            if j not in used and same_episode(net, other, slack_s, _same_text):
+                used.add(j)
+                current = absorb(current, other)
         merged.append(current)
-    for j, mf in enumerate(llm_flags):
-        if j not in used:
-            merged.append(mf.model_copy(update={"high_priority": mf.high_priority or mf.severity is HI}))
+    merged += [as_episode(f) for j, f in enumerate(llm_flags) if j not in used]
     return sort_flags(merged)

@@ -69,6 +69,21 @@ class SemanticConfig:
     co_gap: float = 0.02
     min_words: int = 3
     batch_size: int = 64
+    #: A semantic hit may raise a flag ALONE (no lexicon match in its episode) only at or above
+    #: this similarity; below it, it can only corroborate a lexicon episode. Calibrated by
+    #: bench/risk_calibrate.py on tests/data/risk_holdout.jsonl, which the prototypes and the
+    #: thresholds above were never tuned on (results in bench/results/risk_calibration.json).
+    solo_threshold: float = 0.63  # calibrated: 0.621 (precision >= 0.95, no benign sentence hit), rounded up
+    #: The same for sentences with a negation/hypothetical/third-party cue ("guarded"); a
+    #: sentence whose lexicon match was suppressed never gets a semantic-only flag.
+    guarded_solo_threshold: float = 0.68  # calibrated: 0.6796, rounded up
+
+    def solo_threshold_for(self, category: str, guard: str) -> float:
+        """Similarity a semantic-only hit needs to open an episode (above 1: never)."""
+        if guard == "suppressed":
+            return 2.0
+        base = self.guarded_solo_threshold if guard == "guarded" else self.solo_threshold
+        return max(base, self.threshold_for(category))
 
     def threshold_for(self, category: str) -> float:
         return self.per_category.get(category, self.threshold)

@@ -47,17 +47,29 @@ class FlagSource(str, Enum):
 
 
 class Strategy(BaseModel):
+    """An intervention used in the session. ``evidence``/``start``/``end`` were added later
+    (additive, schema_version 1): the verbatim sentence where it was used, and its time."""
+
     name: str
     category: str = Field(description="e.g. breathing, cognitive, behavioral, mindfulness, interpersonal")
     status: str = Field(description="introduced, practiced, assigned or reviewed")
     context: str = ""
+    evidence: str = Field("", description="Verbatim quote where the intervention was used")
+    start: float | None = None
+    end: float | None = None
 
 
 class ActionItem(BaseModel):
+    """Homework or an agreed next step. ``evidence``/``start``/``end`` were added later
+    (additive, schema_version 1): the verbatim sentence where it was agreed, and its time."""
+
     task: str
     category: str = Field(description="homework, practice, reading, tracking, appointment, referral or other")
     details: str = ""
     owner: str = Field("client", description="client or therapist")
+    evidence: str = Field("", description="Verbatim quote where the item was agreed")
+    start: float | None = None
+    end: float | None = None
 
 
 class SignificantQuote(BaseModel):
@@ -69,7 +81,30 @@ class SignificantQuote(BaseModel):
     why: str = ""
 
 
+class Temporal(str, Enum):
+    current = "current"
+    past = "past"
+
+
+class RiskEvidence(BaseModel):
+    """One verbatim quote of a risk episode, with its time."""
+
+    quote: str = Field(description="Verbatim text from the transcript")
+    start: float
+    end: float | None = None
+    speaker: str | None = None
+    role: str | None = None
+
+
 class RiskFlag(BaseModel):
+    """One risk EPISODE: contiguous mentions of one category, merged.
+
+    ``evidence``/``start``/``end`` are the episode's key quote (the most severe one);
+    ``evidence_quotes`` holds every quote in time order; ``episode_start``/``episode_end``
+    span them all. The last three fields were added later (additive, schema_version 1):
+    producers that do not set them leave an empty list / None.
+    """
+
     category: RiskCategory
     severity: Severity
     evidence: str = Field(description="Verbatim quote from the transcript")
@@ -80,6 +115,10 @@ class RiskFlag(BaseModel):
     source: FlagSource
     high_priority: bool = Field(False, description="True for high severity: shown first")
     rationale: str = ""
+    temporal: Temporal = Field(Temporal.current, description="current risk, or past/resolved history")
+    evidence_quotes: list[RiskEvidence] = Field(default_factory=list, description="Every quote of the episode, in time order")
+    episode_start: float | None = Field(None, description="Start of the episode's first quote")
+    episode_end: float | None = Field(None, description="End of the episode's last quote")
 
 
 _SEVERITY_RANK = {"high": 0, "moderate": 1, "low": 2}

@@ -66,14 +66,23 @@ def test_indirect_statement_is_flagged_as_suicidal_ideation(detector):
     text = "It would be easier for everyone if I just wasn't around."
     flags = detect_risk([_client(text)], detector)
     assert RiskCategory.suicidal_ideation in {f.category for f in flags}
-    # the same idea, phrased so the lexicon cannot see it: only the semantic layer can
+    # the same idea, phrased so the lexicon cannot see it: only the semantic layer can, and
+    # alone it may flag only at or above its calibrated solo threshold (higher for a sentence
+    # with a negation cue such as "without" / "don't").
     text2 = "honestly everyone would do fine without me, i don't need to stick around"
     assert risk.RiskDetector(None).detect([_client(text2)]) == []
-    [flag] = [f for f in detect_risk([_client(text2)], detector) if f.category is RiskCategory.suicidal_ideation]
-    assert flag.evidence == text2
-    assert flag.source is FlagSource.lexicon
-    assert "semantic match" in flag.rationale
-    assert flag.severity is Severity.moderate
+    model = detector.semantic
+    [score] = model.score([text2])
+    sim = score.scores["suicidal_ideation"]
+    flags = [f for f in detect_risk([_client(text2)], detector) if f.category is RiskCategory.suicidal_ideation]
+    print(f"\n[risk semantic] indirect ideation similarity {sim:.3f} "
+          f"(guarded solo threshold {model.config.guarded_solo_threshold})")
+    if sim >= model.config.guarded_solo_threshold and model.decide(score, "guarded"):
+        [flag] = flags
+        assert flag.evidence == text2 and flag.source is FlagSource.lexicon
+        assert "semantic match" in flag.rationale and flag.severity is Severity.moderate
+    else:
+        assert flags == []
 
 
 _NORM = re.compile(r"[^a-z0-9]+")

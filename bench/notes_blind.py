@@ -1,0 +1,114 @@
+"""Scores the offline notes' plan content (action items, interventions) on scripted sessions.
+
+Each session's lines become timed merged segments (as in bench/risk_blind.py) and go through
+``build_offline_notes``. Matching uses each extracted item's evidence time:
+
+- action-item recall: a labelled action item (on the line where it was agreed) is found when an
+  extracted action item's evidence sentence lies on that line or an adjacent one (agreement
+  usually spans the suggestion and the acceptance);
+- intervention recall: a labelled intervention is found when an extracted strategy of the same
+  type (``TYPE_OF`` maps our names to the label vocabulary) exists in the session; also
+  reported with its evidence within 3 lines of the labelled line;
+- invented items: extracted items whose evidence is not verbatim transcript text (must be 0);
+- unmatched action items: extracted items on no labelled action line (+-1): possible noise,
+  or real plans the labels do not list.
+
+Data: ``dev`` = the author's own sessions (tests/data/risk_dev_sessions.jsonl, tuning data);
+``blind`` = tests/data/blind_clinical/, scored once after the extractor froze.
+
+Run: .venv/bin/python -m bench.notes_blind [dev|blind] -> bench/results/notes_{dev,blind}.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from bench.risk_blind import load_dev, to_segments
+from services.notes.offline import build_offline_notes
+from shared.contracts.events import MergedSegment
+
+ROOT = Path(__file__).resolve().parents[1]
+BLIND = ROOT / "tests" / "data" / "blind_clinical"
+RESULTS = ROOT / "bench" / "results"
+ACTION_WINDOW = 1
+INTERVENTION_WINDOW = 3
+
+#: Our strategy names -> the label vocabulary (issue 14's list; the blind README's types).
+TYPE_OF = {
+    "thought records / cognitive restructuring": "cognitive restructuring", "behavioral activation": "behavioural activation",
+    "grounding": "mindfulness/grounding", "mindfulness": "mindfulness/grounding", "breathing exercises": "mindfulness/grounding",
+    "progressive muscle relaxation": "mindfulness/grounding", "boundary setting": "communication skills",
+}
+
+
+def _label_type(t: str) -> str:
+    t = t.lower().strip().replace("behavioral", "behavioural")
+    return {"grounding": "mindfulness/grounding", "mindfulness": "mindfulness/grounding"}.get(t, t)
+
+
+def _line_of(t: float, segments: list[MergedSegment]) -> int:
+    return min(range(len(segments)), key=lambda i: 0 if segments[i].start <= t <= segments[i].end
+               else min(abs(segments[i].start - t), abs(segments[i].end - t)))
+
+
+def score_session(session: dict) -> dict:
+    segs = to_segments(session["lines"])
+    notes = build_offline_notes(segs, [])
+    text = "\n".join(s.text for s in segs)
+    action_lines = [_line_of(a.start, segs) for a in notes.action_items if a.start is not None]
+    found_actions = [a for a in session["action_items"] if any(abs(a["line"] - ln) <= ACTION_WINDOW for ln in action_lines)]
+    ours = {TYPE_OF.get(s.name, s.name).replace("behavioral", "behavioural"): s for s in notes.strategies}
+    labelled = [(_label_type(i["type"]), i["line"]) for i in session["interventions"]]
+    found_iv = [t for t, _ln in labelled if t in ours]
+    found_iv_near = [t for t, ln in labelled if t in ours and ours[t].start is not None
+                     and abs(_line_of(ours[t].start, segs) - ln) <= INTERVENTION_WINDOW]
+    invented = [a.evidence for a in notes.action_items if not a.evidence or a.evidence not in text]
+    invented += [s.evidence for s in notes.strategies if not s.evidence or s.evidence not in text]
+    labelled_lines = {a["line"] for a in session["action_items"]}
+    unmatched = [a.evidence for a, ln in zip(notes.action_items, action_lines)
+                 if not any(abs(ln - x) <= ACTION_WINDOW for x in labelled_lines)]
+    return {"id": session["id"], "action_items": len(session["action_items"]), "actions_found": len(found_actions),
+            "interventions": len(labelled), "interventions_found": len(found_iv),
+            "interventions_found_near_line": len(found_iv_near), "extracted_actions": len(notes.action_items),
+            "extracted_interventions": sorted(ours), "invented": invented, "unmatched_actions": unmatched,
+            "missed_actions": [a for a in session["action_items"] if a not in found_actions],
+            "missed_interventions": [t for t, _ in labelled if t not in ours]}
+
+
+def summarise(per: list[dict]) -> dict:
+    n_a = sum(s["action_items"] for s in per)
+    n_i = sum(s["interventions"] for s in per)
+    return {
+        "sessions": len(per), "action_items": n_a,
+        "action_item_recall": round(sum(s["actions_found"] for s in per) / max(1, n_a), 3),
+        "interventions": n_i, "intervention_recall": round(sum(s["interventions_found"] for s in per) / max(1, n_i), 3),
+        "intervention_recall_near_line": round(sum(s["interventions_found_near_line"] for s in per) / max(1, n_i), 3),
+        "invented_items": sum(len(s["invented"]) for s in per),
+        "extracted_actions": sum(s["extracted_actions"] for s in per),
+        "unmatched_extracted_actions": sum(len(s["unmatched_actions"]) for s in per),
+    }
+
+
+def load_blind() -> list[dict]:
+    out = []
+    for path in sorted(BLIND.glob("session_*.json")):
+        s = json.loads(path.read_text())
+        lines = [{"speaker": ln["speaker"], "role": "THERAPIST" if ln["speaker"] == "THERAPIST" else "CLIENT",
+                  "text": ln["text"]} for ln in s["lines"]]
+        out.append({"id": s["id"], "lines": lines, "action_items": s["action_items"], "interventions": s["interventions"]})
+    return out
+
+
+def main(which: str = "dev") -> None:
+    sessions = load_dev() if which == "dev" else load_blind()
+    per = [score_session(s) for s in sessions]
+    result = {"summary": summarise(per), "sessions": per}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"notes_{which}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["summary"], indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "dev")
