@@ -64,6 +64,29 @@ def add_middleware(app: FastAPI, settings: Settings, metrics) -> None:
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # added last, so outermost: sees every response
 
 
+def _without_query(span, scope: dict) -> None:
+    """A query string can carry a WebSocket's access token: request spans keep the path only."""
+    if not (span and span.is_recording() and scope.get("query_string")):
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    span.set_attribute("http.target", scope.get("path", ""))
+    for key in ("http.url", "url.full"):
+        if key in attributes:
+            span.set_attribute(key, str(attributes[key]).split("?", 1)[0])
+    if "url.query" in attributes:
+        span.set_attribute("url.query", "REDACTED")
+
+
+def add_tracing(app: FastAPI) -> None:
+    """A server span for every HTTP request (OpenTelemetry's FastAPI instrumentation, on the
+    process's tracer provider), continuing an incoming ``traceparent``: the upload's span is
+    the root of its session's trace. The per-message ASGI send/receive spans are left out
+    (an SSE stream would make thousands); OTEL_PYTHON_FASTAPI_EXCLUDED_URLS excludes paths."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, server_request_hook=_without_query, exclude_spans=["receive", "send"])
+
+
 async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
     # One error shape for every 4xx (ErrorBody): a readable `detail` string, plus the
     # field errors without the submitted values (they may carry PHI).
