@@ -74,12 +74,16 @@ def _upload(package, client, name: str, content: bytes, mime: str):
     return accepted.id
 
 
-def _wait_done(package, client, sid, timeout_s: float = 300.0):
+def _wait_done(package, client, sid, timeout_s: float = 420.0):
+    """Until the session is finished and its diarization recorded (a slow diarizer may
+    arrive after the joiner's deadline merged without it: then rttm is not ready yet)."""
     get_session = _module(package, "api.sessions.get_session_api_sessions_session_id_get")
+    types = _module(package, "types")
     deadline = time.monotonic() + timeout_s
     while True:
         detail = get_session.sync(session_id=sid, client=client)
-        if detail.status in ("processed", "failed") or time.monotonic() > deadline:
+        diarized = detail.diarization not in (None, types.UNSET)
+        if (detail.status == "failed" or (detail.status == "processed" and diarized)) or time.monotonic() > deadline:
             return detail
         time.sleep(1.0)
 
