@@ -46,10 +46,41 @@ def configure_tracing(settings: Settings, service: str) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"))
-        )
+        exporter = OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces")
+        provider.add_span_processor(BatchSpanProcessor(WithoutExceptionText(exporter)))
     trace.set_tracer_provider(provider)
+
+
+class WithoutExceptionText:
+    """A span exporter that passes spans on without exception messages, stack traces or status
+    descriptions: a library (the HTTP instrumentation, FastStream) records an exception's
+    text, which may quote patient data. The exception's type stays."""
+
+    def __init__(self, exporter) -> None:
+        self._exporter = exporter
+
+    def export(self, spans):
+        return self._exporter.export([scrub_exception_text(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
+def scrub_exception_text(span):
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+
+    if not span.events and not span.status.description:
+        return span
+    events = [Event(e.name, {k: v for k, v in (e.attributes or {}).items()
+                             if k not in ("exception.message", "exception.stacktrace")}, e.timestamp)
+              for e in span.events]
+    return ReadableSpan(name=span.name, context=span.context, parent=span.parent, resource=span.resource,
+                        attributes=span.attributes, events=events, links=span.links, kind=span.kind,
+                        status=Status(span.status.status_code), start_time=span.start_time, end_time=span.end_time,
+                        instrumentation_scope=span.instrumentation_scope)
 
 
 def flush_traces() -> None:

@@ -60,3 +60,21 @@ def test_request_spans_drop_the_query_string():
     (finished,) = exporter.get_finished_spans()
     assert "secret" not in str(dict(finished.attributes))
     assert finished.attributes["http.target"] == "/api/sessions/1/export/srt"
+
+
+def test_exported_spans_carry_no_exception_text():
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    from opentelemetry.trace import Status, StatusCode
+
+    from shared.telemetry import WithoutExceptionText
+
+    tracer, exporter = _tracer()
+    with tracer.start_as_current_span("handler") as span:
+        span.record_exception(ValueError("patient Jane Doe said something"))
+        span.set_status(Status(StatusCode.ERROR, "ValueError: patient Jane Doe said something"))
+    received = InMemorySpanExporter()
+    assert WithoutExceptionText(received).export(exporter.get_finished_spans()) == SpanExportResult.SUCCESS
+    (exported,) = received.get_finished_spans()
+    assert "Jane" not in str([dict(e.attributes) for e in exported.events]) + str(exported.status.description)
+    assert exported.events[0].attributes["exception.type"] == "ValueError"
+    assert exported.status.status_code == StatusCode.ERROR
