@@ -101,6 +101,12 @@ def current_traceparent(fallback: str | None = None) -> str | None:
     return carrier.get("traceparent", fallback)
 
 
+def current_trace_id() -> str | None:
+    """The active span's trace id (hex), for log lines: logs and traces meet on it."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else None
+
+
 def context_of(traceparent: str | None) -> Context | None:
     """An OpenTelemetry context whose parent is ``traceparent`` (None when it is missing or invalid)."""
     if not traceparent:

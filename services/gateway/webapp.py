@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shared.instrumentation import HttpMetricsMiddleware
 from shared.logging import get_logger
 from shared.settings import Settings
+from shared.telemetry import current_trace_id
 from services.gateway.state import GatewayState
 from services.gateway.uploads import UploadRejected
 
@@ -44,7 +45,7 @@ def add_middleware(app: FastAPI, settings: Settings, metrics) -> None:
     @app.middleware("http")
     async def request_context(request: Request, call_next):
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=current_trace_id())
         try:
             length = request.headers.get("content-length")
             if length and length.isdigit() and int(length) > body_cap:
@@ -59,7 +60,7 @@ def add_middleware(app: FastAPI, settings: Settings, metrics) -> None:
             log.info("http_request", method=request.method, path=request.url.path, status=response.status_code)
             return response
         finally:
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
 
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # added last, so outermost: sees every response
 
