@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from shared.contracts.events import Event, Topic, topic_of
 from shared.envelope import Envelope, RawRecord, build_headers, decode, encode, normalise_headers
 from shared.settings import Settings
+from shared.telemetry import current_traceparent
 from shared.topology import check_produces
 
 
@@ -101,7 +102,7 @@ async def publish_event(
     """Publish directly (no outbox): for ephemeral messages such as progress ticks. A
     service (``source``) may only publish topics its declaration produces."""
     check_produces(source, topic_of(event))
-    headers = build_headers(event, source, traceparent=traceparent, event_id=event_id)
+    headers = build_headers(event, source, traceparent=current_traceparent(traceparent), event_id=event_id)
     await send(broker, topic_of(event).value, encode(event), str(event.session_id).encode(), headers)
     return headers["ce_id"]
 

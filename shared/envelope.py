@@ -48,7 +48,8 @@ def build_headers(
         "ce_specversion": SPECVERSION,
         "ce_subject": str(event.session_id),
         "content-type": "application/json",
-        "traceparent": child_traceparent(traceparent),
+        # The parent span as given (a span that is exported); a new trace only without one.
+        "traceparent": traceparent if _TRACEPARENT.match(traceparent or "") else new_traceparent(),
     }
 
 

@@ -20,6 +20,7 @@ from shared.contracts.events import Event, topic_of
 from shared.db.tables import outbox
 from shared.envelope import build_headers, encode
 from shared.logging import get_logger
+from shared.telemetry import current_traceparent
 from shared.topology import check_produces
 
 log = get_logger(__name__)
@@ -33,7 +34,8 @@ async def enqueue(
     """Add an event to the outbox inside the caller's transaction; returns its ce_id.
     A service (``source``) may only enqueue topics its declaration produces."""
     check_produces(source, topic_of(event))
-    headers = build_headers(event, source, traceparent=traceparent, event_id=event_id)
+    # The enqueuing span (a request or consume span) is the relay's publish span's parent.
+    headers = build_headers(event, source, traceparent=current_traceparent(traceparent), event_id=event_id)
     await db.execute(
         outbox.insert().values(
             topic=topic_of(event).value,

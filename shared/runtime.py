@@ -25,7 +25,7 @@ from shared.inbox import Tombstones
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.resilience import PermanentError
 from shared.settings import Settings, load_settings
-from shared.telemetry import ServiceMetrics, configure_tracing
+from shared.telemetry import ServiceMetrics, configure_tracing, flush_traces, work_span
 from shared.topology import ServiceTopology, TopologyError
 
 log = get_logger(__name__)
@@ -132,7 +132,9 @@ class ServiceRuntime:
             if await self._is_buried(envelope):
                 log.info("event_for_deleted_session_dropped")
                 return
-            await self._handle_with_retries(handler, envelope)
+            with work_span(f"{envelope.topic} handle", envelope.event.session_id, envelope.traceparent) as span:
+                span.set_attribute("messaging.message.id", envelope.event_id)
+                await self._handle_with_retries(handler, envelope)
         finally:
             structlog.contextvars.unbind_contextvars("session_id", "trace_id", "event_id", "topic")
 
@@ -241,6 +243,7 @@ class ServiceRuntime:
         if self.engine is not None:
             await self.engine.dispose()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        flush_traces()
         log.info("service_stopped")
 
     @asynccontextmanager

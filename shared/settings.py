@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level.")
     log_format: str = Field("json", description="json or console.")
     otel_exporter_otlp_endpoint: str | None = Field(
-        None, validation_alias=_alias("OTEL_EXPORTER_OTLP_ENDPOINT"), description="OTLP endpoint; unset: traces stay in-process."
+        None, validation_alias=_alias("OTEL_EXPORTER_OTLP_ENDPOINT"), description="OTLP/HTTP collector base URL (/v1/traces is appended); unset: spans are not exported."
     )
 
     # --- Transcription ----------------------------------------------------------------

@@ -23,7 +23,7 @@ from shared.envelope import Envelope
 from shared.jobs import ProgressFn, ProgressReporter, StageJobStore, forget_session
 from shared.logging import get_logger
 from shared.resilience import PermanentError, TransientError, retrying
-from shared.telemetry import ServiceMetrics
+from shared.telemetry import ServiceMetrics, current_traceparent, work_span
 
 log = get_logger(__name__)
 
@@ -102,16 +102,17 @@ async def on_audio_uploaded(envelope: Envelope, deps: StageDeps) -> None:
         deps.metrics.duplicates.labels(deps.consumer).inc()
         log.info("duplicate_audio_uploaded_ignored", stage=stage)
         return
-    reporter = deps.progress(event.session_id, envelope.traceparent)
-    reporter(0.0, f"queued for {stage}")
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     try:
-        async with deps.lock:
-            async for try_ in retrying(deps.retry_attempts, deps.retry_initial_s, deps.retry_max_s,
-                                       retry_on=(TransientError,), sleep=deps.sleep):
-                with try_:
-                    result, audio_s = await deps.process(event, reporter)
+        with work_span(stage, event.session_id, envelope.traceparent):  # ticks hang under the stage's span
+            reporter = deps.progress(event.session_id, current_traceparent(envelope.traceparent))
+            reporter(0.0, f"queued for {stage}")
+            async with deps.lock:
+                async for try_ in retrying(deps.retry_attempts, deps.retry_initial_s, deps.retry_max_s,
+                                           retry_on=(TransientError,), sleep=deps.sleep):
+                    with try_:
+                        result, audio_s = await deps.process(event, reporter)
     except (AudioDecodeError, FileNotFoundError) as exc:
         reason = exc.reason if isinstance(exc, AudioDecodeError) else "the audio file is missing from storage"
         code = exc.code if isinstance(exc, AudioDecodeError) else "audio_missing"

@@ -1,5 +1,10 @@
 """OpenTelemetry tracing (OTLP when an endpoint is configured) and Prometheus metrics.
 
+Tracing: one trace per session, rooted at the upload request. Every process has a real
+tracer provider; HTTP requests get spans from the FastAPI instrumentation, consume and
+publish from FastStream's telemetry middleware, stage work from ``work_span``, and every
+record carries the traceparent of a span that is exported.
+
 Every metric of the project is defined here, on one registry per process (no module
 globals). Labels are bounded sets only: stage, kind, topic, route template, status;
 never a session id. The process itself (gateway, transcriber, ...) is not a label of the
@@ -8,6 +13,13 @@ pod discovery)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from shared.settings import Settings
@@ -17,8 +29,15 @@ LLM_TOKEN_KINDS = ("prompt", "completion")
 SESSION_OUTCOMES = ("processed", "failed")
 
 
+TRACER_NAME = "therapybridge"
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+
+
 def configure_tracing(settings: Settings, service: str) -> None:
-    from opentelemetry import trace
+    """A real tracer provider in every process, so spans (and the traceparents handed on in
+    records and outbox rows) are real spans; they leave the process over OTLP/HTTP only
+    when an endpoint is set (TB_/OTEL_EXPORTER_OTLP_ENDPOINT, base URL: /v1/traces is
+    appended). Set once per process: OpenTelemetry ignores a second global provider."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -27,10 +46,92 @@ def configure_tracing(settings: Settings, service: str) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"))
-        )
+        exporter = OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces")
+        provider.add_span_processor(BatchSpanProcessor(WithoutExceptionText(exporter)))
     trace.set_tracer_provider(provider)
+
+
+class WithoutExceptionText:
+    """A span exporter that passes spans on without exception messages, stack traces or status
+    descriptions: a library (the HTTP instrumentation, FastStream) records an exception's
+    text, which may quote patient data. The exception's type stays."""
+
+    def __init__(self, exporter) -> None:
+        self._exporter = exporter
+
+    def export(self, spans):
+        return self._exporter.export([scrub_exception_text(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
+def scrub_exception_text(span):
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+
+    if not span.events and not span.status.description:
+        return span
+    events = [Event(e.name, {k: v for k, v in (e.attributes or {}).items()
+                             if k not in ("exception.message", "exception.stacktrace")}, e.timestamp)
+              for e in span.events]
+    return ReadableSpan(name=span.name, context=span.context, parent=span.parent, resource=span.resource,
+                        attributes=span.attributes, events=events, links=span.links, kind=span.kind,
+                        status=Status(span.status.status_code), start_time=span.start_time, end_time=span.end_time,
+                        instrumentation_scope=span.instrumentation_scope)
+
+
+def flush_traces() -> None:
+    """Export what is buffered (on shutdown: the batch processor would otherwise wait)."""
+    provider = trace.get_tracer_provider()
+    if hasattr(provider, "force_flush"):
+        provider.force_flush(5_000)
+
+
+def current_traceparent(fallback: str | None = None) -> str | None:
+    """The W3C traceparent of the span active here, else ``fallback``: what an outbox row or a
+    direct publish stores as its parent, so the relay's publish span hangs under a span
+    that is actually exported (not an invented span id)."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return fallback
+    carrier: dict[str, str] = {}
+    _TRACE_CONTEXT.inject(carrier)
+    return carrier.get("traceparent", fallback)
+
+
+def current_trace_id() -> str | None:
+    """The active span's trace id (hex), for log lines: logs and traces meet on it."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else None
+
+
+def context_of(traceparent: str | None) -> Context | None:
+    """An OpenTelemetry context whose parent is ``traceparent`` (None when it is missing or invalid)."""
+    if not traceparent:
+        return None
+    ctx = _TRACE_CONTEXT.extract({"traceparent": traceparent})
+    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+
+
+@contextmanager
+def work_span(name: str, session_id: object, traceparent: str | None = None) -> Iterator[trace.Span]:
+    """A span around one stage's work (transcription, diarization, merge, notes). Its parent
+    is the active span (the record's consume span); with none active (a periodic task, e.g.
+    the joiner's deadline sweep) it is ``traceparent``, the record that caused the work.
+    Attributes are ids only, never PHI; an exception is recorded by its type alone."""
+    tracer = trace.get_tracer(TRACER_NAME)
+    parent = None if trace.get_current_span().get_span_context().is_valid else context_of(traceparent)
+    with tracer.start_as_current_span(name, context=parent, record_exception=False,
+                                      set_status_on_exception=False) as span:
+        span.set_attribute("tb.session_id", str(session_id))
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            span.set_attribute("error.type", type(exc).__name__)
+            raise
 
 
 class ServiceMetrics:

@@ -88,6 +88,7 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
     )
     app.state.gateway = state
     webapp.add_middleware(app, settings, runtime.metrics)
+    webapp.add_tracing(app)
     webapp.add_error_handlers(app)
     app.include_router(api_router)
     webapp.add_site_routes(app, state)

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shared.instrumentation import HttpMetricsMiddleware
 from shared.logging import get_logger
 from shared.settings import Settings
+from shared.telemetry import current_trace_id
 from services.gateway.state import GatewayState
 from services.gateway.uploads import UploadRejected
 
@@ -44,7 +45,7 @@ def add_middleware(app: FastAPI, settings: Settings, metrics) -> None:
     @app.middleware("http")
     async def request_context(request: Request, call_next):
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=current_trace_id())
         try:
             length = request.headers.get("content-length")
             if length and length.isdigit() and int(length) > body_cap:
@@ -59,9 +60,32 @@ def add_middleware(app: FastAPI, settings: Settings, metrics) -> None:
             log.info("http_request", method=request.method, path=request.url.path, status=response.status_code)
             return response
         finally:
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
 
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # added last, so outermost: sees every response
+
+
+def _without_query(span, scope: dict) -> None:
+    """A query string can carry a WebSocket's access token: request spans keep the path only."""
+    if not (span and span.is_recording() and scope.get("query_string")):
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    span.set_attribute("http.target", scope.get("path", ""))
+    for key in ("http.url", "url.full"):
+        if key in attributes:
+            span.set_attribute(key, str(attributes[key]).split("?", 1)[0])
+    if "url.query" in attributes:
+        span.set_attribute("url.query", "REDACTED")
+
+
+def add_tracing(app: FastAPI) -> None:
+    """A server span for every HTTP request (OpenTelemetry's FastAPI instrumentation, on the
+    process's tracer provider), continuing an incoming ``traceparent``: the upload's span is
+    the root of its session's trace. The per-message ASGI send/receive spans are left out
+    (an SSE stream would make thousands); OTEL_PYTHON_FASTAPI_EXCLUDED_URLS excludes paths."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, server_request_hook=_without_query, exclude_spans=["receive", "send"])
 
 
 async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

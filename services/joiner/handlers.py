@@ -23,7 +23,7 @@ from shared.contracts.events import (
 )
 from shared.envelope import Envelope
 from shared.logging import get_logger
-from shared.telemetry import ServiceMetrics
+from shared.telemetry import ServiceMetrics, work_span
 from services.joiner.join import build_merged, degraded_warning
 from services.joiner.store import JoinRow, JoinStore, JoinTransaction
 
@@ -137,21 +137,22 @@ async def _merge(
         if reason is None:
             return False  # wait for the other half (or the deadline)
         warnings.append(degraded_warning(reason))
-    transcript = TranscriptReady.model_validate(row.transcript)
-    segments = transcript.segments
-    if segments is None and transcript.segments_ref:
-        raw = await deps.run_blocking(deps.blobs.get_json, transcript.segments_ref)
-        segments = [TranscriptSegment.model_validate(s) for s in raw]
-    version = row.merged_version + 1
-    merged = await deps.run_blocking(build_merged, row.session_id, transcript, segments or [], diarization, version, warnings)
-    if len(merged.model_dump_json()) > deps.inline_payload_max_bytes:
-        merged.segments_ref = await deps.run_blocking(
-            deps.blobs.put_json, f"sessions/{row.session_id}/merged-v{version}.json",
-            [s.model_dump(mode="json") for s in merged.segments or []])
-        merged.segments = None
-    await tx.save(row.session_id, merged_version=version, merged_at=deps.clock(), degraded=diarization is None,
-                  late_diarization=False)
-    await tx.publish(merged, traceparent or row.traceparent)
+    with work_span("merge", row.session_id, traceparent or row.traceparent):  # the enqueued event's parent
+        transcript = TranscriptReady.model_validate(row.transcript)
+        segments = transcript.segments
+        if segments is None and transcript.segments_ref:
+            raw = await deps.run_blocking(deps.blobs.get_json, transcript.segments_ref)
+            segments = [TranscriptSegment.model_validate(s) for s in raw]
+        version = row.merged_version + 1
+        merged = await deps.run_blocking(build_merged, row.session_id, transcript, segments or [], diarization, version, warnings)
+        if len(merged.model_dump_json()) > deps.inline_payload_max_bytes:
+            merged.segments_ref = await deps.run_blocking(
+                deps.blobs.put_json, f"sessions/{row.session_id}/merged-v{version}.json",
+                [s.model_dump(mode="json") for s in merged.segments or []])
+            merged.segments = None
+        await tx.save(row.session_id, merged_version=version, merged_at=deps.clock(), degraded=diarization is None,
+                      late_diarization=False)
+        await tx.publish(merged, traceparent or row.traceparent)
     log.info("transcript_merged", version=version, diarized=merged.diarized, segments=len(merged.segments or []))
     return True
 

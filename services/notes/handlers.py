@@ -50,7 +50,7 @@ from shared.envelope import Envelope
 from shared.jobs import ProgressFn, ProgressReporter
 from shared.logging import error_location, get_logger
 from shared.resilience import BreakerState, CircuitBreaker, CircuitOpenError, PermanentError, TransientError
-from shared.telemetry import ServiceMetrics
+from shared.telemetry import ServiceMetrics, work_span
 from services.notes.runs import STAGE, Claim, Finish, NotesRunStore, Run
 
 log = get_logger(__name__)
@@ -172,7 +172,8 @@ async def run_notes(envelope: Envelope, deps: NotesDeps, merged: TranscriptMerge
         started_at, t0 = datetime.now(timezone.utc), deps.clock()
         segments = await _segments(merged, deps)
         reporter(0.1, f"Writing clinical notes ({backend})")
-        notes, engine = await _generate_pausing(envelope, deps, run, segments, merged.speakers)
+        with work_span("notes generation", run.session_id, envelope.traceparent):
+            notes, engine = await _generate_pausing(envelope, deps, run, segments, merged.speakers)
         timing = _timing(started_at, deps.clock() - t0, merged, segments)
     except asyncio.CancelledError:
         heartbeat.cancel()

@@ -10,6 +10,7 @@ import pytest
 from devtools.stack import available_services
 from devtools.localbroker import free_port, wait_for_port
 from tests.helpers import start_stack
+from tests.otlp_receiver import OtlpReceiver
 
 DEMO = ("demo@therapybridge.local", "demo-password")
 
@@ -50,13 +51,22 @@ class Api:
 
 
 @pytest.fixture(scope="package")
-def pipeline(service_env):
+def otlp():
+    """The OTLP/HTTP receiver every service of the e2e stack exports its spans to."""
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="package")
+def pipeline(service_env, otlp):
     """The whole stack, shared by the e2e package and stopped after it, so the
     integration tests that start their own service processes do not share consumer
-    groups with it."""
+    groups with it. Every service exports its spans to ``otlp`` (batched every 200 ms)."""
     port = free_port()
     env = {**service_env, "TB_GATEWAY_PORT": str(port), "TB_CREATE_DEMO_USER": "true",
-           "TB_JOIN_DIARIZATION_DEADLINE_S": "120"}
+           "TB_JOIN_DIARIZATION_DEADLINE_S": "120", "TB_OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+           "OTEL_BSP_SCHEDULE_DELAY": "200"}
     stack = start_stack(env, available_services(), "e2e")
     try:
         wait_for_port("127.0.0.1", port, timeout_s=90)

@@ -61,3 +61,30 @@ def test_notes_renderers_follow_the_format():
     assert json.loads(_render_text("notes.json", ready)) == notes
     soap, dap = _render_text("soap", ready), _render_text("dap", ready)
     assert "Subjective" in soap and "Data" in dap and soap != dap
+
+
+def test_a_session_without_speech_exports_empty_but_valid_documents():
+    silent = detail(transcript_segments=[], speakers=[], diarization={"turns": [], "speaker_count": 0}, language="en")
+    ready = [f for f in sorted(EXPORT_TYPES) if _not_ready(f, silent) is None]
+    assert ready == ["docx", "json", "rttm", "srt", "txt", "vtt"]  # notes: 409 until notes exist
+    assert _render_text("txt", silent) == "" and _render_text("srt", silent) == ""
+    assert _render_text("vtt", silent).strip() == "WEBVTT"
+    assert parse_rttm(_render_text("rttm", silent)) == {}
+    document = json.loads(_render_text("json", silent))
+    assert document["session_id"] == str(silent.id) and document["segments"] == []
+
+
+def test_every_format_is_its_own_operation_with_its_content_type():
+    from fastapi import FastAPI
+
+    from services.gateway.routes import api_router
+
+    app = FastAPI()
+    app.include_router(api_router)
+    paths = app.openapi()["paths"]
+    for fmt, media_type in EXPORT_TYPES.items():
+        operation = paths[f"/api/sessions/{{session_id}}/export/{fmt}"]["get"]
+        assert operation["operationId"] == f"export_{fmt.replace('.', '_')}"
+        assert list(operation["responses"]["200"]["content"]) == [media_type.split(";")[0]]
+    upload = app.openapi()["components"]["schemas"]["Body_upload_api_sessions_upload_post"]
+    assert "file" in upload["required"] and upload["properties"]["file"]["format"] == "binary"

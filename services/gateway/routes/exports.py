@@ -9,6 +9,7 @@ from typing import Literal
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.events import SpeakerInfo
 from shared.contracts.notes import ClinicalNotes
@@ -17,6 +18,7 @@ from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owne
 from services.gateway.notes_render import SessionMeta, render_dap, render_soap
 from services.gateway.readmodel import session_detail
 from services.gateway.schemas import ErrorBody, SessionDetail
+from services.gateway.state import GatewayState
 
 ExportFormat = Literal["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"]
 EXPORT_TYPES = {
@@ -25,35 +27,45 @@ EXPORT_TYPES = {
     "soap": "text/markdown; charset=utf-8", "dap": "text/markdown; charset=utf-8",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
-EXPORT_CONTENT = {
-    "application/json": {"schema": {"type": "object"}},
-    "text/plain": {"schema": {"type": "string"}},
-    "application/x-subrip": {"schema": {"type": "string"}},
-    "text/vtt": {"schema": {"type": "string"}},
-    "text/markdown": {"schema": {"type": "string"}},
-    EXPORT_TYPES["docx"]: {"schema": {"type": "string", "format": "binary"}},
+TEXT = {"type": "string"}
+BINARY = {"type": "string", "format": "binary"}
+JSON_DOCUMENT = {"type": "object", "additionalProperties": True}
+# One operation per format, so each documents the one content type it answers (a
+# generated client reads each body as what it is: text, a JSON document or bytes).
+EXPORT_OPERATIONS: dict[str, tuple[dict, str]] = {
+    "txt": (TEXT, "The transcript as plain text, one line per speaker turn (empty when nobody spoke)"),
+    "json": (JSON_DOCUMENT, "The transcript with word timings and speakers (no segments when nobody spoke)"),
+    "srt": (BINARY, "SubRip subtitles (no cues when nobody spoke)"),
+    "vtt": (TEXT, "WebVTT subtitles with speaker voices (just the header when nobody spoke)"),
+    "rttm": (TEXT, "Who spoke when, in NIST RTTM (no lines when nobody spoke)"),
+    "notes.json": (JSON_DOCUMENT, "The clinical notes (ClinicalNotes) as JSON"),
+    "soap": (TEXT, "The notes as a SOAP note in Markdown"),
+    "dap": (TEXT, "The notes as a DAP note in Markdown"),
+    "docx": (BINARY, "Transcript and notes as a Word document"),
 }
-EXPORT_RESPONSES = {
-    200: {"description": "The export, as an attachment: txt/rttm text/plain, json and notes.json application/json, "
-                         "srt application/x-subrip, vtt text/vtt, soap and dap text/markdown, docx a Word document",
-          "content": EXPORT_CONTENT},
-    **ERRORS,
-    409: {"model": ErrorBody, "description": "Not ready yet"},
-}
+
+
+def export_responses(fmt: str) -> dict:
+    schema, description = EXPORT_OPERATIONS[fmt]
+    media_type = EXPORT_TYPES[fmt].split(";")[0]
+    return {200: {"description": f"{description}, as an attachment", "content": {media_type: {"schema": schema}}},
+            **ERRORS, 409: {"model": ErrorBody, "description": "Not ready yet"}}
+
 
 router = APIRouter(tags=["exports"])
 
 
 def _not_ready(fmt: str, detail: SessionDetail) -> str | None:
-    """Why ``fmt`` cannot be produced yet (409), or None."""
+    """Why ``fmt`` cannot be produced yet (409), or None. A transcript or diarization with
+    nothing in it (nobody spoke) is ready: it exports as an empty but valid document."""
     segments, notes = detail.transcript_segments, detail.extracted_notes
-    if fmt in ("txt", "json", "srt", "vtt") and not segments:
+    if fmt in ("txt", "json", "srt", "vtt") and segments is None:
         return "the transcript is not ready yet"
-    if fmt == "rttm" and not detail.diarization:
+    if fmt == "rttm" and detail.diarization is None:
         return "no diarization for this session"
     if fmt in ("notes.json", "soap", "dap") and not notes:
         return "no notes for this session yet"
-    if fmt == "docx" and not segments and not notes:
+    if fmt == "docx" and segments is None and not notes:
         return "neither a transcript nor notes for this session yet"
     return None
 
@@ -94,9 +106,7 @@ def attachment_name(session_id: UUID, fmt: str) -> str:
     return f"session-{session_id}.{fmt}" + (".md" if fmt in ("soap", "dap") else "")
 
 
-@router.get("/api/sessions/{session_id}/export/{fmt}", responses=EXPORT_RESPONSES,
-            summary="Download transcript, diarization or notes")
-async def export(session_id: UUID, fmt: ExportFormat, therapist_id: Therapist, state: State, db: DB) -> Response:
+async def export(session_id: UUID, fmt: ExportFormat, therapist_id: UUID, state: GatewayState, db: AsyncSession) -> Response:
     row = await owned_session(session_id, therapist_id, db)
     detail = await session_detail(db, state.blobs, row)
     if (reason := _not_ready(fmt, detail)) is not None:
@@ -109,3 +119,19 @@ async def export(session_id: UUID, fmt: ExportFormat, therapist_id: Therapist, s
         await queries.audit(db, therapist_id, session_id, f"export:{fmt}")
     return Response(content=body, media_type=EXPORT_TYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{attachment_name(session_id, fmt)}"'})
+
+
+def _export_route(fmt: str) -> None:
+    """GET /api/sessions/{id}/export/<fmt>, operation ``export_<fmt>``: the same URL for every
+    format as before, one operation (and one content type) each in the API description."""
+
+    async def export_format(session_id: UUID, therapist_id: Therapist, state: State, db: DB) -> Response:
+        return await export(session_id, fmt, therapist_id, state, db)
+
+    router.add_api_route(f"/api/sessions/{{session_id}}/export/{fmt}", export_format, methods=["GET"],
+                         operation_id=f"export_{fmt.replace('.', '_')}", response_class=Response,
+                         responses=export_responses(fmt), summary=f"Download the {fmt} export")
+
+
+for _fmt in EXPORT_OPERATIONS:
+    _export_route(_fmt)

@@ -132,7 +132,9 @@ async def upload(
     state: State,
     db: DB,
     therapist_id: Therapist,
-    file: UploadFile | None = File(None, description="The recording (wav, mp3, m4a, flac, ogg, webm, mp4)"),
+    # Required, and binary in the API description (a generated client sends a file part).
+    file: UploadFile = File(description="The recording (wav, mp3, m4a, flac, ogg, webm, mp4)",
+                            json_schema_extra={"format": "binary"}),
     patient_id: UUID | None = Form(None),
     session_date: datetime | None = Form(None),
     num_speakers: int | None = Form(None, ge=1, le=20),
