@@ -157,3 +157,77 @@ def test_a_deletion_seen_elsewhere_ends_the_stream_at_the_next_heartbeat(gw):
         gw.state.extra["heartbeat_s"] = 120
     assert events[0][0] == "progress"
     assert events[-1] == ("deleted", {"type": "deleted", "session_id": str(session_id)})
+
+
+def test_a_websocket_on_a_deleted_session_gets_deleted_and_a_clean_close(gw):
+    import websockets
+
+    session_id = running_session(gw)
+    token = gw.token(gw.therapist)
+
+    async def scenario() -> tuple[list, int | None]:
+        url = gw.url.replace("http://", "ws://") + f"/api/sessions/ws/{session_id}?token={token}"
+        messages = []
+        async with websockets.connect(url, open_timeout=10) as ws:
+            messages.append(json.loads(await asyncio.wait_for(ws.recv(), 15)))
+            async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+                gone = await client.delete(f"/api/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"})
+                assert gone.status_code == 204
+            try:
+                while True:
+                    messages.append(json.loads(await asyncio.wait_for(ws.recv(), 15)))
+            except websockets.exceptions.ConnectionClosedOK:
+                pass
+            return messages, ws.close_code
+
+    messages, code = asyncio.run(scenario())
+    assert messages[0]["seq"] == 1
+    assert messages[-1] == {"type": "deleted", "session_id": str(session_id)}
+    assert code == 1000
+    assert gw.state.hub.open_streams == 0
+
+
+def test_another_replicas_delete_wakes_streams_through_the_bus(settings):
+    """Two gateways on the bus: a DELETE on one ends a stream open on the other at once
+    (session.deleted wakes it; its heartbeat is far away)."""
+    from tests.helpers import publish
+    from shared.contracts.events import SessionDeleted
+
+    with BrokerGateway(settings) as gw:
+        gw.state.extra["heartbeat_s"] = 600
+        gw.therapist = gw.call(add_therapist(gw))
+        session_id = running_session(gw)
+        token = gw.token(gw.therapist)
+
+        async def remove_row() -> None:  # what the other replica's DELETE did to the database
+            async with gw.state.session_factory() as db, db.begin():
+                await db.execute(delete(sessions).where(sessions.c.id == session_id))
+
+        async def scenario() -> list:
+            events: list = []
+            async with httpx.AsyncClient(base_url=gw.url, timeout=httpx.Timeout(60)) as client:
+                task = asyncio.create_task(read_stream(client, session_id, token, events))
+                await until(lambda: bool(events), "no first update")
+                gw.call(remove_row())
+                await publish(settings.kafka_bootstrap_servers, SessionDeleted(session_id=session_id),
+                              source="gateway")
+                await asyncio.wait_for(task, 60)
+            return events
+
+        events = asyncio.run(scenario())
+    assert events[-1] == ("deleted", {"type": "deleted", "session_id": str(session_id)})
+
+
+class BrokerGateway(LiveGateway):
+    """A LiveGateway with the bus (its status/deleted wake-ups), like a production replica."""
+
+    def __init__(self, settings, **overrides) -> None:
+        import uvicorn
+
+        from services.gateway.main import create_app
+
+        super().__init__(settings, **overrides)
+        self.app = create_app(self.settings, with_broker=True)
+        self.state = self.app.state.gateway
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    timeout_graceful_shutdown=1, lifespan="on"))
