@@ -71,6 +71,15 @@ def test_upload_session_date_out_of_range_is_422(gw):
             assert "session_date" in response.json()["detail"]
 
 
+def test_a_malformed_multipart_body_is_422(gw):
+    wav = (DATA / "pyannote_sample.wav").read_bytes()
+    with gw.client(gw.token(gw.therapist)) as client:
+        response = client.post("/api/sessions/upload", files=[("file", ("a.wav", wav, "audio/wav")),
+                                                              ("file", ("b.wav", wav, "audio/wav"))])
+    _assert_422(response, "two files")
+    assert response.json()["code"] == "bad_form"
+
+
 def test_list_since_until_and_cursor_out_of_range_are_422(gw):
     with gw.client(gw.token(gw.therapist)) as client:
         for date in EXTREME_DATES:

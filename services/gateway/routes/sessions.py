@@ -8,18 +8,18 @@ import asyncio
 import base64
 import re
 import uuid
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from contextlib import asynccontextmanager
 from uuid import UUID
-
-from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.blobstore import BlobRangeNotSatisfiable, BlobTooLarge, LocalBlobStore, session_prefix
 from shared.contracts.events import (
@@ -37,13 +37,13 @@ from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owne
 from services.gateway.readmodel import session_detail
 from services.gateway.schemas import (
     Accepted,
+    BoundedDatetime,
     ErrorBody,
     RegenerateRequest,
+    SafeText,
     SessionDetail,
     SessionList,
     SessionSummary,
-    BoundedDatetime,
-    SafeText,
     SpeakerPatch,
     UploadAccepted,
     UploadFields,
@@ -137,7 +137,7 @@ async def _upload_form(request: Request):
     try:
         form = await request.form(max_files=1, max_fields=len(UploadFields.model_fields) + 4,
                                   max_part_size=64 * 1024)
-    except HTTPException as exc:  # Starlette's answer to a malformed multipart body
+    except StarletteHTTPException as exc:  # Starlette's answer to a malformed multipart body
         raise UploadRejected(422, "bad_form", f"the multipart body could not be read: {exc.detail}") from None
     try:
         file = form.get("file")
