@@ -25,8 +25,9 @@ BENCHMARKS = {
     "diarization": "bench.diarization",
     "broker_latency": "bench.broker_latency",
     "pipeline": "bench.pipeline",
+    "stream_load": "bench.stream_load",
 }
-ALIASES = {"broker": "broker_latency", "latency": "broker_latency", "e2e": "pipeline"}
+ALIASES = {"broker": "broker_latency", "latency": "broker_latency", "e2e": "pipeline", "streams": "stream_load"}
 
 
 def write_summary() -> None:

@@ -113,6 +113,17 @@ class Settings(BaseSettings):
     gateway_host: str = Field("127.0.0.1", description="Gateway bind address.")
     gateway_port: int = Field(8000, description="Gateway port.")
     cors_origins: str = Field("", description="Comma-separated allowed CORS origins (empty: same origin only).")
+    request_body_max_bytes: int = Field(
+        1024 * 1024, description="Largest body of any request but an upload (JSON, forms), declared or chunked."
+    )
+    stream_max_per_therapist: int = Field(
+        10, description="Open progress streams (SSE + WebSocket) per therapist and gateway replica; more: 429."
+    )
+    stream_max_total: int = Field(500, description="Open progress streams per gateway replica, all therapists; more: 429.")
+    stream_heartbeat_s: float = Field(
+        15.0, description="Idle streams re-read the database this often (heartbeat), so a missed wake-up or a "
+                          "deletion seen by another replica still ends them."
+    )
 
     # --- Auth ------------------------------------------------------------------------
     env: Literal["production", "development"] = Field(

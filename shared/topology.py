@@ -60,7 +60,7 @@ class ServiceTopology:
 GATEWAY = ServiceTopology(
     name="gateway",
     summary="REST/SSE/WebSocket API: accepts uploads and commands, streams session status.",
-    consumes=(Topic.SESSION_STATUS,),
+    consumes=(Topic.SESSION_STATUS, Topic.SESSION_DELETED),
     produces=(Topic.AUDIO_UPLOADED, Topic.SESSION_DELETED, Topic.NOTES_REGENERATE, Topic.TRANSCRIPT_REMERGE),
     group=None,  # every replica wakes its own streams; history comes from PostgreSQL
 )

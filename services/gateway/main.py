@@ -6,12 +6,13 @@ with uvicorn."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from uuid import UUID
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaMessage
 
 from shared.broker import consumer_options
-from shared.contracts.events import SessionStatus, Topic
+from shared.contracts.events import Topic
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 from shared.settings import InsecureSettingsError, Settings, load_settings
@@ -34,24 +35,27 @@ def build_state(runtime: ServiceRuntime) -> GatewayState:
         passwords=PasswordService(),
         login_limiter=RateLimiter(settings.login_rate_per_minute),
         upload_limiter=RateLimiter(settings.upload_rate_per_minute),
-        hub=StatusHub(),
+        hub=StatusHub(settings.stream_max_per_therapist, settings.stream_max_total),
     )
 
 
 def wake_streams_on_status(runtime: ServiceRuntime, hub: StatusHub) -> None:
-    """Every replica sees every status: no consumer group, no commits, start at the end;
-    history comes from PostgreSQL, the bus only wakes streams up (docs/adr/0003-streams-read-the-database.md)."""
+    """Every replica sees every status and deletion: no consumer group, no commits, start at
+    the end; history comes from PostgreSQL, the bus only wakes streams up, which then read
+    again (and end if the session is gone) (docs/adr/0003-streams-read-the-database.md)."""
     options = consumer_options(runtime.settings, GATEWAY.group)
     options.update(auto_offset_reset="latest")
     options.pop("ack_policy", None)
 
-    @runtime.broker.subscriber(*GATEWAY.subscription([Topic.SESSION_STATUS]), **options)
+    @runtime.broker.subscriber(*GATEWAY.subscription([Topic.SESSION_STATUS, Topic.SESSION_DELETED]), **options)
     async def on_status(msg: KafkaMessage) -> None:
+        # The record key is the session id (every event is keyed by it): no payload
+        # parsing, so a wake-up does not depend on the payload's shape or encryption.
         try:
-            status = SessionStatus.model_validate_json(msg.body)
-        except ValueError:
+            session_id = UUID((msg.raw_message.key or b"").decode())
+        except (ValueError, UnicodeDecodeError):
             return
-        hub.notify(status.session_id)
+        hub.notify(session_id)
 
 
 async def ensure_demo_therapist(state: GatewayState) -> None:

@@ -74,6 +74,10 @@ async def owned_session(db: AsyncSession, session_id: UUID, therapist_id: UUID):
     return (await db.execute(query)).first()
 
 
+async def session_exists(db: AsyncSession, session_id: UUID) -> bool:
+    return (await db.execute(select(sessions.c.id).where(sessions.c.id == session_id))).first() is not None
+
+
 async def insert_session(db: AsyncSession, **values) -> None:
     await db.execute(sessions.insert().values(**values))
 

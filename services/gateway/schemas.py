@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# Dates the API accepts. Outside them nothing is a real session, and near year 1 or 9999
+# an offset moves the instant out of what Python and PostgreSQL can represent.
+EARLIEST_DATE = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST_DATE = datetime(2200, 1, 1, tzinfo=timezone.utc)
+SEQ_MAX = 2**63 - 1  # status_history.seq is a BIGINT
+
+
+def no_nul(value: str) -> str:
+    """PostgreSQL text and JSON cannot hold NUL, and no name or filter needs one."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def in_date_range(value: datetime) -> datetime:
+    """A date between 1900 and 2200 (naive: taken as UTC); returned in UTC."""
+    try:
+        instant = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    except (OverflowError, ValueError):
+        raise ValueError("date out of range (1900-2200)") from None
+    if not EARLIEST_DATE <= instant < LATEST_DATE:
+        raise ValueError("date out of range (1900-2200)")
+    return instant
+
+
+SafeText = Annotated[str, AfterValidator(no_nul)]
+BoundedDatetime = Annotated[datetime, AfterValidator(in_date_range)]
 
 
 class ErrorBody(BaseModel):
@@ -30,13 +58,13 @@ class TokenResponse(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: str
+    refresh_token: SafeText
 
 
 class TherapistCreate(BaseModel):
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
-    password: str = Field(min_length=8, max_length=256)
-    display_name: str = Field("", max_length=200)
+    email: SafeText = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    password: SafeText = Field(min_length=8, max_length=256)
+    display_name: SafeText = Field("", max_length=200)
 
 
 class TherapistOut(BaseModel):
@@ -46,8 +74,8 @@ class TherapistOut(BaseModel):
 
 
 class PatientCreate(BaseModel):
-    display_name: str = Field(min_length=1, max_length=200)
-    external_ref: str | None = Field(None, max_length=200)
+    display_name: SafeText = Field(min_length=1, max_length=200)
+    external_ref: SafeText | None = Field(None, max_length=200)
 
 
 class PatientOut(BaseModel):
@@ -55,6 +83,30 @@ class PatientOut(BaseModel):
     display_name: str
     external_ref: str | None = None
     created_at: datetime
+
+
+class UploadFields(BaseModel):
+    """The upload's multipart fields besides `file`. The route reads them itself, after
+    authenticating, so no body is read for an unauthenticated request."""
+
+    patient_id: UUID | None = None
+    session_date: BoundedDatetime | None = None
+    num_speakers: int | None = Field(None, ge=1, le=20)
+    min_speakers: int | None = Field(None, ge=1, le=20)
+    max_speakers: int | None = Field(None, ge=1, le=20)
+    language: str | None = Field(None, max_length=8, pattern=r"^[a-z]{2,3}$")
+    notes_backend: Literal["offline", "llm"] | None = None
+
+
+def upload_request_body() -> dict:
+    """The upload's OpenAPI requestBody (multipart: `file` plus UploadFields)."""
+    schema = UploadFields.model_json_schema()
+    properties = {"file": {"type": "string", "format": "binary",
+                           "description": "The recording (wav, mp3, m4a, flac, ogg, webm, mp4)"},
+                  **schema["properties"]}
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "title": "UploadForm", "properties": properties,
+        "required": ["file"]}}}}  # required and binary: a generated client sends a file part
 
 
 class UploadAccepted(BaseModel):
@@ -142,8 +194,10 @@ class StatusMessage(BaseModel):
 
 
 class SpeakerPatch(BaseModel):
-    names: dict[str, str] = Field(default_factory=dict, description="label -> display name")
-    roles: dict[str, str | None] = Field(default_factory=dict, description="label -> THERAPIST, CLIENT or null")
+    names: dict[Annotated[SafeText, Field(max_length=100)], SafeText] = Field(
+        default_factory=dict, description="label -> display name")
+    roles: dict[Annotated[SafeText, Field(max_length=100)], str | None] = Field(
+        default_factory=dict, description="label -> THERAPIST, CLIENT or null")
     swap_roles: bool = Field(False, description="Swap THERAPIST and CLIENT")
 
 

@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError
 
 from shared.instrumentation import HttpMetricsMiddleware
 from shared.logging import get_logger
@@ -34,26 +35,102 @@ SECURITY_HEADERS = {
 }
 
 
+UPLOAD_PATH = "/api/sessions/upload"
+# Multipart framing (boundaries, part headers, the small form fields) on top of the file.
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"detail": f"request larger than the {limit} byte limit", "code": "too_large"},
+                        status_code=413)
+
+
+class BodyLimit:
+    """Pure ASGI middleware capping every request body, declared (Content-Length) or
+    chunked alike. Nothing is decided before the app asks for the body, so a route's
+    authentication (which runs before the upload route reads anything) answers first.
+    Once the cap is crossed the app is told the client went away, whatever it was about
+    to answer is dropped, and the client gets 413: nothing past the cap is read."""
+
+    def __init__(self, app, settings: Settings) -> None:
+        self.app = app
+        self.upload_max = settings.upload_max_bytes
+        self.upload_cap = settings.upload_max_bytes + MULTIPART_OVERHEAD_BYTES
+        self.body_cap = settings.request_body_max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cap = self.upload_cap if scope["path"] == UPLOAD_PATH else self.body_cap
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        read, exceeded, started = 0, False, False
+
+        async def capped_receive():
+            nonlocal read, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            if declared.isdigit() and int(declared) > cap:
+                exceeded = True
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > cap:
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if exceeded and not started:
+                return  # the app's answer to a body it never got whole: replaced by the 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            limit = self.upload_max if scope["path"] == UPLOAD_PATH else self.body_cap
+            await _too_large(limit)(scope, receive, send)
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame: enough to find the bug, without the message
+    (exception text can carry request data, i.e. patient data)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else "?"
+
+
+def _internal_error() -> JSONResponse:
+    return JSONResponse({"detail": "internal error", "code": "internal_error"}, status_code=500)
+
+
 def add_middleware(app: FastAPI, settings: Settings, metrics) -> None:
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
                            allow_methods=["*"], allow_headers=["*"])
-    # Refused before the body is read; the upload route enforces the exact limit while streaming.
-    body_cap = settings.upload_max_bytes + 1024 * 1024
+    app.add_middleware(BodyLimit, settings=settings)  # inside request_context: its 413 gets the headers
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=current_trace_id())
         try:
-            length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > body_cap:
-                response: Response = JSONResponse(
-                    {"detail": f"request larger than the {settings.upload_max_bytes} byte limit", "code": "too_large"},
-                    status_code=413)
-            else:
-                response = await call_next(request)
+            try:
+                response: Response = await call_next(request)
+            except Exception as exc:
+                # Answered here, not by Starlette's ServerErrorMiddleware: that one re-raises
+                # for the server to log the traceback (with its message), and skips these headers.
+                log.error("unhandled_error", method=request.method, path=request.url.path,
+                          error_type=type(exc).__name__, where=_where(exc))
+                response = _internal_error()
             response.headers["X-Request-ID"] = request_id
             for key, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(key, value)
@@ -98,6 +175,18 @@ async def invalid_request(_: Request, exc: RequestValidationError) -> JSONRespon
                         status_code=422)
 
 
+async def invalid_data(_: Request, exc: DBAPIError) -> JSONResponse:
+    # Class 22 (data exception): a value PostgreSQL cannot store or compare (a NUL in text
+    # or JSON, a number or date out of range) that slipped past the schemas: the request
+    # is wrong, not the server. Anything else stays a 500.
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    if not sqlstate.startswith("22"):
+        raise exc
+    log.warning("invalid_data_refused", sqlstate=sqlstate)
+    return JSONResponse({"detail": "a value in the request cannot be stored (e.g. a NUL character or a number "
+                                   "out of range)", "code": "invalid_value"}, status_code=422)
+
+
 async def upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:
     return JSONResponse({"detail": exc.reason, "code": exc.code}, status_code=exc.status_code)
 
@@ -105,6 +194,7 @@ async def upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(UploadRejected, upload_rejected)
+    app.add_exception_handler(DBAPIError, invalid_data)
 
 
 def add_site_routes(app: FastAPI, state: GatewayState) -> None:

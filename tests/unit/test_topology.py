@@ -182,9 +182,9 @@ def test_consume_subscribes_once_to_the_declared_topics_in_the_declared_group():
 
 def test_a_declaration_without_a_group_subscribes_without_one():
     runtime = make_runtime("gateway")
-    runtime.consume(GATEWAY, {Topic.SESSION_STATUS: handler}, auto_offset_reset="latest")
+    runtime.consume(GATEWAY, {Topic.SESSION_STATUS: handler, Topic.SESSION_DELETED: handler}, auto_offset_reset="latest")
     [subscriber] = runtime.broker.subscribers
-    assert subscriber.topic_names == [Topic.SESSION_STATUS.value]
+    assert subscriber.topic_names == [Topic.SESSION_STATUS.value, Topic.SESSION_DELETED.value]
     assert subscriber.group_id is None
 
 

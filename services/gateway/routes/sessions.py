@@ -8,14 +8,18 @@ import asyncio
 import base64
 import re
 import uuid
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 from uuid import UUID
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.blobstore import BlobRangeNotSatisfiable, BlobTooLarge, LocalBlobStore, session_prefix
 from shared.contracts.events import (
@@ -33,13 +37,19 @@ from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owne
 from services.gateway.readmodel import session_detail
 from services.gateway.schemas import (
     Accepted,
+    BoundedDatetime,
     ErrorBody,
     RegenerateRequest,
+    SafeText,
     SessionDetail,
     SessionList,
     SessionSummary,
     SpeakerPatch,
     UploadAccepted,
+    UploadFields,
+    in_date_range,
+    no_nul,
+    upload_request_body,
 )
 from services.gateway.state import GatewayState
 from services.gateway.uploads import CONTENT_TYPES, UploadRejected, check_decodes, check_extension, check_magic
@@ -91,20 +101,21 @@ async def _record_upload(db: AsyncSession, event: AudioUploaded, session_date: d
 
 
 async def _ingest(state: GatewayState, db: AsyncSession, file: UploadFile, therapist_id: UUID,
-                  patient_id: UUID | None, session_date: datetime | None, options: dict) -> AudioUploaded:
+                  fields: UploadFields) -> AudioUploaded:
     """Store, probe and record one upload; on any failure its blobs are removed again."""
     ext = check_extension(file.filename, state.settings.allowed_extensions)
     session_id = uuid.uuid4()
+    options = fields.model_dump(include={"language", "num_speakers", "min_speakers", "max_speakers", "notes_backend"})
     try:
         stored, probe = await _store_and_probe(state, file, ext, session_id)
         event = AudioUploaded(
-            session_id=session_id, owner_id=therapist_id, patient_id=patient_id,
+            session_id=session_id, owner_id=therapist_id, patient_id=fields.patient_id,
             audio=AudioRef(uri=stored.uri, sha256=stored.sha256, bytes=stored.size,
                            content_type=CONTENT_TYPES.get(ext, "application/octet-stream"),
                            duration_s=round(probe.duration_s, 3), filename=Path(file.filename or "").name),
             options=ProcessingOptions(**options),
         )
-        await _record_upload(db, event, session_date)
+        await _record_upload(db, event, fields.session_date)
     except BaseException:
         await asyncio.to_thread(state.blobs.delete_prefix, session_prefix(session_id))
         raise
@@ -113,42 +124,56 @@ async def _ingest(state: GatewayState, db: AsyncSession, file: UploadFile, thera
     return event
 
 
-async def _check_upload_request(state: GatewayState, db: AsyncSession, therapist_id: UUID, file: UploadFile | None,
-                                patient_id: UUID | None, min_speakers: int | None, max_speakers: int | None) -> None:
+def _check_upload_rate(state: GatewayState, therapist_id: UUID) -> None:
     allowed, retry = state.upload_limiter.allow(str(therapist_id))
     if not allowed:
         raise HTTPException(429, "too many uploads; try again later", headers={"Retry-After": str(int(retry) + 1)})
+
+
+@asynccontextmanager
+async def _upload_form(request: Request):
+    """(file, fields) from the multipart body, read only now (after authentication; the
+    BodyLimit middleware caps it, declared or chunked); the spooled file is closed after."""
+    try:
+        form = await request.form(max_files=1, max_fields=len(UploadFields.model_fields) + 4,
+                                  max_part_size=64 * 1024)
+    except StarletteHTTPException as exc:  # Starlette's answer to a malformed multipart body
+        raise UploadRejected(422, "bad_form", f"the multipart body could not be read: {exc.detail}") from None
+    try:
+        file = form.get("file")
+        raw = {k: v for k, v in form.multi_items() if k != "file" and isinstance(v, str) and v != ""}
+        try:
+            fields = UploadFields.model_validate(raw)
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)])
+        yield (file if isinstance(file, UploadFile) else None), fields
+    finally:
+        await form.close()
+
+
+async def _check_upload_request(db: AsyncSession, therapist_id: UUID, file: UploadFile | None,
+                                fields: UploadFields) -> None:
     if file is None:
         raise UploadRejected(422, "missing_file", "no file: send the recording as the multipart field 'file'")
-    if min_speakers and max_speakers and min_speakers > max_speakers:
+    if fields.min_speakers and fields.max_speakers and fields.min_speakers > fields.max_speakers:
         raise UploadRejected(422, "bad_speaker_range", "min_speakers is larger than max_speakers")
-    if patient_id is not None and await queries.owned_patient(db, patient_id, therapist_id) is None:
+    if fields.patient_id is not None and await queries.owned_patient(db, fields.patient_id, therapist_id) is None:
         raise HTTPException(404, "patient not found")
 
 
 @router.post("/api/sessions/upload", response_model=UploadAccepted, status_code=202, responses=UPLOAD_ERRORS,
+             openapi_extra={"requestBody": upload_request_body()},
              summary="Upload a recording; processing starts at once")
-async def upload(
-    state: State,
-    db: DB,
-    therapist_id: Therapist,
-    # Required, and binary in the API description (a generated client sends a file part).
-    file: UploadFile = File(description="The recording (wav, mp3, m4a, flac, ogg, webm, mp4)",
-                            json_schema_extra={"format": "binary"}),
-    patient_id: UUID | None = Form(None),
-    session_date: datetime | None = Form(None),
-    num_speakers: int | None = Form(None, ge=1, le=20),
-    min_speakers: int | None = Form(None, ge=1, le=20),
-    max_speakers: int | None = Form(None, ge=1, le=20),
-    language: str | None = Form(None, max_length=8, pattern=r"^[a-z]{2,3}$"),
-    notes_backend: Literal["offline", "llm"] | None = Form(None),
-) -> UploadAccepted:
-    await _check_upload_request(state, db, therapist_id, file, patient_id, min_speakers, max_speakers)
-    options = dict(language=language, num_speakers=num_speakers, min_speakers=min_speakers,
-                   max_speakers=max_speakers, notes_backend=notes_backend)
-    event = await _ingest(state, db, file, therapist_id, patient_id, session_date, options)
-    return UploadAccepted(id=event.session_id, patient_id=patient_id, therapist_id=therapist_id,
-                          session_date=session_date, status="uploading", audio_filename=event.audio.filename,
+async def upload(request: Request, state: State, db: DB, therapist_id: Therapist) -> UploadAccepted:
+    # No File/Form parameters: FastAPI would read (and spool) the whole body before the
+    # authentication dependency ran. The form is read here, once the caller is known.
+    _check_upload_rate(state, therapist_id)
+    await db.close()  # no pooled connection held while the body arrives
+    async with _upload_form(request) as (file, fields):
+        await _check_upload_request(db, therapist_id, file, fields)
+        event = await _ingest(state, db, file, therapist_id, fields)
+    return UploadAccepted(id=event.session_id, patient_id=fields.patient_id, therapist_id=therapist_id,
+                          session_date=fields.session_date, status="uploading", audio_filename=event.audio.filename,
                           duration_s=event.audio.duration_s)
 
 
@@ -159,9 +184,9 @@ def _encode_cursor(created_at: datetime, session_id: UUID) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     try:
-        created, sid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), UUID(sid)
-    except Exception as exc:
+        created, sid = no_nul(base64.urlsafe_b64decode(cursor.encode()).decode()).split("|")
+        return in_date_range(datetime.fromisoformat(created)), UUID(sid)
+    except ValueError as exc:  # bad base64, text, date (or out of range), uuid: all ValueErrors
         raise HTTPException(422, "invalid cursor") from exc
 
 
@@ -176,11 +201,11 @@ async def list_sessions(
     therapist_id: Therapist,
     db: DB,
     patient_id: UUID | None = None,
-    status: str | None = Query(None, max_length=32),
-    since: datetime | None = None,
-    until: datetime | None = None,
+    status: SafeText | None = Query(None, max_length=32),
+    since: BoundedDatetime | None = None,
+    until: BoundedDatetime | None = None,
     limit: int = Query(20, ge=1, le=100),
-    cursor: str | None = None,
+    cursor: SafeText | None = Query(None, max_length=200),
 ) -> SessionList:
     after = _decode_cursor(cursor) if cursor else None
     rows = await queries.session_page(db, therapist_id, patient_id=patient_id, status=status, since=since,
@@ -206,6 +231,7 @@ async def delete_session(session_id: UUID, therapist_id: Therapist, state: State
         await queries.delete_session(db, session_id)
         await enqueue(db, SessionDeleted(session_id=session_id, owner_id=therapist_id), SOURCE)
         await queries.audit(db, therapist_id, session_id, "delete")
+    state.hub.notify(session_id)  # this replica's streams end now; others on session.deleted
     await asyncio.to_thread(state.blobs.delete_prefix, session_prefix(session_id))
     state.publish_soon()
     return Response(status_code=204)
