@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Response
 from shared.contracts.events import SpeakerInfo
 from shared.contracts.notes import ClinicalNotes
 from services.gateway import exports, queries
-from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owned_session
+from services.gateway.deps import DB, ERRORS, ExportReader, State, committing, owned_session
 from services.gateway.notes_render import SessionMeta, render_dap, render_soap
 from services.gateway.readmodel import session_detail
 from services.gateway.schemas import ErrorBody, SessionDetail
@@ -96,7 +96,7 @@ def attachment_name(session_id: UUID, fmt: str) -> str:
 
 @router.get("/api/sessions/{session_id}/export/{fmt}", responses=EXPORT_RESPONSES,
             summary="Download transcript, diarization or notes")
-async def export(session_id: UUID, fmt: ExportFormat, therapist_id: Therapist, state: State, db: DB) -> Response:
+async def export(session_id: UUID, fmt: ExportFormat, therapist_id: ExportReader, state: State, db: DB) -> Response:
     row = await owned_session(session_id, therapist_id, db)
     detail = await session_detail(db, state.blobs, row)
     if (reason := _not_ready(fmt, detail)) is not None:
