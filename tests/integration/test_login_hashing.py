@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from services.gateway.api import create_therapist
+from services.gateway.routes.admin import create_account
 from services.gateway.auth import PasswordService
-from services.gateway.schemas import TherapistCreate
+from services.gateway.schemas import AccountCreate
 from tests.integration.test_gateway_authz import PASSWORD, LiveGateway, add_therapist
 
 
@@ -71,9 +71,9 @@ def test_logins_hash_off_the_loop_and_unknown_emails_cost_the_same(gw, spy):
 def test_creating_a_therapist_hashes_off_the_loop(gw, spy):
     async def create() -> None:
         async with gw.state.session_factory() as db, db.begin():
-            body = TherapistCreate(email=f"new-{uuid.uuid4().hex[:8]}@example.test", password="a-long-password-1",
-                                   display_name="New Therapist")
-            await create_therapist(db, gw.state, body)
+            body = AccountCreate(email=f"new-{uuid.uuid4().hex[:8]}@example.test", password="a-long-password-1",
+                                 display_name="New Therapist")
+            await create_account(db, gw.state, body, actor=None)
 
     gw.call(create())
     assert [kind for kind, _, _ in spy.calls] == ["hash"]
