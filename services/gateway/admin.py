@@ -23,7 +23,6 @@ import getpass
 import sys
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.bootstrap import prepare_database
@@ -63,11 +62,9 @@ async def _account_id(db: AsyncSession, email: str) -> UUID:
 
 async def _create(db: AsyncSession, args, role: str, passwords: PasswordService) -> UUID:
     password_hash = await passwords.hash_async(args.password)
-    try:
-        account_id = await queries.insert_therapist(db, args.email, password_hash, args.name or "", role=role)
-        await db.flush()
-    except IntegrityError:
-        raise Refused(EXIT_REFUSED, f"an account {args.email} exists") from None
+    account_id = await queries.insert_therapist(db, args.email, password_hash, args.name or "", role=role)
+    if account_id is None:
+        raise Refused(EXIT_REFUSED, f"an account {args.email} exists")
     await queries.audit(db, None, None, f"cli.create_{role}", target_id=account_id)
     return account_id
 

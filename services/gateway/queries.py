@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from uuid import UUID
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.tables import (
@@ -47,11 +48,14 @@ async def therapist_by_id(db: AsyncSession, therapist_id: UUID):
 
 
 async def insert_therapist(db: AsyncSession, email: str, password_hash: str, display_name: str,
-                           role: str = "therapist") -> UUID:
-    therapist_id = uuid.uuid4()
-    await db.execute(therapists.insert().values(
-        id=therapist_id, email=email.lower(), password_hash=password_hash, display_name=display_name, role=role))
-    return therapist_id
+                           role: str = "therapist") -> UUID | None:
+    """The new account's id; None when the email is taken (nothing inserted)."""
+    query = (pg_insert(therapists)
+             .values(id=uuid.uuid4(), email=email.lower(), password_hash=password_hash, display_name=display_name,
+                     role=role)
+             .on_conflict_do_nothing(index_elements=["email"]).returning(therapists.c.id))
+    row = (await db.execute(query)).first()
+    return row.id if row else None
 
 
 async def find_therapist(db: AsyncSession, therapist_id: UUID):

@@ -8,7 +8,6 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gateway import queries
@@ -26,9 +25,12 @@ def _account_out(row) -> AccountOut:
 
 
 async def create_account(db: AsyncSession, state: GatewayState, body: AccountCreate, actor: UUID | None) -> UUID:
-    """Insert the account (hashing off the event loop) and audit it; the caller commits."""
+    """Insert the account (hashing off the event loop) and audit it; the caller commits.
+    409 when the email is taken."""
     password_hash = await state.passwords.hash_async(body.password)
     account_id = await queries.insert_therapist(db, body.email, password_hash, body.display_name, role=body.role)
+    if account_id is None:
+        raise HTTPException(409, "an account with this email exists")
     await queries.audit(db, actor, None, f"admin.create_{body.role}", target_id=account_id)
     return account_id
 
@@ -51,11 +53,8 @@ async def list_therapists(admin: Admin, db: DB) -> list[AccountOut]:
 @router.post("/api/admin/therapists", response_model=AccountOut, status_code=201,
              responses={**ADMIN_ERRORS, 409: {"model": ErrorBody}}, summary="Create an account")
 async def create_therapist(body: AccountCreate, admin: Admin, state: State, db: DB) -> AccountOut:
-    try:
-        async with committing(db):
-            account_id = await create_account(db, state, body, admin.id)
-    except IntegrityError:
-        raise HTTPException(409, "an account with this email exists") from None
+    async with committing(db):
+        account_id = await create_account(db, state, body, admin.id)
     return _account_out(await _account(db, account_id))
 
 
