@@ -101,6 +101,14 @@ async def insert_refresh_token(db: AsyncSession, family_id: UUID, token_hash: st
         expires_at=datetime.fromtimestamp(expires_at, tz=timezone.utc)))
 
 
+async def prune_refresh_tokens(db: AsyncSession, therapist_id: UUID) -> None:
+    """Forget the account's expired refresh tokens (their JWT expiry refuses them anyway),
+    so the table holds live sign-ins only; run at each login."""
+    families = select(token_families.c.id).where(token_families.c.therapist_id == therapist_id)
+    await db.execute(delete(refresh_tokens).where(refresh_tokens.c.family_id.in_(families),
+                                                  refresh_tokens.c.expires_at < func.now()))
+
+
 async def use_refresh_token(db: AsyncSession, token_hash: str) -> bool:
     """Mark the token used; True only for the one caller that found it unused (a
     concurrent second exchange of the same token gets False, i.e. reuse)."""

@@ -145,6 +145,33 @@ def test_logout_ends_this_sign_in_only(gw):
     assert _refresh(gw, other["refresh_token"]).status_code == 200
 
 
+def test_login_forgets_expired_refresh_tokens(gw):
+    from datetime import datetime, timedelta, timezone
+
+    from shared.db.tables import refresh_tokens
+
+    _limits(gw, 1000, 1000)
+    therapist_id, email, _ = _signed_in(gw)
+    family = gw.sign_in(therapist_id).family_id
+    expired_hash = f"expired-{uuid.uuid4().hex}"
+
+    async def add_expired():
+        async with gw.state.session_factory() as db, db.begin():
+            await db.execute(refresh_tokens.insert().values(
+                token_hash=expired_hash, family_id=family, expires_at=datetime.now(timezone.utc) - timedelta(days=1)))
+
+    async def left():
+        async with gw.state.session_factory() as db:
+            return (await db.execute(select(refresh_tokens.c.token_hash)
+                                     .where(refresh_tokens.c.family_id == family))).scalars().all()
+
+    gw.call(add_expired())
+    assert expired_hash in gw.call(left())
+    assert _login(gw, email).status_code == 200
+    remaining = gw.call(left())
+    assert expired_hash not in remaining and len(remaining) == 1  # the live one of that sign-in stays
+
+
 # --- ?token= only as a signed link --------------------------------------------------------------------
 def test_query_token_must_be_a_link_for_that_session_and_purpose(gw):
     _limits(gw, 1000, 1000)

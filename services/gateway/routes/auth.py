@@ -74,6 +74,7 @@ async def login(request: Request, state: State, db: DB, form: OAuth2PasswordRequ
     if not row.active:  # after the hash check: the answer does not tell which accounts exist
         raise _unauthorized("this account is deactivated")
     async with committing(db):
+        await queries.prune_refresh_tokens(db, row.id)
         pair = await _issue(state, db, row.id)
     return _token_response(pair)
 
