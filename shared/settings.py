@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TB_"
@@ -137,7 +137,17 @@ class Settings(BaseSettings):
     )
     jwt_access_ttl_s: int = Field(900, description="Access-token lifetime.")
     jwt_refresh_ttl_s: int = Field(7 * 24 * 3600, description="Refresh-token lifetime.")
-    login_rate_per_minute: int = Field(10, description="Login attempts per minute per client address.")
+    login_rate_per_minute: int = Field(10, description="Login attempts per minute per client address (any emails).")
+    login_account_rate_per_minute: int = Field(
+        10, description="Login attempts per minute per account email (from any addresses)."
+    )
+    trusted_proxies: str = Field(
+        "", description="Comma-separated networks (CIDR) of reverse proxies whose X-Forwarded-For is believed; "
+        "empty: the header is ignored and the peer address is the client."
+    )
+    link_token_ttl_s: int = Field(
+        300, description="Lifetime of a signed link (audio, export or status stream of one session) for the web page."
+    )
     upload_rate_per_minute: int = Field(30, description="Uploads per minute per therapist.")
     demo_email: str = Field("demo@therapybridge.local", description="Demo therapist created by `make run`.")
     demo_password: str = Field("demo-password", description="Demo therapist's password.")
@@ -205,6 +215,16 @@ class Settings(BaseSettings):
     # --- Reconciler ------------------------------------------------------------------
     stage_deadline_s: float = Field(3600.0, description="A session stuck in one stage longer than this is failed.")
     outbox_poll_interval_s: float = Field(0.2, description="Outbox relay polling interval (also woken on commit).")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies_are_networks(cls, value: str) -> str:
+        import ipaddress
+
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                ipaddress.ip_network(part, strict=False)  # ValueError names the bad entry
+        return value
 
     @model_validator(mode="after")
     def _refuse_weak_jwt_secret(self) -> "Settings":

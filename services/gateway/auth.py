@@ -1,10 +1,13 @@
 """Therapist authentication: argon2 password hashes, short-lived JWT access tokens,
-refresh tokens, and a small per-key rate limiter for login and uploads."""
+refresh tokens of a revocable sign-in (family), signed links for the places a browser
+cannot send a header, the client address behind trusted proxies, and a small per-key
+rate limiter for login and uploads."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import secrets
 import time
 import uuid
@@ -29,6 +32,24 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
+    family_id: uuid.UUID
+    refresh_expires_at: int  # unix seconds
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    subject: uuid.UUID
+    family_id: uuid.UUID | None = None  # access and refresh tokens
+    session_id: uuid.UUID | None = None  # link tokens
+    purpose: str | None = None  # link tokens: audio, export or stream
+
+
+LINK_PURPOSES = ("audio", "export", "stream")
+
+
+def refresh_token_hash(token: str) -> str:
+    """What the database keeps of a refresh token: enough to recognise it, not to use it."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class PasswordService:
@@ -78,17 +99,30 @@ class TokenService:
         self._kid = key_id(secret)
         self._verifying = {key_id(s): s for s in previous_secrets} | {self._kid: secret}
 
-    def _encode(self, subject: str, kind: str, ttl: int) -> str:
+    def _encode(self, subject: str, kind: str, ttl: int, **extra) -> str:
         now = int(time.time())
-        claims = {"sub": subject, "typ": kind, "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex}
+        claims = {"sub": subject, "typ": kind, "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex, **extra}
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM, headers={"kid": self._kid})
 
-    def issue(self, therapist_id: uuid.UUID) -> TokenPair:
+    def issue(self, therapist_id: uuid.UUID, family_id: uuid.UUID) -> TokenPair:
+        """A token pair of one sign-in: both carry its family id (checked on every request)."""
+        fam = str(family_id)
         return TokenPair(
-            access_token=self._encode(str(therapist_id), "access", self._access_ttl_s),
-            refresh_token=self._encode(str(therapist_id), "refresh", self._refresh_ttl_s),
+            access_token=self._encode(str(therapist_id), "access", self._access_ttl_s, fam=fam),
+            refresh_token=self._encode(str(therapist_id), "refresh", self._refresh_ttl_s, fam=fam),
             expires_in=self._access_ttl_s,
+            family_id=family_id,
+            refresh_expires_at=int(time.time()) + self._refresh_ttl_s,
         )
+
+    def link(self, therapist_id: uuid.UUID, family_id: uuid.UUID, session_id: uuid.UUID, purpose: str,
+             ttl_s: int) -> str:
+        """A short-lived token for one session and one purpose, to put in a URL; it dies
+        with the sign-in that minted it."""
+        if purpose not in LINK_PURPOSES:
+            raise ValueError(f"unknown link purpose {purpose!r}")
+        return self._encode(str(therapist_id), "link", ttl_s, fam=str(family_id), sid=str(session_id),
+                            purpose=purpose)
 
     def _secret_for(self, token: str) -> str:
         try:
@@ -102,6 +136,9 @@ class TokenService:
         return self._verifying[kid]
 
     def verify(self, token: str, kind: str = "access") -> uuid.UUID:
+        return self.claims(token, kind).subject
+
+    def claims(self, token: str, kind: str = "access") -> TokenClaims:
         try:
             claims = jwt.decode(token, self._secret_for(token), algorithms=[ALGORITHM],
                                 options={"require": ["exp", "sub"]})
@@ -110,21 +147,67 @@ class TokenService:
         if claims.get("typ") != kind:
             raise AuthError(f"not an {kind} token")
         try:
-            return uuid.UUID(claims["sub"])
-        except ValueError as exc:
-            raise AuthError("invalid token subject") from exc
+            return TokenClaims(
+                subject=uuid.UUID(claims["sub"]),
+                family_id=uuid.UUID(claims["fam"]) if "fam" in claims else None,
+                session_id=uuid.UUID(claims["sid"]) if "sid" in claims else None,
+                purpose=claims.get("purpose"),
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise AuthError("invalid token claims") from exc
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(spec: str) -> tuple[Network, ...]:
+    """TB_TRUSTED_PROXIES: comma-separated CIDRs (a bare address is a /32 or /128)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
+
+
+def _trusted(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The address a request came from. X-Forwarded-For is believed only when the direct
+    peer is a trusted proxy, and then read from the right: each proxy appends the address
+    it saw, so the first entry that is not itself a trusted proxy is the client (entries
+    further left were written by the client and can be anything)."""
+    peer = peer or "unknown"
+    if not forwarded_for or not _trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
 
 
 class RateLimiter:
     """Sliding-window limit per key, in process memory. Behind several replicas the
     effective limit multiplies by the replica count; a shared store would fix that."""
 
+    SWEEP_EVERY = 1000  # calls between sweeps of idle keys, so sprayed keys do not pile up
+
     def __init__(self, per_minute: int, clock=time.monotonic) -> None:
         self._limit, self._clock = per_minute, clock
         self._hits: dict[str, deque[float]] = defaultdict(deque)
+        self._calls = 0
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, hits in self._hits.items() if not hits or now - hits[-1] > 60]:
+            del self._hits[key]
 
     def allow(self, key: str) -> tuple[bool, float]:
         now = self._clock()
+        self._calls += 1
+        if self._calls % self.SWEEP_EVERY == 0:
+            self._sweep(now)
         hits = self._hits[key]
         while hits and now - hits[0] > 60:
             hits.popleft()

@@ -285,8 +285,16 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    path = config_path()
-    path.unlink(missing_ok=True)
+    config = load_config()
+    if config.get("access_token"):  # end the sign-in on the server too (best effort: offline still forgets)
+        client = Client(args.server, require_auth=False)
+        try:
+            client.http.post("/api/auth/logout", headers=client.headers)
+        except httpx.TransportError:
+            err("could not reach the server; the stored tokens are forgotten but stay valid until they expire")
+        finally:
+            client.close()
+    config_path().unlink(missing_ok=True)
     err("logged out")
     return EXIT_OK
 
@@ -409,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("login", cmd_login, "sign in and store the token")
     p.add_argument("--email", help="therapist email (default: $TB_EMAIL or prompt)")
     p.add_argument("--password", help="password (default: $TB_PASSWORD or prompt)")
-    add("logout", cmd_logout, "forget the stored token")
+    add("logout", cmd_logout, "end the sign-in on the server and forget the stored tokens")
 
     p = add("upload", cmd_upload, "upload a recording; prints the session id on stdout")
     p.add_argument("file", help="audio file (wav, mp3, m4a, flac, ogg, webm, mp4)")

@@ -18,7 +18,7 @@ from shared.runtime import ServiceRuntime
 from shared.settings import InsecureSettingsError, Settings, load_settings
 from shared.topology import GATEWAY
 from services.gateway import queries, webapp
-from services.gateway.auth import PasswordService, RateLimiter, TokenService
+from services.gateway.auth import PasswordService, RateLimiter, TokenService, parse_networks
 from services.gateway.routes import api_router
 from services.gateway.state import GatewayState
 from services.gateway.statushub import StatusHub
@@ -36,6 +36,8 @@ def build_state(runtime: ServiceRuntime) -> GatewayState:
         login_limiter=RateLimiter(settings.login_rate_per_minute),
         upload_limiter=RateLimiter(settings.upload_rate_per_minute),
         hub=StatusHub(settings.stream_max_per_therapist, settings.stream_max_total),
+        account_limiter=RateLimiter(settings.login_account_rate_per_minute),
+        trusted_proxies=parse_networks(settings.trusted_proxies),
     )
 
 
@@ -107,7 +109,9 @@ def main() -> None:
         app = create_app(settings)
     except InsecureSettingsError as exc:
         raise SystemExit(f"gateway: refusing to start: {exc}") from None
-    uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port,
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and
+    # rewrite the client address; the app reads it itself, only from TB_TRUSTED_PROXIES.
+    uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port, proxy_headers=False,
                 log_level="warning", timeout_graceful_shutdown=3)
 
 

@@ -8,10 +8,11 @@ commits or rolls back with the rows it describes."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from uuid import UUID
 
-from sqlalchemy import and_, delete, or_, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.tables import (
@@ -22,6 +23,8 @@ from shared.db.tables import (
     sessions,
     status_history,
     therapists,
+    token_families,
+    refresh_tokens,
 )
 
 
@@ -44,11 +47,96 @@ async def therapist_by_id(db: AsyncSession, therapist_id: UUID):
     return (await db.execute(select(therapists).where(therapists.c.id == therapist_id))).one()
 
 
-async def insert_therapist(db: AsyncSession, email: str, password_hash: str, display_name: str) -> UUID:
-    therapist_id = uuid.uuid4()
-    await db.execute(therapists.insert().values(
-        id=therapist_id, email=email.lower(), password_hash=password_hash, display_name=display_name))
-    return therapist_id
+async def insert_therapist(db: AsyncSession, email: str, password_hash: str, display_name: str,
+                           role: str = "therapist") -> UUID | None:
+    """The new account's id; None when the email is taken (nothing inserted)."""
+    query = (pg_insert(therapists)
+             .values(id=uuid.uuid4(), email=email.lower(), password_hash=password_hash, display_name=display_name,
+                     role=role)
+             .on_conflict_do_nothing(index_elements=["email"]).returning(therapists.c.id))
+    row = (await db.execute(query)).first()
+    return row.id if row else None
+
+
+async def find_therapist(db: AsyncSession, therapist_id: UUID):
+    return (await db.execute(select(therapists).where(therapists.c.id == therapist_id))).first()
+
+
+async def all_therapists(db: AsyncSession) -> list:
+    return list((await db.execute(select(therapists).order_by(therapists.c.email))).all())
+
+
+async def set_therapist_active(db: AsyncSession, therapist_id: UUID, active: bool) -> bool:
+    """False when there is no such account."""
+    done = await db.execute(update(therapists).where(therapists.c.id == therapist_id).values(active=active)
+                            .returning(therapists.c.id))
+    return done.first() is not None
+
+
+async def set_password_hash(db: AsyncSession, therapist_id: UUID, password_hash: str) -> bool:
+    done = await db.execute(update(therapists).where(therapists.c.id == therapist_id)
+                            .values(password_hash=password_hash).returning(therapists.c.id))
+    return done.first() is not None
+
+
+# --- sign-ins: token families and refresh tokens ----------------------------------------------
+async def principal_row(db: AsyncSession, therapist_id: UUID, family_id: UUID):
+    """(role, active, revoked_at) of an access token's account and sign-in, or None when
+    either is gone: one indexed query per authenticated request."""
+    query = (select(therapists.c.role, therapists.c.active, token_families.c.revoked_at)
+             .select_from(therapists.join(token_families, token_families.c.therapist_id == therapists.c.id))
+             .where(therapists.c.id == therapist_id, token_families.c.id == family_id))
+    return (await db.execute(query)).first()
+
+
+async def insert_family(db: AsyncSession, therapist_id: UUID) -> UUID:
+    family_id = uuid.uuid4()
+    await db.execute(token_families.insert().values(id=family_id, therapist_id=therapist_id))
+    return family_id
+
+
+async def insert_refresh_token(db: AsyncSession, family_id: UUID, token_hash: str, expires_at: int) -> None:
+    await db.execute(refresh_tokens.insert().values(
+        token_hash=token_hash, family_id=family_id,
+        expires_at=datetime.fromtimestamp(expires_at, tz=timezone.utc)))
+
+
+async def prune_refresh_tokens(db: AsyncSession, therapist_id: UUID) -> None:
+    """Forget the account's expired refresh tokens (their JWT expiry refuses them anyway),
+    so the table holds live sign-ins only; run at each login."""
+    families = select(token_families.c.id).where(token_families.c.therapist_id == therapist_id)
+    await db.execute(delete(refresh_tokens).where(refresh_tokens.c.family_id.in_(families),
+                                                  refresh_tokens.c.expires_at < func.now()))
+
+
+async def use_refresh_token(db: AsyncSession, token_hash: str) -> bool:
+    """Mark the token used; True only for the one caller that found it unused (a
+    concurrent second exchange of the same token gets False, i.e. reuse)."""
+    done = await db.execute(update(refresh_tokens)
+                            .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.used_at.is_(None))
+                            .values(used_at=func.now()).returning(refresh_tokens.c.family_id))
+    return done.first() is not None
+
+
+async def family_of_refresh_token(db: AsyncSession, token_hash: str) -> UUID | None:
+    row = (await db.execute(select(refresh_tokens.c.family_id)
+                            .where(refresh_tokens.c.token_hash == token_hash))).first()
+    return row.family_id if row else None
+
+
+async def revoke_family(db: AsyncSession, family_id: UUID, reason: str) -> None:
+    await db.execute(update(token_families)
+                     .where(token_families.c.id == family_id, token_families.c.revoked_at.is_(None))
+                     .values(revoked_at=func.now(), revoked_reason=reason))
+
+
+async def revoke_families_of(db: AsyncSession, therapist_id: UUID, reason: str, keep: UUID | None = None) -> None:
+    """Every open sign-in of an account (deactivation, password reset), except ``keep``."""
+    query = update(token_families).where(token_families.c.therapist_id == therapist_id,
+                                         token_families.c.revoked_at.is_(None))
+    if keep is not None:
+        query = query.where(token_families.c.id != keep)
+    await db.execute(query.values(revoked_at=func.now(), revoked_reason=reason))
 
 
 # --- patients ---------------------------------------------------------------------------------
@@ -66,6 +154,15 @@ async def patients_of(db: AsyncSession, therapist_id: UUID) -> list:
 async def owned_patient(db: AsyncSession, patient_id: UUID, therapist_id: UUID):
     query = select(patients).where(patients.c.id == patient_id, patients.c.therapist_id == therapist_id)
     return (await db.execute(query)).first()
+
+
+async def session_ids_of_patient(db: AsyncSession, patient_id: UUID, therapist_id: UUID) -> list[UUID]:
+    query = select(sessions.c.id).where(sessions.c.patient_id == patient_id, sessions.c.therapist_id == therapist_id)
+    return [r.id for r in await db.execute(query)]
+
+
+async def delete_patient(db: AsyncSession, patient_id: UUID) -> None:
+    await db.execute(delete(patients).where(patients.c.id == patient_id))
 
 
 # --- sessions ---------------------------------------------------------------------------------
@@ -116,8 +213,12 @@ async def session_page(db: AsyncSession, therapist_id: UUID, *, patient_id: UUID
     return list((await db.execute(query)).all())
 
 
-async def audit(db: AsyncSession, therapist_id: UUID, session_id: UUID, action: str) -> None:
-    await db.execute(audit_log.insert().values(therapist_id=therapist_id, session_id=session_id, action=action))
+async def audit(db: AsyncSession, therapist_id: UUID | None, session_id: UUID | None, action: str,
+                target_id: UUID | None = None) -> None:
+    """``therapist_id`` is who acted (None: the admin command line), ``target_id`` the
+    account an admin action was about."""
+    await db.execute(audit_log.insert().values(therapist_id=therapist_id, session_id=session_id, action=action,
+                                               target_id=target_id))
 
 
 # --- the progress service's read model ---------------------------------------------------------

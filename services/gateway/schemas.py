@@ -71,6 +71,7 @@ class TherapistOut(BaseModel):
     id: UUID
     email: str
     display_name: str
+    role: str = "therapist"
 
 
 class PatientCreate(BaseModel):
@@ -208,3 +209,43 @@ class RegenerateRequest(BaseModel):
 class Accepted(BaseModel):
     id: UUID
     status: str
+
+
+class LogoutResponse(BaseModel):
+    revoked: bool = True
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=12, max_length=256)
+
+
+class PasswordReset(BaseModel):
+    new_password: str = Field(min_length=12, max_length=256)
+
+
+class LinkRequest(BaseModel):
+    purpose: Literal["audio", "export", "stream"] = Field(
+        description="audio: GET .../audio; export: GET .../export/{fmt}; stream: the SSE stream and the WebSocket")
+
+
+class LinkToken(BaseModel):
+    token: str = Field(description="Pass as ?token= on the routes of this session and purpose only")
+    purpose: str
+    expires_in: int
+
+
+class AccountCreate(BaseModel):
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")
+    password: str = Field(min_length=12, max_length=256)
+    display_name: str = Field("", max_length=200, pattern=r"^[^\x00]*$")
+    role: Literal["therapist", "admin"] = "therapist"
+
+
+class AccountOut(BaseModel):
+    id: UUID
+    email: str
+    display_name: str
+    role: str
+    active: bool
+    created_at: datetime

@@ -15,7 +15,7 @@ from shared.outbox import OutboxRelay
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 from shared.telemetry import ServiceMetrics
-from services.gateway.auth import PasswordService, RateLimiter, TokenService
+from services.gateway.auth import Network, PasswordService, RateLimiter, TokenService
 from services.gateway.statushub import StatusHub
 
 
@@ -24,9 +24,11 @@ class GatewayState:
     runtime: ServiceRuntime
     tokens: TokenService
     passwords: PasswordService
-    login_limiter: RateLimiter
+    login_limiter: RateLimiter  # per client address
     upload_limiter: RateLimiter
     hub: StatusHub
+    account_limiter: RateLimiter | None = None  # logins per account email
+    trusted_proxies: tuple[Network, ...] = ()
     broker_ready: bool = False
     extra: dict = field(default_factory=dict)  # test knobs, e.g. "heartbeat_s"
 

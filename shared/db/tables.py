@@ -66,6 +66,35 @@ therapists = Table(
     Column("password_hash", Text, nullable=False),
     Column("display_name", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("role", Text, nullable=False, server_default="therapist"),  # therapist or admin
+    Column("active", Boolean, nullable=False, server_default="true"),  # false: cannot sign in or refresh
+)
+
+# One row per sign-in: every token pair issued by a login or its refreshes carries the
+# family id. Revoking the family (logout, refresh-token reuse, deactivation, password
+# change) ends its refresh tokens and, because each request checks it, its access tokens.
+token_families = Table(
+    "token_families",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("therapist_id", UUID(as_uuid=True), ForeignKey("therapists.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_reason", Text),
+)
+
+# Refresh tokens, stored as a SHA-256 of the token (never the token): used_at is set when
+# one is exchanged, so presenting it again is detected as reuse.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("family_id", UUID(as_uuid=True), ForeignKey("token_families.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
 )
 
 patients = Table(
@@ -105,6 +134,7 @@ audit_log = Table(
     Column("session_id", UUID(as_uuid=True)),
     Column("action", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("target_id", UUID(as_uuid=True)),  # what a non-session action was about (an account, a patient)
 )
 
 # --- transcriber, diarizer, notes: one row per (stage, session) of work ----------------

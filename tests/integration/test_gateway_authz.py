@@ -47,6 +47,7 @@ from services.gateway.main import create_app
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PASSWORD = "correct-horse-battery"
+NEW_PASSWORD = "another-long-password"
 PUBLIC = {"/healthz", "/readyz", "/api/auth/token", "/api/auth/refresh", "/", "/static", "/docs",
           "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics", "/asyncapi.json"}
 EXPORT_FORMATS = ["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"]
@@ -64,8 +65,9 @@ class LiveGateway:
         self.state = self.app.state.gateway
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # proxy_headers=False as in main(): the app alone decides whom to believe (TB_TRUSTED_PROXIES)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    timeout_graceful_shutdown=1, lifespan="on"))
+                                                    timeout_graceful_shutdown=1, lifespan="on", proxy_headers=False))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"uvicorn-{self.port}")
         self.therapists: list[uuid.UUID] = []
@@ -116,8 +118,23 @@ class LiveGateway:
     def notify(self, session_id) -> None:
         self.loop.call_soon_threadsafe(self.state.hub.notify, session_id)
 
+    def sign_in(self, therapist_id):
+        """A token pair of a new sign-in (token family and refresh token recorded), as a login makes."""
+        from services.gateway.routes.auth import _issue
+
+        async def issue():
+            async with self.state.session_factory() as db, db.begin():
+                return await _issue(self.state, db, therapist_id)
+
+        return self.call(issue())
+
     def token(self, therapist_id) -> str:
-        return self.state.tokens.issue(therapist_id).access_token
+        return self.sign_in(therapist_id).access_token
+
+    def link(self, therapist_id, session_id, purpose: str) -> str:
+        """A signed link token, minted without the ownership check (to prove the routes check it)."""
+        family_id = self.sign_in(therapist_id).family_id
+        return self.state.tokens.link(therapist_id, family_id, session_id, purpose, self.settings.link_token_ttl_s)
 
     def client(self, token: str | None = None, **kw) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -128,12 +145,12 @@ class LiveGateway:
 _passwords = PasswordService()
 
 
-async def add_therapist(gw: LiveGateway, email: str | None = None) -> uuid.UUID:
+async def add_therapist(gw: LiveGateway, email: str | None = None, role: str = "therapist") -> uuid.UUID:
     therapist_id = uuid.uuid4()
     async with gw.state.session_factory() as db, db.begin():
         await db.execute(therapists.insert().values(
             id=therapist_id, email=email or f"t-{therapist_id.hex[:10]}@example.test",
-            password_hash=_passwords.hash(PASSWORD), display_name="Test Therapist"))
+            password_hash=_passwords.hash(PASSWORD), display_name="Test Therapist", role=role))
     gw.therapists.append(therapist_id)
     return therapist_id
 
@@ -222,14 +239,28 @@ async def add_session(gw: LiveGateway, therapist_id, patient_id=None, *, finishe
 
 
 # --- the matrix -------------------------------------------------------------------------------------
+async def set_active(gw: LiveGateway, therapist_id, active: bool) -> None:
+    from sqlalchemy import update
+
+    async with gw.state.session_factory() as db, db.begin():
+        await db.execute(update(therapists).where(therapists.c.id == therapist_id).values(active=active))
+
+
 @pytest.fixture(scope="module")
 def world(settings):
-    with LiveGateway(settings) as gw:
+    with LiveGateway(settings, login_rate_per_minute=100000, login_account_rate_per_minute=100000) as gw:
         a = gw.call(add_therapist(gw))
         b = gw.call(add_therapist(gw))
+        admin = gw.call(add_therapist(gw, role="admin"))
+        target = gw.call(add_therapist(gw))  # what the admin routes act on
+        deactivated = gw.call(add_therapist(gw))
         patient = gw.call(add_patient(gw, a, "Patient Alpha Secretname"))
         session = gw.call(add_session(gw, a, patient))
-        yield {"gw": gw, "a": a, "b": b, "patient": patient, "session": session,
+        # signed in before an admin deactivated the account: its tokens must stop working
+        deactivated_token = gw.token(deactivated)
+        gw.call(set_active(gw, deactivated, False))
+        yield {"gw": gw, "a": a, "b": b, "admin": admin, "target": target, "deactivated": deactivated,
+               "deactivated_token": deactivated_token, "patient": patient, "session": session,
                "markers": [str(session), str(patient), "Secretname", SECRET_TEXT, "secret-a.wav", str(a)]}
 
 
@@ -253,10 +284,34 @@ def all_routes(routes, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
-def _calls(app, session_id, patient_id) -> list[dict]:
-    """Every (method, concrete url, kind, request kwargs) of every non-public route."""
+def _body(method: str, path: str, patient_id, wav: bytes) -> dict:
+    """Request kwargs that make a valid request of each route that needs a body."""
+    if path == "/api/sessions/upload":
+        return {"files": {"file": ("x.wav", wav, "audio/wav")}, "data": {"patient_id": str(patient_id)}}
+    if method == "PATCH" and path.endswith("/speakers"):
+        return {"json": {"names": {"SPEAKER_00": "Dr Who"}}}
+    if method == "POST" and path == "/api/patients":
+        return {"json": {"display_name": "Another patient"}}
+    if method == "POST" and path == "/api/admin/therapists":
+        return {"json": {"email": f"made-{uuid.uuid4().hex[:8]}@example.test", "password": NEW_PASSWORD}}
+    if method == "POST" and path == "/api/admin/therapists/{therapist_id}/password":
+        return {"json": {"new_password": NEW_PASSWORD}}
+    if method == "POST" and path == "/api/auth/password":  # to the same password: the matrix changes nothing
+        return {"json": {"current_password": PASSWORD, "new_password": PASSWORD}}
+    if method == "POST" and path.endswith("/links"):
+        return {"json": {"purpose": "audio"}}
+    if method == "POST" and "regenerate" in path:
+        return {"json": {}}
+    return {}
+
+
+def _calls(app, session_id, patient_id, account_id=None) -> list[dict]:
+    """Every (method, concrete url, kind, scope, request kwargs) of every non-public route.
+    scope: "owned" (names a session or patient: only its therapist), "admin" (administrators
+    only), "caller" (acts on the caller's own account or list)."""
     calls: list[dict] = []
     wav = (DATA / "pyannote_sample.wav").read_bytes()
+    account_id = account_id or uuid.uuid4()
     for path, route in all_routes(app.routes):
         if isinstance(route, Mount):
             assert _is_public(path), f"unexpected mount {path}"
@@ -264,31 +319,25 @@ def _calls(app, session_id, patient_id) -> list[dict]:
         if _is_public(path):
             continue
         params = set(route.param_convertors) if hasattr(route, "param_convertors") else set()
-        unknown = params - {"session_id", "patient_id", "fmt"}
+        unknown = params - {"session_id", "patient_id", "fmt", "therapist_id"}
         assert not unknown, f"new route {path} has parameters {unknown}: teach the authorization matrix about it"
-        urls = [path]
-        if "fmt" in params:
-            urls = [path.replace("{fmt}", fmt) for fmt in EXPORT_FORMATS]
-        urls = [u.replace("{session_id}", str(session_id)).replace("{patient_id}", str(patient_id)) for u in urls]
-        scoped = bool(params & {"session_id", "patient_id"})
+        urls = [path.replace("{fmt}", fmt) for fmt in EXPORT_FORMATS] if "fmt" in params else [path]
+        urls = [u.replace("{session_id}", str(session_id)).replace("{patient_id}", str(patient_id))
+                .replace("{therapist_id}", str(account_id)) for u in urls]
+        if path.startswith("/api/admin/"):
+            scope = "admin"
+        elif params & {"session_id", "patient_id"} or path == "/api/sessions/upload":  # upload: by its patient
+            scope = "owned"
+        else:
+            scope = "caller"
         if isinstance(route, APIWebSocketRoute):
-            calls += [{"kind": "ws", "method": "WS", "url": u, "scoped": True, "kw": {}} for u in urls]
+            calls += [{"kind": "ws", "method": "WS", "url": u, "scope": "owned", "kw": {}} for u in urls]
             continue
         assert isinstance(route, (APIRoute, Route)), f"unknown route type {type(route)} at {path}"
         for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
-            kw: dict = {}
-            if path == "/api/sessions/upload":
-                # Scoped by the patient: another therapist's patient must be 404.
-                kw = {"files": {"file": ("x.wav", wav, "audio/wav")}, "data": {"patient_id": str(patient_id)}}
-                scoped = True
-            elif method == "PATCH" and path.endswith("/speakers"):
-                kw = {"json": {"names": {"SPEAKER_00": "Dr Who"}}}
-            elif method == "POST" and path == "/api/patients":
-                kw = {"json": {"display_name": "Another patient"}}
-            elif method == "POST":
-                kw = {"json": {}} if "regenerate" in path else {}
             kind = "sse" if path.endswith("/status/stream") else "http"
-            calls += [{"kind": kind, "method": method, "url": u, "scoped": scoped, "kw": kw} for u in urls]
+            calls += [{"kind": kind, "method": method, "url": u, "scope": scope, "kw": _body(method, path, patient_id, wav)}
+                      for u in urls]
     return calls
 
 
@@ -334,14 +383,16 @@ def test_route_table_is_covered(world):
     paths = {c["url"] for c in calls}
     # The matrix must reach the sensitive families (guards against the generator silently skipping).
     for needle in ("/status/stream", "/ws/", "/export/soap", "/audio", "/speakers", "notes:regenerate",
-                   "transcript:remerge", "/api/patients/"):
+                   "transcript:remerge", "/api/patients/", "/api/admin/therapists", "/deactivate", "/reactivate",
+                   "/api/auth/logout", "/api/auth/password", "/links"):
         assert any(needle in p for p in paths), needle
-    assert any(c["method"] == "DELETE" for c in calls)
+    assert any(c["method"] == "DELETE" and "/api/patients/" in c["url"] for c in calls)
+    assert any(c["method"] == "DELETE" and "/api/sessions/" in c["url"] for c in calls)
 
 
 def test_without_token_every_route_is_401(world):
     gw = world["gw"]
-    for call in _calls(gw.app, world["session"], world["patient"]):
+    for call in _calls(gw.app, world["session"], world["patient"], world["target"]):
         if call["kind"] == "ws":
             assert _ws_rejected(gw, call["url"]) == 403, call["url"]
             bad = _ws_rejected(gw, call["url"] + "?token=not-a-jwt")
@@ -353,28 +404,72 @@ def test_without_token_every_route_is_401(world):
         assert response.json()["detail"]
 
 
-def test_other_therapist_gets_404_and_no_data(world):
+def _as_stranger(world, who: str) -> None:
+    """``who`` (another therapist, or an admin) is signed in and is not A: A's sessions and
+    patients are 404 with none of A's data; admin routes answer by role."""
     gw = world["gw"]
-    token_b = gw.token(world["b"])
-    for call in _calls(gw.app, world["session"], world["patient"]):
+    for call in _calls(gw.app, world["session"], world["patient"], world["target"]):
         if call["kind"] == "ws":
-            assert _ws_rejected(gw, f"{call['url']}?token={token_b}") == 403, call["url"]
+            link = gw.link(world[who], world["session"], "stream")
+            assert _ws_rejected(gw, f"{call['url']}?token={link}") == 403, call["url"]
             continue
-        response = _http(gw, token_b, call)
-        where = (call["method"], call["url"], response.status_code, response.text[:300])
-        if call["scoped"]:
+        response = _http(gw, gw.token(world[who]), call)  # a fresh sign-in each: logout ends one
+        where = (who, call["method"], call["url"], response.status_code, response.text[:300])
+        if call["scope"] == "owned":
             assert response.status_code == 404, where
             assert response.json()["detail"].endswith("not found"), where
+        elif call["scope"] == "admin" and who != "admin":
+            assert response.status_code == 403, where
         else:
             assert response.status_code < 300, where
-        for marker in world["markers"]:
+        # An admin sees accounts (A's id and email), never A's patients, sessions or words.
+        markers = world["markers"][:-1] if call["scope"] == "admin" else world["markers"]
+        for marker in markers:
             assert marker not in response.text, (marker, where)
+
+
+def test_other_therapist_gets_404_and_no_data(world):
+    _as_stranger(world, "b")
     # Nothing B did changed A's data: the session still exists with its original labels.
-    token_a = gw.token(world["a"])
-    with gw.client(token_a) as client:
+    token_a = world["gw"].token(world["a"])
+    with world["gw"].client(token_a) as client:
         detail = client.get(f"/api/sessions/{world['session']}").json()
     assert not any(s.get("display_name") == "Dr Who" for s in detail["speakers"])
     assert detail["status"] == "processed"
+
+
+def test_admin_manages_accounts_but_reads_no_patient_data(world):
+    _as_stranger(world, "admin")
+    gw = world["gw"]
+    with gw.client(gw.token(world["admin"])) as client:
+        accounts = {row["id"]: row for row in client.get("/api/admin/therapists").json()}
+    # the matrix ended with the target reactivated and its password reset
+    assert accounts[str(world["target"])]["active"] is True
+    assert accounts[str(world["deactivated"])]["active"] is False
+
+
+def test_deactivated_account_is_401_everywhere(world):
+    """Signed in before the deactivation: every route refuses its still-unexpired tokens."""
+    gw = world["gw"]
+    token = world["deactivated_token"]
+    for call in _calls(gw.app, world["session"], world["patient"], world["target"]):
+        if call["kind"] == "ws":
+            link = gw.link(world["deactivated"], world["session"], "stream")
+            assert _ws_rejected(gw, f"{call['url']}?token={link}") == 403, call["url"]
+            continue
+        response = _http(gw, token, call)
+        assert response.status_code == 401, (call["method"], call["url"], response.status_code, response.text[:200])
+
+    async def email_of(tid):
+        async with gw.state.session_factory() as db:
+            return (await db.execute(select(therapists.c.email).where(therapists.c.id == tid))).scalar_one()
+
+    with gw.client() as client:
+        login = client.post("/api/auth/token", data={"username": gw.call(email_of(world["deactivated"])),
+                                                     "password": PASSWORD})
+        assert login.status_code == 401
+        pair = gw.sign_in(world["deactivated"])
+        assert client.post("/api/auth/refresh", json={"refresh_token": pair.refresh_token}).status_code == 401
 
 
 def test_websocket_closes_1008_before_accept(world, settings):
@@ -382,10 +477,13 @@ def test_websocket_closes_1008_before_accept(world, settings):
     from starlette.testclient import TestClient
     from starlette.websockets import WebSocketDisconnect
 
+    gw = world["gw"]
     app = create_app(settings, with_broker=False)
-    token_b = app.state.gateway.tokens.issue(world["b"]).access_token
+    link_b = gw.link(world["b"], world["session"], "stream")
+    access_a = gw.token(world["a"])  # an access token is not a link
+    audio_link_a = gw.link(world["a"], world["session"], "audio")  # a link for another purpose
     with TestClient(app) as client:
-        for query in ("", "?token=garbage", f"?token={token_b}"):
+        for query in ("", "?token=garbage", f"?token={link_b}", f"?token={access_a}", f"?token={audio_link_a}"):
             with pytest.raises(WebSocketDisconnect) as info:
                 with client.websocket_connect(f"/api/sessions/ws/{world['session']}{query}") as ws:
                     ws.receive_json()
@@ -395,18 +493,19 @@ def test_websocket_closes_1008_before_accept(world, settings):
 def test_owner_gets_every_route(world, settings):
     """The same generated calls succeed for the owner (except DELETE/upload, run on a spare session)."""
     gw = world["gw"]
-    token_a = gw.token(world["a"])
     spare = gw.call(add_session(gw, world["a"], world["patient"]))
-    for call in _calls(gw.app, spare, world["patient"]):
+    for call in _calls(gw.app, spare, world["patient"], world["target"]):
         if call["kind"] == "ws":
-            message = asyncio.run(_ws_connect(gw.url.replace("http://", "ws://") + f"{call['url']}?token={token_a}"))
+            link = gw.link(world["a"], spare, "stream")
+            message = asyncio.run(_ws_connect(gw.url.replace("http://", "ws://") + f"{call['url']}?token={link}"))
             assert json.loads(message)["seq"] == 1
             continue
         if call["method"] == "DELETE":
             continue
-        response = _http(gw, token_a, call)
-        assert response.status_code < 300, (call["method"], call["url"], response.status_code, response.text[:300])
-    with gw.client(token_a) as client:
+        response = _http(gw, gw.token(world["a"]), call)
+        where = (call["method"], call["url"], response.status_code, response.text[:300])
+        assert response.status_code == 403 if call["scope"] == "admin" else response.status_code < 300, where
+    with gw.client(gw.token(world["a"])) as client:
         response = client.delete(f"/api/sessions/{spare}")
         assert response.status_code == 204
         assert client.get(f"/api/sessions/{spare}").status_code == 404

@@ -92,7 +92,7 @@ def seqs(events) -> list[int]:
 
 def test_resume_with_last_event_id_loses_and_repeats_nothing(gw):
     session_id = gw.call(add_session(gw, gw.therapist, finished=False))
-    token = gw.token(gw.therapist)
+    token = gw.link(gw.therapist, session_id, "stream")  # a signed link: ?token= takes no access token
     for seq in (1, 2, 3):
         push(gw, session_id, seq)
     first = sse(gw, session_id, token, max_events=2)  # disconnect mid-session after two events
@@ -130,7 +130,7 @@ def test_resume_with_last_event_id_loses_and_repeats_nothing(gw):
 
 def test_after_completion_the_final_state_comes_at_once(gw):
     session_id = gw.call(add_session(gw, gw.therapist, finished=True))  # seq 1..3, processed
-    token = gw.token(gw.therapist)
+    token = gw.link(gw.therapist, session_id, "stream")  # a signed link: ?token= takes no access token
     started = time.monotonic()
     events = sse(gw, session_id, token, timeout=5)
     assert time.monotonic() - started < 4.5  # under the 5 s read timeout: no waiting for a wake-up
@@ -157,7 +157,7 @@ async def _ws_read(url: str, messages: list | None = None) -> tuple[list[dict], 
 
 def test_websocket_gets_the_same_sequence_as_sse(gw):
     session_id = gw.call(add_session(gw, gw.therapist, finished=False))
-    token = gw.token(gw.therapist)
+    token = gw.link(gw.therapist, session_id, "stream")  # a signed link: ?token= takes no access token
     push(gw, session_id, 1)
     sse_events: list = []
     ws_result: dict = {}

@@ -35,7 +35,7 @@ def test_a_token_forged_with_the_old_default_is_refused():
 
 def test_tokens_carry_a_key_id_that_does_not_reveal_the_secret():
     secret = secrets.token_urlsafe(48)
-    token = _tokens(secret).issue(THERAPIST).access_token
+    token = _tokens(secret).issue(THERAPIST, uuid.uuid4()).access_token
     kid = jwt.get_unverified_header(token)["kid"]
     assert kid == key_id(secret) and secret not in kid and len(kid) == 16
     assert _tokens(secret).verify(token) == THERAPIST
@@ -43,11 +43,11 @@ def test_tokens_carry_a_key_id_that_does_not_reveal_the_secret():
 
 def test_rotation_keeps_previous_tokens_until_the_old_secret_is_dropped():
     old, new = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
-    issued_before = _tokens(old).issue(THERAPIST)
+    issued_before = _tokens(old).issue(THERAPIST, uuid.uuid4())
     during = _tokens(new, previous=(old,))
     assert during.verify(issued_before.access_token) == THERAPIST
     assert during.verify(issued_before.refresh_token, kind="refresh") == THERAPIST
-    fresh = during.issue(THERAPIST).access_token
+    fresh = during.issue(THERAPIST, uuid.uuid4()).access_token
     assert jwt.get_unverified_header(fresh)["kid"] == key_id(new)  # new tokens use the new key
     after = _tokens(new)
     with pytest.raises(AuthError):

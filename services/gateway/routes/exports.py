@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.contracts.events import SpeakerInfo
 from shared.contracts.notes import ClinicalNotes
 from services.gateway import exports, queries
-from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owned_session
+from services.gateway.deps import DB, ERRORS, ExportReader, State, committing, owned_session
 from services.gateway.notes_render import SessionMeta, render_dap, render_soap
 from services.gateway.readmodel import session_detail
 from services.gateway.schemas import ErrorBody, SessionDetail
@@ -125,7 +125,7 @@ def _export_route(fmt: str) -> None:
     """GET /api/sessions/{id}/export/<fmt>, operation ``export_<fmt>``: the same URL for every
     format as before, one operation (and one content type) each in the API description."""
 
-    async def export_format(session_id: UUID, therapist_id: Therapist, state: State, db: DB) -> Response:
+    async def export_format(session_id: UUID, therapist_id: ExportReader, state: State, db: DB) -> Response:
         return await export(session_id, fmt, therapist_id, state, db)
 
     router.add_api_route(f"/api/sessions/{{session_id}}/export/{fmt}", export_format, methods=["GET"],

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from services.gateway import queries
-from services.gateway.deps import DB, ERRORS, Therapist, committing
+from services.gateway.deps import DB, ERRORS, State, Therapist, committing
+from services.gateway.routes import sessions
 from services.gateway.schemas import PatientCreate, PatientOut
 
 router = APIRouter(tags=["patients"])
@@ -35,3 +36,19 @@ async def get_patient(patient_id: UUID, therapist_id: Therapist, db: DB) -> Pati
     if row is None:
         raise HTTPException(404, "patient not found")
     return _patient_out(row)
+
+
+@router.delete("/api/patients/{patient_id}", status_code=204, responses=ERRORS,
+               summary="Delete the patient and every session of theirs (as DELETE /api/sessions/{id} does)")
+async def delete_patient(patient_id: UUID, therapist_id: Therapist, state: State, db: DB) -> Response:
+    if await queries.owned_patient(db, patient_id, therapist_id) is None:
+        raise HTTPException(404, "patient not found")
+    # Each session goes through the session route's own deletion (rows, outbox
+    # session.deleted, audio, whatever else it destroys), one transaction each; a failure
+    # part-way leaves the patient in place, so repeating the DELETE finishes the job.
+    for session_id in await queries.session_ids_of_patient(db, patient_id, therapist_id):
+        await sessions.delete_session(session_id, therapist_id, state, db)
+    async with committing(db):
+        await queries.delete_patient(db, patient_id)
+        await queries.audit(db, therapist_id, None, "patient.delete", target_id=patient_id)
+    return Response(status_code=204)

@@ -33,7 +33,7 @@ from shared.contracts.events import (
 from shared.logging import get_logger
 from shared.outbox import enqueue
 from services.gateway import queries
-from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owned_session
+from services.gateway.deps import DB, ERRORS, AudioReader, State, Therapist, committing, owned_session
 from services.gateway.readmodel import session_detail
 from services.gateway.schemas import (
     Accepted,
@@ -300,7 +300,7 @@ async def _stream_from_object_store(state: GatewayState, row, range_header: str 
 @router.get("/api/sessions/{session_id}/audio", summary="The original recording (supports Range)",
             responses={200: {"description": "The recording as uploaded", "content": AUDIO_CONTENT}, **ERRORS},
             response_class=Response)
-async def audio(session_id: UUID, therapist_id: Therapist, state: State, db: DB, request: Request):
+async def audio(session_id: UUID, therapist_id: AudioReader, state: State, db: DB, request: Request):
     row = await owned_session(session_id, therapist_id, db)
     if not isinstance(state.blobs, LocalBlobStore):
         return await _stream_from_object_store(state, row, request.headers.get("range"))

@@ -16,8 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 
 from services.gateway import queries
-from services.gateway.auth import AuthError
-from services.gateway.deps import DB, ERRORS, State, Therapist, owned_session, websocket_token
+from services.gateway.deps import DB, ERRORS, State, StreamReader, owned_session, websocket_therapist
 from services.gateway.schemas import SEQ_MAX, ErrorBody, StatusMessage
 from services.gateway.state import GatewayState
 from services.gateway.statushub import StreamLimitReached, StreamSlot
@@ -121,7 +120,7 @@ async def _sse_events(state: GatewayState, session_id: UUID, after: int, slot: S
 
 @router.get("/api/sessions/{session_id}/status/stream", response_class=Response, responses=STREAM_RESPONSES,
             summary="Server-sent events: `event: progress` / `event: complete`, id = seq; resume with Last-Event-ID")
-async def status_stream(session_id: UUID, request: Request, therapist_id: Therapist, state: State, db: DB,
+async def status_stream(session_id: UUID, request: Request, therapist_id: StreamReader, state: State, db: DB,
                         last_event_id: int | None = Query(None, alias="last_event_id", ge=0, le=SEQ_MAX)):
     await owned_session(session_id, therapist_id, db)
     after = _resume_point(request, last_event_id)
@@ -140,10 +139,9 @@ async def status_stream(session_id: UUID, request: Request, therapist_id: Therap
 
 
 async def _websocket_owner(websocket: WebSocket, state: GatewayState, session_id: UUID) -> UUID | None:
-    """The therapist if the token is valid and owns the session; else close with 1008."""
-    try:
-        therapist_id = state.tokens.verify(websocket_token(websocket) or "")
-    except AuthError:
+    """The therapist if the token (a stream link, or a bearer header) is valid and owns the session; else close with 1008."""
+    therapist_id = await websocket_therapist(websocket, state, session_id)
+    if therapist_id is None:
         await websocket.close(code=1008, reason="not authenticated")
         return None
     async with state.session_factory() as db:

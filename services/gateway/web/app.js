@@ -46,11 +46,23 @@
     f.textContent = message || "";
     f.hidden = !message;
   }
-  function withToken(path) {
-    return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(state.token || "")}`;
+  // URLs the browser opens itself (audio element, download links, EventSource) cannot carry
+  // the Authorization header: they get a short-lived signed link for one session and one
+  // purpose (never the access token, which would end up in history and server logs).
+  async function linkedUrl(id, purpose, path) {
+    const link = await api(`/api/sessions/${id}/links`, { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ purpose }) });
+    return { url: `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(link.token)}`,
+      expiresAt: Date.now() + 1000 * link.expires_in };
   }
 
-  async function refreshToken() {
+  // Each refresh token works once (a replay signs everyone out): concurrent 401s share one refresh.
+  let refreshing = null;
+  function refreshToken() {
+    if (!refreshing) refreshing = doRefresh().finally(() => { refreshing = null; });
+    return refreshing;
+  }
+  async function doRefresh() {
     if (!state.refresh) return false;
     const r = await fetch("/api/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ refresh_token: state.refresh }) });
@@ -61,8 +73,13 @@
 
   async function api(path, options = {}, retried = false) {
     const headers = Object.assign({}, options.headers || {}, { Authorization: `Bearer ${state.token}` });
+    const sent = state.token;
     const response = await fetch(path, Object.assign({}, options, { headers }));
-    if (response.status === 401 && !retried && (await refreshToken())) return api(path, options, true);
+    if (response.status === 401 && !retried) {
+      // another request may have refreshed meanwhile: retry with its token before refreshing again
+      if (state.token && state.token !== sent) return api(path, options, true);
+      if (await refreshToken()) return api(path, options, true);
+    }
     if (response.status === 401) {
       signOut("Your sign-in expired; please sign in again.");
       throw new Error("not authenticated");
@@ -98,6 +115,16 @@
     $("whoami").hidden = true;
     $("login-view").hidden = false;
     flash(message || "");
+  }
+
+  // Sign out on the server too: this sign-in's tokens (and links) stop working at once.
+  async function signOutEverywhere() {
+    const token = state.token;
+    signOut("");
+    if (token) {
+      try { await fetch("/api/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }); }
+      catch (_) { /* offline: the tokens expire by themselves */ }
+    }
   }
 
   async function onLogin(ev) {
@@ -220,18 +247,34 @@
     $("notes").replaceChildren(el("p", { class: "muted", text: "Notes appear when processing finishes." }));
     $("notes-engine").textContent = "";
     $("notes-error").hidden = true;
-    const player = $("player");
-    player.src = withToken(`/api/sessions/${id}/audio`);
-    renderExports(id);
+    setPlayerSource(id).catch(() => {});
+    renderExports(id).catch(() => {});
     let detail;
     try { detail = await api(`/api/sessions/${id}`); } catch (e) { flash(`Could not open the session: ${e.message}`); return; }
     renderDetail(detail);
     if (!TERMINAL.includes(detail.status)) followStatus(id);
   }
 
-  function renderExports(id) {
+  async function setPlayerSource(id) {
+    const { url } = await linkedUrl(id, "audio", `/api/sessions/${id}/audio`);
+    if (state.current === id) $("player").src = url;
+  }
+
+  async function renderExports(id) {
+    let link = await linkedUrl(id, "export", `/api/sessions/${id}/export/FMT`);
+    if (state.current !== id) return;
+    const hrefOf = (fmt) => link.url.replace("/export/FMT?", `/export/${encodeURIComponent(fmt)}?`);
+    const onClick = async (ev) => {
+      if (Date.now() < link.expiresAt - 15000) return;  // still valid: the browser follows the href
+      ev.preventDefault();  // expired while the page was open: mint a new link, then download
+      const anchor = ev.currentTarget;
+      link = await linkedUrl(id, "export", `/api/sessions/${id}/export/FMT`);
+      for (const a of $("exports").querySelectorAll("a")) a.href = hrefOf(a.getAttribute("data-format"));
+      anchor.click();
+    };
     $("exports").replaceChildren(...EXPORTS.map(([fmt, label]) => el("a", {
-      href: withToken(`/api/sessions/${id}/export/${fmt}`), download: "", "data-testid": `export-${fmt}`, text: label })));
+      href: hrefOf(fmt), download: "", "data-testid": `export-${fmt}`, "data-format": fmt, text: label,
+      onclick: onClick })));
   }
 
   function renderProgress(msg) {
@@ -266,9 +309,13 @@
     err.hidden = !msg.error;
   }
 
-  function followStatus(id) {
+  async function followStatus(id) {
     closeStream();
-    const source = new EventSource(withToken(`/api/sessions/${id}/status/stream`));
+    let url;
+    try { ({ url } = await linkedUrl(id, "stream", `/api/sessions/${id}/status/stream`)); } catch (_) { return; }
+    if (state.current !== id) return;
+    closeStream();
+    const source = new EventSource(url);
     state.source = source;
     const onMessage = (ev) => {
       if (state.current !== id) return;
@@ -454,12 +501,20 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("login-form").addEventListener("submit", onLogin);
-    $("logout").addEventListener("click", () => signOut(""));
+    $("logout").addEventListener("click", signOutEverywhere);
     $("patient-form").addEventListener("submit", onCreatePatient);
     $("sessions-refresh").addEventListener("click", () => loadSessions().catch(() => {}));
     $("delete-session").addEventListener("click", deleteCurrent);
     $("player").addEventListener("timeupdate", (e) => highlight(e.target.currentTime, !e.target.paused));
     $("player").addEventListener("seeked", (e) => highlight(e.target.currentTime, false));
+    // an audio link that expired during a long listen: mint a new one, keep the position
+    let lastAudioRetry = 0;
+    $("player").addEventListener("error", () => {
+      const player = $("player"), at = player.currentTime, id = state.current;
+      if (!id || !player.getAttribute("src") || Date.now() - lastAudioRetry < 60000) return;  // not a loop on 404
+      lastAudioRetry = Date.now();
+      setPlayerSource(id).then(() => { player.currentTime = at; }).catch(() => {});
+    });
     setupDropzone();
     if (state.token) enterApp().catch(() => signOut(""));
   });
