@@ -45,7 +45,8 @@ def running_session(gw: LiveGateway):
 
 async def read_stream(client: httpx.AsyncClient, session_id, token: str, events: list) -> int:
     """Append (event, data) of one SSE stream to ``events`` until it ends; returns the status."""
-    async with client.stream("GET", f"/api/sessions/{session_id}/status/stream", params={"token": token}) as response:
+    async with client.stream("GET", f"/api/sessions/{session_id}/status/stream",
+                             headers={"Authorization": f"Bearer {token}"}) as response:
         if response.status_code != 200:
             await response.aread()
             events.append(("http", response.json()))
@@ -77,8 +78,8 @@ def checked_out(gw: LiveGateway) -> int:
 async def ws_refused(gw: LiveGateway, session_id, token: str) -> tuple[dict, int | None]:
     import websockets
 
-    url = gw.url.replace("http://", "ws://") + f"/api/sessions/ws/{session_id}?token={token}"
-    async with websockets.connect(url, open_timeout=10) as ws:
+    url = gw.url.replace("http://", "ws://") + f"/api/sessions/ws/{session_id}"
+    async with websockets.connect(url, open_timeout=10, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         message = json.loads(await asyncio.wait_for(ws.recv(), 15))
         try:
             await asyncio.wait_for(ws.recv(), 15)
@@ -166,9 +167,9 @@ def test_a_websocket_on_a_deleted_session_gets_deleted_and_a_clean_close(gw):
     token = gw.token(gw.therapist)
 
     async def scenario() -> tuple[list, int | None]:
-        url = gw.url.replace("http://", "ws://") + f"/api/sessions/ws/{session_id}?token={token}"
+        url = gw.url.replace("http://", "ws://") + f"/api/sessions/ws/{session_id}"
         messages = []
-        async with websockets.connect(url, open_timeout=10) as ws:
+        async with websockets.connect(url, open_timeout=10, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
             messages.append(json.loads(await asyncio.wait_for(ws.recv(), 15)))
             async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
                 gone = await client.delete(f"/api/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"})

@@ -86,5 +86,6 @@ def test_every_format_is_its_own_operation_with_its_content_type():
         operation = paths[f"/api/sessions/{{session_id}}/export/{fmt}"]["get"]
         assert operation["operationId"] == f"export_{fmt.replace('.', '_')}"
         assert list(operation["responses"]["200"]["content"]) == [media_type.split(";")[0]]
-    upload = app.openapi()["components"]["schemas"]["Body_upload_api_sessions_upload_post"]
+    body = paths["/api/sessions/upload"]["post"]["requestBody"]
+    upload = body["content"]["multipart/form-data"]["schema"]
     assert "file" in upload["required"] and upload["properties"]["file"]["format"] == "binary"
