@@ -19,6 +19,7 @@ from shared.topology import GATEWAY
 from services.gateway import queries, webapp
 from services.gateway.auth import PasswordService, RateLimiter, TokenService
 from services.gateway.routes import api_router
+from services.gateway.retention import schedule_retention
 from services.gateway.state import GatewayState
 from services.gateway.statushub import StatusHub
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
     settings.jwt_signing_secret()  # first: refuse an unusable secret before anything opens
     runtime = ServiceRuntime.create(settings, "gateway", with_broker=with_broker)
     state = build_state(runtime)
+    schedule_retention(state)
     if with_broker:
         wake_streams_on_status(runtime, state.hub)
 

@@ -14,6 +14,8 @@ from uuid import UUID
 from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.outbox import delete_unsent
+from shared.shredding import create_session_key, destroy_session_key
 from shared.db.tables import (
     audit_log,
     patients,
@@ -74,12 +76,26 @@ async def owned_session(db: AsyncSession, session_id: UUID, therapist_id: UUID):
     return (await db.execute(query)).first()
 
 
-async def insert_session(db: AsyncSession, **values) -> None:
+async def insert_session(db: AsyncSession, data_key: bytes | None = None, **values) -> None:
+    """The session row and its data key (crypto-shredding), in the upload's transaction."""
     await db.execute(sessions.insert().values(**values))
+    await create_session_key(db, values["id"], data_key)
 
 
 async def delete_session(db: AsyncSession, session_id: UUID) -> None:
+    """The session row, its data key (every sealed copy of its events and blobs becomes
+    unreadable) and its events not yet relayed, in the deletion's transaction."""
     await db.execute(delete(sessions).where(sessions.c.id == session_id))
+    await destroy_session_key(db, session_id)
+    await delete_unsent(db, session_id)
+
+
+async def sessions_older_than(db: AsyncSession, cutoff: datetime, limit: int) -> list:
+    """(id, therapist_id) of sessions created before ``cutoff``, oldest first; rows another
+    replica is deleting are skipped."""
+    query = (select(sessions.c.id, sessions.c.therapist_id).where(sessions.c.created_at < cutoff)
+             .order_by(sessions.c.created_at).limit(limit).with_for_update(skip_locked=True))
+    return list((await db.execute(query)).all())
 
 
 async def set_speaker_labels(db: AsyncSession, session_id: UUID, names: dict, overrides: dict) -> None:
