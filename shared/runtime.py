@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from faststream.kafka import KafkaBroker, KafkaMessage
 
-from shared.blobstore import BlobStore, create_blob_store
+from shared.blobstore import BlobStore, SealedBlobStore, create_blob_store
 from shared.broker import Shredded, consumer_options, create_broker, open_message, publish_dlq, raw_record
 from shared.contracts.events import Topic
 from shared.db.engine import create_engine, create_session_factory
@@ -70,6 +70,7 @@ class ServiceRuntime:
             runtime.engine = create_engine(settings)
             runtime.session_factory = create_session_factory(runtime.engine)
             runtime.keys = SessionKeys(runtime.session_factory, ttl_s=settings.key_cache_ttl_s)
+            runtime.blobs = SealedBlobStore(runtime.blobs, runtime.keys)  # session blobs sealed with its key
         if with_db and with_broker:  # without a broker the outbox keeps its rows for a later relay
             runtime.relay = OutboxRelay(
                 runtime.session_factory, broker_publisher(broker), poll_interval_s=settings.outbox_poll_interval_s,
@@ -196,6 +197,8 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         self.metrics.serve(self.settings.metrics_port)
+        if self.keys is not None:  # blob calls from worker threads look keys up on this loop
+            self.keys.bind_loop(asyncio.get_running_loop())
         if self.relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
         if self.broker_enabled:

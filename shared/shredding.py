@@ -1,7 +1,7 @@
 """Crypto-shredding: patient data in events and blobs is encrypted with a per-session data
 key (AES-256-GCM) kept in the ``session_keys`` table. Deleting a session destroys its key,
 so every copy of its events (outbox, broker topics, DLQs, consumer logs, database and broker
-backups) and of its blobs becomes unreadable, wherever it went. See docs/adr/0006.
+backups) and of its blobs becomes unreadable, wherever it went. See docs/adr/0006-crypto-shredding.md.
 
 Events: on a topic in ``SEALED_TOPICS`` the whole payload is sealed except ``session_id``
 and ``schema_version`` (kept in clear so a record can be routed, keyed and dropped without
@@ -19,6 +19,7 @@ event is dropped, the blob cannot be read)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -31,6 +32,7 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.events import Topic
@@ -202,10 +204,11 @@ def open_blob(key: bytes, blob_key: str, sealed: bytes) -> bytes:
 
 # --- the key table ----------------------------------------------------------------------------
 async def create_session_key(db: AsyncSession, session_id: UUID, key: bytes | None = None) -> bytes:
-    """Store the session's data key inside the caller's transaction (the upload's)."""
-    key = key or new_data_key()
-    await db.execute(session_keys.insert().values(session_id=session_id, data_key=key))
-    return key
+    """The session's data key, stored inside the caller's transaction (the upload's) unless it
+    already has one (the upload's audio, sealed while it streamed in, created it): returns it."""
+    await db.execute(insert(session_keys).values(session_id=session_id, data_key=key or new_data_key())
+                     .on_conflict_do_nothing(index_elements=[session_keys.c.session_id]))
+    return await session_key(db, session_id)
 
 
 async def destroy_session_key(db: AsyncSession, session_id: UUID) -> bool:
@@ -229,6 +232,32 @@ class SessionKeys:
                  max_entries: int = 4096) -> None:
         self._session_factory, self._ttl_s, self._max = session_factory, ttl_s, max_entries
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop ``get_blocking`` runs lookups on (the service's, bound at start)."""
+        self._loop = loop
+
+    def get_blocking(self, session_id: UUID | str, timeout_s: float = 30.0) -> bytes | None:
+        """``get`` from a worker thread (blob reads and writes are blocking calls)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("SessionKeys.get_blocking before the service started")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("a blob call blocked the event loop: run it in a thread (run_blocking)")
+        return asyncio.run_coroutine_threadsafe(self.get(session_id), loop).result(timeout_s)
+
+    async def create(self, session_id: UUID | str) -> bytes:
+        """A new session's key, committed now (before its upload's transaction: its audio is
+        sealed while it streams in). Only the gateway's upload path calls this."""
+        async with self._session_factory() as db, db.begin():
+            key = await create_session_key(db, UUID(str(session_id)))
+        self._cache[str(session_id)] = (key, time.monotonic() + self._ttl_s)
+        return key
 
     async def get(self, session_id: UUID | str) -> bytes | None:
         sid, now = str(session_id), time.monotonic()

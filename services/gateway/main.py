@@ -13,6 +13,7 @@ from faststream.kafka import KafkaMessage
 from shared.broker import consumer_options
 from shared.contracts.events import SessionStatus, Topic
 from shared.logging import get_logger
+from shared.blobstore import SealedBlobStore
 from shared.runtime import ServiceRuntime
 from shared.settings import InsecureSettingsError, Settings, load_settings
 from shared.topology import GATEWAY
@@ -69,6 +70,8 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
     settings.jwt_signing_secret()  # first: refuse an unusable secret before anything opens
     runtime = ServiceRuntime.create(settings, "gateway", with_broker=with_broker)
     state = build_state(runtime)
+    if isinstance(runtime.blobs, SealedBlobStore):  # an upload's audio is sealed with its new session's key
+        runtime.blobs.create_keys = True
     schedule_retention(state)
     if with_broker:
         wake_streams_on_status(runtime, state.hub)

@@ -1,8 +1,9 @@
-"""Deletion leaves nothing anywhere (crypto-shredding, docs/adr/0006): a real recording goes
-through the whole stack; before DELETE its words are readable through the API and in the
-database's read model (so the search below can find them); after DELETE a data-only
-``pg_dump`` of the database, every record of every topic of the broker (every partition,
-from the beginning, DLQs included) and every file of the blob folder hold none of them."""
+"""Deletion leaves nothing anywhere (crypto-shredding, docs/adr/0006-crypto-shredding.md):
+a real recording goes through the whole stack; before DELETE its words are readable
+through the API and in the database's read model (so the search below can find them);
+after DELETE a data-only ``pg_dump`` of the database, every record of every topic of the
+broker (every partition, from the beginning, DLQs included) and every file of the blob
+folder hold none of them."""
 
 from __future__ import annotations
 
