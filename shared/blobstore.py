@@ -479,7 +479,7 @@ class SealedBlobStore:
                 if max_bytes is not None and size > max_bytes:
                     raise BlobTooLarge(f"larger than {max_bytes} bytes")
                 digest.update(chunk)
-                yield sealer.update(chunk)
+                yield await asyncio.to_thread(sealer.update, chunk)  # AES off the event loop
             yield sealer.finish()
 
         stored = await self.inner.put_stream(key, sealed())

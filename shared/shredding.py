@@ -124,7 +124,7 @@ class BlobSealer:
         self._index = 0
         self._started = False
 
-    def _frame(self, chunk: bytes, final: bool) -> bytes:
+    def _frame(self, chunk, final: bool) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         frame = nonce + self._aead.encrypt(nonce, chunk, _blob_aad(self._blob_key, self._index, final))
         self._index += 1
@@ -137,12 +137,14 @@ class BlobSealer:
         return BLOB_MAGIC + struct.pack(">I", BLOB_CHUNK)
 
     def update(self, data: bytes) -> bytes:
-        self._buffer += data
         out = [self._header()]
+        view = memoryview(bytes(self._buffer) + data if self._buffer else data)  # chunks are views: no copies
+        position = 0
         # Keep at least one byte back: the last chunk is sealed as final by ``finish``.
-        while len(self._buffer) > BLOB_CHUNK:
-            chunk, self._buffer = bytes(self._buffer[:BLOB_CHUNK]), self._buffer[BLOB_CHUNK:]
-            out.append(self._frame(chunk, final=False))
+        while len(view) - position > BLOB_CHUNK:
+            out.append(self._frame(view[position:position + BLOB_CHUNK], final=False))
+            position += BLOB_CHUNK
+        self._buffer = bytearray(view[position:])
         return b"".join(out)
 
     def finish(self) -> bytes:
@@ -175,7 +177,7 @@ def open_frames(key: bytes, blob_key: str, frames: Iterator[bytes], first_index:
     chunk ``first_index`` of a blob of ``total_chunks`` chunks. Raises KeyShredded on a bad tag."""
     aead, index, buffer = AESGCM(key), first_index, bytearray()
 
-    def open_one(frame: bytes) -> bytes:
+    def open_one(frame) -> bytes:
         try:
             return aead.decrypt(frame[:NONCE_BYTES], frame[NONCE_BYTES:],
                                 _blob_aad(blob_key, index, index == total_chunks - 1))
@@ -183,11 +185,13 @@ def open_frames(key: bytes, blob_key: str, frames: Iterator[bytes], first_index:
             raise KeyShredded("the blob does not open with this key") from exc
 
     for piece in frames:
-        buffer += piece
-        while len(buffer) >= BLOB_FRAME and index < total_chunks - 1:
-            yield open_one(bytes(buffer[:BLOB_FRAME]))
-            del buffer[:BLOB_FRAME]
+        view = memoryview(bytes(buffer) + piece if buffer else piece)
+        position = 0
+        while len(view) - position >= BLOB_FRAME and index < total_chunks - 1:
+            yield open_one(view[position:position + BLOB_FRAME])
+            position += BLOB_FRAME
             index += 1
+        buffer = bytearray(view[position:])
     if buffer:
         yield open_one(bytes(buffer))
 

@@ -87,6 +87,13 @@ def test_deleted_session_leaves_no_word_in_the_database_the_broker_or_the_blobs(
     assert len(candidates) >= 5, f"need 5+ distinctive transcript words, got {len(candidates)}"
     words = candidates[:12]
 
+    # The recording is sealed at rest and served decrypted (with ranges) to its therapist.
+    [stored] = (Path(env["TB_BLOB_DIR"]) / "sessions" / sid).glob("audio.*")
+    original = RECORDING.read_bytes()
+    assert original[:64] not in stored.read_bytes() and stored.read_bytes()[:4] == b"TBE1"
+    ranged = api.client.get(f"/api/sessions/{sid}/audio", headers={**api.headers, "Range": "bytes=100000-100999"})
+    assert ranged.status_code == 206 and ranged.content == original[100000:101000]
+
     dump, topics, _ = everything(env)
     assert words_in(dump, words) == set(words), "before DELETE the read model holds the transcript in clear"
     assert words_in(topics, words) == set(), "event payloads on the broker are sealed even before DELETE"
@@ -103,4 +110,5 @@ def test_deleted_session_leaves_no_word_in_the_database_the_broker_or_the_blobs(
     assert words_in(dump, words) == set(), "a database table still holds the deleted session's words"
     assert words_in(topics, words) == set(), "a topic still holds the deleted session's words"
     assert words_in(blobs, words) == set(), "a blob still holds the deleted session's words"
+    assert not (Path(env["TB_BLOB_DIR"]) / "sessions" / sid).exists()
     assert sid not in table_rows(dump.decode(), "session_keys"), "its data key is destroyed"
