@@ -25,7 +25,7 @@ from shared.inbox import Tombstones
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.resilience import PermanentError
 from shared.settings import Settings, load_settings
-from shared.shredding import SessionKeys
+from shared.shredding import KeyShredded, SessionKeys
 from shared.telemetry import ServiceMetrics, configure_tracing
 from shared.topology import ServiceTopology, TopologyError
 
@@ -121,7 +121,7 @@ class ServiceRuntime:
         to <topic>.dlq once, so nothing is retried forever and nothing blocks its
         partition. ``routes`` maps topic -> handler (or is one handler for every topic)."""
         try:
-            envelope = await open_message(msg, self.keys)
+            envelope = await self._open(msg)
         except Shredded:  # its key is gone: the session was deleted (ids only in the log)
             log.info("event_for_shredded_session_dropped", topic=msg.raw_message.topic)
             return
@@ -145,6 +145,23 @@ class ServiceRuntime:
             await self._handle_with_retries(handler, envelope)
         finally:
             structlog.contextvars.unbind_contextvars("session_id", "trace_id", "event_id", "topic")
+
+    async def _open(self, msg: KafkaMessage) -> Envelope:
+        """open_message, retrying a failed key lookup (a database hiccup must not dead-letter a
+        good event); a bad record or a shredded session raises at once."""
+        for attempt in range(1, self.settings.dlq_max_attempts + 1):
+            try:
+                return await open_message(msg, self.keys)
+            except (Shredded, KeyShredded, ValueError):
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt == self.settings.dlq_max_attempts:
+                    raise
+                log.warning("session_key_lookup_error", attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(min(2 ** attempt, 30) * self.retry_base_delay_s)
+        raise AssertionError("unreachable")
 
     async def _handle_with_retries(self, handler, envelope: Envelope) -> None:
         attempts = self.settings.dlq_max_attempts

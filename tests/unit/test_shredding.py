@@ -158,3 +158,28 @@ async def test_session_deleted_evicts_the_cached_key():
     event = SessionDeleted(session_id=sid)
     await rt.dispatch(kafka_message("session.deleted", event, encode(event)), handler)
     assert keys.forgotten == [str(sid)]
+
+
+class FlakyKeys(FakeKeys):
+    def __init__(self, keys: dict, failures: int) -> None:
+        super().__init__(keys)
+        self.failures = failures
+
+    async def get(self, session_id):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database restarting")
+        return await super().get(session_id)
+
+
+async def test_a_failed_key_lookup_is_retried_not_dead_lettered():
+    sid, key = uuid.uuid4(), new_data_key()
+    rt, seen = runtime(FlakyKeys({str(sid): key}, failures=1)), []
+    rt.settings = Settings(dlq_max_attempts=2)
+
+    async def handler(envelope):
+        seen.append(envelope)
+
+    event = transcript(sid)
+    await rt.dispatch(kafka_message("transcript.ready", event, seal_payload(key, "transcript.ready", encode(event))), handler)
+    assert [e.event.session_id for e in seen] == [sid] and rt.broker.sent == []
