@@ -108,3 +108,15 @@ def test_without_its_key_a_blob_can_be_neither_read_nor_written(store):
     with pytest.raises(ValueError):
         store.put_bytes("elsewhere/file.json", b"{}")
     assert key_of(uri).startswith(f"sessions/{sid}/")
+
+
+def test_a_blob_written_before_sealing_is_read_as_it_is_while_its_session_has_a_key(store):
+    sid = uuid.uuid4()
+    uri = store.inner.put_bytes(session_key(sid, "audio.wav"), TEXT)  # an upload from before this change
+    store.keys.keys[str(sid)] = new_data_key()  # the migration gave the session a key
+    assert store.get_bytes(uri) == TEXT
+    obj = store.open(uri, "bytes=10-19")
+    assert b"".join(obj.chunks()) == TEXT[10:20] and obj.content_range == f"bytes 10-19/{len(TEXT)}"
+    del store.keys.keys[str(sid)]
+    with pytest.raises(KeyShredded):
+        store.get_bytes(uri)
