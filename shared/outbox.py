@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 

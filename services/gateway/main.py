@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from faststream.kafka import KafkaMessage
 
+from shared.blobstore import SealedBlobStore
 from shared.broker import consumer_options
 from shared.contracts.events import SessionStatus, Topic
 from shared.logging import get_logger
-from shared.blobstore import SealedBlobStore
 from shared.runtime import ServiceRuntime
 from shared.settings import InsecureSettingsError, Settings, load_settings
 from shared.topology import GATEWAY

@@ -14,8 +14,6 @@ from uuid import UUID
 from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.outbox import delete_unsent
-from shared.shredding import create_session_key, destroy_session_key
 from shared.db.tables import (
     audit_log,
     patients,
@@ -25,6 +23,8 @@ from shared.db.tables import (
     status_history,
     therapists,
 )
+from shared.outbox import delete_unsent
+from shared.shredding import create_session_key, destroy_session_key
 
 
 # --- health -----------------------------------------------------------------------------------
