@@ -233,7 +233,7 @@ def notes_process(service_env: dict[str, str], db_url: str, label: str, extra_en
         t0 = time.monotonic()
         stack = start_stack(env, ["notes"], label)
         while "service_started" not in (log.read_text(errors="replace") if log.exists() else ""):
-            assert stack.processes["notes"].poll() is None and time.monotonic() - t0 < 60, f"notes did not start; see {log}"
+            assert stack.processes["notes"].poll() is None and time.monotonic() - t0 < 180, f"notes did not start; see {log}"
             time.sleep(0.1)
         print(f"\n[notes] {label} service ready in {time.monotonic() - t0:.1f}s")
         yield env
