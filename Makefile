@@ -21,13 +21,14 @@ install: $(STAMP)
 
 # Test-only system packages: espeak-ng and sox generate test dialogues; chromium drives
 # the web-page test; prometheus (Debian's package, with promtool) tests the alert rules
-# and the dashboard. `make run` needs none of them.
+# and the dashboard; pg_dump (postgresql-client) dumps the database in the deletion test.
+# `make run` needs none of them.
 system-deps:
 	@missing=""; \
-	for bin in espeak-ng sox chromium promtool; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	for bin in espeak-ng sox chromium promtool pg_dump; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
-	  pkgs=$$(echo "$$missing" | sed -e 's/chromium/chromium chromium-driver/' -e 's/promtool/prometheus/'); \
+	  pkgs=$$(echo "$$missing" | sed -e 's/chromium/chromium chromium-driver/' -e 's/promtool/prometheus/' -e 's/pg_dump/postgresql-client/'); \
 	  (command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && SUDO=sudo; \
 	   $$SUDO apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
 	   ($$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) \

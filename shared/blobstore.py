@@ -388,3 +388,202 @@ def create_blob_store(settings: "Settings") -> BlobStore:
 
 def session_prefix(session_id) -> str:
     return f"sessions/{session_id}/"
+
+
+# --- sealed (crypto-shredding) ----------------------------------------------------------------
+class SealedObject:
+    """A decrypting stream over a byte range of a sealed blob (``SealedBlobStore.open``):
+    the same shape as S3Object (``size``, ``content_range``, ``chunks()``, ``close()``)."""
+
+    def __init__(self, frames: Iterator[bytes], skip: int, size: int, content_range: str | None,
+                 total_size: int) -> None:
+        self._frames, self._skip = frames, skip
+        self.size, self.content_range, self.total_size = size, content_range, total_size
+
+    def chunks(self, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        skip, left = self._skip, self.size
+        for plain in self._frames:
+            piece = plain[skip:skip + left]
+            skip = max(0, skip - len(plain))
+            left -= len(piece)
+            if piece:
+                yield piece
+            if left <= 0:
+                break
+
+    def close(self) -> None:
+        close = getattr(self._frames, "close", None)
+        if close:
+            close()
+
+
+def _byte_range(byte_range: str | None, total: int) -> tuple[int, int] | None:
+    """(first, last) of an HTTP ``bytes=`` range over ``total`` bytes; None: the whole blob."""
+    if not byte_range:
+        return None
+    first, _, last = byte_range.removeprefix("bytes=").partition("-")
+    if not first:  # a suffix: the last N bytes
+        first, last = str(max(0, total - int(last))), ""
+    start, end = int(first), min(int(last) if last else total - 1, total - 1)
+    if start >= total or start > end:
+        raise BlobRangeNotSatisfiable(byte_range)
+    return start, end
+
+
+class SealedBlobStore:
+    """Any blob store, with every blob under ``sessions/<id>/`` encrypted with that session's
+    data key (shared/shredding.py): sealed on write, opened on read. A session without a key
+    was deleted, so its blobs can be neither written nor read (KeyShredded); a key outside
+    ``sessions/`` is refused. Blocking methods look the key up through ``keys.get_blocking``:
+    call them from a worker thread, as every blob call already is."""
+
+    def __init__(self, inner: BlobStore, keys: Any, create_keys: bool = False) -> None:
+        self.inner, self.keys = inner, keys
+        self.create_keys = create_keys  # the gateway: an upload's audio creates its session's key
+
+    # keys ------------------------------------------------------------------------------
+    @staticmethod
+    def _session_of(blob_key: str) -> str:
+        import uuid
+
+        parts = PurePosixPath(_check_key(blob_key)).parts
+        if len(parts) < 3 or parts[0] != "sessions":
+            raise ValueError("a sealed blob lives under sessions/<id>/")
+        return str(uuid.UUID(parts[1]))
+
+    def _key(self, blob_key: str) -> bytes:
+        from shared.shredding import KeyShredded
+
+        key = self.keys.get_blocking(self._session_of(blob_key))
+        if key is None:
+            raise KeyShredded("the session's data key is gone")
+        return key
+
+    # writes ----------------------------------------------------------------------------
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int | None = None) -> StoredBlob:
+        """Seal while streaming; ``size`` and ``sha256`` describe the plaintext (the upload)."""
+        from shared.shredding import BlobSealer, KeyShredded
+
+        session_id = self._session_of(key)
+        data_key = await self.keys.get(session_id)
+        if data_key is None and self.create_keys:
+            data_key = await self.keys.create(session_id)
+        if data_key is None:
+            raise KeyShredded("the session's data key is gone")
+        sealer, digest, size = BlobSealer(data_key, key), hashlib.sha256(), 0
+
+        async def sealed() -> AsyncIterator[bytes]:
+            nonlocal size
+            async for chunk in chunks:
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise BlobTooLarge(f"larger than {max_bytes} bytes")
+                digest.update(chunk)
+                yield await asyncio.to_thread(sealer.update, chunk)  # AES off the event loop
+            yield sealer.finish()
+
+        stored = await self.inner.put_stream(key, sealed())
+        return StoredBlob(stored.uri, size, digest.hexdigest(), stored.path)
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        from shared.shredding import seal_blob
+
+        return self.inner.put_bytes(key, seal_blob(self._key(key), key, data))
+
+    def put_json(self, key: str, obj: Any) -> str:
+        return self.put_bytes(key, json.dumps(obj).encode())
+
+    # reads -----------------------------------------------------------------------------
+    def get_bytes(self, uri: str) -> bytes:
+        from shared.shredding import open_blob
+
+        blob_key = key_of(uri)
+        data_key, stored = self._key(blob_key), self.inner.get_bytes(uri)
+        return open_blob(data_key, blob_key, stored) if self._sealed(stored) else stored
+
+    @staticmethod
+    def _sealed(head: bytes) -> bool:
+        """Blobs written before sealing (or by hand) are read as they are, once the session's
+        key shows it is not deleted; sealed ones start with the magic (no audio format does)."""
+        from shared.shredding import BLOB_MAGIC
+
+        return head[:len(BLOB_MAGIC)] == BLOB_MAGIC
+
+    def get_json(self, uri: str) -> Any:
+        return json.loads(self.get_bytes(uri))
+
+    def _sealed_size(self, uri: str) -> int:
+        if isinstance(self.inner, LocalBlobStore):
+            path = self.inner.path_for(uri)
+            if not path.is_file():
+                raise FileNotFoundError(f"no blob {uri}")
+            return path.stat().st_size
+        try:
+            head = self.inner.client.head_object(Bucket=self.inner.bucket, Key=self.inner._object_key(uri))
+        except self.inner.client.exceptions.ClientError as exc:
+            if _missing(exc):
+                raise FileNotFoundError(f"no blob {uri}") from exc
+            raise
+        return int(head["ContentLength"])
+
+    def _sealed_bytes(self, uri: str, start: int, end: int) -> Iterator[bytes]:
+        if isinstance(self.inner, LocalBlobStore):
+            with open(self.inner.path_for(uri), "rb") as fh:
+                fh.seek(start)
+                left = end + 1 - start
+                while left > 0 and (piece := fh.read(min(256 * 1024, left))):
+                    left -= len(piece)
+                    yield piece
+            return
+        yield from self.inner.open(uri, f"bytes={start}-{end}").chunks()
+
+    def open(self, uri: str, byte_range: str | None = None) -> SealedObject:
+        """Open for streaming, decrypting only the chunks a byte range (``bytes=a-b``) covers."""
+        from shared.shredding import BLOB_CHUNK, chunk_span, open_frames, plaintext_size, total_chunks
+
+        blob_key = key_of(uri)
+        data_key, sealed_size = self._key(blob_key), self._sealed_size(uri)
+        if not self._sealed(b"".join(self._sealed_bytes(uri, 0, 3))):
+            return self._open_unsealed(uri, byte_range, sealed_size)
+        total = plaintext_size(sealed_size)
+        wanted = _byte_range(byte_range, total) if total else None
+        first, last = wanted or (0, max(total - 1, 0))
+        start, end = chunk_span(first, last, sealed_size)
+        frames = open_frames(data_key, blob_key, self._sealed_bytes(uri, start, end), first // BLOB_CHUNK,
+                             total_chunks(sealed_size))
+        content_range = f"bytes {first}-{last}/{total}" if wanted else None
+        return SealedObject(frames, first % BLOB_CHUNK, (last - first + 1) if total else 0, content_range, total)
+
+    def _open_unsealed(self, uri: str, byte_range: str | None, total: int) -> SealedObject:
+        wanted = _byte_range(byte_range, total) if total else None
+        first, last = wanted or (0, max(total - 1, 0))
+        pieces = self._sealed_bytes(uri, first, last) if total else iter(())
+        content_range = f"bytes {first}-{last}/{total}" if wanted else None
+        return SealedObject(pieces, 0, (last - first + 1) if total else 0, content_range, total)
+
+    @contextmanager
+    def local_copy(self, uri: str) -> Iterator[Path]:
+        """The blob decrypted into a private temporary file (same suffix), deleted afterwards."""
+        suffix = PurePosixPath(key_of(uri)).suffix
+        fd, name = tempfile.mkstemp(prefix="tb-blob-", suffix=suffix)  # 0600
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for piece in self.open(uri).chunks():
+                    fh.write(piece)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def with_local_copy(self, uri: str, fn: Callable[..., T], *args: Any) -> T:
+        with self.local_copy(uri) as path:
+            return fn(path, *args)
+
+    def exists(self, uri: str) -> bool:
+        return self.inner.exists(uri)
+
+    def delete(self, uri: str) -> bool:
+        return self.inner.delete(uri)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.inner.delete_prefix(prefix)

@@ -18,6 +18,7 @@ from shared.contracts.events import Event, Topic, topic_of
 from shared.envelope import Envelope, RawRecord, build_headers, decode, encode, normalise_headers
 from shared.settings import Settings
 from shared.telemetry import current_traceparent
+from shared.shredding import SessionKeys, is_sealed_topic, open_payload, sealed_session
 from shared.topology import check_produces
 
 
@@ -100,8 +101,11 @@ async def publish_event(
     event_id: str | None = None,
 ) -> str:
     """Publish directly (no outbox): for ephemeral messages such as progress ticks. A
-    service (``source``) may only publish topics its declaration produces."""
+    service (``source``) may only publish topics its declaration produces. Topics that carry
+    patient data go through the outbox, which seals them: they cannot be published here."""
     check_produces(source, topic_of(event))
+    if is_sealed_topic(topic_of(event).value):
+        raise ValueError(f"{topic_of(event).value} carries patient data: enqueue it in the outbox (which seals it)")
     headers = build_headers(event, source, traceparent=current_traceparent(traceparent), event_id=event_id)
     await send(broker, topic_of(event).value, encode(event), str(event.session_id).encode(), headers)
     return headers["ce_id"]
@@ -113,11 +117,31 @@ def raw_record(msg: KafkaMessage) -> RawRecord:
                      headers=normalise_headers(raw.headers))
 
 
-def parse_message(msg: KafkaMessage) -> Envelope:
-    """Turn a raw record into a typed envelope. Raises ValueError/ValidationError on a bad record."""
+class Shredded(Exception):
+    """A sealed record of a session whose key is gone: drop it, as for a deleted session."""
+
+
+async def open_message(msg: KafkaMessage, keys: SessionKeys | None) -> Envelope:
+    """``parse_message`` after opening a sealed payload with the session's data key (the one
+    place events are decrypted). Raises Shredded when the session has no key (deleted: fail
+    closed) and ValueError/ValidationError on a bad record. An unsealed value is parsed as is:
+    producers seal (shared.outbox), and events in flight from before sealing still flow."""
     record = raw_record(msg)
+    session_id = sealed_session(record.value) if is_sealed_topic(record.topic) else None
+    if session_id is None:
+        return parse_message(msg, record)
+    key = await keys.get(session_id) if keys is not None else None
+    if key is None:
+        raise Shredded(session_id)
+    return parse_message(msg, record, open_payload(key, record.topic, record.value))
+
+
+def parse_message(msg: KafkaMessage, record: RawRecord | None = None, value: bytes | None = None) -> Envelope:
+    """Turn a raw record into a typed envelope (``value``: its opened payload, when sealed).
+    Raises ValueError/ValidationError on a bad record."""
+    record = record or raw_record(msg)
     headers = record.headers
-    event = decode(record.topic, record.value)
+    event = decode(record.topic, value if value is not None else record.value)
     return Envelope(
         topic=record.topic,
         event=event,
@@ -149,4 +173,4 @@ async def publish_dlq(broker: KafkaBroker, record: RawRecord, error_kind: str, e
     await broker.publish(record.value, f"{record.topic}.dlq", key=record.key, headers=headers)
 
 
-__all__ = ["create_broker", "consumer_options", "publish_event", "parse_message", "publish_dlq", "raw_record", "Topic"]
+__all__ = ["create_broker", "consumer_options", "publish_event", "open_message", "parse_message", "Shredded", "publish_dlq", "raw_record", "Topic"]

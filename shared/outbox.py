@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.events import Event, topic_of
@@ -21,6 +23,7 @@ from shared.db.tables import outbox
 from shared.envelope import build_headers, encode
 from shared.logging import get_logger
 from shared.telemetry import current_traceparent
+from shared.shredding import is_sealed_topic, seal_payload, session_key
 from shared.topology import check_produces
 
 log = get_logger(__name__)
@@ -32,19 +35,37 @@ async def enqueue(
     db: AsyncSession, event: Event, source: str, traceparent: str | None = None, event_id: str | None = None
 ) -> str:
     """Add an event to the outbox inside the caller's transaction; returns its ce_id.
-    A service (``source``) may only enqueue topics its declaration produces."""
+    A service (``source``) may only enqueue topics its declaration produces. A topic that
+    carries patient data is sealed with the session's data key, read in the same
+    transaction; a session without a key was deleted, so nothing is enqueued (fail closed)."""
+    topic = topic_of(event).value
     check_produces(source, topic_of(event))
     # The enqueuing span (a request or consume span) is the relay's publish span's parent.
     headers = build_headers(event, source, traceparent=current_traceparent(traceparent), event_id=event_id)
-    await db.execute(
-        outbox.insert().values(
-            topic=topic_of(event).value,
-            key=str(event.session_id),
-            payload=encode(event).decode(),
-            headers=headers,
-        )
-    )
+    payload = encode(event)
+    if is_sealed_topic(topic):
+        key = await session_key(db, event.session_id)
+        if key is None:
+            log.info("event_for_shredded_session_not_enqueued", topic=topic, session_id=str(event.session_id))
+            return headers["ce_id"]
+        payload = seal_payload(key, topic, payload)
+    await db.execute(outbox.insert().values(topic=topic, key=str(event.session_id), payload=payload.decode(),
+                                            headers=headers))
     return headers["ce_id"]
+
+
+async def delete_unsent(db: AsyncSession, session_id: UUID) -> int:
+    """A deleted session's events not yet relayed (inside the deletion's transaction): they
+    would be unreadable anyway once its key is gone, and need not reach the broker."""
+    result = await db.execute(delete(outbox).where(outbox.c.key == str(session_id), outbox.c.published_at.is_(None)))
+    return result.rowcount or 0
+
+
+async def prune_sent(db: AsyncSession, keep_s: float) -> int:
+    """Relayed rows older than ``keep_s``: the broker holds them now; the table stays small."""
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=keep_s)
+    result = await db.execute(delete(outbox).where(outbox.c.published_at < cutoff))
+    return result.rowcount or 0
 
 
 class OutboxRelay:
@@ -57,11 +78,14 @@ class OutboxRelay:
         publish: PublishFn,
         poll_interval_s: float = 0.2,
         batch_size: int = 100,
+        keep_sent_s: float = 300.0,
     ) -> None:
         self._session_factory = session_factory
         self._publish = publish
         self._poll_interval_s = poll_interval_s
         self._batch_size = batch_size
+        self._keep_sent_s = keep_sent_s
+        self._next_prune = 0.0
         self._wake = asyncio.Event()
         self._stopping = False
         self.published = 0
@@ -85,13 +109,23 @@ class OutboxRelay:
                 headers = row.headers if isinstance(row.headers, dict) else json.loads(row.headers)
                 await self._publish(row.topic, row.payload.encode(), row.key.encode(), headers)
             if rows:
-                from sqlalchemy import func
-
                 await db.execute(
                     update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(published_at=func.now())
                 )
         self.published += len(rows)
+        await self._prune_now_and_then()
         return len(rows)
+
+    async def _prune_now_and_then(self) -> None:
+        """Delete relayed rows past ``keep_sent_s``, at most every few seconds per relay."""
+        now = asyncio.get_running_loop().time()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + max(1.0, min(self._keep_sent_s / 2, 30.0))
+        async with self._session_factory() as db, db.begin():
+            pruned = await prune_sent(db, self._keep_sent_s)
+        if pruned:
+            log.debug("outbox_pruned", rows=pruned)
 
     async def run(self) -> None:
         while not self._stopping:

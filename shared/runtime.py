@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 from faststream.kafka import KafkaBroker, KafkaMessage
 
-from shared.blobstore import BlobStore, create_blob_store
-from shared.broker import consumer_options, create_broker, parse_message, publish_dlq, raw_record
+from shared.blobstore import BlobStore, SealedBlobStore, create_blob_store
+from shared.broker import Shredded, consumer_options, create_broker, open_message, publish_dlq, raw_record
 from shared.contracts.events import Topic
 from shared.db.engine import create_engine, create_session_factory
 from shared.envelope import Envelope, RawRecord, trace_id_of
@@ -25,6 +25,7 @@ from shared.inbox import Tombstones
 from shared.outbox import OutboxRelay, broker_publisher
 from shared.resilience import PermanentError
 from shared.settings import Settings, load_settings
+from shared.shredding import KeyShredded, SessionKeys
 from shared.telemetry import ServiceMetrics, configure_tracing, flush_traces, work_span
 from shared.topology import ServiceTopology, TopologyError
 
@@ -43,6 +44,7 @@ class ServiceRuntime:
     session_factory: Any = None
     relay: OutboxRelay | None = None
     tombstones: Tombstones | None = None
+    keys: SessionKeys | None = None  # opens sealed events (shared/shredding.py)
     retry_base_delay_s: float = 0.5
     broker_enabled: bool = True  # False: never connect (an API served without the bus, in tests)
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -67,9 +69,12 @@ class ServiceRuntime:
         if with_db:
             runtime.engine = create_engine(settings)
             runtime.session_factory = create_session_factory(runtime.engine)
+            runtime.keys = SessionKeys(runtime.session_factory, ttl_s=settings.key_cache_ttl_s)
+            runtime.blobs = SealedBlobStore(runtime.blobs, runtime.keys)  # session blobs sealed with its key
         if with_db and with_broker:  # without a broker the outbox keeps its rows for a later relay
             runtime.relay = OutboxRelay(
-                runtime.session_factory, broker_publisher(broker), poll_interval_s=settings.outbox_poll_interval_s
+                runtime.session_factory, broker_publisher(broker), poll_interval_s=settings.outbox_poll_interval_s,
+                keep_sent_s=settings.outbox_keep_sent_s,
             )
             runtime.tombstones = Tombstones(runtime.session_factory, name)
         return runtime
@@ -116,7 +121,10 @@ class ServiceRuntime:
         to <topic>.dlq once, so nothing is retried forever and nothing blocks its
         partition. ``routes`` maps topic -> handler (or is one handler for every topic)."""
         try:
-            envelope = parse_message(msg)
+            envelope = await self._open(msg)
+        except Shredded:  # its key is gone: the session was deleted (ids only in the log)
+            log.info("event_for_shredded_session_dropped", topic=msg.raw_message.topic)
+            return
         except Exception as exc:
             log.warning("event_rejected", topic=msg.raw_message.topic, error=type(exc).__name__)
             await self.dead_letter(raw_record(msg), "permanent", f"invalid event: {type(exc).__name__}")
@@ -128,6 +136,8 @@ class ServiceRuntime:
             session_id=str(envelope.event.session_id), trace_id=trace_id_of(envelope.traceparent),
             event_id=envelope.event_id, topic=envelope.topic,
         )
+        if envelope.topic == Topic.SESSION_DELETED.value and self.keys is not None:
+            self.keys.forget(envelope.event.session_id)
         try:
             if await self._is_buried(envelope):
                 log.info("event_for_deleted_session_dropped")
@@ -137,6 +147,23 @@ class ServiceRuntime:
                 await self._handle_with_retries(handler, envelope)
         finally:
             structlog.contextvars.unbind_contextvars("session_id", "trace_id", "event_id", "topic")
+
+    async def _open(self, msg: KafkaMessage) -> Envelope:
+        """open_message, retrying a failed key lookup (a database hiccup must not dead-letter a
+        good event); a bad record or a shredded session raises at once."""
+        for attempt in range(1, self.settings.dlq_max_attempts + 1):
+            try:
+                return await open_message(msg, self.keys)
+            except (Shredded, KeyShredded, ValueError):
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt == self.settings.dlq_max_attempts:
+                    raise
+                log.warning("session_key_lookup_error", attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(min(2 ** attempt, 30) * self.retry_base_delay_s)
+        raise AssertionError("unreachable")
 
     async def _handle_with_retries(self, handler, envelope: Envelope) -> None:
         attempts = self.settings.dlq_max_attempts
@@ -189,6 +216,8 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         self.metrics.serve(self.settings.metrics_port)
+        if self.keys is not None:  # blob calls from worker threads look keys up on this loop
+            self.keys.bind_loop(asyncio.get_running_loop())
         if self.relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
         if self.broker_enabled:

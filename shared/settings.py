@@ -215,6 +215,16 @@ class Settings(BaseSettings):
     # --- Reconciler ------------------------------------------------------------------
     stage_deadline_s: float = Field(3600.0, description="A session stuck in one stage longer than this is failed.")
     outbox_poll_interval_s: float = Field(0.2, description="Outbox relay polling interval (also woken on commit).")
+    outbox_keep_sent_s: float = Field(
+        300.0, description="How long relayed outbox rows are kept (for inspection) before they are pruned."
+    )
+    key_cache_ttl_s: float = Field(
+        60.0, description="How long a process caches a session's data key (a deleted key lingers at most this long)."
+    )
+    retention_days: int = Field(
+        0, ge=0, description="Delete sessions older than this many days, as DELETE does (0: keep forever)."
+    )
+    retention_interval_s: float = Field(3600.0, description="How often the gateway looks for sessions past retention.")
 
     @field_validator("trusted_proxies")
     @classmethod

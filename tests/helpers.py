@@ -55,22 +55,50 @@ async def wait_for_records(bootstrap: str, topic: str, key: str, count: int = 1,
         await asyncio.sleep(0.5)
 
 
-async def publish(bootstrap: str, event, source: str = "tests", event_id: str | None = None) -> str:
-    ce_id, _, _ = await publish_record(bootstrap, event, source, event_id)
+async def publish(bootstrap: str, event, source: str = "tests", event_id: str | None = None,
+                  database_url: str | None = None) -> str:
+    ce_id, _, _ = await publish_record(bootstrap, event, source, event_id, database_url)
     return ce_id
 
 
-async def publish_record(bootstrap: str, event, source: str = "tests",
-                         event_id: str | None = None) -> tuple[str, TopicPartition, int]:
-    """Publish one event; returns its ce_id and where it landed (partition, offset)."""
-    from shared.contracts.events import topic_of
+async def give_session_a_key(database_url: str, session_id) -> bytes:
+    """What the gateway does at upload: a data key for the session (kept if it has one), so
+    the services seal its events; a session without a key counts as deleted."""
+    from sqlalchemy.dialects.postgresql import insert
+    from sqlalchemy.ext.asyncio import create_async_engine
 
+    from shared.db.tables import session_keys
+    from shared.shredding import new_data_key, session_key
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(session_keys).values(session_id=session_id, data_key=new_data_key())
+                               .on_conflict_do_nothing())
+        async with engine.connect() as conn:
+            return await session_key(conn, session_id)
+    finally:
+        await engine.dispose()
+
+
+async def publish_record(bootstrap: str, event, source: str = "tests", event_id: str | None = None,
+                         database_url: str | None = None) -> tuple[str, TopicPartition, int]:
+    """Publish one event; returns its ce_id and where it landed (partition, offset). With
+    ``database_url`` the session gets a data key there (as an upload would) and an event
+    carrying patient data is sealed with it, as the outbox seals it."""
+    from shared.contracts.events import topic_of
+    from shared.shredding import is_sealed_topic, seal_payload
+
+    topic, value = topic_of(event).value, encode(event)
+    if database_url is not None:
+        key = await give_session_a_key(database_url, event.session_id)
+        value = seal_payload(key, topic, value) if is_sealed_topic(topic) else value
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
     await producer.start()
     try:
         headers = build_headers(event, source, event_id=event_id or str(uuid.uuid4()))
         sent = await producer.send_and_wait(
-            topic_of(event).value, encode(event), key=str(event.session_id).encode(),
+            topic, value, key=str(event.session_id).encode(),
             headers=[(k, v.encode()) for k, v in headers.items()],
         )
         return headers["ce_id"], TopicPartition(sent.topic, sent.partition), sent.offset
@@ -107,3 +135,16 @@ def start_stack(service_env: dict[str, str], services: list[str], name: str) -> 
     for svc in services:
         stack.start_service(svc)
     return stack
+
+
+async def opened(database_url: str, record) -> dict:
+    """A record's payload as JSON, opened with its session's data key when it is sealed."""
+    import json
+
+    from shared.shredding import open_payload, sealed_session
+
+    session_id = sealed_session(record.value)
+    if session_id is None:
+        return json.loads(record.value)
+    key = await give_session_a_key(database_url, uuid.UUID(session_id))
+    return json.loads(open_payload(key, record.topic, record.value))

@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import FastAPI
 from faststream.kafka import KafkaMessage
 
+from shared.blobstore import SealedBlobStore
 from shared.broker import consumer_options
 from shared.contracts.events import Topic
 from shared.logging import get_logger
@@ -20,6 +21,7 @@ from shared.topology import GATEWAY
 from services.gateway import queries, webapp
 from services.gateway.auth import PasswordService, RateLimiter, TokenService, parse_networks
 from services.gateway.routes import api_router
+from services.gateway.retention import schedule_retention
 from services.gateway.state import GatewayState
 from services.gateway.statushub import StatusHub
 
@@ -74,6 +76,9 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
     settings.jwt_signing_secret()  # first: refuse an unusable secret before anything opens
     runtime = ServiceRuntime.create(settings, "gateway", with_broker=with_broker)
     state = build_state(runtime)
+    if isinstance(runtime.blobs, SealedBlobStore):  # an upload's audio is sealed with its new session's key
+        runtime.blobs.create_keys = True
+    schedule_retention(state)
     if with_broker:
         wake_streams_on_status(runtime, state.hub)
 

@@ -26,6 +26,8 @@ from shared.db.tables import (
     token_families,
     refresh_tokens,
 )
+from shared.outbox import delete_unsent
+from shared.shredding import create_session_key, destroy_session_key
 
 
 # --- health -----------------------------------------------------------------------------------
@@ -175,12 +177,26 @@ async def session_exists(db: AsyncSession, session_id: UUID) -> bool:
     return (await db.execute(select(sessions.c.id).where(sessions.c.id == session_id))).first() is not None
 
 
-async def insert_session(db: AsyncSession, **values) -> None:
+async def insert_session(db: AsyncSession, data_key: bytes | None = None, **values) -> None:
+    """The session row and its data key (crypto-shredding), in the upload's transaction."""
     await db.execute(sessions.insert().values(**values))
+    await create_session_key(db, values["id"], data_key)
 
 
 async def delete_session(db: AsyncSession, session_id: UUID) -> None:
+    """The session row, its data key (every sealed copy of its events and blobs becomes
+    unreadable) and its events not yet relayed, in the deletion's transaction."""
     await db.execute(delete(sessions).where(sessions.c.id == session_id))
+    await destroy_session_key(db, session_id)
+    await delete_unsent(db, session_id)
+
+
+async def sessions_older_than(db: AsyncSession, cutoff: datetime, limit: int) -> list:
+    """(id, therapist_id) of sessions created before ``cutoff``, oldest first; rows another
+    replica is deleting are skipped."""
+    query = (select(sessions.c.id, sessions.c.therapist_id).where(sessions.c.created_at < cutoff)
+             .order_by(sessions.c.created_at).limit(limit).with_for_update(skip_locked=True))
+    return list((await db.execute(query)).all())
 
 
 async def set_speaker_labels(db: AsyncSession, session_id: UUID, names: dict, overrides: dict) -> None:

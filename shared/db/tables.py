@@ -11,7 +11,9 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -34,6 +36,8 @@ outbox = Table(
     Column("headers", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True)),
+    Index("ix_outbox_published_at", "published_at"),  # pruning sent rows
+    Index("ix_outbox_key", "key"),  # a deleted session's unsent rows
 )
 
 inbox = Table(
@@ -55,6 +59,17 @@ tombstones = Table(
     Column("session_id", UUID(as_uuid=True), nullable=False),
     Column("deleted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("consumer", "session_id"),
+)
+
+# Crypto-shredding (shared/shredding.py): one AES-256 data key per session, created with the
+# upload and deleted with the session, which makes every encrypted copy of its events and
+# blobs unreadable. Written by the gateway only; every service reads it.
+session_keys = Table(
+    "session_keys",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), primary_key=True),
+    Column("data_key", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 # --- gateway ---------------------------------------------------------------------------

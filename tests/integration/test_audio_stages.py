@@ -18,7 +18,7 @@ from shared.db.engine import create_engine, create_session_factory
 from shared.db.tables import outbox, stage_jobs
 from shared.envelope import normalise_headers
 from tests.conftest import DATA
-from tests.helpers import publish, publish_record, read_topic, start_stack, wait_for_records, wait_until_consumed
+from tests.helpers import opened, publish, publish_record, read_topic, start_stack, wait_for_records, wait_until_consumed
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,10 @@ async def test_duplicate_audio_uploaded_is_processed_once(settings, stages):
     bootstrap = settings.kafka_bootstrap_servers
     event = upload_event(settings, (DATA / "jfk.flac").read_bytes(), "jfk.flac")
     sid = str(event.session_id)
-    event_id = await publish(bootstrap, event)
-    await publish(bootstrap, event, event_id=event_id)  # redelivery: same CloudEvents id
-    _, where, last = await publish_record(bootstrap, event)  # a duplicate publish with a new id
+    db_url = settings.database_url
+    event_id = await publish(bootstrap, event, database_url=db_url)
+    await publish(bootstrap, event, event_id=event_id, database_url=db_url)  # redelivery: same CloudEvents id
+    _, where, last = await publish_record(bootstrap, event, database_url=db_url)  # a duplicate publish with a new id
     await wait_for_records(bootstrap, "transcript.ready", sid, timeout_s=120)
     await wait_for_records(bootstrap, "diarization.ready", sid, timeout_s=120)
     # Sentinel instead of a sleep: both stages have handled the last duplicate, and
@@ -81,15 +82,16 @@ async def test_duplicate_audio_uploaded_is_processed_once(settings, stages):
     diarizations = await read_topic(bootstrap, "diarization.ready", key=sid)
     assert len(transcripts) == 1 and len(diarizations) == 1
     assert await job_rows(settings, event.session_id) == 2  # one per stage
-    assert json.loads(transcripts[0].value)["segments"]
-    assert json.loads(diarizations[0].value)["speaker_count"] == 1  # one speaker: JFK
+    assert b"country" not in transcripts[0].value  # sealed on the bus
+    assert (await opened(db_url, transcripts[0]))["segments"]
+    assert (await opened(db_url, diarizations[0]))["speaker_count"] == 1  # one speaker: JFK
 
 
 async def test_undecodable_audio_fails_permanently_with_one_dlq_record(settings, stages):
     bootstrap = settings.kafka_bootstrap_servers
     event = upload_event(settings, b"this is not audio at all" * 100, "bad.flac")
     sid = str(event.session_id)
-    _, where, offset = await publish_record(bootstrap, event)
+    _, where, offset = await publish_record(bootstrap, event, database_url=settings.database_url)
     for group in ("transcriber", "diarizer"):  # both stages are done with it (no retry left)
         await wait_until_consumed(bootstrap, group, where, offset, timeout_s=60)
     await outbox_drained(settings, sid)

@@ -18,7 +18,7 @@ from shared.contracts.events import (
 )
 from shared.db.engine import create_engine, create_session_factory
 from shared.db.tables import join_state
-from tests.helpers import publish, read_topic, start_stack, wait_for_records
+from tests.helpers import opened, publish, read_topic, start_stack, wait_for_records
 
 NOW = datetime.now(timezone.utc)
 TIMING = Timing(started_at=NOW, finished_at=NOW, processing_s=1.0, audio_s=6.0, rtf=0.16)
@@ -65,7 +65,7 @@ async def test_race_two_joiners_one_merge(settings, joiner_env):
         await asyncio.sleep(8)  # group joins
         sessions = [uuid.uuid4() for _ in range(6)]
         pairs = [halves(sid) for sid in sessions]
-        await asyncio.gather(*[publish(settings.kafka_bootstrap_servers, ev) for pair in pairs for ev in pair])
+        await asyncio.gather(*[publish(settings.kafka_bootstrap_servers, ev, database_url=settings.database_url) for pair in pairs for ev in pair])
         for sid in sessions:
             records = await wait_for_records(settings.kafka_bootstrap_servers, "transcript.merged", str(sid), timeout_s=30)
             assert len(records) == 1, f"{sid}: expected one merge, got {len(records)}"
@@ -73,7 +73,7 @@ async def test_race_two_joiners_one_merge(settings, joiner_env):
         for sid in sessions:
             records = await read_topic(settings.kafka_bootstrap_servers, "transcript.merged", key=str(sid))
             assert len(records) == 1
-            payload = json.loads(records[0].value)
+            payload = await opened(settings.database_url, records[0])
             assert payload["diarized"] is True
             assert [s["speaker"] for s in payload["segments"]] == ["SPEAKER_00", "SPEAKER_01"]
     finally:
@@ -86,7 +86,7 @@ async def test_restart_after_first_half(settings, joiner_env):
     try:
         sid = uuid.uuid4()
         transcript, diarization = halves(sid)
-        await publish(settings.kafka_bootstrap_servers, transcript)
+        await publish(settings.kafka_bootstrap_servers, transcript, database_url=settings.database_url)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             row = await _join_row(settings, sid)
@@ -96,12 +96,12 @@ async def test_restart_after_first_half(settings, joiner_env):
         assert row is not None and row.transcript is not None
         stack.stop_service("joiner", sig=signal.SIGKILL)  # crash, no clean shutdown
         stack.start_service("joiner")
-        await publish(settings.kafka_bootstrap_servers, diarization)
+        await publish(settings.kafka_bootstrap_servers, diarization, database_url=settings.database_url)
         records = await wait_for_records(settings.kafka_bootstrap_servers, "transcript.merged", str(sid), timeout_s=40)
         await asyncio.sleep(2)
         records = await read_topic(settings.kafka_bootstrap_servers, "transcript.merged", key=str(sid))
         assert len(records) == 1
-        assert json.loads(records[0].value)["diarized"] is True
+        assert (await opened(settings.database_url, records[0]))["diarized"] is True
     finally:
         stack.stop_all()
 
@@ -112,26 +112,28 @@ async def test_degrade_on_failure_and_on_deadline(settings, joiner_env):
         failed_sid, silent_sid = uuid.uuid4(), uuid.uuid4()
         t1, _ = halves(failed_sid)
         t2, _ = halves(silent_sid)
-        await publish(settings.kafka_bootstrap_servers, t1)
+        await publish(settings.kafka_bootstrap_servers, t1, database_url=settings.database_url)
         await publish(settings.kafka_bootstrap_servers, DiarizationFailed(
-            session_id=failed_sid, error=ErrorInfo(kind="permanent", code="backend_unavailable", message="pyannote could not load")))
+            session_id=failed_sid, error=ErrorInfo(kind="permanent", code="backend_unavailable", message="pyannote could not load")),
+            database_url=settings.database_url)
         started = time.monotonic()
-        await publish(settings.kafka_bootstrap_servers, t2)  # diarization never arrives
+        await publish(settings.kafka_bootstrap_servers, t2, database_url=settings.database_url)  # diarization never arrives
 
         for sid in (failed_sid, silent_sid):
             records = await wait_for_records(settings.kafka_bootstrap_servers, "transcript.merged", str(sid), timeout_s=40)
             assert len(records) == 1
-            payload = json.loads(records[0].value)
+            payload = await opened(settings.database_url, records[0])
             assert payload["diarized"] is False
             assert {s["speaker"] for s in payload["segments"]} == {"Unknown"}
             assert payload["warnings"] and "Speaker identification unavailable" in payload["warnings"][0]
             assert "How are you today?" in payload["full_text"]
         assert time.monotonic() - started >= 3.5, "the deadline merge must wait for the deadline"
-        assert "4 s" in json.loads((await read_topic(settings.kafka_bootstrap_servers, "transcript.merged", key=str(silent_sid)))[0].value)["warnings"][0]
+        silent = (await read_topic(settings.kafka_bootstrap_servers, "transcript.merged", key=str(silent_sid)))[0]
+        assert "4 s" in (await opened(settings.database_url, silent))["warnings"][0]
 
         # Late diarization after a degraded merge is recorded, not merged silently...
         _, late = halves(silent_sid)
-        await publish(settings.kafka_bootstrap_servers, late)
+        await publish(settings.kafka_bootstrap_servers, late, database_url=settings.database_url)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             row = await _join_row(settings, silent_sid)
@@ -144,7 +146,7 @@ async def test_degrade_on_failure_and_on_deadline(settings, joiner_env):
 
         await publish(settings.kafka_bootstrap_servers, TranscriptRemerge(session_id=silent_sid))
         records = await wait_for_records(settings.kafka_bootstrap_servers, "transcript.merged", str(silent_sid), count=2, timeout_s=30)
-        latest = json.loads(records[-1].value)
+        latest = await opened(settings.database_url, records[-1])
         assert latest["version"] == 2 and latest["diarized"] is True and latest["warnings"] == []
     finally:
         stack.stop_all()

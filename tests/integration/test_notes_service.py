@@ -16,6 +16,7 @@ one LLM-configured process serves the remaining tests.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import socket
@@ -51,7 +52,7 @@ from shared.db.engine import create_engine, create_session_factory
 from shared.db.tables import inbox, notes_inputs, notes_runs
 from devtools.localbroker import LocalBroker, ensure_topics, free_port
 from shared.settings import Settings
-from tests.helpers import ARTIFACTS, publish, start_stack
+from tests.helpers import ARTIFACTS, opened, publish, start_stack
 
 # --- a realistic session -----------------------------------------------------------------------
 THERAPIST, CLIENT = "SPEAKER_00", "SPEAKER_01"
@@ -232,7 +233,7 @@ def notes_process(service_env: dict[str, str], db_url: str, label: str, extra_en
         t0 = time.monotonic()
         stack = start_stack(env, ["notes"], label)
         while "service_started" not in (log.read_text(errors="replace") if log.exists() else ""):
-            assert stack.processes["notes"].poll() is None and time.monotonic() - t0 < 60, f"notes did not start; see {log}"
+            assert stack.processes["notes"].poll() is None and time.monotonic() - t0 < 180, f"notes did not start; see {log}"
             time.sleep(0.1)
         print(f"\n[notes] {label} service ready in {time.monotonic() - t0:.1f}s")
         yield env
@@ -271,7 +272,9 @@ async def db(notes_db):
 
 # --- helpers -----------------------------------------------------------------------------------
 async def records(env, topic: str, sid: uuid.UUID) -> list:
-    return TAILS[env["TB_KAFKA_BOOTSTRAP_SERVERS"]].get(topic, sid)
+    """The session's records on a topic, sealed payloads opened with its data key."""
+    got = TAILS[env["TB_KAFKA_BOOTSTRAP_SERVERS"]].get(topic, sid)
+    return [dataclasses.replace(r, value=json.dumps(await opened(env["TB_DATABASE_URL"], r)).encode()) for r in got]
 
 
 async def wait_records(env, topic: str, sid: uuid.UUID, count: int = 1, timeout_s: float = 30.0) -> list:
@@ -315,7 +318,7 @@ async def test_offline_notes_from_transcript_merged(offline_service, db):
     event = merged_event()
     sid = event.session_id
     t1 = time.monotonic()
-    await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner")
+    await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner", database_url=env["TB_DATABASE_URL"])
     [record] = await wait_records(env, "notes.ready", sid)
     latency = time.monotonic() - t1
     ready = ready_of(record)
@@ -356,7 +359,7 @@ async def test_llm_notes_once_under_redelivery(llm_service, db):
     sid = event.session_id
     ce_id = str(uuid.uuid4())
     t0 = time.monotonic()
-    await publish(bootstrap, event, source="joiner", event_id=ce_id)
+    await publish(bootstrap, event, source="joiner", database_url=env["TB_DATABASE_URL"], event_id=ce_id)
     [record] = await wait_records(env, "notes.ready", sid)
     latency = time.monotonic() - t0
     ready = ready_of(record)
@@ -372,8 +375,8 @@ async def test_llm_notes_once_under_redelivery(llm_service, db):
 
     # redeliver: the same record (same ce_id), then the same version under a new ce_id
     dup0 = metric(metrics_url, "tb_duplicate_events_total", 'consumer="notes"')
-    await publish(bootstrap, event, source="joiner", event_id=ce_id)
-    await publish(bootstrap, event, source="joiner", event_id=str(uuid.uuid4()))
+    await publish(bootstrap, event, source="joiner", database_url=env["TB_DATABASE_URL"], event_id=ce_id)
+    await publish(bootstrap, event, source="joiner", database_url=env["TB_DATABASE_URL"], event_id=str(uuid.uuid4()))
     dups = await wait_metric(metrics_url, "tb_duplicate_events_total", 'consumer="notes"', dup0 + 2)
     assert dups == dup0 + 2
     await asyncio.sleep(0.5)  # anything the duplicates might (wrongly) have enqueued gets relayed
@@ -399,7 +402,7 @@ async def test_llm_unauthorized_fails_permanently_without_retry(llm_service, db)
     before = fake.count
     event = merged_event()
     try:
-        await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner")
+        await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner", database_url=env["TB_DATABASE_URL"])
         [record] = await wait_records(env, "notes.failed", event.session_id)
     finally:
         fake.mode = "ok"
@@ -419,7 +422,7 @@ async def test_regenerate_with_offline_after_llm(llm_service, db):
     bootstrap = env["TB_KAFKA_BOOTSTRAP_SERVERS"]
     event = merged_event()
     sid = event.session_id
-    await publish(bootstrap, event, source="joiner")
+    await publish(bootstrap, event, source="joiner", database_url=env["TB_DATABASE_URL"])
     [first] = await wait_records(env, "notes.ready", sid)
     assert ready_of(first).engine.backend == "llm"
     before = fake.count
@@ -455,7 +458,7 @@ async def test_crashed_run_is_retaken_and_live_run_is_waited_for(llm_service, db
             session_id=live.session_id, transcript_version=1, request_key="auto", backend="llm", status="running",
             worker="other-host:2"))
     before = fake.count
-    await publish(bootstrap, stale, source="joiner")
+    await publish(bootstrap, stale, source="joiner", database_url=env["TB_DATABASE_URL"])
     [record] = await wait_records(env, "notes.ready", stale.session_id)
     assert ready_of(record).engine.backend == "llm" and fake.count - before == 1
     async with db() as s:
@@ -463,7 +466,7 @@ async def test_crashed_run_is_retaken_and_live_run_is_waited_for(llm_service, db
     assert run.status == "done" and run.attempts == 2 and run.worker != "crashed-host:1"
 
     dup0 = metric(metrics_url, "tb_duplicate_events_total", 'consumer="notes"')
-    await publish(bootstrap, live, source="joiner")
+    await publish(bootstrap, live, source="joiner", database_url=env["TB_DATABASE_URL"])
     await asyncio.sleep(2.0)  # the service holds the delivery while the other worker's claim is fresh
     assert fake.count - before == 1
     async with db() as s, s.begin():  # ...the other worker finishes
@@ -483,7 +486,7 @@ async def test_breaker_open_pauses_consumer_then_resumes(llm_service):
     try:
         # 1) a session whose 3 attempts all fail (breaker still closed: 3 < 5) -> notes.failed, transient
         first = merged_event()
-        await publish(bootstrap, first, source="joiner")
+        await publish(bootstrap, first, source="joiner", database_url=env["TB_DATABASE_URL"])
         [record] = await wait_records(env, "notes.failed", first.session_id)
         failed = failed_of(record)
         assert failed.error.kind == "transient" and failed.error.code == "llm_unavailable"
@@ -492,7 +495,7 @@ async def test_breaker_open_pauses_consumer_then_resumes(llm_service):
         # 2) three more sessions: the next 2 failures open the breaker (5 consecutive)
         queued = [merged_event() for _ in range(3)]
         for ev in queued:
-            await publish(bootstrap, ev, source="joiner")
+            await publish(bootstrap, ev, source="joiner", database_url=env["TB_DATABASE_URL"])
         deadline = time.monotonic() + 20
         while fake.count - base < 5 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -535,7 +538,7 @@ async def test_session_deleted_forgets_notes(llm_service, db):
     fake.mode = "ok"
     event = merged_event()
     sid = event.session_id
-    await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner")
+    await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner", database_url=env["TB_DATABASE_URL"])
     await wait_records(env, "notes.ready", sid)
     await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], SessionDeleted(session_id=sid), source="gateway")
     deadline = time.monotonic() + 20

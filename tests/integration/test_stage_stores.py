@@ -28,6 +28,7 @@ from shared.db.tables import inbox, notes_runs, outbox, stage_jobs
 from shared.inbox import bury
 from shared.jobs import StageJobStore
 from shared.settings import Settings
+from shared.shredding import create_session_key, open_payload, sealed_session, session_key
 from shared.stage import pending_timing
 from tests.conftest import _base_url
 from tests.unit.fakes_stages import FakeNotesRuns, FakeStageJobs
@@ -57,10 +58,19 @@ class Real:
         self.factory = factory
 
     async def enqueued(self, sid: uuid.UUID) -> list:
+        """The session's outbox events, sealed payloads opened with its data key."""
         async with self.factory() as db:
             rows = (await db.execute(select(outbox.c.topic, outbox.c.payload)
                                      .where(outbox.c.key == str(sid)).order_by(outbox.c.id))).all()
-        return [TOPIC_MODELS[Topic(r.topic)].model_validate_json(r.payload) for r in rows]
+            key = await session_key(db, sid)
+        return [TOPIC_MODELS[Topic(r.topic)].model_validate_json(
+            open_payload(key, r.topic, r.payload.encode()) if sealed_session(r.payload.encode()) else r.payload)
+            for r in rows]
+
+    async def give_key(self, sid: uuid.UUID) -> None:
+        """As an upload does: without a key the session counts as deleted and nothing is sealed for it."""
+        async with self.factory() as db, db.begin():
+            await create_session_key(db, sid)
 
     async def inbox_has(self, consumer: str, event_id: str) -> bool:
         async with self.factory() as db:
@@ -78,6 +88,9 @@ class Fake:
 
     async def enqueued(self, sid: uuid.UUID) -> list:
         return [e for e in self.store.enqueued if e.session_id == sid]
+
+    async def give_key(self, sid: uuid.UUID) -> None:
+        pass
 
     async def inbox_has(self, consumer: str, event_id: str) -> bool:
         return event_id in self.store.inbox
@@ -196,6 +209,7 @@ def failed(sid: uuid.UUID) -> TranscriptFailed:
 async def test_stage_job_done_once(job_store):
     store, view = job_store
     sid = uuid.uuid4()
+    await view.give_key(sid)
     assert await store.begin(sid) == 1
     assert await store.begin(sid) == 2  # a redelivery after a crash mid-run
     assert await store.complete(sid, "evt-1", ready(sid), None, {"rtf": 0.1})
@@ -209,6 +223,7 @@ async def test_stage_job_done_once(job_store):
 async def test_stage_job_failed_once(job_store):
     store, view = job_store
     sid = uuid.uuid4()
+    await view.give_key(sid)
     assert await store.begin(sid) == 1
     assert await store.fail(sid, failed(sid), None, "undecodable_audio")
     assert not await store.fail(sid, failed(sid), None, "undecodable_audio")
