@@ -145,7 +145,7 @@ class TokenService:
         except jwt.PyJWTError as exc:
             raise AuthError("invalid or expired token") from exc
         if claims.get("typ") != kind:
-            raise AuthError(f"not an {kind} token")
+            raise AuthError(f"not {'an' if kind[0] in 'aeiou' else 'a'} {kind} token")
         try:
             return TokenClaims(
                 subject=uuid.UUID(claims["sub"]),

@@ -105,8 +105,16 @@ def test_nul_in_names_and_status_filter_is_422(gw):
                                  json={"roles": {"SPEAKER\x00": "CLIENT"}}), "speaker label")
 
 
+def stream_link(gw) -> str:
+    """A signed stream link (access tokens are refused in URLs)."""
+    response = httpx.post(f"{gw.url}/api/sessions/{gw.session}/links", json={"purpose": "stream"},
+                          headers={"Authorization": f"Bearer {gw.token(gw.therapist)}"}, timeout=30)
+    assert response.status_code in (200, 201), response.text
+    return response.json()["token"]
+
+
 def test_last_event_id_that_is_not_a_sequence_number_is_422(gw):
-    token = gw.token(gw.therapist)
+    token = stream_link(gw)
     url = f"/api/sessions/{gw.session}/status/stream"
     with httpx.Client(base_url=gw.url, timeout=30) as client:
         for header in (b"\xb2", b"99999999999999999999999", b"-1", b"1e3"):  # \xb2 is '²': isdigit() but not int()
@@ -124,7 +132,7 @@ def test_websocket_non_numeric_last_seq_gets_an_error_and_a_clean_close(gw):
     import websockets
 
     async def connect(query: str):
-        url = gw.url.replace("http://", "ws://") + f"/api/sessions/ws/{gw.session}?token={gw.token(gw.therapist)}{query}"
+        url = gw.url.replace("http://", "ws://") + f"/api/sessions/ws/{gw.session}?token={stream_link(gw)}{query}"
         async with websockets.connect(url, open_timeout=10) as ws:
             message = json.loads(await asyncio.wait_for(ws.recv(), 15))
             try:
