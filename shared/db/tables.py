@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     ForeignKey,
     Integer,
     MetaData,
@@ -34,6 +35,7 @@ outbox = Table(
     Column("headers", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True)),
+    Index("ix_outbox_key_topic", "key", "topic", "id"),  # re-drives look a session's events up
 )
 
 inbox = Table(
@@ -156,6 +158,9 @@ session_status = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
+    # The reconciler's re-drives: {stage: count}, and when it last re-drove (not progress).
+    Column("redrives", JSONB, nullable=False, server_default="{}"),
+    Column("redriven_at", DateTime(timezone=True)),
 )
 
 status_history = Table(
