@@ -66,6 +66,34 @@ def test_malformed_records_reach_the_dlq_through_dispatch_and_block_nothing(faul
     assert faults.wait_finished([sid], timeout_s=400)[sid]["status"] == "processed"
 
 
+def cli(capsys, *argv: str) -> tuple[int, str]:
+    from services.gateway.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    return exited.value.code, capsys.readouterr().out
+
+
+def test_dlq_command_lists_shows_and_replays(faults, capsys):
+    bootstrap = ("--bootstrap", faults.bootstrap)
+    code, out = cli(capsys, "dlq", "list", "--topic", "audio.uploaded", "--json", *bootstrap)
+    listed = [r for r in json.loads(out) if r["event_id"] == "bad-1"]
+    assert code == 0 and {r["service"] for r in listed} == {"transcriber", "diarizer", "progress"}
+    ref = listed[0]["ref"]
+    code, out = cli(capsys, "dlq", "show", ref, *bootstrap)
+    shown = json.loads(out)
+    assert code == 0 and shown["error_kind"] == "permanent" and "payload" not in shown, "no payload by default"
+    assert json.loads(cli(capsys, "dlq", "show", ref, "--payload", *bootstrap)[1])["payload"] == "{not json"
+    before = len([r for r in asyncio.run(read_topic(faults.bootstrap, "audio.uploaded")) if r.value == b"{not json"])
+    code, out = cli(capsys, "dlq", "replay", ref, *bootstrap)
+    assert code == 0 and out.split() == [ref]
+    replayed = [r for r in asyncio.run(read_topic(faults.bootstrap, "audio.uploaded")) if r.value == b"{not json"]
+    assert len(replayed) == before + 1
+    assert "dlq_service" not in dict(replayed[-1].headers), "replayed with the original headers"
+    assert cli(capsys, "dlq", "show", "audio.uploaded.dlq:0:999999", *bootstrap)[0] == 4
+
+
 def test_kill9_of_the_transcriber_mid_stage(faults):
     sid = faults.upload(SAMPLE)
     running = faults.wait([sid], lambda d: stage_running(d, "transcription") or d["status"] in ("processed", "failed"), 300)
