@@ -39,11 +39,11 @@ def assert_once(faults: FaultStack, sid: str) -> None:
     assert all(count == 0 for count in report["duplicates"].values()), report
 
 
-async def send_raw(bootstrap: str, topic: str, value: bytes, headers: dict[str, str]) -> None:
+async def send_raw(bootstrap: str, topic: str, value: bytes, headers: dict[str, str], key: str | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, max_request_size=8 * 2**20)
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=str(uuid.uuid4()).encode(),
+        await producer.send_and_wait(topic, value, key=(key or str(uuid.uuid4())).encode(),
                                      headers=[(k, v.encode()) for k, v in headers.items()])
     finally:
         await producer.stop()
