@@ -52,6 +52,13 @@ class FaultStack:
     lines: list[str] = field(default_factory=list)  # what the supervisor said
 
     def start(self, own_database: bool = True) -> "FaultStack":
+        try:
+            return self._start(own_database)
+        except BaseException:
+            self.stop()  # nothing left running behind a failed start
+            raise
+
+    def _start(self, own_database: bool) -> "FaultStack":
         log_dir = ARTIFACTS / self.name
         log_dir.mkdir(parents=True, exist_ok=True)
         for old in log_dir.glob("*.log"):  # started_count reads these: this run's only
@@ -86,7 +93,7 @@ class FaultStack:
         path = self.log_dir / f"{label}.log"
         return path.read_bytes().count(b'"event": "service_started"') if path.exists() else 0
 
-    def wait_started(self, counts: dict[str, int], timeout_s: float = 300.0) -> None:
+    def wait_started(self, counts: dict[str, int], timeout_s: float = 900.0) -> None:
         """Until every label has started at least ``counts[label]`` times (models loaded,
         partitions assigned): the moment a fault test may begin."""
         deadline = time.monotonic() + timeout_s
