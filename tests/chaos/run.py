@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "chaos.json"
 SOURCES = [ROOT / "samples" / "two_speakers.wav", ROOT / "tests" / "data" / "ami_dev00.wav",
            ROOT / "tests" / "data" / "ami_dev01.wav"]
-LENGTHS_S = [10, 30, 60, 20, 45]
+LENGTHS_S = [10, 30, 15, 45, 20]
 SERVICES = ["gateway", "transcriber", "diarizer", "joiner", "notes", "progress"]
 
 
