@@ -141,7 +141,8 @@ class Chaos:
     def kill(self, label: str) -> None:
         before, started = self.fs.started_count(label), time.monotonic()
         code = self.fs.stack.kill(label)
-        ok = self.wait_for(lambda: self.fs.started_count(label) > before)
+        # Back means started again: models loaded, partitions assigned (minutes on a loaded machine).
+        ok = self.wait_for(lambda: self.fs.started_count(label) > before, 900)
         if ok and label == "gateway":
             ok = self.wait_for(lambda: self.fs.api.client.get("/readyz").status_code == 200)
         self.record(f"kill -9 {label}", started, ok, f"exit {code}")
