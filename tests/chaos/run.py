@@ -17,6 +17,7 @@ import asyncio
 import json
 import random
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -76,7 +77,8 @@ class Chaos:
         self.progress(f"stack up in {time.monotonic() - self.t_start:.0f} s")
 
     def stop(self) -> None:
-        for step in (lambda: self.fs.stop(drop=False), self.llm.stop, self.pg.stop):
+        for step in (lambda: self.fs.stop(drop=False), self.llm.stop, self.pg.stop,
+                     lambda: shutil.rmtree(self.tmp, ignore_errors=True)):
             try:
                 step()
             except Exception as exc:
