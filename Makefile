@@ -7,7 +7,7 @@ PIP := .venv/bin/pip
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install run observe test test-quality test-pyannote bench lint docs migrate clean system-deps
+.PHONY: install run observe test test-quality test-pyannote bench chaos lint docs migrate clean system-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -72,6 +72,12 @@ test-pyannote: $(PYA_STAMP)
 
 bench: system-deps install
 	$(PY) -m bench.run
+
+# Fault injection (tests/chaos, not collected by `make test`): kill -9 of every service,
+# broker and PostgreSQL restarts (a private cluster), a failing LLM endpoint, poison
+# records, duplicate storms; prints a table, writes bench/results/chaos.json.
+chaos: system-deps install
+	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
 
 docs: install
 	$(PY) -m devtools.docs

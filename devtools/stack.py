@@ -68,6 +68,34 @@ def gateway_scrape_address(settings: Settings) -> str:
     return f"{host}:{settings.gateway_port}"
 
 
+def exit_reason(returncode: int) -> str:
+    """"exit code 1" or "signal SIGKILL": what a crash log line says about the death."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+@dataclass
+class Backoff:
+    """Restart delays like a Kubernetes restart policy: doubling from ``initial_s`` up to
+    ``cap_s``; a process that stayed up ``reset_after_s`` starts from the bottom again."""
+
+    initial_s: float = 1.0
+    cap_s: float = 30.0
+    reset_after_s: float = 60.0
+    restarts: int = 0
+
+    def next_delay(self, uptime_s: float) -> float:
+        if uptime_s >= self.reset_after_s:
+            self.restarts = 0
+        delay = min(self.cap_s, self.initial_s * 2 ** self.restarts)
+        self.restarts += 1
+        return delay
+
+
 @dataclass
 class Stack:
     env: dict[str, str]
@@ -75,9 +103,15 @@ class Stack:
     echo: bool = True
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _threads: list[threading.Thread] = field(default_factory=list)
+    # label -> (service, extra_env): what the supervisor restarts; stop_service removes it.
+    specs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    started_at: dict[str, float] = field(default_factory=dict)
+    crashes: list[tuple[str, str]] = field(default_factory=list)  # (label, exit reason), in order
 
     def start_service(self, name: str, instance: str | None = None, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         label = instance or name
+        self.specs[label] = (name, dict(extra_env or {}))
+        self.started_at[label] = time.monotonic()
         env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}.main"], cwd=ROOT, env=env,
@@ -104,6 +138,7 @@ class Stack:
         return proc
 
     def stop_service(self, label: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        self.specs.pop(label, None)  # stopped on purpose: not restarted
         proc = self.processes.pop(label, None)
         if proc is None or proc.poll() is not None:
             return
@@ -114,7 +149,14 @@ class Stack:
             proc.kill()
             proc.wait(timeout=5)
 
+    def kill(self, label: str, sig: int = signal.SIGKILL) -> int:
+        """Crash a service (fault injection): it stays in ``specs``, so a supervisor restarts it."""
+        proc = self.processes[label]
+        proc.send_signal(sig)
+        return proc.wait(timeout=15)
+
     def stop_all(self) -> None:
+        self.specs.clear()
         for label in list(self.processes):
             proc = self.processes[label]
             if proc.poll() is None:
@@ -126,6 +168,95 @@ class Stack:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+class Supervisor:
+    """Keeps the stack's processes up: a service that dies is logged with its exit reason
+    and started again after a backoff (per service, capped); the local broker the same,
+    and after a broker restart every topic is created again before anything else is
+    restarted (memory storage: the new broker has none). Nothing here stops the stack:
+    only ``stop`` (Ctrl-C in ``make run``) does."""
+
+    def __init__(self, stack: Stack, broker: LocalBroker | None = None, partitions: int = 4,
+                 backoff_initial_s: float = 1.0, backoff_cap_s: float = 30.0, say=None) -> None:
+        self.stack, self.broker, self.partitions = stack, broker, partitions
+        self._backoff_args = (backoff_initial_s, backoff_cap_s)
+        self._backoffs: dict[str, Backoff] = {}
+        self._due: dict[str, float] = {}  # label -> when to start it again
+        self._broker_started = time.monotonic()
+        self._say = say or (lambda line: print(line, flush=True))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.broker_restarts = 0
+
+    def _backoff(self, label: str) -> Backoff:
+        return self._backoffs.setdefault(label, Backoff(*self._backoff_args))
+
+    def tick(self) -> None:
+        """One pass: notice deaths, restart what is due. The broker first: services
+        restarted against a broker without topics would auto-create them wrongly."""
+        now = time.monotonic()
+        if self.broker is not None and not self._broker_ok(now):
+            return
+        for label, (name, extra_env) in list(self.stack.specs.items()):
+            proc = self.stack.processes.get(label)
+            if label in self._due:
+                if now >= self._due[label]:
+                    del self._due[label]
+                    self._say(f">>> restarting {label}")
+                    self.stack.start_service(name, label, extra_env)
+            elif proc is not None and proc.poll() is not None:
+                self._schedule(label, proc.returncode, now - self.stack.started_at.get(label, now))
+
+    def _schedule(self, label: str, returncode: int, uptime_s: float) -> None:
+        reason = exit_reason(returncode)
+        self.stack.crashes.append((label, reason))
+        delay = self._backoff(label).next_delay(uptime_s)
+        self._due[label] = time.monotonic() + delay
+        self._say(f">>> {label} died ({reason}) after {uptime_s:.0f} s; restart in {delay:.0f} s")
+
+    def _broker_ok(self, now: float) -> bool:
+        """False while the broker is down or waiting for its restart."""
+        proc = self.broker.process
+        if "broker" in self._due:
+            if now < self._due["broker"]:
+                return False
+            del self._due["broker"]
+            self.restart_broker()
+            return True
+        if proc is not None and proc.poll() is not None:
+            self.stack.crashes.append(("broker", exit_reason(proc.returncode)))
+            delay = self._backoff("broker").next_delay(now - self._broker_started)
+            self._due["broker"] = now + delay
+            self._say(f">>> broker died ({exit_reason(proc.returncode)}); restart in {delay:.0f} s")
+            return False
+        return True
+
+    def restart_broker(self) -> None:
+        """Same port (clients keep their bootstrap address), then every topic again."""
+        self._say(f">>> restarting the broker on {self.broker.bootstrap_servers}")
+        self.broker.start()
+        asyncio.run(ensure_topics(self.broker.bootstrap_servers, self.partitions))
+        self._broker_started = time.monotonic()
+        self.broker_restarts += 1
+        self._say(">>> broker back, topics created; PostgreSQL re-drives what it lost")
+
+    def start(self, interval_s: float = 0.5) -> "Supervisor":
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.tick()
+                except Exception as exc:  # the supervisor itself must not die of one bad pass
+                    self._say(f">>> supervisor pass failed: {type(exc).__name__}")
+
+        self._thread = threading.Thread(target=loop, name="supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
 
 
 async def prepare(settings: Settings, broker_log: Path | None = None) -> tuple[dict[str, str], LocalBroker | None]:
@@ -215,6 +346,8 @@ def main() -> None:
     stack = Stack(env=env, log_dir=run_dir)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    supervisor = Supervisor(stack, broker, settings.kafka_topic_partitions,
+                            settings.restart_backoff_initial_s, settings.restart_backoff_cap_s).start()
     try:
         ports = metrics_ports(available_services())
         for name in available_services():
@@ -229,17 +362,13 @@ def main() -> None:
             demo(base_url, settings, ROOT / "samples" / "two_speakers.wav")
         if os.environ.get("TB_EXIT_AFTER_DEMO") == "1":
             return
-        print(">>> running; Ctrl-C stops everything", flush=True)
-        while not stopping.is_set():
-            dead = [label for label, p in stack.processes.items() if p.poll() is not None]
-            if dead:
-                print(f">>> service(s) exited: {', '.join(dead)}; stopping", flush=True)
-                break
-            stopping.wait(1.0)
+        print(">>> running (crashed services are restarted); Ctrl-C stops everything", flush=True)
+        stopping.wait()
     except KeyboardInterrupt:
         pass
     finally:
         print("\n>>> stopping services...", flush=True)
+        supervisor.stop()
         stack.stop_all()
         if broker:
             broker.stop()

@@ -5,7 +5,9 @@ work. Services build one ServiceRuntime in main(), register handlers, and run.""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -50,6 +52,8 @@ class ServiceRuntime:
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _background: list = field(default_factory=list)
     _on_stop: list = field(default_factory=list)
+    blocking_in_flight: int = 0  # run_blocking calls still running in a thread (shutdown hands them back)
+    _blocking_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, settings: Settings, name: str, with_db: bool = True, with_broker: bool = True) -> "ServiceRuntime":
@@ -66,6 +70,10 @@ class ServiceRuntime:
             executor=ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix=f"{name}-work"),
             broker_enabled=with_broker,
         )
+        if broker is not None:
+            # FastStream's own drain: on stop, a subscriber stops fetching and waits this
+            # long for the message in hand before cancelling it (uncommitted: redelivered).
+            broker.config.broker_config.graceful_timeout = settings.shutdown_grace_s
         if with_db:
             runtime.engine = create_engine(settings)
             runtime.session_factory = create_session_factory(runtime.engine)
@@ -113,7 +121,17 @@ class ServiceRuntime:
 
     async def run_blocking(self, fn, *args):
         """Run inference/decoding on the worker pool, never on the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._counted, fn, *args)
+
+    def _counted(self, fn, *args):
+        """Counted in the thread, not the task: a cancelled await leaves the thread running."""
+        with self._blocking_lock:
+            self.blocking_in_flight += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._blocking_lock:
+                self.blocking_in_flight -= 1
 
     async def dispatch(self, msg: KafkaMessage, routes) -> None:
         """Parse, bind log context, drop events of deleted sessions, run the topic's
@@ -251,7 +269,21 @@ class ServiceRuntime:
         self._tasks.append(task)
         return task
 
+    async def stop_consuming(self) -> None:
+        """Graceful shutdown, first step: stop fetching and let the message in hand finish
+        within TB_SHUTDOWN_GRACE_S (its offset is committed after it); past that it is
+        cancelled uncommitted, i.e. handed back to the group for the next process."""
+        if not self.broker_enabled:
+            return
+        log.info("shutdown_draining", grace_s=self.settings.shutdown_grace_s)
+        results = await asyncio.gather(*(sub.stop() for sub in self.broker.subscribers), return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("subscriber_stop_failed", error=type(result).__name__)
+
     async def stop(self) -> None:
+        # Drain before the relay stops, so what the last handler committed is flushed below.
+        await self.stop_consuming()
         if self.relay:
             self.relay.stop()
         for task in self._tasks:
@@ -272,6 +304,8 @@ class ServiceRuntime:
         if self.engine is not None:
             await self.engine.dispose()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.blocking_in_flight:
+            log.warning("blocking_work_handed_back", count=self.blocking_in_flight)
         flush_traces()
         log.info("service_stopped")
 
@@ -301,8 +335,14 @@ def run_service(build) -> None:
     """What every worker's ``main()`` does: settings from the environment, build, run
     until SIGINT/SIGTERM, then stop cleanly (flushing the outbox)."""
     settings = load_settings(build.__module__)  # e.g. services.joiner.main
+    built: list[ServiceRuntime] = []
 
     async def _main() -> None:
-        await build(settings).run_until_signalled()
+        built.append(build(settings))
+        await built[0].run_until_signalled()
 
     asyncio.run(_main())
+    if built and built[0].blocking_in_flight:
+        # A model call still running in a worker thread: the interpreter would wait for it
+        # at exit. Its event was not committed and comes back to the next process.
+        os._exit(0)

@@ -214,9 +214,27 @@ class Settings(BaseSettings):
 
     # --- Reconciler ------------------------------------------------------------------
     stage_deadline_s: float = Field(3600.0, description="A session stuck in one stage longer than this is failed.")
+    stage_stall_s: float = Field(
+        300.0, description="A session with no progress this long is re-driven: the event that starts its missing "
+        "stage is published again (shorter than TB_STAGE_DEADLINE_S)."
+    )
+    redrive_max: int = Field(3, description="Re-drives per session and stage before only the deadline is left.")
+
+    # --- Process lifecycle -----------------------------------------------------------
+    shutdown_grace_s: float = Field(
+        20.0, description="On SIGTERM: how long the work in hand may take to finish before it is handed back."
+    )
+    broker_watch_interval_s: float = Field(
+        5.0, description="How often a service checks that the broker still has its records (0: never); "
+        "a broker that lost them makes the process exit non-zero so its supervisor restarts it."
+    )
+    restart_backoff_initial_s: float = Field(1.0, description="Local stack: first restart delay of a crashed process.")
+    restart_backoff_cap_s: float = Field(30.0, description="Local stack: longest restart delay.")
     outbox_poll_interval_s: float = Field(0.2, description="Outbox relay polling interval (also woken on commit).")
     outbox_keep_sent_s: float = Field(
-        300.0, description="How long relayed outbox rows are kept (for inspection) before they are pruned."
+        7200.0, description="How long relayed outbox rows are kept before they are pruned. Re-drives re-send "
+        "a stranded session's events from these rows, so keep it longer than TB_STAGE_DEADLINE_S; patient data in "
+        "them is sealed with the session's key, which DELETE destroys."
     )
     key_cache_ttl_s: float = Field(
         60.0, description="How long a process caches a session's data key (a deleted key lingers at most this long)."

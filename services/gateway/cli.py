@@ -9,6 +9,9 @@ Commands::
     therapybridge watch ID
     therapybridge delete ID
     therapybridge logout
+    therapybridge dlq list [--topic T] [--json]         (operator: talks to the broker directly)
+    therapybridge dlq show REF [--payload]              (REF: <topic>.dlq:PARTITION:OFFSET)
+    therapybridge dlq replay REF... | --all [--topic T]
 
 The token from ``login`` is kept in ``~/.config/therapybridge/credentials.json`` (mode 0600),
 or in the file named by ``$TB_CLI_CONFIG``. ``--server`` (or ``$TB_SERVER``) overrides the
@@ -400,6 +403,92 @@ def _session_id(value: str) -> str:
         raise argparse.ArgumentTypeError(f"not a session id: {value!r}") from exc
 
 
+def _bootstrap(args: argparse.Namespace) -> str:
+    bootstrap = args.bootstrap or os.environ.get("TB_KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        raise CliError(EXIT_USAGE, "no broker: pass --bootstrap HOST:PORT or set TB_KAFKA_BOOTSTRAP_SERVERS")
+    return bootstrap
+
+
+def _dlq_records(args: argparse.Namespace) -> list:
+    from services.gateway import dlq
+
+    bootstrap = _bootstrap(args)
+    try:
+        topics = [f"{args.topic.removesuffix('.dlq')}.dlq"] if getattr(args, "topic", None) else dlq.run(dlq.dlq_topics(bootstrap))
+        return dlq.run(dlq.read_dlq(bootstrap, topics))
+    except OSError as exc:
+        raise CliError(EXIT_CONNECT, f"cannot reach the broker at {bootstrap}: {type(exc).__name__}") from exc
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    summaries = [r.summary() for r in _dlq_records(args)]
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+        return EXIT_OK
+    for s in summaries:
+        print(f"{s['ref']:<32} {s['service'] or '-':<12} {s['error_kind'] or '-':<10} {s['type'] or '-':<20} "
+              f"{s['key']:<36} {s['error'] or ''}")
+    err(f"{len(summaries)} dead-lettered record(s)")
+    return EXIT_OK
+
+
+def _find(records: list, refs: list[str]) -> list:
+    by_ref = {r.ref: r for r in records}
+    missing = [ref for ref in refs if ref not in by_ref]
+    if missing:
+        raise CliError(EXIT_NOT_FOUND, f"no such DLQ record: {', '.join(missing)}")
+    return [by_ref[ref] for ref in refs]
+
+
+def cmd_dlq_show(args: argparse.Namespace) -> int:
+    from services.gateway.dlq import parse_ref
+
+    args.topic = parse_ref(args.ref)[0]
+    (record,) = _find(_dlq_records(args), [args.ref])
+    shown = {**record.summary(), "headers": record.headers}
+    if args.payload:  # may hold transcript text: only on request, never by default
+        shown["payload"] = record.value.decode(errors="replace")
+    print(json.dumps(shown, indent=2))
+    return EXIT_OK
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from services.gateway import dlq
+
+    if bool(args.refs) == bool(args.all):
+        raise CliError(EXIT_USAGE, "name the records to replay, or pass --all")
+    records = _dlq_records(args)
+    chosen = records if args.all else _find(records, args.refs)
+    for ref in dlq.run(dlq.replay(_bootstrap(args), chosen)):
+        print(ref)
+    err(f"replayed {len(chosen)} record(s) to their original topics")
+    return EXIT_OK
+
+
+def _add_dlq(sub) -> None:
+    dlq_parser = sub.add_parser("dlq", help="dead-letter topics: list, show, replay (talks to the broker)",
+                                description="Operator tool over the <topic>.dlq records.")
+    dlq_sub = dlq_parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = dlq_sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--bootstrap", help="broker HOST:PORT (default: $TB_KAFKA_BOOTSTRAP_SERVERS)")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("list", cmd_dlq_list, "list dead-lettered records (no payloads)")
+    p.add_argument("--topic", help="one original topic (e.g. audio.uploaded); default: every DLQ topic")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("show", cmd_dlq_show, "one record's headers and error (payload only with --payload)")
+    p.add_argument("ref", help="<topic>.dlq:PARTITION:OFFSET, as listed")
+    p.add_argument("--payload", action="store_true", help="also print the payload (may contain PHI)")
+    p = add("replay", cmd_dlq_replay, "publish records again to their original topic")
+    p.add_argument("refs", nargs="*", help="<topic>.dlq:PARTITION:OFFSET, as listed")
+    p.add_argument("--all", action="store_true", help="every record (of --topic, if given)")
+    p.add_argument("--topic", help="with --all: one original topic")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="therapybridge", description="Command-line client for the TherapyBridge gateway.",
@@ -444,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("delete", cmd_delete, "delete a session, its audio, transcript and notes")
     p.add_argument("id", type=_session_id)
+    _add_dlq(sub)
     return parser
 
 

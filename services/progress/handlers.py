@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from shared.contracts.events import (
     DiarizationReady,
+    Topic,
     Event,
     NotesFailed,
     NotesReady,
@@ -24,8 +25,8 @@ from shared.contracts.events import (
 from shared.envelope import Envelope
 from shared.logging import get_logger
 from shared.telemetry import ServiceMetrics
-from services.progress.state import TERMINAL, SessionView, apply_event
-from services.progress.store import ProgressStore, ProgressTransaction
+from services.progress.state import STAGES, TERMINAL, SessionView, apply_event
+from services.progress.store import ProgressStore, ProgressTransaction, Stranded
 
 log = get_logger(__name__)
 
@@ -39,6 +40,20 @@ class ProgressDeps:
     metrics: ServiceMetrics
     service: str
     stage_deadline_s: float
+    stage_stall_s: float = 300.0
+    redrive_max: int = 3
+
+
+# stage -> (the topics of its results, the topics that start it). A re-drive publishes
+# again, from the outbox, whichever of these the session sent last: a result that never
+# reached its readers, or else the events that start the stage. Idempotent consumers
+# (inbox, stage_jobs, notes runs) make a second delivery of either harmless.
+REDRIVE_TOPICS: dict[str, tuple[tuple[Topic, ...], tuple[Topic, ...]]] = {
+    "transcription": ((Topic.TRANSCRIPT_READY, Topic.TRANSCRIPT_FAILED), (Topic.AUDIO_UPLOADED,)),
+    "diarization": ((Topic.DIARIZATION_READY, Topic.DIARIZATION_FAILED), (Topic.AUDIO_UPLOADED,)),
+    "join": ((Topic.TRANSCRIPT_MERGED,), (Topic.TRANSCRIPT_READY, Topic.DIARIZATION_READY, Topic.DIARIZATION_FAILED)),
+    "notes": ((Topic.NOTES_READY, Topic.NOTES_FAILED), (Topic.TRANSCRIPT_MERGED,)),
+}
 
 
 async def on_pipeline_event(event: Event, delivery: Envelope, deps: ProgressDeps) -> None:
@@ -108,21 +123,82 @@ def fail_stalled(view: SessionView, limit_s: float) -> None:
     view.eta_s = 0.0
 
 
+def missing_stage(view: SessionView) -> str | None:
+    """The first stage (pipeline order) that has not finished."""
+    return next((name for name in STAGES if view.stages[name].state in ("pending", "running")), None)
+
+
+def decide(stranded: Stranded, now: datetime, deps: ProgressDeps) -> tuple[str, str | None]:
+    """("fail", None) past the deadline; ("redrive", stage) while the stage has re-drives
+    left; ("wait", stage) when they are used up (only the deadline is left)."""
+    if (now - stranded.updated_at).total_seconds() >= deps.stage_deadline_s:
+        return "fail", None
+    stage = missing_stage(stranded.view)
+    if stage is None or stranded.redrives.get(stage, 0) >= deps.redrive_max:
+        return "wait", stage
+    return "redrive", stage
+
+
+def events_to_resend(stage: str, latest: dict[str, int]) -> list[int]:
+    """Outbox ids to publish again for ``stage``, given the session's latest outbox id per
+    topic: its newest result if that is newer than every input, else every input."""
+    results, inputs = REDRIVE_TOPICS[stage]
+    newest_input = max((latest[t.value] for t in inputs if t.value in latest), default=0)
+    newest_result = max((latest[t.value] for t in results if t.value in latest), default=0)
+    if newest_result > newest_input:
+        return [newest_result]
+    return sorted(latest[t.value] for t in inputs if t.value in latest)
+
+
 async def reconcile(deps: ProgressDeps) -> int:
-    """Fail every session with no progress for stage_deadline_s (SKIP LOCKED: replicas share it)."""
-    limit_s = deps.stage_deadline_s
-    cutoff = deps.clock() - timedelta(seconds=limit_s)
-    failed = 0
+    """Re-drive stranded sessions from PostgreSQL, fail those past the deadline (SKIP
+    LOCKED: replicas share the work). Returns how many sessions it acted on."""
+    now = deps.clock()
+    stall_cutoff = now - timedelta(seconds=deps.stage_stall_s)
+    deadline_cutoff = now - timedelta(seconds=deps.stage_deadline_s)
+    failed = redriven = 0
     async with deps.store.transaction() as tx:
-        for view, seq in await tx.stalled(cutoff, RECONCILE_BATCH):
-            fail_stalled(view, limit_s)
-            await _publish_status(tx, view, seq, deps, None)
-            failed += 1
+        redriven += await _redrive_unseen_uploads(tx, deadline_cutoff, stall_cutoff, now)
+        for stranded in await tx.stranded(stall_cutoff, deadline_cutoff, RECONCILE_BATCH):
+            action, stage = decide(stranded, now, deps)
+            if action == "fail":
+                fail_stalled(stranded.view, deps.stage_deadline_s)
+                await _publish_status(tx, stranded.view, stranded.seq, deps, None)
+                failed += 1
+            elif action == "redrive":
+                redriven += await _redrive(tx, stranded, stage, now)
     if failed:
         deps.metrics.sessions.labels("failed").inc(failed)
         log.warning("stalled_sessions_failed", count=failed)
-    return failed
+    return failed + redriven
 
 
-def reconcile_interval_s(stage_deadline_s: float) -> float:
-    return min(60.0, max(1.0, stage_deadline_s / 10))
+async def _redrive(tx: ProgressTransaction, stranded: Stranded, stage: str, now: datetime) -> int:
+    sid = stranded.view.session_id
+    results, inputs = REDRIVE_TOPICS[stage]
+    latest = await tx.latest_events(sid, [t.value for t in results + inputs])
+    resent = await tx.republish(events_to_resend(stage, latest))
+    redrives = {**stranded.redrives, stage: stranded.redrives.get(stage, 0) + 1}
+    await tx.mark_redriven(sid, redrives, now)
+    if resent:
+        log.warning("stranded_session_redriven", session_id=sid, stage=stage, attempt=redrives[stage], events=resent)
+    else:  # nothing in the outbox to start it from (e.g. published around it): the deadline decides
+        log.warning("stranded_session_has_no_events", session_id=sid, stage=stage)
+    return 1
+
+
+async def _redrive_unseen_uploads(tx: ProgressTransaction, since: datetime, cutoff: datetime, now: datetime) -> int:
+    """Uploads this read model never saw (the event was lost before progress read it):
+    create the session's row and send the upload again."""
+    unseen = await tx.unseen_uploads(since, cutoff, RECONCILE_BATCH)
+    for sid, outbox_id in unseen:
+        await tx.lock_view(sid, now)
+        await tx.republish([outbox_id])
+        await tx.mark_redriven(sid, {"transcription": 1}, now)
+        log.warning("lost_upload_redriven", session_id=str(sid))
+    return len(unseen)
+
+
+def reconcile_interval_s(stage_deadline_s: float, stage_stall_s: float | None = None) -> float:
+    shortest = min(stage_deadline_s, stage_stall_s or stage_deadline_s)
+    return min(60.0, max(0.5, shortest / 5))

@@ -30,9 +30,11 @@ def build(settings: Settings) -> ServiceRuntime:
         metrics=runtime.metrics,
         service=runtime.name,
         stage_deadline_s=settings.stage_deadline_s,
+        stage_stall_s=settings.stage_stall_s,
+        redrive_max=settings.redrive_max,
     )
     runtime.consume(PROGRESS, {topic: runtime.route(handler, deps) for topic, handler in HANDLERS.items()})
-    runtime.every("progress-reconciler", handlers.reconcile_interval_s(settings.stage_deadline_s),
+    runtime.every("progress-reconciler", handlers.reconcile_interval_s(settings.stage_deadline_s, settings.stage_stall_s),
                   lambda: handlers.reconcile(deps))
     return runtime
 

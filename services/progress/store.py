@@ -8,15 +8,17 @@ written for one session is serialised across replicas."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import cast, func, or_, select
+from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.dialects.postgresql import insert
 
-from shared.contracts.events import SessionStatus, StageState
-from shared.db.tables import session_results, session_status, status_history
+from shared.contracts.events import SessionStatus, StageState, Topic
+from shared.db.tables import outbox, session_results, session_status, status_history, tombstones
 from shared.store import PgStore, PgTransaction
 from services.progress.state import TERMINAL, SessionView
 
@@ -38,9 +40,22 @@ class ProgressTransaction(Protocol):
         """Store the view with ``status.seq``, append ``status`` to the history and
         publish it after commit (outbox)."""
 
-    async def stalled(self, cutoff: datetime, limit: int) -> list[tuple[SessionView, int]]:
-        """Unfinished sessions not updated since ``cutoff``, locked (rows another replica
-        holds are skipped)."""
+    async def stranded(self, stall_cutoff: datetime, deadline_cutoff: datetime, limit: int) -> list["Stranded"]:
+        """Unfinished sessions with no progress since ``stall_cutoff`` and not re-driven
+        since then either (or past ``deadline_cutoff``), locked, SKIP LOCKED."""
+
+    async def latest_events(self, session_id: UUID, topics: list[str]) -> dict[str, int]:
+        """topic -> id of the session's latest outbox row of that topic (sent or not)."""
+
+    async def republish(self, outbox_ids: list[int]) -> int:
+        """Copy these outbox rows (same payload, headers and ce_id) as unsent rows."""
+
+    async def unseen_uploads(self, since: datetime, cutoff: datetime, limit: int) -> list[tuple[UUID, int]]:
+        """(session id, outbox id) of audio.uploaded events sent between ``since`` and
+        ``cutoff`` that never reached this read model (no row, no tombstone): lost on the way."""
+
+    async def mark_redriven(self, session_id: UUID, redrives: dict[str, int], now: datetime) -> None:
+        """Store the re-drive counts and time; ``updated_at`` (last progress) stays."""
 
 
 class ProgressStore(Protocol):
@@ -49,6 +64,14 @@ class ProgressStore(Protocol):
 
     async def forget(self, session_id: UUID) -> None:
         """session.deleted: drop the session's rows and leave a tombstone."""
+
+
+@dataclass
+class Stranded:
+    view: SessionView
+    seq: int
+    updated_at: datetime  # the last visible progress
+    redrives: dict[str, int] = field(default_factory=dict)
 
 
 def _view(row) -> SessionView:
@@ -94,12 +117,46 @@ class _PgProgressTransaction(PgTransaction):
             session_id=status.session_id, seq=status.seq, payload=status.model_dump(mode="json")))
         await self.publish(status, traceparent)
 
-    async def stalled(self, cutoff: datetime, limit: int) -> list[tuple[SessionView, int]]:
+    async def stranded(self, stall_cutoff: datetime, deadline_cutoff: datetime, limit: int) -> list[Stranded]:
+        c = session_status.c
         rows = (await self.db.execute(
             select(session_status).where(
-                session_status.c.status.not_in(TERMINAL), session_status.c.updated_at < cutoff,
-            ).with_for_update(skip_locked=True).limit(limit))).all()
-        return [(_view(r), r.seq) for r in rows]
+                c.status.not_in(TERMINAL), c.updated_at < stall_cutoff,
+                or_(c.redriven_at.is_(None), c.redriven_at < stall_cutoff, c.updated_at < deadline_cutoff),
+            ).order_by(c.updated_at).with_for_update(skip_locked=True).limit(limit))).all()
+        return [Stranded(_view(r), r.seq, r.updated_at, dict(r.redrives or {})) for r in rows]
+
+    async def latest_events(self, session_id: UUID, topics: list[str]) -> dict[str, int]:
+        rows = (await self.db.execute(
+            select(outbox.c.topic, func.max(outbox.c.id)).where(
+                outbox.c.key == str(session_id), outbox.c.topic.in_(topics)).group_by(outbox.c.topic))).all()
+        return {topic: last_id for topic, last_id in rows}
+
+    async def republish(self, outbox_ids: list[int]) -> int:
+        if not outbox_ids:
+            return 0
+        copies = select(outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers).where(
+            outbox.c.id.in_(outbox_ids)).order_by(outbox.c.id)
+        result = await self.db.execute(outbox.insert().from_select(["topic", "key", "payload", "headers"], copies))
+        self.published += result.rowcount  # wakes the relay after commit
+        return result.rowcount
+
+    async def unseen_uploads(self, since: datetime, cutoff: datetime, limit: int) -> list[tuple[UUID, int]]:
+        key = cast(outbox.c.key, PgUUID(as_uuid=True))
+        seen = select(session_status.c.session_id).where(session_status.c.session_id == key)
+        buried = select(tombstones.c.session_id).where(tombstones.c.session_id == key,
+                                                       tombstones.c.consumer == self.consumer)
+        rows = (await self.db.execute(
+            select(key, func.max(outbox.c.id)).where(
+                outbox.c.topic == Topic.AUDIO_UPLOADED.value, outbox.c.created_at < cutoff,
+                outbox.c.created_at > since,
+                ~seen.exists(), ~buried.exists(),
+            ).group_by(outbox.c.key).limit(limit))).all()
+        return [(sid, last_id) for sid, last_id in rows]
+
+    async def mark_redriven(self, session_id: UUID, redrives: dict[str, int], now: datetime) -> None:
+        await self.db.execute(session_status.update().where(session_status.c.session_id == session_id).values(
+            redrives=redrives, redriven_at=now))
 
 
 class PgProgressStore(PgStore):

@@ -38,6 +38,7 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True)),
     Index("ix_outbox_published_at", "published_at"),  # pruning sent rows
     Index("ix_outbox_key", "key"),  # a deleted session's unsent rows
+    Index("ix_outbox_key_topic", "key", "topic", "id"),  # re-drives look a session's events up
 )
 
 inbox = Table(
@@ -201,6 +202,9 @@ session_status = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
+    # The reconciler's re-drives: {stage: count}, and when it last re-drove (not progress).
+    Column("redrives", JSONB, nullable=False, server_default="{}"),
+    Column("redriven_at", DateTime(timezone=True)),
 )
 
 status_history = Table(

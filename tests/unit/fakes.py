@@ -141,7 +141,20 @@ class _FakeJoinTx:
 class FakeProgressStore(_MemoryStore):
     def __init__(self) -> None:
         super().__init__()
-        self.state.update(views={}, results={}, history=[])
+        # outbox: rows {"id", "topic", "key", "event", "at"} that any service sent (the reconciler's source)
+        self.state.update(views={}, results={}, history=[], outbox=[], tombstones=set())
+
+    def sent(self, event: Event, at: datetime) -> int:
+        """Record ``event`` as sent through the outbox at ``at`` (by whichever service)."""
+        from shared.contracts.events import topic_of
+
+        rows = self.state["outbox"]
+        rows.append({"id": len(rows) + 1, "topic": topic_of(event).value, "key": event.session_id, "event": event, "at": at})
+        return len(rows)
+
+    def resent(self, session_id: UUID | None = None) -> list[str]:
+        """Topics of the rows the reconciler copied to be published again."""
+        return [r["topic"] for r in self.state["outbox"] if r.get("copy_of") and session_id in (None, r["key"])]
 
     @property
     def views(self) -> dict[UUID, dict]:
@@ -161,6 +174,7 @@ class FakeProgressStore(_MemoryStore):
     async def forget(self, session_id: UUID) -> None:
         for table in ("views", "results"):
             self.state[table].pop(session_id, None)
+        self.state["tombstones"].add(session_id)
         self.state["history"] = [s for s in self.history if s.session_id != session_id]
         self._forget_claims(session_id)
 
@@ -184,14 +198,44 @@ class _FakeProgressTx:
         self._working["results"].setdefault(session_id, {}).update(copy.deepcopy(values))
 
     async def save_status(self, view: SessionView, status: SessionStatus, now: datetime, traceparent: str | None) -> None:
-        self._working["views"][status.session_id] = {"view": copy.deepcopy(view), "seq": status.seq, "updated_at": now}
+        entry = self._working["views"].setdefault(status.session_id, {})
+        entry.update(view=copy.deepcopy(view), seq=status.seq, updated_at=now)  # re-drive counts stay
         self._working["history"].append(status)
         self._store._publish(status, traceparent)
 
-    async def stalled(self, cutoff: datetime, limit: int) -> list[tuple[SessionView, int]]:
-        stalled = [(copy.deepcopy(e["view"]), e["seq"]) for e in self._working["views"].values()
-                   if e["view"].status not in ("processed", "failed") and e["updated_at"] < cutoff]
-        return stalled[:limit]
+    async def stranded(self, stall_cutoff: datetime, deadline_cutoff: datetime, limit: int) -> list:
+        from services.progress.store import Stranded
+
+        found = [Stranded(copy.deepcopy(e["view"]), e["seq"], e["updated_at"], dict(e.get("redrives", {})))
+                 for e in self._working["views"].values()
+                 if e["view"].status not in ("processed", "failed") and e["updated_at"] < stall_cutoff
+                 and (e.get("redriven_at") is None or e["redriven_at"] < stall_cutoff or e["updated_at"] < deadline_cutoff)]
+        return sorted(found, key=lambda s: s.updated_at)[:limit]
+
+    async def latest_events(self, session_id: UUID, topics: list[str]) -> dict[str, int]:
+        latest: dict[str, int] = {}
+        for row in self._working["outbox"]:
+            if row["key"] == UUID(str(session_id)) and row["topic"] in topics:
+                latest[row["topic"]] = max(latest.get(row["topic"], 0), row["id"])
+        return latest
+
+    async def republish(self, outbox_ids: list[int]) -> int:
+        rows = self._working["outbox"]
+        for original in [r for r in rows if r["id"] in outbox_ids]:
+            rows.append({**original, "id": len(rows) + 1, "copy_of": original["id"]})
+        return len(outbox_ids)
+
+    async def unseen_uploads(self, since: datetime, cutoff: datetime, limit: int) -> list[tuple[UUID, int]]:
+        latest: dict[UUID, int] = {}
+        for row in self._working["outbox"]:
+            if (row["topic"] == "audio.uploaded" and since < row["at"] < cutoff and row["key"] not in self._working["views"]
+                    and row["key"] not in self._working["tombstones"]):
+                latest[row["key"]] = max(latest.get(row["key"], 0), row["id"])
+        return list(latest.items())[:limit]
+
+    async def mark_redriven(self, session_id: UUID, redrives: dict[str, int], now: datetime) -> None:
+        entry = self._working["views"][UUID(str(session_id))]
+        entry.update(redrives=dict(redrives), redriven_at=now)
 
 
 class FakeTombstones:

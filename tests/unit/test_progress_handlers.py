@@ -51,8 +51,9 @@ def tick(sid, stage, fraction):
 class Progress:
     def __init__(self) -> None:
         self.store, self.clock, self.metrics = FakeProgressStore(), Clock(), ServiceMetrics("progress")
+        # Re-drives are off here (stall = deadline): tests/unit/test_progress_redrive.py covers them.
         self.deps = ProgressDeps(store=self.store, clock=self.clock, metrics=self.metrics, service="progress",
-                                 stage_deadline_s=DEADLINE_S)
+                                 stage_deadline_s=DEADLINE_S, stage_stall_s=DEADLINE_S)
 
     async def deliver(self, event, event_id: str | None = None):
         envelope = delivery(event, event_id=event_id)
