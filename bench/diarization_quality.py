@@ -234,11 +234,82 @@ def tuned_fields(cfg) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    pass
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5), gridspec_kw={"width_ratios": [2.2, 1.4, 1]})
+    _plot_per_file(axes[0], result)
+    _plot_ablation(axes[1], result)
+    _plot_counts(axes[2], result)
+    m = result["machine"]
+    fig.suptitle(f"Built-in diarizer quality (DER collar 0.25, overlap scored) - {m['cpu_count']} CPUs", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_per_file(ax, result: dict) -> None:
+    cv = result["cross_validation"]["per_file"]
+    bars = [(r["input"], r["der"], r["speakers_hyp"], r["speakers_ref"], "#4c72b0") for r in cv]
+    for name, color in (("ami_dev", "#dd8452"), ("generated", "#55a868")):
+        bars += [(r["input"].replace("gen_", ""), r["der"], r["speakers_hyp"], r["speakers_ref"], color)
+                 for r in result["final"][name]["rows"]]
+    x = np.arange(len(bars))
+    rects = ax.bar(x, [b[1] for b in bars], color=[b[4] for b in bars])
+    for rect, b in zip(rects, bars):
+        ax.annotate(f"{b[1]:.2f}", (rect.get_x() + rect.get_width() / 2, rect.get_height()), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, [f"{b[0]}\n{b[2]}/{b[3]}" for b in bars], fontsize=7, rotation=30)
+    ax.axhline(0.30, color="red", linestyle="--", linewidth=0.8, label="AMI goal 0.30")
+    ax.axhline(GENERATED_DER_GOAL, color="green", linestyle=":", linewidth=0.8, label=f"generated goal {GENERATED_DER_GOAL}")
+    ax.plot([], [], color="#4c72b0", linewidth=6, label=f"ami_train, leave-one-out (mean {result['cross_validation']['mean_der']:.3f})")
+    ax.plot([], [], color="#dd8452", linewidth=6,
+            label=f"ami_dev, held out (mean {result['final']['ami_dev']['summary']['mean_der']:.3f})")
+    ax.plot([], [], color="#55a868", linewidth=6, label="generated")
+    ax.set_ylabel("DER")
+    ax.set_title("DER per file (hyp/ref speakers under each bar)", fontsize=10)
+    ax.legend(fontsize=7)
+
+
+def _plot_ablation(ax, result: dict) -> None:
+    rows = result["ablation"]
+    y = np.arange(len(rows))
+    ax.barh(y - 0.2, [r["ami_train_mean_der"] for r in rows], 0.4, label="ami_train mean DER (in-sample)")
+    ax.barh(y + 0.2, [r["generated_mean_der"] for r in rows], 0.4, label="generated mean DER")
+    for yy, r in zip(y, rows):
+        ax.annotate(f"{r['ami_train_mean_der']:.3f}", (r["ami_train_mean_der"], yy - 0.2), fontsize=7, va="center")
+        ax.annotate(f"{r['generated_mean_der']:.3f}", (r["generated_mean_der"], yy + 0.2), fontsize=7, va="center")
+    ax.set_yticks(y, [r["variant"] for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_title("ablation: one change from the chosen settings", fontsize=10)
+    ax.legend(fontsize=7)
+
+
+def _plot_counts(ax, result: dict) -> None:
+    for name, rows, marker in (("ami_train (LOO)", result["cross_validation"]["per_file"], "o"),
+                               ("ami_dev", result["final"]["ami_dev"]["rows"], "s"),
+                               ("generated", result["final"]["generated"]["rows"], "^")):
+        jitter = np.linspace(-0.12, 0.12, len(rows))
+        ax.scatter([r["speakers_ref"] + j for r, j in zip(rows, jitter)], [r["speakers_hyp"] for r in rows],
+                   marker=marker, label=name)
+    ax.plot([0, 5], [0, 5], color="grey", linewidth=0.8)
+    ax.fill_between([0, 5], [-1, 4], [1, 6], color="grey", alpha=0.12, label="within one")
+    ax.set_xlabel("reference speakers")
+    ax.set_ylabel("speakers found")
+    ax.set_title("speaker count", fontsize=10)
+    ax.legend(fontsize=7)
 
 
 def summary_rows(result: dict) -> list[list[str]]:
-    return []
+    cv = result["cross_validation"]
+    dev = result["final"]["ami_dev"]["summary"]
+    gen = result["final"]["generated"]["rows"]
+    return [
+        ["diarization quality: ami_train (leave-one-out CV)", f"{len(cv['per_file'])} files",
+         f"mean DER {cv['mean_der']:.3f} (collar 0.25); speaker count within one on {cv['count_within_one']}/10", ""],
+        ["diarization quality: ami_dev (held out)", f"{dev['files']} files",
+         f"mean DER {dev['mean_der']:.3f} (collar 0.25); exact count {dev['count_exact']}/{dev['files']}", ""],
+        ["diarization quality: generated", f"{len(gen)} sessions",
+         "; ".join(f"{r['input']} DER {r['der']:.3f} spk {r['speakers_hyp']}/{r['speakers_ref']}" for r in gen), ""],
+    ]
 
 
 def run(quick: bool = False) -> dict:

@@ -510,6 +510,8 @@ def _rep_labels(x, aff, valid, num_speakers, lo, hi, cfg: DiarizerConfig, stats:
     n = x.shape[0]
     if cfg.count_method == "ahc":
         labels = ahc_labels(x, cfg.ahc_threshold, num_speakers, lo, hi)
+        if num_speakers and len(np.unique(labels)) < min(num_speakers, n):  # tied merges: cut spectrally
+            labels = spectral_labels(prune_affinity(aff, max(2, n // 10, num_speakers)), min(num_speakers, n), cfg.seed)
         if not num_speakers:
             labels = absorb_small_clusters(x, labels, cfg.min_cluster_windows, lo)
         stats["k_estimated"] = int(len(np.unique(labels)))
@@ -819,7 +821,7 @@ def turns_from_features(
         segments = frame_runs(flabels >= 0)
     turns = labels_to_turns(flabels, segments)
     turns = smooth_turns(turns, cfg.min_turn_s, cfg.merge_gap_s, keep_all_speakers=bool(num_speakers))
-    extra = overlap_turns(flabels, frame_similarities(n_frames, feat.windows, scores), cfg)
+    extra = overlap_turns(flabels, frame_similarities(n_frames, feat.windows, scores), cfg) if cfg.overlap_margin > 0 else []
     stats["overlap_s"] = round(sum(e - s for s, e, _ in extra), 2)
     turns = merge_same_speaker([(s, min(e, duration), c) for s, e, c in turns + extra if min(e, duration) > s])
     return turns, stats
