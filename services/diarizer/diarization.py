@@ -100,6 +100,9 @@ class DiarizerConfig:
     # AHC clusters with fewer windows than this are stray windows, not people: they join
     # the nearest real cluster (unless a speaker-count hint needs them).
     min_cluster_windows: int = 2
+    # ... and so are clusters holding less than this share of all windows: on a long
+    # session one voice otherwise sheds a few odd windows (a laugh, a cough) as a person.
+    min_cluster_fraction: float = 0.02
     # Embedding: "resemblyzer" (d-vectors, weights ship in the wheel) or "logmel_stats"
     # (mean and spread of the log-mel frames, no model; the ablation baseline).
     embedding: str = "resemblyzer"
@@ -513,7 +516,8 @@ def _rep_labels(x, aff, valid, num_speakers, lo, hi, cfg: DiarizerConfig, stats:
         if num_speakers and len(np.unique(labels)) < min(num_speakers, n):  # tied merges: cut spectrally
             labels = spectral_labels(prune_affinity(aff, max(2, n // 10, num_speakers)), min(num_speakers, n), cfg.seed)
         if not num_speakers:
-            labels = absorb_small_clusters(x, labels, cfg.min_cluster_windows, lo)
+            min_size = max(cfg.min_cluster_windows, math.ceil(cfg.min_cluster_fraction * n))
+            labels = absorb_small_clusters(x, labels, min_size, lo)
         stats["k_estimated"] = int(len(np.unique(labels)))
         return labels
     k = int(num_speakers) if num_speakers else _count_eigengap(aff, valid, n, lo, hi, cfg, stats)
@@ -566,17 +570,22 @@ def cluster_embeddings(
         stats["k_final"] = 1
         return labels, centroids_of(emb, labels, 1), stats
     labels, cents = _refine(emb, full, cents, cfg.refine_iterations)
-    if not num_speakers:
-        labels = merge_close_clusters(emb, labels, cfg.merge_similarity, lo)
+    labels, cents = _final_clusters(emb, labels, cents, num_speakers, lo, cfg.merge_similarity)
+    stats["k_final"] = int(cents.shape[0])
+    return labels, cents, stats
+
+
+def _final_clusters(emb, labels, cents, num_speakers, lo: int, merge_similarity: float):
+    """Merge near-identical clusters (no hint), or keep exactly ``num_speakers``."""
+    if num_speakers:
+        if len(np.unique(labels)) < cents.shape[0]:
+            # Exact count requested: keep every cluster, even if assignment emptied one.
+            labels = np.argmax(emb @ cents.T, axis=1)
+        return labels, cents
+    labels = merge_close_clusters(emb, labels, merge_similarity, lo)
     ids = np.unique(labels)
     labels = np.searchsorted(ids, labels)
-    if num_speakers and len(ids) < k:
-        # Exact count requested: keep every cluster, even if assignment emptied one.
-        labels = np.argmax(emb @ cents.T, axis=1)
-        ids = np.arange(k)
-    cents = centroids_of(emb, labels, len(ids)) if not num_speakers else cents
-    stats["k_final"] = int(len(ids))
-    return labels, cents, stats
+    return labels, centroids_of(emb, labels, len(ids))
 
 
 def _refine(emb: np.ndarray, full: np.ndarray, cents: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
