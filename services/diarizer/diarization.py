@@ -11,28 +11,30 @@ Pipeline (each step is a module-level pure function, so it can be unit tested al
    resemblyzer d-vectors on 1.5 s windows with a 0.75 s hop inside speech regions, batched.
    Regions shorter than a window are embedded by tiling their own frames to the window
    length, so no other speaker's audio leaks in.
-3. **Clustering** (:func:`cluster_embeddings`): spectral clustering of a capped,
-   evenly spread subset of the windows on a p-pruned, binarised affinity, with the number
-   of speakers from the normalised maximum eigengap (Park et al., "Auto-tuning spectral
-   clustering for speaker diarization using normalized maximum eigengap", 2019). The cap
-   keeps the graph statistics the same for a 30 s clip and an hour-long session (with
-   thousands of windows the raw-affinity eigengap degenerates and collapses speakers), and
-   bounds memory/time. All windows are then assigned to the nearest centroid, with a short
-   k-means refinement. One speaker is a separate, principled decision
-   (:func:`is_single_speaker`): the eigengap cannot say "one cluster" for real embeddings,
-   whose temporal continuity makes a single voice look like a chain, so when the best
-   two-way split gives centroids as similar as one voice is to itself, we keep one.
-4. **Turns** (:func:`frame_labels`, :func:`labels_to_turns`): every 10 ms frame in a
-   speech region takes the speaker whose centroid best matches the windows covering it
-   (Hann-weighted, so a window's centre counts most). Turns are split at every VAD gap as
-   well as at speaker changes: extending a turn across a pause would attribute the words
-   spoken after the pause to the wrong person when another speaker starts there.
+3. **Clustering** (:func:`cluster_embeddings`): by default average-linkage agglomerative
+   clustering (:func:`ahc_labels`) of a capped, evenly spread subset of the windows, cut at
+   a cosine distance chosen by leave-one-file-out cross-validation on real AMI excerpts
+   (``bench/diarization_quality.py``); clusters with too few windows, absolutely or as a
+   share of the recording, are stray windows and join their nearest cluster
+   (:func:`absorb_small_clusters`). The alternative, ``count_method="eigengap"``, is
+   spectral clustering with the number of speakers from the normalised maximum eigengap
+   (Park et al. 2019) plus a separate one-speaker test (:func:`is_single_speaker`); it was
+   worse on the real excerpts (see the ablation in bench/results/diarization_quality.json).
+   Speaker-count hints are honoured either way: ``num_speakers`` exactly, ``min``/``max``
+   by cutting the same tree again. All windows are then assigned to the nearest centroid
+   and re-segmented k-means style.
+4. **Turns** (:func:`turns_from_features`): every 10 ms frame in a speech region takes the
+   speaker whose centroid best matches the windows covering it (Hann-weighted, so a
+   window's centre counts most). Turns are then cut to tight voice activity
+   (:func:`activity_frames`: a stricter silero threshold, little padding) so they end
+   where speech ends, while pauses shorter than ``trim_min_silence_ms`` stay inside; turns
+   are split at speaker changes and at those gaps.
 5. **Smoothing** (:func:`smooth_turns`): turns shorter than ``min_turn_s`` that touch a
-   neighbour are absorbed by it, and same-speaker neighbours across tiny gaps are merged.
-
-Overlapped speech is labelled with the *dominant* speaker only: the windows covering an
-overlap carry a mix of both voices and the frame takes whichever centroid that mix is
-closer to. No turn ever carries two speakers at once.
+   neighbour are absorbed by it, and same-speaker neighbours across gaps up to
+   ``merge_gap_s`` are merged (short intra-turn pauses are kept).
+6. **Overlap** (:func:`overlap_turns`, off when ``overlap_margin`` is 0): where a frame's
+   windows are nearly as similar to a second speaker as to the first, that speaker also
+   gets a turn there; turns of different speakers may then overlap in time.
 
 Labels are ``SPEAKER_00``, ``SPEAKER_01``, ... in order of first appearance.
 """
