@@ -101,7 +101,7 @@ class DiarizerConfig:
     ahc_threshold: float = 0.3
     # AHC clusters with fewer windows than this are stray windows, not people: they join
     # the nearest real cluster (unless a speaker-count hint needs them).
-    min_cluster_windows: int = 2
+    min_cluster_windows: int = 3
     # ... and so are clusters holding less than this share of all windows: on a long
     # session one voice otherwise sheds a few odd windows (a laugh, a cough) as a person.
     min_cluster_fraction: float = 0.02
