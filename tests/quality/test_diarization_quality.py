@@ -126,12 +126,12 @@ def test_generated_sessions(diarizer, name):
 
 
 def test_ami_excerpts(diarizer):
-    """AMI far-field meeting excerpts (30 s each, 2 speakers in each excerpt).
+    """AMI far-field meeting excerpts (30 s each, 2 speakers in each excerpt): HELD OUT.
 
-    Far-field meeting audio with short interjections is much harder than close-talk
-    therapy audio for a d-vector diarizer: we measured a mean DER of ~0.32 (the
-    short excerpts give the count estimator little evidence and it finds 3 voices).
-    The assertion is the bound actually achieved, not the 0.30 goal.
+    The settings were chosen by cross-validation on tests/data/ami_train only (issue 17);
+    these two files were never used to choose anything. Measured with the shipped
+    defaults: dev00 0.458 (4 speakers found), dev01 0.276 (3 found), mean 0.367, which
+    misses the issue's 0.30 goal. The assertion is that figure plus a 0.04 margin.
     """
     refs = parse_rttm((DATA / "ami_dev.rttm").read_text())
     uem = {}
@@ -147,4 +147,4 @@ def test_ami_excerpts(diarizer):
         print(f"\n[AMI {uri}] DER={value:.3f} speakers={result.speaker_count} (reference 2)")
     mean = float(np.mean(values))
     print(f"[AMI] mean DER={mean:.3f}")
-    assert mean <= 0.36
+    assert mean <= 0.41
