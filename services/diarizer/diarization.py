@@ -116,7 +116,7 @@ class DiarizerConfig:
     # Shorter pauses stay inside the turn; same-speaker turns split by pauses shorter than
     # ``merge_gap_s`` are joined again.
     trim_to_activity: bool = True
-    trim_threshold: float = 0.5
+    trim_threshold: float = 0.35
     trim_min_silence_ms: int = 100
     trim_pad_ms: int = 60
     # Overlap: a speech frame also gets the second-best speaker when that speaker's window
