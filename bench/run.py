@@ -23,6 +23,7 @@ from bench.common import RESULTS, write_json  # noqa: E402
 BENCHMARKS = {
     "transcription": "bench.transcription",
     "diarization": "bench.diarization",
+    "diarization_quality": "bench.diarization_quality",
     "broker_latency": "bench.broker_latency",
     "pipeline": "bench.pipeline",
     "stream_load": "bench.stream_load",

@@ -11,28 +11,30 @@ Pipeline (each step is a module-level pure function, so it can be unit tested al
    resemblyzer d-vectors on 1.5 s windows with a 0.75 s hop inside speech regions, batched.
    Regions shorter than a window are embedded by tiling their own frames to the window
    length, so no other speaker's audio leaks in.
-3. **Clustering** (:func:`cluster_embeddings`): spectral clustering of a capped,
-   evenly spread subset of the windows on a p-pruned, binarised affinity, with the number
-   of speakers from the normalised maximum eigengap (Park et al., "Auto-tuning spectral
-   clustering for speaker diarization using normalized maximum eigengap", 2019). The cap
-   keeps the graph statistics the same for a 30 s clip and an hour-long session (with
-   thousands of windows the raw-affinity eigengap degenerates and collapses speakers), and
-   bounds memory/time. All windows are then assigned to the nearest centroid, with a short
-   k-means refinement. One speaker is a separate, principled decision
-   (:func:`is_single_speaker`): the eigengap cannot say "one cluster" for real embeddings,
-   whose temporal continuity makes a single voice look like a chain, so when the best
-   two-way split gives centroids as similar as one voice is to itself, we keep one.
-4. **Turns** (:func:`frame_labels`, :func:`labels_to_turns`): every 10 ms frame in a
-   speech region takes the speaker whose centroid best matches the windows covering it
-   (Hann-weighted, so a window's centre counts most). Turns are split at every VAD gap as
-   well as at speaker changes: extending a turn across a pause would attribute the words
-   spoken after the pause to the wrong person when another speaker starts there.
+3. **Clustering** (:func:`cluster_embeddings`): by default average-linkage agglomerative
+   clustering (:func:`ahc_labels`) of a capped, evenly spread subset of the windows, cut at
+   a cosine distance chosen by leave-one-file-out cross-validation on real AMI excerpts
+   (``bench/diarization_quality.py``); clusters with too few windows, absolutely or as a
+   share of the recording, are stray windows and join their nearest cluster
+   (:func:`absorb_small_clusters`). The alternative, ``count_method="eigengap"``, is
+   spectral clustering with the number of speakers from the normalised maximum eigengap
+   (Park et al. 2019) plus a separate one-speaker test (:func:`is_single_speaker`); it was
+   worse on the real excerpts (see the ablation in bench/results/diarization_quality.json).
+   Speaker-count hints are honoured either way: ``num_speakers`` exactly, ``min``/``max``
+   by cutting the same tree again. All windows are then assigned to the nearest centroid
+   and re-segmented k-means style.
+4. **Turns** (:func:`turns_from_features`): every 10 ms frame in a speech region takes the
+   speaker whose centroid best matches the windows covering it (Hann-weighted, so a
+   window's centre counts most). Turns are then cut to tight voice activity
+   (:func:`activity_frames`: a stricter silero threshold, little padding) so they end
+   where speech ends, while pauses shorter than ``trim_min_silence_ms`` stay inside; turns
+   are split at speaker changes and at those gaps.
 5. **Smoothing** (:func:`smooth_turns`): turns shorter than ``min_turn_s`` that touch a
-   neighbour are absorbed by it, and same-speaker neighbours across tiny gaps are merged.
-
-Overlapped speech is labelled with the *dominant* speaker only: the windows covering an
-overlap carry a mix of both voices and the frame takes whichever centroid that mix is
-closer to. No turn ever carries two speakers at once.
+   neighbour are absorbed by it, and same-speaker neighbours across gaps up to
+   ``merge_gap_s`` are merged (short intra-turn pauses are kept).
+6. **Overlap** (:func:`overlap_turns`, off when ``overlap_margin`` is 0): where a frame's
+   windows are nearly as similar to a second speaker as to the first, that speaker also
+   gets a turn there; turns of different speakers may then overlap in time.
 
 Labels are ``SPEAKER_00``, ``SPEAKER_01``, ... in order of first appearance.
 """
@@ -93,12 +95,53 @@ class DiarizerConfig:
     merge_similarity: float = 0.95
     min_windows_per_speaker: int = 4
     refine_iterations: int = 3
+    # Speaker counting: "ahc" cuts an average-linkage tree of the windows at a cosine
+    # distance chosen by cross-validation; "eigengap" is NME spectral clustering.
+    count_method: str = "ahc"
+    ahc_threshold: float = 0.3
+    # AHC clusters with fewer windows than this are stray windows, not people: they join
+    # the nearest real cluster (unless a speaker-count hint needs them).
+    min_cluster_windows: int = 3
+    # ... and so are clusters holding less than this share of all windows: on a long
+    # session one voice otherwise sheds a few odd windows (a laugh, a cough) as a person.
+    min_cluster_fraction: float = 0.02
+    # Embedding: "resemblyzer" (d-vectors, weights ship in the wheel) or "logmel_stats"
+    # (mean and spread of the log-mel frames, no model; the ablation baseline).
+    embedding: str = "resemblyzer"
     # Turns.
     min_turn_s: float = 0.5
     merge_gap_s: float = 0.3
+    # Turn boundaries on speech: frames where silero stays below ``trim_threshold`` for at
+    # least ``trim_min_silence_ms`` are cut out of turns (plus ``trim_pad_ms`` each side).
+    # Shorter pauses stay inside the turn; same-speaker turns split by pauses shorter than
+    # ``merge_gap_s`` are joined again.
+    trim_to_activity: bool = True
+    trim_threshold: float = 0.35
+    trim_min_silence_ms: int = 100
+    trim_pad_ms: int = 60
+    # Overlap: a speech frame also gets the second-best speaker when that speaker's window
+    # similarity is within ``overlap_margin`` of the best and at least
+    # ``overlap_min_similarity``; runs shorter than ``overlap_min_s`` are dropped.
+    # overlap_margin 0 turns it off.
+    overlap_margin: float = 0.0
+    overlap_min_similarity: float = 0.7
+    overlap_min_s: float = 0.3
     # Runtime.
     num_threads: int = 2
     seed: int = 0
+
+
+@dataclass
+class SpeechFeatures:
+    """What the models say about one recording; everything after this is cheap and pure."""
+
+    n_samples: int
+    probs: np.ndarray  # silero speech probability per 32 ms chunk
+    regions: list[tuple[int, int]]  # speech regions, samples
+    regions_f: list[tuple[int, int]]  # the same in 10 ms frames
+    windows: list[tuple[int, int, int]]  # (start frame, end frame, region)
+    emb: np.ndarray  # (len(windows), dim) speaker embeddings
+    window: int  # full window length in frames
 
 
 @dataclass
@@ -258,6 +301,15 @@ def log_free_mel(audio: np.ndarray, mel_basis: np.ndarray, block_frames: int = 6
     return mel
 
 
+def logmel_stats_embeddings(mel: np.ndarray, windows: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """Model-free window embeddings: mean and standard deviation of the log-mel frames,
+    standardised over the recording and L2-normalised (the ablation's baseline)."""
+    logmel = np.log(mel + 1e-6)
+    feats = np.stack([np.concatenate([logmel[s:e].mean(axis=0), logmel[s:e].std(axis=0)]) for s, e, _ in windows])
+    feats = (feats - feats.mean(axis=0)) / (feats.std(axis=0) + 1e-6)
+    return (feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-9)).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- clustering
 def cosine_affinity(emb: np.ndarray) -> np.ndarray:
     x = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-9)
@@ -407,6 +459,78 @@ def overlapping_pairs(spans: np.ndarray) -> np.ndarray:
     return (np.minimum(e[:, None], e[None, :]) - np.maximum(s[:, None], s[None, :])) > 0
 
 
+def ahc_labels(x: np.ndarray, threshold: float, k: int | None = None, lo: int = 1, hi: int = 64) -> np.ndarray:
+    """Average-linkage clustering of unit vectors on cosine distance.
+
+    Cut where clusters are further apart than ``threshold``, or into exactly ``k``; the
+    count is then clamped to ``[lo, hi]`` by cutting the same tree again.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    n = x.shape[0]
+    if n < 2:
+        return np.zeros(n, dtype=int)
+    tree = linkage(pdist(x, "cosine").clip(0.0, 2.0), "average")
+    if k is not None:
+        return fcluster(tree, min(k, n), "maxclust") - 1
+    labels = fcluster(tree, threshold, "distance") - 1
+    count = len(np.unique(labels))
+    if count < lo or count > hi:
+        labels = fcluster(tree, min(n, max(lo, min(count, hi))), "maxclust") - 1
+    return labels
+
+
+def absorb_small_clusters(x: np.ndarray, labels: np.ndarray, min_size: int, keep: int = 1) -> np.ndarray:
+    """Give the windows of clusters smaller than ``min_size`` to the nearest larger one,
+    keeping at least ``keep`` clusters (a hinted minimum speaker count)."""
+    labels = labels.copy()
+    while True:
+        ids, counts = np.unique(labels, return_counts=True)
+        small = ids[counts < min_size]
+        if len(small) == 0 or len(ids) <= max(1, keep):
+            return np.searchsorted(np.unique(labels), labels)
+        victim = small[np.argmin(counts[counts < min_size])]
+        cents = centroids_of(x, np.searchsorted(ids, labels), len(ids))
+        own = int(np.searchsorted(ids, victim))
+        sims = cents @ cents[own]
+        sims[own] = -np.inf
+        labels[labels == victim] = ids[int(np.argmax(sims))]
+
+
+def _count_eigengap(aff, valid, n_reps, lo, hi, cfg: DiarizerConfig, stats: dict) -> np.ndarray | int:
+    """NME-SC speaker count (with the separate one-speaker test)."""
+    hi = max(lo, min(hi, n_reps // max(1, cfg.min_windows_per_speaker)))
+    single, p10 = is_single_speaker(aff, cfg.single_speaker_p10, valid)
+    stats["similarity_p10"] = round(p10, 4)
+    if hi <= 1 or (single and lo <= 1):
+        return 1
+    k, p = estimate_num_speakers(aff, max(2, lo), max(2, hi))
+    stats["nme_p"] = p
+    return k
+
+
+def _rep_labels(x, aff, valid, num_speakers, lo, hi, cfg: DiarizerConfig, stats: dict) -> np.ndarray:
+    """Labels of the representative windows, with the count from the configured method."""
+    n = x.shape[0]
+    if cfg.count_method == "ahc":
+        labels = ahc_labels(x, cfg.ahc_threshold, num_speakers, lo, hi)
+        if num_speakers and len(np.unique(labels)) < min(num_speakers, n):  # tied merges: cut spectrally
+            labels = spectral_labels(prune_affinity(aff, max(2, n // 10, num_speakers)), min(num_speakers, n), cfg.seed)
+        if not num_speakers:
+            min_size = max(cfg.min_cluster_windows, math.ceil(cfg.min_cluster_fraction * n))
+            labels = absorb_small_clusters(x, labels, min_size, lo)
+        stats["k_estimated"] = int(len(np.unique(labels)))
+        return labels
+    k = int(num_speakers) if num_speakers else _count_eigengap(aff, valid, n, lo, hi, cfg, stats)
+    k = max(1, min(k, n))
+    stats["k_estimated"] = k
+    if k == 1:
+        return np.zeros(n, dtype=int)
+    p = max(stats.get("nme_p") or max(2, n // 10), k)
+    return spectral_labels(prune_affinity(aff, p), k, cfg.seed)
+
+
 def cluster_embeddings(
     emb: np.ndarray,
     full: np.ndarray | None = None,
@@ -420,68 +544,64 @@ def cluster_embeddings(
 
     ``full`` marks full-length windows (tiled short ones are noisier and only assigned).
     ``spans`` (n, 2) are window start/end times: windows that overlap in time are not
-    allowed as each other's neighbours in the graph, else the 50% window overlap links
-    every window to its neighbours in time and the graph becomes a chain.
+    allowed as each other's neighbours in the eigengap graph, else the 50% window overlap
+    links every window to its neighbours in time and the graph becomes a chain.
     ``num_speakers`` is honoured exactly; otherwise the count is estimated and clamped to
     ``[min_speakers, max_speakers]``.
     """
     cfg = config or DiarizerConfig()
     n = emb.shape[0]
     stats: dict = {"windows": int(n)}
-    if full is None:
-        full = np.ones(n, dtype=bool)
+    full = np.ones(n, dtype=bool) if full is None else full
     if n == 0:
         return np.zeros(0, dtype=int), np.zeros((0, emb.shape[1] if emb.ndim == 2 else 256)), stats
     lo = max(1, min_speakers or 1)
     hi = max(lo, max_speakers or cfg.max_speakers)
     reps = select_representatives(n, full, cfg.max_cluster_points)
-    x = emb[reps]
+    x = emb[reps] / (np.linalg.norm(emb[reps], axis=1, keepdims=True) + 1e-9)
     aff = cosine_affinity(x)
     valid = None
     if spans is not None:
         valid = ~overlapping_pairs(np.asarray(spans)[reps])
         aff = np.where(valid, aff, -1.0)
-    if num_speakers:
-        k = int(num_speakers)
-    else:
-        # Each speaker needs a few windows of evidence: a 10 s clip cannot show 8 people.
-        hi = max(lo, min(hi, len(reps) // max(1, cfg.min_windows_per_speaker)))
-        single, p10 = is_single_speaker(aff, cfg.single_speaker_p10, valid)
-        stats["similarity_p10"] = round(p10, 4)
-        if hi <= 1 or (single and lo <= 1):
-            k = 1
-        else:
-            k, p = estimate_num_speakers(aff, max(2, lo), max(2, hi))
-            stats["nme_p"] = p
-    k = max(1, min(k, n))
-    stats["k_estimated"] = k
+    rep_labels = _rep_labels(x, aff, valid, num_speakers, lo, hi, cfg, stats)
+    k = int(rep_labels.max()) + 1
+    cents = centroids_of(x, rep_labels, k)
     if k == 1:
         labels = np.zeros(n, dtype=int)
+        stats["k_final"] = 1
         return labels, centroids_of(emb, labels, 1), stats
-    p = stats.get("nme_p") or max(2, len(reps) // 10)
-    p = max(p, k)
-    rep_labels = spectral_labels(prune_affinity(aff, p), k, cfg.seed)
-    cents = centroids_of(x, rep_labels, k)
-    # Assign every window to the nearest centroid, refining the centroids k-means style
-    # on full windows (tiled ones are assigned but do not move the centroids).
+    labels, cents = _refine(emb, full, cents, cfg.refine_iterations)
+    labels, cents = _final_clusters(emb, labels, cents, num_speakers, lo, cfg.merge_similarity)
+    stats["k_final"] = int(cents.shape[0])
+    return labels, cents, stats
+
+
+def _final_clusters(emb, labels, cents, num_speakers, lo: int, merge_similarity: float):
+    """Merge near-identical clusters (no hint), or keep exactly ``num_speakers``."""
+    if num_speakers:
+        if len(np.unique(labels)) < cents.shape[0]:
+            # Exact count requested: keep every cluster, even if assignment emptied one.
+            labels = np.argmax(emb @ cents.T, axis=1)
+        return labels, cents
+    labels = merge_close_clusters(emb, labels, merge_similarity, lo)
+    ids = np.unique(labels)
+    labels = np.searchsorted(ids, labels)
+    return labels, centroids_of(emb, labels, len(ids))
+
+
+def _refine(emb: np.ndarray, full: np.ndarray, cents: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Assign every window to the nearest centroid, then re-segment k-means style on full
+    windows (tiled ones are assigned but do not move the centroids)."""
     labels = np.argmax(emb @ cents.T, axis=1)
-    for _ in range(cfg.refine_iterations):
-        new = centroids_of(emb[full] if full.any() else emb, labels[full] if full.any() else labels, k)
+    use = full if full.any() else np.ones(len(emb), dtype=bool)
+    for _ in range(iterations):
+        new = centroids_of(emb[use], labels[use], len(cents))
         empty = np.linalg.norm(new, axis=1) < 0.5
         new[empty] = cents[empty]
         cents = new
         labels = np.argmax(emb @ cents.T, axis=1)
-    if not num_speakers:
-        labels = merge_close_clusters(emb, labels, cfg.merge_similarity, lo)
-    ids = np.unique(labels)
-    labels = np.searchsorted(ids, labels)
-    if num_speakers and len(ids) < k:
-        # Exact count requested: keep every cluster, even if assignment emptied one.
-        labels = np.argmax(emb @ cents.T, axis=1)
-        ids = np.arange(k)
-    cents = centroids_of(emb, labels, len(ids)) if not num_speakers else cents
-    stats["k_final"] = int(len(ids))
-    return labels, cents, stats
+    return labels, cents
 
 
 # --------------------------------------------------------------------------- turns
@@ -610,6 +730,114 @@ def relabel_by_first_appearance(
     return out
 
 
+# --------------------------------------------------------------------------- pipeline tail
+def activity_frames(probs: np.ndarray, n_samples: int, n_frames: int, cfg: DiarizerConfig) -> np.ndarray:
+    """10 ms frames inside tight voice activity (short pauses kept, little padding)."""
+    regions = speech_regions(
+        probs, n_samples, cfg.trim_threshold, cfg.trim_min_silence_ms, cfg.vad_min_speech_ms // 2, cfg.trim_pad_ms
+    )
+    active = np.zeros(n_frames, dtype=bool)
+    for a, b in regions:
+        active[a // MEL_HOP : -(-b // MEL_HOP)] = True
+    return active
+
+
+def frame_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of True in a boolean frame mask."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def frame_similarities(n_frames: int, windows, scores: np.ndarray) -> np.ndarray:
+    """Hann-weighted mean similarity of each frame's covering windows to each centroid."""
+    k = scores.shape[1]
+    acc = np.zeros((n_frames, k), dtype=np.float32)
+    weight = np.full(n_frames, 1e-6, dtype=np.float32)
+    for (s, e, _), sc in zip(windows, scores):
+        w = np.hanning(e - s + 2)[1:-1].astype(np.float32)
+        acc[s:e] += w[:, None] * sc[None, :].astype(np.float32)
+        weight[s:e] += w
+    return acc / weight[:, None]
+
+
+def overlap_turns(
+    flabels: np.ndarray, sims: np.ndarray, cfg: DiarizerConfig, frame_s: float = 0.01
+) -> list[tuple[float, float, int]]:
+    """Second-speaker turns where the runner-up speaker is nearly as present as the best.
+
+    A window over overlapped speech carries both voices, so its embedding sits between
+    the two speakers' centroids: similar to both, not much closer to either.
+    """
+    if cfg.overlap_margin <= 0 or sims.shape[1] < 2:
+        return []
+    speech = flabels >= 0
+    masked = sims.copy()
+    masked[np.flatnonzero(speech), flabels[speech]] = -np.inf
+    second = np.argmax(masked, axis=1)
+    best_sim = np.take_along_axis(sims, np.maximum(flabels, 0)[:, None], axis=1)[:, 0]
+    second_sim = np.take_along_axis(sims, second[:, None], axis=1)[:, 0]
+    both = speech & (second_sim >= cfg.overlap_min_similarity) & (best_sim - second_sim <= cfg.overlap_margin)
+    out: list[tuple[float, float, int]] = []
+    min_len = int(round(cfg.overlap_min_s / frame_s))
+    for spk in range(sims.shape[1]):
+        for a, b in frame_runs(both & (second == spk)):
+            if b - a >= min_len:
+                out.append((a * frame_s, b * frame_s, spk))
+    return out
+
+
+def merge_same_speaker(turns: Sequence[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    """Union of each speaker's overlapping or touching turns, sorted by start."""
+    out: list[tuple[float, float, int]] = []
+    for spk in sorted({c for _, _, c in turns}):
+        cur: list[float] | None = None
+        for s, e, _ in sorted(t for t in turns if t[2] == spk):
+            if cur is not None and s <= cur[1]:
+                cur[1] = max(cur[1], e)
+                continue
+            if cur is not None:
+                out.append((cur[0], cur[1], spk))
+            cur = [s, e]
+        if cur is not None:
+            out.append((cur[0], cur[1], spk))
+    return sorted(out)
+
+
+def turns_from_features(
+    feat: SpeechFeatures,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    config: DiarizerConfig | None = None,
+) -> tuple[list[tuple[float, float, int]], dict]:
+    """Cluster the windows, label frames, cut turns on speech, add overlap turns."""
+    cfg = config or DiarizerConfig()
+    duration = feat.n_samples / SAMPLE_RATE
+    stats: dict = {"duration_s": round(duration, 3), "speech_regions": len(feat.regions)}
+    if not feat.regions:
+        return [], stats
+    if not feat.windows:  # only tiny blips of speech: one speaker, one turn per region
+        return [(a / SAMPLE_RATE, b / SAMPLE_RATE, 0) for a, b in feat.regions], stats
+    full = np.array([e - s >= feat.window for s, e, _ in feat.windows])
+    spans = np.array([(s, e) for s, e, _ in feat.windows])
+    labels, cents, cstats = cluster_embeddings(feat.emb, full, spans, num_speakers, min_speakers, max_speakers, cfg)
+    stats.update(cstats)
+    n_frames = 1 + feat.n_samples // MEL_HOP
+    scores = feat.emb @ cents.T
+    flabels = frame_labels(n_frames, feat.regions_f, feat.windows, scores)
+    segments = feat.regions_f
+    if cfg.trim_to_activity:
+        flabels = np.where(activity_frames(feat.probs, feat.n_samples, n_frames, cfg), flabels, -1)
+        segments = frame_runs(flabels >= 0)
+    turns = labels_to_turns(flabels, segments)
+    turns = smooth_turns(turns, cfg.min_turn_s, cfg.merge_gap_s, keep_all_speakers=bool(num_speakers))
+    extra = overlap_turns(flabels, frame_similarities(n_frames, feat.windows, scores), cfg) if cfg.overlap_margin > 0 else []
+    stats["overlap_s"] = round(sum(e - s for s, e, _ in extra), 2)
+    turns = merge_same_speaker([(s, min(e, duration), c) for s, e, c in turns + extra if min(e, duration) > s])
+    return turns, stats
+
+
 # --------------------------------------------------------------------------- the diarizer
 class BuiltinDiarizer:
     """silero-vad + resemblyzer + NME spectral clustering; CPU only, weights ship in wheels.
@@ -670,51 +898,43 @@ class BuiltinDiarizer:
             return self._diarize(audio, num_speakers, min_speakers, max_speakers, report)
 
     def _diarize(self, audio, num_speakers, min_speakers, max_speakers, report) -> DiarizationResult:
+        report(0.0, "detecting speech")
+        probs = self.speech_probabilities(audio)
+        report(0.25, "speech detected")
+        features = self.speech_features(audio, probs, report)
+        report(0.85, "clustering speakers")
+        turns, stats = turns_from_features(features, num_speakers, min_speakers, max_speakers, self.config)
+        out = relabel_by_first_appearance(turns)
+        report(1.0, "diarization done")
+        return DiarizationResult(turns=out, speaker_count=len({t.speaker for t in out}), stats=stats)
+
+    def speech_probabilities(self, audio: np.ndarray) -> np.ndarray:
+        """silero speech probability per 32 ms chunk (the VAD step, cacheable per file)."""
         import torch
 
         cfg = self.config
         torch.set_num_threads(max(1, cfg.num_threads))
-        stats: dict = {"duration_s": round(len(audio) / SAMPLE_RATE, 3)}
-        report(0.0, "detecting speech")
-        probs = speech_probabilities(audio, self._vad, cfg.vad_min_stream_s, cfg.vad_max_streams)
+        return speech_probabilities(audio, self._vad, cfg.vad_min_stream_s, cfg.vad_max_streams)
+
+    def speech_features(self, audio: np.ndarray, probs: np.ndarray, report: ProgressFn | None = None) -> SpeechFeatures:
+        """Speech regions and the speaker embedding of every window inside them."""
+        cfg = self.config
         regions = speech_regions(
             probs, len(audio), cfg.vad_threshold, cfg.vad_min_silence_ms, cfg.vad_min_speech_ms, cfg.vad_pad_ms
         )
-        stats["speech_regions"] = len(regions)
-        report(0.25, "speech detected")
-        if not regions:
-            return DiarizationResult(turns=[], speaker_count=0, stats=stats)
-
         n_frames = 1 + len(audio) // MEL_HOP
         regions_f = [(a // MEL_HOP, min(n_frames, -(-b // MEL_HOP))) for a, b in regions]
         window = int(round(cfg.window_s * 100))
         hop = int(round(cfg.hop_s * 100))
         windows = plan_windows(regions_f, window, hop, int(round(cfg.min_window_s * 100)))
-        if not windows:
-            # Only tiny blips of speech: one speaker, one turn per region.
-            turns = [(a / SAMPLE_RATE, b / SAMPLE_RATE, 0) for a, b in regions]
-            out = relabel_by_first_appearance(turns)
-            return DiarizationResult(turns=out, speaker_count=1, stats=stats)
-
-        mel = self._mel(audio, regions)
-        emb = self._embed(mel, windows, window, report)
-        del mel
-        full = np.array([e - s >= window for s, e, _ in windows])
-        report(0.85, "clustering speakers")
-        labels, cents, cstats = cluster_embeddings(
-            emb, full, np.array([(s, e) for s, e, _ in windows]), num_speakers, min_speakers, max_speakers, cfg
-        )
-        stats.update(cstats)
-        scores = emb @ cents.T
-        flabels = frame_labels(n_frames, regions_f, windows, scores)
-        turns = labels_to_turns(flabels, regions_f)
-        turns = smooth_turns(turns, cfg.min_turn_s, cfg.merge_gap_s, keep_all_speakers=bool(num_speakers))
-        n_total = len(audio) / SAMPLE_RATE
-        turns = [(s, min(e, n_total), c) for s, e, c in turns]
-        out = relabel_by_first_appearance(turns)
-        count = len({t.speaker for t in out})
-        report(1.0, "diarization done")
-        return DiarizationResult(turns=out, speaker_count=count, stats=stats)
+        emb = np.zeros((0, 256), dtype=np.float32)
+        if windows:
+            mel = self._mel(audio, regions)
+            if cfg.embedding == "logmel_stats":
+                emb = logmel_stats_embeddings(mel, windows)
+            else:
+                emb = self._embed(mel, windows, window, report or (lambda f, m: None))
+        return SpeechFeatures(len(audio), probs, regions, regions_f, windows, emb, window)
 
     def _mel(self, audio: np.ndarray, regions: list[tuple[int, int]]) -> np.ndarray:
         """Mel frames of the whole recording, loudness-normalised on its speech (-30 dBFS).

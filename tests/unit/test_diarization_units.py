@@ -169,3 +169,91 @@ def test_blockwise_mel_matches_resemblyzer_librosa_mel():
     ref = librosa.feature.melspectrogram(y=x, sr=16000, n_fft=400, hop_length=160, n_mels=40).T
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+# --------------------------------------------------------------------------- issue 17 pieces
+def test_ahc_counts_clusters_from_a_distance_threshold_and_honours_hints():
+    from services.diarizer.diarization import ahc_labels
+
+    x, truth = _embeddings([30, 20, 25], spread=0.3, seed=11)
+    labels = ahc_labels(x, threshold=0.5)
+    assert len(set(labels)) == 3
+    assert len({(int(a), int(b)) for a, b in zip(truth, labels)}) == 3  # same partition
+    assert len(set(ahc_labels(x, threshold=0.5, k=2))) == 2
+    assert len(set(ahc_labels(x, threshold=0.5, lo=4, hi=6))) == 4  # clamped up to the minimum
+    assert len(set(ahc_labels(x, threshold=0.5, lo=1, hi=2))) == 2  # and down to the maximum
+    one, _ = _embeddings([40], spread=0.3, seed=11)
+    assert len(set(ahc_labels(one, threshold=0.5))) == 1
+
+
+def test_small_clusters_join_their_nearest_neighbour_but_hinted_minimum_survives():
+    from services.diarizer.diarization import absorb_small_clusters
+
+    x, truth = _embeddings([30, 30, 1], spread=0.3, seed=4)
+    out = absorb_small_clusters(x, truth, min_size=2)
+    assert len(set(out)) == 2 and out[:60].tolist() == np.searchsorted([0, 1], truth[:60]).tolist()
+    assert len(set(absorb_small_clusters(x, truth, min_size=2, keep=3))) == 3
+
+
+def test_quiet_speaker_with_few_windows_is_not_merged_into_the_loud_one():
+    # A quiet client with only 6 windows beside a therapist with 120: a distinct voice,
+    # so it must stay its own speaker (AHC with the default threshold and min size).
+    x, truth = _embeddings([120, 6], spread=0.3, seed=9)
+    labels, _, stats = cluster_embeddings(x)
+    assert len(set(labels)) == 2, stats
+    assert len(set(labels[truth == 1])) == 1 and set(labels[truth == 1]) != set(labels[truth == 0])
+
+
+def test_activity_trims_turns_but_keeps_short_pauses():
+    from services.diarizer.diarization import DiarizerConfig, activity_frames, frame_runs
+
+    # 32 ms chunks: speech 1.0-2.0 s, a 64 ms pause, 2.064-3.0 s, a 0.6 s pause, 3.6-4.0 s.
+    t = np.arange(160) * 0.032
+    probs = np.where(((t >= 1.0) & (t < 2.0)) | ((t >= 2.064) & (t < 3.0)) | ((t >= 3.6) & (t < 4.0)), 0.9, 0.02)
+    cfg = DiarizerConfig(trim_threshold=0.5, trim_min_silence_ms=100, trim_pad_ms=0)
+    active = activity_frames(probs, 160 * 512, 1 + 160 * 512 // 160, cfg)
+    runs = [(a / 100, b / 100) for a, b in frame_runs(active)]
+    assert len(runs) == 2  # the 64 ms pause stays inside, the 0.6 s one splits
+    assert runs[0][0] == pytest.approx(1.0, abs=0.04) and runs[0][1] == pytest.approx(3.0, abs=0.04)
+    assert runs[1][0] == pytest.approx(3.6, abs=0.04)
+
+
+def test_overlap_gives_the_runner_up_speaker_a_turn_only_when_close():
+    from services.diarizer.diarization import DiarizerConfig, overlap_turns
+
+    n = 300
+    flabels = np.zeros(n, dtype=int)
+    sims = np.tile([0.9, 0.5], (n, 1)).astype(np.float32)
+    sims[100:160] = [0.80, 0.78]  # both voices present for 0.6 s
+    sims[200:210] = [0.80, 0.79]  # too short to count
+    cfg = DiarizerConfig(overlap_margin=0.05, overlap_min_similarity=0.7, overlap_min_s=0.3)
+    assert overlap_turns(flabels, sims, cfg) == [(1.0, 1.6, 1)]
+    assert overlap_turns(flabels, sims, DiarizerConfig(overlap_margin=0.0)) == []
+
+
+def test_merge_same_speaker_unions_overlapping_turns():
+    from services.diarizer.diarization import merge_same_speaker
+
+    turns = [(0.0, 2.0, 0), (1.5, 3.0, 0), (1.0, 1.8, 1), (3.0, 4.0, 0)]
+    assert merge_same_speaker(turns) == [(0.0, 4.0, 0), (1.0, 1.8, 1)]
+
+
+def test_turns_from_features_trims_to_activity():
+    from services.diarizer.diarization import DiarizerConfig, SpeechFeatures, turns_from_features
+
+    # 6 s: speaker A 0.5-2.5 s, speaker B 3.5-5.5 s; the VAD region spans both with the
+    # 1 s silence between them, tight activity does not.
+    t = np.arange(188) * 0.032
+    probs = np.where(((t >= 0.5) & (t < 2.5)) | ((t >= 3.5) & (t < 5.5)), 0.95, 0.01)
+    n = 6 * 16000
+    x, _ = _embeddings([1, 1], spread=0.0, seed=2)
+    windows = [(s, s + 150, 0) for s in range(40, 450, 50)]
+    emb = np.array([x[0] if s + 75 < 300 else x[1] for s, _, _ in windows])
+    feat = SpeechFeatures(n, probs, [(0, n)], [(0, 601)], windows, emb, 150)
+    cfg = DiarizerConfig(trim_pad_ms=0, overlap_margin=0.0)
+    turns, _ = turns_from_features(feat, num_speakers=2, config=cfg)
+    assert len(turns) == 2
+    (a0, a1, ca), (b0, b1, cb) = turns
+    assert ca != cb
+    assert a0 == pytest.approx(0.5, abs=0.05) and a1 == pytest.approx(2.5, abs=0.05)
+    assert b0 == pytest.approx(3.5, abs=0.05) and b1 == pytest.approx(5.5, abs=0.05)
