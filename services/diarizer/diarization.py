@@ -225,6 +225,13 @@ def speech_regions(
                 triggered, temp_end = False, None
     if triggered and n_samples - start >= min_speech:
         regions.append([start, n_samples])
+    _pad_regions(regions, pad, n_samples)
+    return [(int(a), int(b)) for a, b in regions if b > a]
+
+
+def _pad_regions(regions: list[list[int]], pad: int, n_samples: int) -> None:
+    """Pad each region by ``pad``; where two regions are closer than twice the padding,
+    split the silence between them in the middle (they touch but stay separate)."""
     for k, r in enumerate(regions):
         if k == 0:
             r[0] = max(0, r[0] - pad)
@@ -239,7 +246,6 @@ def speech_regions(
                 nxt[0] = max(0, nxt[0] - pad)
         else:
             r[1] = min(n_samples, r[1] + pad)
-    return [(int(a), int(b)) for a, b in regions if b > a]
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -675,47 +681,44 @@ def smooth_turns(
     "yes" between pauses) are kept. With ``keep_all_speakers`` a speaker's last turn is
     never absorbed, so an exact requested speaker count survives smoothing.
     """
-    out = [list(t) for t in sorted(turns)]
-    if not out:
-        return []
-
-    def merge_same(items: list[list]) -> list[list]:
-        merged: list[list] = []
-        for t in items:
-            if merged and merged[-1][2] == t[2] and t[0] - merged[-1][1] <= merge_gap_s:
-                merged[-1][1] = max(merged[-1][1], t[1])
-            else:
-                merged.append(t)
-        return merged
-
-    out = merge_same(out)
-    changed = True
-    while changed:
-        changed = False
-        counts: dict[int, int] = {}
-        for t in out:
-            counts[t[2]] = counts.get(t[2], 0) + 1
-        order = sorted(range(len(out)), key=lambda i: out[i][1] - out[i][0])
-        for i in order:
-            t = out[i]
-            if t[1] - t[0] >= min_turn_s:
-                break
-            if keep_all_speakers and counts[t[2]] <= 1:
-                continue
-            cands = []
-            if i > 0 and t[0] - out[i - 1][1] <= merge_gap_s:
-                cands.append(out[i - 1])
-            if i + 1 < len(out) and out[i + 1][0] - t[1] <= merge_gap_s:
-                cands.append(out[i + 1])
-            cands = [c for c in cands if c[2] != t[2]]
-            if not cands:
-                continue
-            best = max(cands, key=lambda c: c[1] - c[0])
-            t[2] = best[2]
-            out = merge_same(out)
-            changed = True
-            break
+    out = _merge_same_speaker([list(t) for t in sorted(turns)], merge_gap_s)
+    while _absorb_one_sliver(out, min_turn_s, merge_gap_s, keep_all_speakers):
+        out = _merge_same_speaker(out, merge_gap_s)
     return [(float(a), float(b), int(c)) for a, b, c in out]
+
+
+def _merge_same_speaker(items: list[list], merge_gap_s: float) -> list[list]:
+    merged: list[list] = []
+    for t in items:
+        if merged and merged[-1][2] == t[2] and t[0] - merged[-1][1] <= merge_gap_s:
+            merged[-1][1] = max(merged[-1][1], t[1])
+        else:
+            merged.append(t)
+    return merged
+
+
+def _absorb_one_sliver(out: list[list], min_turn_s: float, merge_gap_s: float, keep_all_speakers: bool) -> bool:
+    """Relabel the shortest touching sliver to its longer other-speaker neighbour; False
+    when there is none left."""
+    counts: dict[int, int] = {}
+    for t in out:
+        counts[t[2]] = counts.get(t[2], 0) + 1
+    for i in sorted(range(len(out)), key=lambda i: out[i][1] - out[i][0]):
+        t = out[i]
+        if t[1] - t[0] >= min_turn_s:
+            return False
+        if keep_all_speakers and counts[t[2]] <= 1:
+            continue
+        cands = []
+        if i > 0 and t[0] - out[i - 1][1] <= merge_gap_s:
+            cands.append(out[i - 1])
+        if i + 1 < len(out) and out[i + 1][0] - t[1] <= merge_gap_s:
+            cands.append(out[i + 1])
+        cands = [c for c in cands if c[2] != t[2]]
+        if cands:
+            t[2] = max(cands, key=lambda c: c[1] - c[0])[2]
+            return True
+    return False
 
 
 def relabel_by_first_appearance(

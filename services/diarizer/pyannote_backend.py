@@ -31,6 +31,21 @@ class DiarizerUnavailable(RuntimeError):
     """The backend cannot run here; ``str(exc)`` is a human-readable reason and remedy."""
 
 
+def _torchaudio_utils_path() -> Path | None:
+    """torchaudio's ``_extension/utils.py``, if torchaudio is installed, not yet imported
+    and laid out as expected; else None (leave it alone)."""
+    if "torchaudio" in sys.modules or "torchaudio._extension.utils" in sys.modules:
+        return None
+    try:
+        spec = importlib.util.find_spec("torchaudio")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    utils_path = Path(next(iter(spec.submodule_search_locations))) / "_extension" / "utils.py"
+    return utils_path if utils_path.is_file() else None
+
+
 def _bypass_unloadable_torchaudio_libs() -> None:
     """Let ``import torchaudio`` succeed when its compiled libraries cannot load.
 
@@ -49,16 +64,8 @@ def _bypass_unloadable_torchaudio_libs() -> None:
     same as an absent one. Where the libraries do load (a matching torch/torchaudio
     pair, a CUDA machine) the wrapper changes nothing. No installed file is touched.
     """
-    if "torchaudio" in sys.modules or "torchaudio._extension.utils" in sys.modules:
-        return
-    try:
-        spec = importlib.util.find_spec("torchaudio")
-    except (ImportError, ValueError):
-        return
-    if spec is None or not spec.submodule_search_locations:
-        return
-    utils_path = Path(next(iter(spec.submodule_search_locations))) / "_extension" / "utils.py"
-    if not utils_path.is_file():  # a torchaudio laid out differently: leave it alone
+    utils_path = _torchaudio_utils_path()
+    if utils_path is None:
         return
     name = "torchaudio._extension.utils"
     utils_spec = importlib.util.spec_from_file_location(name, utils_path)
@@ -119,24 +126,30 @@ class PyannoteDiarizer:
         s = self.source
         return s.startswith(("/", "./", "../", "~")) or Path(s).expanduser().exists()
 
+    def _check_source(self) -> bool:
+        """True for a local pipeline directory (checked, hub access turned off), False for a
+        hub id with a token; DiarizerUnavailable with the exact reason otherwise."""
+        if not self._looks_local():
+            if not self.token:
+                raise DiarizerUnavailable(
+                    f"hub pipeline {self.source!r} needs TB_HF_TOKEN (a Hugging Face token that has "
+                    "accepted the model's conditions), or set the pipeline to a local directory"
+                )
+            return False
+        path = Path(self.source).expanduser()
+        if not path.is_dir():
+            raise DiarizerUnavailable(f"pyannote pipeline directory {path} does not exist")
+        if not (path / "config.yaml").is_file():
+            raise DiarizerUnavailable(f"pyannote pipeline directory {path} has no config.yaml")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        return True
+
     def load(self) -> None:
         if self.loaded:
             return
         # Never phone home from a clinical service: pyannote's usage telemetry is off.
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
-        local = self._looks_local()
-        if local:
-            path = Path(self.source).expanduser()
-            if not path.is_dir():
-                raise DiarizerUnavailable(f"pyannote pipeline directory {path} does not exist")
-            if not (path / "config.yaml").is_file():
-                raise DiarizerUnavailable(f"pyannote pipeline directory {path} has no config.yaml")
-            os.environ["HF_HUB_OFFLINE"] = "1"
-        elif not self.token:
-            raise DiarizerUnavailable(
-                f"hub pipeline {self.source!r} needs TB_HF_TOKEN (a Hugging Face token that has "
-                "accepted the model's conditions), or set the pipeline to a local directory"
-            )
+        local = self._check_source()
         try:
             Pipeline = _import_pipeline_class()  # noqa: N806
         except ImportError as exc:
