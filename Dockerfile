@@ -22,6 +22,10 @@ FROM ${BASE_IMAGE} AS build
 
 # Where the CPU-only torch build comes from when deploy/wheels/ holds no torch wheel.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# pip trusts the system CA bundle (not its own copy), so a build host behind a TLS-inspecting
+# proxy can lend its bundle to the RUN steps: podman build --volume
+# /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro (deploy/smoke.sh).
+ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -32,7 +32,7 @@ mkdir -p "$RUN_DIR" "$(dirname "$RESULTS")"
 # base file's; 1.0.6 fixes both and still works with bookworm's podman 4.3.
 PODMAN_COMPOSE_VERSION=1.0.6
 PC_VENV=$ROOT/var/podman-compose-venv
-if ! "$PC_VENV/bin/podman-compose" version 2>/dev/null | grep -q "podman-compose version $PODMAN_COMPOSE_VERSION"; then
+if ! "$PC_VENV/bin/podman-compose" version 2>/dev/null | grep -q "podman-compose version: $PODMAN_COMPOSE_VERSION"; then
   python3 -m venv "$PC_VENV"
   "$PC_VENV/bin/pip" install -q "podman-compose==$PODMAN_COMPOSE_VERSION"
 fi
@@ -76,7 +76,9 @@ if ! podman image exists "$TB_IMAGE" || [ "${TB_SMOKE_REBUILD:-0}" = 1 ]; then
   fi
   say "building $TB_IMAGE from $TB_BASE_IMAGE (podman build, host network)"
   t0=$(now)
-  podman build --network host --build-arg BASE_IMAGE="$TB_BASE_IMAGE" -t "$TB_IMAGE" . \
+  # The host's CA bundle for the RUN steps: this host reaches PyPI through a TLS-inspecting proxy.
+  podman build --network host --build-arg BASE_IMAGE="$TB_BASE_IMAGE" -t "$TB_IMAGE" \
+    --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro . \
     > "$RUN_DIR/build.log" 2>&1 || { tail -30 "$RUN_DIR/build.log"; exit 1; }
   build_s=$(elapsed "$t0" "$(now)")
   echo "  built in ${build_s} s"
