@@ -67,7 +67,7 @@ if ! podman image exists "$TB_BASE_IMAGE"; then
 fi
 
 # ------------------------------------------------------------------ 2. application image
-build_s=null
+build_s=None   # reused image: no build timed
 if ! podman image exists "$TB_IMAGE" || [ "${TB_SMOKE_REBUILD:-0}" = 1 ]; then
   if ! ls deploy/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
     # Where the host's pip gets torch 2.13.0 from (its find-links dir on the build machine).
@@ -109,7 +109,7 @@ t_app=$(now)
 
 set +e
 python3 deploy/podman/smoke_client.py --gateway "http://127.0.0.1:$TB_SMOKE_GATEWAY_PORT" \
-  --metrics "$WORKER_PORTS" --sample samples/two_speakers.wav --summary "$RUN_DIR/client.json"
+  --metrics "$WORKER_PORTS" --sample samples/two_speakers.wav --summary "$RUN_DIR/client.json" --started-at "$t_app"
 client_rc=$?
 set -e
 t_done=$(now)
