@@ -103,6 +103,11 @@ for job in topic-init migrate; do
   echo "  [$([ "$code" = 0 ] && echo PASS || echo FAIL)] $job exited $code"
   [ "$code" = 0 ] || exit 1
 done
+# podman 4.3 cannot start a container whose stopped dependency depends on a running one
+# ("generating dependency graph ... not found in input list"): the exited topic-init requires
+# the running broker. Remove it so compose runs it afresh (idempotent: topics exist) and it is
+# running, not stopped, while the services start.
+podman rm "${PROJECT}_topic-init_1" >/dev/null
 say "compose up: ${APP_SERVICES[*]}"
 t_app=$(now)
 "${COMPOSE[@]}" up -d --no-build "${APP_SERVICES[@]}" > "$RUN_DIR/up-app.log" 2>&1
