@@ -98,16 +98,20 @@ say "compose up: broker, topics, database migrations (podman-compose $PODMAN_COM
 t_up=$(now)
 "${COMPOSE[@]}" up -d --no-build topic-init migrate minio-init > "$RUN_DIR/up-infra.log" 2>&1
 # podman-compose does not wait for depends_on conditions: wait for the one-shot jobs here.
-for job in topic-init migrate; do
-  code=$(podman wait "${PROJECT}_${job}_1")
-  echo "  [$([ "$code" = 0 ] && echo PASS || echo FAIL)] $job exited $code"
-  [ "$code" = 0 ] || exit 1
+# topic-init stays up after creating the topics (see the override): wait for its log line.
+for _ in $(seq 300); do
+  podman logs "${PROJECT}_topic-init_1" 2>/dev/null | grep -q "topics ready" && break
+  [ "$(podman inspect -f '{{.State.Running}}' "${PROJECT}_topic-init_1")" = true ] || break
+  sleep 1
 done
-# podman 4.3 cannot start a container whose stopped dependency depends on a running one
-# ("generating dependency graph ... not found in input list"): the exited topic-init requires
-# the running broker. Remove it so compose runs it afresh (idempotent: topics exist) and it is
-# running, not stopped, while the services start.
-podman rm "${PROJECT}_topic-init_1" >/dev/null
+if podman logs "${PROJECT}_topic-init_1" 2>/dev/null | grep -q "topics ready"; then
+  echo "  [PASS] topic-init created every topic"
+else
+  echo "  [FAIL] topic-init did not finish"; exit 1
+fi
+code=$(podman wait "${PROJECT}_migrate_1")
+echo "  [$([ "$code" = 0 ] && echo PASS || echo FAIL)] migrate exited $code"
+[ "$code" = 0 ] || exit 1
 say "compose up: ${APP_SERVICES[*]}"
 t_app=$(now)
 "${COMPOSE[@]}" up -d --no-build "${APP_SERVICES[@]}" > "$RUN_DIR/up-app.log" 2>&1
