@@ -140,7 +140,7 @@ out = {
         "app_until_gateway_ready_s": client.get("gateway_ready_s"),
         "app_until_all_ready_s": client.get("all_ready_s"),
         "cold_total_s": round(infra_s + (client.get("all_ready_s") or 0), 1),
-        "note": "infra: compose up of broker/topics/migrations until both jobs exited; app: compose up of the six "
+        "note": "infra: compose up of broker/topics/migrations until topic-init logged "topics ready" and migrate exited 0; app: compose up of the six "
                 "services until gateway /readyz and every worker /metrics answer",
     },
     "processing_s": client.get("processing_s"),
