@@ -8,6 +8,10 @@ STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: install run observe test test-quality test-pyannote bench chaos lint docs migrate clean system-deps
+.PHONY: install run observe test test-quality test-pyannote bench lint docs migrate clean system-deps smoke smoke-deps
+system-deps:
+	@missing=""; \
+	for bin in espeak-ng sox chromium promtool pg_dump; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -22,7 +26,9 @@ install: $(STAMP)
 # Test-only system packages: espeak-ng and sox generate test dialogues; chromium drives
 # the web-page test; prometheus (Debian's package, with promtool) tests the alert rules
 # and the dashboard; pg_dump (postgresql-client) dumps the database in the deletion test.
-# `make run` needs none of them.
+# kubectl (its built-in kustomize) builds the manifests the schema test checks; it is not
+# a Debian package (it comes from the Kubernetes or Google Cloud apt repository), so it is
+# not asked of apt here. `make run` needs none of them.
 system-deps:
 	@missing=""; \
 	for bin in espeak-ng sox chromium promtool pg_dump; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
@@ -69,6 +75,16 @@ $(PYA_STAMP): pyproject.toml
 # The optional pyannote.audio backend: heavy install (~2.8 GB), its own venv and target.
 test-pyannote: $(PYA_STAMP)
 	$(PYA_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/pyannote $(PYTEST_ARGS)
+
+# Containers end to end with podman (too heavy for `make test`): builds the image (debootstrap
+# base, local CPU torch wheel), brings docker-compose.yml up with deploy/compose.podman.yml,
+# processes the sample inside the containers, tears down; bench/results/containers.json.
+# Needs root and Debian's podman, runc and debootstrap (`make smoke-deps`).
+smoke:
+	deploy/smoke.sh
+
+smoke-deps:
+	apt-get install -y -qq --no-install-recommends podman runc debootstrap >/dev/null
 
 bench: system-deps install
 	$(PY) -m bench.run

@@ -127,14 +127,65 @@ def test_yaml_parses(path: Path) -> None:
 # --------------------------------------------------------------------------- Dockerfile
 def test_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
-    assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in text
+    # A registry's python:3.11-slim by default; any Debian Python 3.11 base (the debootstrap
+    # stand-in of deploy/podman/base-image.sh) through the build argument.
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.M)
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
+    assert 'pip install torch==2.13.0 --index-url "$TORCH_INDEX_URL"' in text
+    assert "torch.version.cuda is None" in text, "the build must refuse a CUDA torch"
     assert re.search(r"pip install (--no-deps )?\.", text)
     assert re.search(r"^USER (?!root|0\b)\S+", text, re.M), "the image must run as a non-root user"
     for needed in ("alembic.ini", "migrations", "shared", "services", "docs/events"):
         assert re.search(rf"^COPY .*\b{re.escape(needed)}\b", text, re.M), f"image lacks {needed}"
+    copied = re.findall(r"^COPY (?!--from)(.+)$", text, re.M)
+    assert not any("devtools" in c or c.split()[0] in (".", "./") for c in copied), \
+        "devtools/ is development-only and must not enter the image"
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
-    assert ".venv" in ignore and ".git" in ignore
+    assert ".venv" in ignore and ".git" in ignore and "devtools" in ignore
+    # deploy/ stays out of the context except the local wheel folder the build stage reads
+    assert "deploy" in ignore and "!deploy/wheels" in ignore
+    assert (DEPLOY / "wheels" / "README.md").exists()
+    assert "deploy/wheels/*.whl" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_podman_override_replaces_only_what_cannot_run_here() -> None:
+    """deploy/compose.podman.yml (deploy/smoke.sh): every service it names exists in the base
+    file, runs the TherapyBridge image on the host network, and never redefines a list the
+    base sets (podman-compose appends such lists instead of replacing them)."""
+    base = compose()["services"]
+    override = yaml.safe_load((DEPLOY / "compose.podman.yml").read_text())["services"]
+    for name, svc in override.items():
+        assert name in base, f"override names {name}, which docker-compose.yml lacks"
+        assert "therapybridge:latest" in svc["image"], name
+        assert svc["network_mode"] == "host", name
+        for key in ("entrypoint", "ports", "healthcheck", "depends_on"):
+            assert not (key in svc and key in base[name] and isinstance(base[name][key], (list, dict))), \
+                f"{name}: overriding {key} would be merged, not replaced"
+    for name in procfile():
+        env = override[name]["environment"]
+        assert env["TB_KAFKA_BOOTSTRAP_SERVERS"].startswith("127.0.0.1:")
+        assert env["TB_DATABASE_URL"].startswith("postgresql+asyncpg://postgres@127.0.0.1:5432/")
+        assert env["TB_BLOB_BACKEND"] == "local"
+    ports = [override[n]["environment"]["TB_METRICS_PORT"] for n in WORKERS]
+    assert len(set(ports)) == len(WORKERS), "host networking: every worker needs its own metrics port"
+    # the stand-ins the base file's scripts call are executable and the base script calls them
+    for tool in ("kafka-topics.sh", "kafka-broker-api-versions.sh"):
+        assert (DEPLOY / "podman" / "kafka-bin" / tool).stat().st_mode & 0o111, tool
+    assert "/opt/kafka/bin/kafka-topics.sh" in base["topic-init"]["command"][0]
+    assert "./deploy/podman/kafka-bin:/opt/kafka/bin:ro" in override["topic-init"]["volumes"]
+
+
+def test_smoke_script_and_make_target() -> None:
+    script = (DEPLOY / "smoke.sh").read_text()
+    assert script.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in script
+    assert (DEPLOY / "smoke.sh").stat().st_mode & 0o111
+    assert "-f docker-compose.yml -f deploy/compose.podman.yml" in script
+    assert "trap teardown EXIT" in script and "down -v" in script
+    assert "bench/results/containers.json" in script
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"^smoke:.*\n\tdeploy/smoke\.sh", make, re.M)
+    assert "make smoke" in (ROOT / "README.md").read_text()
 
 
 # --------------------------------------------------------------------------- docker compose
@@ -335,12 +386,21 @@ def test_configmap_keys_are_settings() -> None:
     assert not (set(env) - known), set(env) - known
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
-@pytest.mark.parametrize("directory", [K8S_BASE, OVERLAYS / "local", OVERLAYS / "production"], ids=lambda p: p.name)
-def test_kustomize_builds(directory: Path) -> None:
-    out = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+KUSTOMIZE_DIRS = [K8S_BASE, OVERLAYS / "local", OVERLAYS / "production"]
+needs_kubectl = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl (its built-in kustomize) not installed: `make system-deps`")
+
+
+def kustomize_build(directory: Path) -> list[dict]:
+    out = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    objs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("directory", KUSTOMIZE_DIRS, ids=lambda p: p.name)
+def test_kustomize_builds(directory: Path) -> None:
+    objs = kustomize_build(directory)
     kinds = [o["kind"] for o in objs]
     assert kinds.count("Deployment") == len(procfile())
     assert all(o["metadata"].get("namespace") == "therapybridge" for o in objs if o["kind"] != "Namespace")
@@ -350,6 +410,123 @@ def test_kustomize_builds(directory: Path) -> None:
     if directory.name == "production":
         assert kinds.count("ScaledObject") == len(WORKERS)
         assert all(o["spec"]["replicas"] >= 2 for o in objs if o["kind"] == "Deployment")
+
+
+# --------------------------------------------------------------------------- Kubernetes OpenAPI schemas
+# Every object kustomize emits is checked against the Kubernetes API's OpenAPI schema as the
+# official Python client's generated models carry it: every field must exist in the model (no
+# misspelt or misplaced keys, which kubectl would reject or silently drop), every value must
+# have the model's type, and the models' own constructors then check required fields and enums.
+kube_client = pytest.importorskip("kubernetes.client")
+
+# Custom resources have no model in the Kubernetes client: KEDA's ScaledObject is checked by hand.
+CUSTOM_RESOURCES = {("keda.sh/v1alpha1", "ScaledObject")}
+# resource.Quantity and IntOrString are "int or string" in the API; the client types quantities as str.
+QUANTITY_MAPS = {"limits", "requests", "capacity", "hard"}
+
+
+def model_class(api_version: str, kind: str):
+    version = api_version.rsplit("/", 1)[-1]
+    name = version[0].upper() + version[1:] + kind
+    return getattr(kube_client, name, None)
+
+
+def schema_errors(value, type_name: str, path: str) -> list[str]:
+    """Where `value` departs from the client model type `type_name` (e.g. 'V1PodSpec', 'list[V1Container]')."""
+    if type_name.startswith("list["):
+        if not isinstance(value, list):
+            return [f"{path}: expected a list, got {type(value).__name__}"]
+        return [e for i, item in enumerate(value) for e in schema_errors(item, type_name[5:-1], f"{path}[{i}]")]
+    if type_name.startswith("dict["):
+        if not isinstance(value, dict):
+            return [f"{path}: expected a map, got {type(value).__name__}"]
+        inner = type_name[5:-1].split(", ", 1)[1]
+        if inner == "str" and path.rsplit(".", 1)[-1] in QUANTITY_MAPS:
+            inner = "quantity"
+        return [e for k, v in value.items() for e in schema_errors(v, inner, f"{path}.{k}")]
+    scalar = {"str": str, "int": int, "bool": bool, "float": (int, float), "datetime": str, "date": str,
+              "quantity": (str, int, float)}
+    if type_name == "object":
+        return []
+    if type_name in scalar:
+        ok = isinstance(value, scalar[type_name]) and not (type_name in ("int", "float") and isinstance(value, bool))
+        return [] if ok else [f"{path}: expected {type_name}, got {type(value).__name__} {value!r}"]
+    klass = getattr(kube_client, type_name)
+    if not isinstance(value, dict):
+        return [f"{path}: expected a {type_name} object, got {type(value).__name__}"]
+    json_to_attr = {j: a for a, j in klass.attribute_map.items()}
+    errors = []
+    for key, item in value.items():
+        if key not in json_to_attr:
+            errors.append(f"{path}.{key}: no such field in {type_name}")
+        elif item is not None:
+            errors += schema_errors(item, klass.openapi_types[json_to_attr[key]], f"{path}.{key}")
+    return errors
+
+
+def validate_k8s_object(obj: dict) -> list[str]:
+    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    where = f"{kind}/{obj.get('metadata', {}).get('name')}"
+    klass = model_class(api_version, kind)
+    if klass is None:
+        return [f"{where}: {api_version} {kind} is no Kubernetes API type"]
+    errors = [f"{where} {e}" for e in schema_errors(obj, klass.__name__, "")]
+    if not errors:
+        try:  # the models' constructors enforce required fields and enum values
+            kube_client.ApiClient()._ApiClient__deserialize(obj, klass.__name__)
+        except (ValueError, TypeError) as exc:
+            errors.append(f"{where}: {exc}")
+    return errors
+
+
+def test_schema_validation_rejects_broken_objects() -> None:
+    """The validator itself: misspelt fields, wrong types and missing required fields fail."""
+    good = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "x"}},
+                     "template": {"metadata": {"labels": {"app": "x"}},
+                                  "spec": {"containers": [{"name": "x", "image": "x",
+                                                           "resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}]}}}}
+    assert validate_k8s_object(good) == []
+    misspelt = json.loads(json.dumps(good))
+    misspelt["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    assert any("imagePullPolicyy: no such field" in e for e in validate_k8s_object(misspelt))
+    wrong_type = json.loads(json.dumps(good))
+    wrong_type["spec"]["replicas"] = "two"
+    assert any("replicas: expected int" in e for e in validate_k8s_object(wrong_type))
+    missing = json.loads(json.dumps(good))
+    del missing["spec"]["template"]["spec"]["containers"][0]["name"]
+    assert any("name" in e and "None" in e for e in validate_k8s_object(missing))
+    assert validate_k8s_object({"apiVersion": "apps/v1", "kind": "Deploymnt", "metadata": {"name": "x"}})
+
+
+def check_scaled_object(obj: dict) -> list[str]:
+    spec = obj.get("spec", {})
+    errors = [] if spec.get("scaleTargetRef", {}).get("name") else ["spec.scaleTargetRef.name missing"]
+    for trig in spec.get("triggers", []) or [None]:
+        if not (isinstance(trig, dict) and trig.get("type") and isinstance(trig.get("metadata"), dict)):
+            errors.append(f"trigger without type/metadata: {trig}")
+    return [f"ScaledObject/{obj['metadata']['name']}: {e}" for e in errors]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("directory", KUSTOMIZE_DIRS, ids=lambda p: p.name)
+def test_kustomize_output_matches_the_kubernetes_schemas(directory: Path) -> None:
+    objs = kustomize_build(directory)
+    assert objs
+    errors = []
+    for obj in objs:
+        if (obj["apiVersion"], obj["kind"]) in CUSTOM_RESOURCES:
+            errors += check_scaled_object(obj)
+        else:
+            errors += validate_k8s_object(obj)
+    assert not errors, "\n".join(errors)
+
+
+def test_extras_match_the_kubernetes_schemas() -> None:
+    extras = sorted((DEPLOY / "k8s" / "extras").glob("*.yaml"))
+    assert extras
+    errors = [e for path in extras for obj in load_all(path) for e in validate_k8s_object(obj)]
+    assert not errors, "\n".join(errors)
 
 
 # --------------------------------------------------------------------------- alerts
