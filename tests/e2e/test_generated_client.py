@@ -68,7 +68,7 @@ def _timeout():
 def _upload(package, client, name: str, content: bytes, mime: str):
     models, types = _module(package, "models"), _module(package, "types")
     upload = _module(package, "api.sessions.upload_api_sessions_upload_post")
-    accepted = upload.sync(client=client, body=models.BodyUploadApiSessionsUploadPost(
+    accepted = upload.sync(client=client, body=models.UploadApiSessionsUploadPostUploadForm(
         file=types.File(payload=io.BytesIO(content), file_name=name, mime_type=mime)))
     assert isinstance(accepted, models.UploadAccepted), accepted
     return accepted.id
