@@ -165,7 +165,8 @@ async def test_stalled_sessions_are_unfinished_and_older_than_the_cutoff(views):
         view.status = "processed"
         await tx.save_status(view, status(view, 1), LONG_AGO, None)
     async with store.transaction() as tx:
-        found = {uuid.UUID(v.session_id): seq for v, seq in await tx.stalled(LONG_AGO + timedelta(days=1), 1000)}
+        cutoff = LONG_AGO + timedelta(days=1)
+        found = {uuid.UUID(s.view.session_id): s.seq for s in await tx.stranded(cutoff, cutoff, 1000)}
     assert found.get(stale) == 0 and fresh not in found and finished not in found
 
 
