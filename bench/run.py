@@ -27,6 +27,7 @@ BENCHMARKS = {
     "broker_latency": "bench.broker_latency",
     "pipeline": "bench.pipeline",
     "stream_load": "bench.stream_load",
+    "load": "bench.load",
 }
 ALIASES = {"broker": "broker_latency", "latency": "broker_latency", "e2e": "pipeline", "streams": "stream_load"}
 
