@@ -39,7 +39,8 @@ def _stats(xs: list[float]) -> dict:
 
 
 async def _hold_stream(client: httpx.AsyncClient, session_id, token: str, opened: asyncio.Event) -> None:
-    async with client.stream("GET", f"/api/sessions/{session_id}/status/stream", params={"token": token}) as response:
+    async with client.stream("GET", f"/api/sessions/{session_id}/status/stream",
+                             headers={"Authorization": f"Bearer {token}"}) as response:
         assert response.status_code == 200, response.status_code
         async for line in response.aiter_lines():
             if line.startswith("data:"):
