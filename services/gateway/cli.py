@@ -246,11 +246,10 @@ class Client:
         failures = 0
         while not state["done"]:
             try:
-                yielded = False
+                before = state["last_id"]
                 for message in self._stream_once(session_id, state):
-                    yielded = True
                     yield message
-                if yielded:
+                if state["last_id"] != before:  # the stream moved on before it dropped
                     failures = 0
             except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
                 if failures >= 5:
