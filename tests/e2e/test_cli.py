@@ -129,6 +129,10 @@ RISKY = [
 ]
 
 
+# Under load the join may give up waiting for the speakers (diarization skipped): still in order.
+DONE_PIPELINE = r"transcription done ‖ diarization (done|skipped) → merge done → notes done"
+
+
 @pytest.fixture(scope="module")
 def risky(cli, tmp_path_factory):
     """A processed session of a generated dialogue with risk content, for a named patient,
@@ -141,7 +145,7 @@ def risky(cli, tmp_path_factory):
     created = cli.api.client.post("/api/patients", json={"display_name": name}, headers=cli.api.login())
     assert created.status_code == 201, created.text
     audio = generate_dialogue(RISKY, out_dir=tmp_path_factory.mktemp("risky"))
-    up = cli("upload", str(audio.wav), "--patient", name, "--session-date", "2026-11-02", "--wait")
+    up = cli("upload", str(audio.wav), "--patient", name, "--session-date", "2026-11-02", "--wait", timeout=1200)
     assert up.returncode == 0, up.stderr
     session_id = up.stdout.strip()
     detail = cli.api.get(session_id)
@@ -191,7 +195,7 @@ def test_progress_stages_are_printed_in_pipeline_order(risky):
         names = [part.split()[0] for part in re.split(r" → | ‖ ", stages.rstrip("]"))]
         order = ["upload", "transcription", "diarization", "merge", "notes"]
         assert names == sorted(names, key=order.index), line
-    assert "transcription done ‖ diarization done → merge done → notes done" in lines[-1], lines[-1]
+    assert re.search(DONE_PIPELINE, lines[-1]), lines[-1]
 
 
 def test_list_has_a_header_local_times_durations_and_patient_names(cli, risky):
@@ -220,7 +224,7 @@ def test_flag_times_are_the_same_in_status_and_the_soap_note(cli, risky):
 
     status = cli("status", risky["id"])
     assert status.returncode == 0, status.stderr
-    assert "stages    transcription done ‖ diarization done → merge done → notes done" in status.stdout
+    assert re.search(r"^stages    " + DONE_PIPELINE, status.stdout, re.M), status.stdout
     soap = cli("get", risky["id"], "-f", "soap", "-o", "-")
     dap = cli("get", risky["id"], "-f", "dap", "-o", "-")
     for flag in risky["detail"]["risk_flags"]:
