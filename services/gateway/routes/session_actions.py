@@ -63,7 +63,8 @@ async def _redrive(db, session_id: UUID, stage: str) -> int:
 async def retry_session(session_id: UUID, therapist_id: Therapist, state: State, db: DB) -> RetryAccepted:
     row = await owned_session(session_id, therapist_id, db)
     detail = await session_detail(db, state.blobs, row, state.settings.stalled_after_s)
-    notes_failed = (detail.stages.get("notes") or {}).get("state") == "failed" or detail.notes_error is not None
+    notes = detail.stages.get("notes")
+    notes_failed = (notes is not None and notes.state == "failed") or detail.notes_error is not None
     stage = "notes" if notes_failed and detail.transcript_segments is not None else unfinished_stage(detail.stages)
     if detail.status == "processed" and not notes_failed:
         raise HTTPException(409, "the session is processed: nothing to retry")
