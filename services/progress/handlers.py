@@ -85,7 +85,9 @@ def result_values(event: Event) -> dict:
     if isinstance(event, TranscriptMerged):
         return {"merged": payload, "merged_version": event.version}
     if isinstance(event, NotesReady):
-        return {"notes": payload["notes"], "notes_engine": payload["engine"], "notes_error": None}
+        # when these notes were written: a regeneration is told apart from the notes it replaces
+        engine = {**payload["engine"], "generated_at": (payload.get("timing") or {}).get("finished_at")}
+        return {"notes": payload["notes"], "notes_engine": engine, "notes_error": None}
     if isinstance(event, NotesFailed):
         return {"notes_error": payload["error"]}
     return {}
