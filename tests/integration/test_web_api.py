@@ -263,6 +263,7 @@ def test_speakers_take_names_and_any_role(gw, world):
     speakers = {s["label"]: s for s in r.json()["speakers"]}
     assert speakers["SPEAKER_00"]["display_name"] == "Dr Rivera" and speakers["SPEAKER_01"]["role"] == "CLIENT"
     assert "Dr Rivera: How was your week?" in r.json()["transcript_text"]
+    assert "soap" in r.json()["exports"], "an answer the page renders as is lists the exports too"
     assert client.patch(f"/api/sessions/{sid}/speakers", json={"roles": {"SPEAKER_00": "<b>"}}).status_code == 422
     assert client.post(f"/api/sessions/{sid}/notes:regenerate", json={}).status_code == 202
 

@@ -16,7 +16,7 @@ from shared.redrive import events_to_resend, topics_of, unfinished_stage
 from services.gateway import queries
 from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owned_session
 from services.gateway.readmodel import session_detail, transcript_view
-from services.gateway.routes.sessions import SOURCE, regenerate_command
+from services.gateway.routes.sessions import SOURCE, full_detail, regenerate_command
 from services.gateway.schemas import CancelRequest, ErrorBody, RetryAccepted, SegmentEdit, SessionDetail
 
 router = APIRouter(tags=["sessions"])
@@ -50,7 +50,7 @@ async def edit_segment(session_id: UUID, body: SegmentEdit, therapist_id: Therap
         await queries.set_segment_edits(db, session_id, edits)
         await queries.audit(db, therapist_id, session_id, f"segment.edit:{index}")
     row = await owned_session(session_id, therapist_id, db)
-    return await session_detail(db, state.blobs, row, state.settings.stalled_after_s)
+    return await full_detail(db, state, row)
 
 
 async def _redrive(db, session_id: UUID, stage: str) -> int:
@@ -99,4 +99,4 @@ async def cancel_session(session_id: UUID, therapist_id: Therapist, state: State
         await queries.audit(db, therapist_id, session_id, "cancel")
     state.hub.notify(session_id)
     row = await owned_session(session_id, therapist_id, db)
-    return await session_detail(db, state.blobs, row, state.settings.stalled_after_s)
+    return await full_detail(db, state, row)

@@ -264,6 +264,11 @@ async def get_session(session_id: UUID, therapist_id: Therapist, state: State, d
     row = await owned_session(session_id, therapist_id, db)
     async with committing(db):
         await queries.audit(db, therapist_id, session_id, "read")
+    return await full_detail(db, state, row)
+
+
+async def full_detail(db: AsyncSession, state: GatewayState, row) -> SessionDetail:
+    """The session as GET /api/sessions/{id} answers it (stalled judged now, ready exports listed)."""
     detail = await session_detail(db, state.blobs, row, state.settings.stalled_after_s)
     return detail.model_copy(update={"exports": ready_exports(detail)})
 
@@ -295,7 +300,7 @@ async def patch_speakers(session_id: UUID, body: SpeakerPatch, therapist_id: The
     async with committing(db):
         await queries.set_speaker_labels(db, session_id, names, overrides)
     row = await owned_session(session_id, therapist_id, db)
-    return await session_detail(db, state.blobs, row, state.settings.stalled_after_s)
+    return await full_detail(db, state, row)
 
 
 @router.post("/api/sessions/{session_id}/notes:regenerate", response_model=Accepted, status_code=202,
