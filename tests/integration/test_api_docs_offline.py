@@ -35,9 +35,9 @@ def test_swagger_ui_renders_offline_under_the_csp(gw, browser, size):
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
     try:
-        response = page.goto(gw.url + "/docs")
+        response = page.goto(gw.url + "/docs", wait_until="commit", timeout=120000)
         assert "default-src 'self'" in response.headers["content-security-policy"]
-        page.locator(".opblock").first.wait_for(timeout=30000)
+        page.locator(".opblock").first.wait_for(timeout=120000)
         operations = page.locator(".opblock").count()
         assert operations >= 30, operations
         assert page.locator(".opblock-summary-path", has_text="/api/sessions/upload").count() == 1
@@ -55,8 +55,8 @@ def test_redoc_renders_offline_under_the_csp(gw, browser):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        page.goto(gw.url + "/redoc")
-        page.locator("h2", has_text="Readiness: database and broker reachable").wait_for(timeout=60000)
+        page.goto(gw.url + "/redoc", wait_until="commit", timeout=120000)
+        page.locator("h2", has_text="Readiness: database and broker reachable").wait_for(timeout=120000)
         assert page.locator("h2").count() >= 30, "the operations render (ReDoc titles each with an h2)"
         page.screenshot(path=str(SHOTS / "docs-redoc-1440.png"))
         assert not errors, errors
