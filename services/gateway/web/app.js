@@ -62,7 +62,10 @@
     const d = new Date();
     return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
   }
-  function flash(message) {
+  // While signed out only the sign-in's own messages show (not "could not load …" from a
+  // request that found out the sign-in had ended).
+  function flash(message, force) {
+    if (message && !state.signedIn && !force) return;
     const f = $("flash");
     f.textContent = message || "";
     f.hidden = !message;
@@ -173,7 +176,7 @@
     $("whoami-name").textContent = "";
     $("patient-list").replaceChildren();
     $("session-list").replaceChildren();
-    flash(message || "");
+    flash(message || "", true);
     if (message) $("login-email").focus();
   }
 
