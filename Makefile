@@ -58,7 +58,12 @@ ASYNCAPI_CHECK := tools/asyncapi-check
 $(ASYNCAPI_CHECK)/node_modules/.package-lock.json: $(ASYNCAPI_CHECK)/package-lock.json
 	npm ci --prefix $(ASYNCAPI_CHECK)
 
-test: system-deps install $(ASYNCAPI_CHECK)/node_modules/.package-lock.json
+# axe-core, which the web-page tests inject into the page (tests/e2e/test_web_page.py).
+AXE := tools/axe
+$(AXE)/node_modules/.package-lock.json: $(AXE)/package-lock.json
+	npm ci --prefix $(AXE)
+
+test: system-deps install $(ASYNCAPI_CHECK)/node_modules/.package-lock.json $(AXE)/node_modules/.package-lock.json
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 PYA_VENV := .venv-pyannote

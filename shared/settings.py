@@ -219,6 +219,10 @@ class Settings(BaseSettings):
         "stage is published again (shorter than TB_STAGE_DEADLINE_S)."
     )
     redrive_max: int = Field(3, description="Re-drives per session and stage before only the deadline is left.")
+    stalled_after_s: float = Field(
+        600.0, gt=0, description="The API and the page call an unfinished session stalled after this long without "
+        "progress (it then offers Retry and Cancel)."
+    )
 
     # --- Process lifecycle -----------------------------------------------------------
     shutdown_grace_s: float = Field(

@@ -42,13 +42,15 @@ from shared.db.tables import session_keys
 # labels, but how many people spoke when is still about the patient's session: sealed too.
 # Left in clear: session.deleted (it must be readable after its key is gone), progress and
 # status (percentages and fixed messages), failures (ErrorInfo is PHI-free by contract) and
-# the commands (ids only).
+# the commands, except notes.regenerate: it carries the therapist's corrections (speaker
+# names, edited transcript text).
 SEALED_TOPICS = frozenset({
     Topic.AUDIO_UPLOADED.value,
     Topic.TRANSCRIPT_READY.value,
     Topic.DIARIZATION_READY.value,
     Topic.TRANSCRIPT_MERGED.value,
     Topic.NOTES_READY.value,
+    Topic.NOTES_REGENERATE.value,
 })
 SEALED_FIELD = "sealed"
 NONCE_BYTES = 12

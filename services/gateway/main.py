@@ -96,6 +96,8 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
         version="0.1.0",
         description="Upload therapy-session recordings; get speaker-labelled transcripts, clinical notes and live progress.",
         lifespan=lifespan,
+        docs_url=None,  # served by webapp.add_docs_routes from local assets
+        redoc_url=None,
     )
     app.state.gateway = state
     webapp.add_middleware(app, settings, runtime.metrics)
@@ -103,6 +105,7 @@ def create_app(settings: Settings, with_broker: bool = True) -> FastAPI:
     webapp.add_error_handlers(app)
     app.include_router(api_router)
     webapp.add_site_routes(app, state)
+    webapp.add_docs_routes(app)
     return app
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.tables import (
     audit_log,
+    outbox,
     patients,
     session_results,
     session_status,
@@ -163,6 +164,13 @@ async def session_ids_of_patient(db: AsyncSession, patient_id: UUID, therapist_i
     return [r.id for r in await db.execute(query)]
 
 
+async def update_patient(db: AsyncSession, patient_id: UUID, therapist_id: UUID, values: dict):
+    """The updated row, or None when it is not this therapist's."""
+    query = (update(patients).where(patients.c.id == patient_id, patients.c.therapist_id == therapist_id)
+             .values(**values).returning(patients))
+    return (await db.execute(query)).first()
+
+
 async def delete_patient(db: AsyncSession, patient_id: UUID) -> None:
     await db.execute(delete(patients).where(patients.c.id == patient_id))
 
@@ -204,29 +212,90 @@ async def set_speaker_labels(db: AsyncSession, session_id: UUID, names: dict, ov
                      .values(speaker_names=names, role_overrides=overrides))
 
 
-async def session_page(db: AsyncSession, therapist_id: UUID, *, patient_id: UUID | None, status: str | None,
-                       since: datetime | None, until: datetime | None, after: tuple[datetime, UUID] | None,
-                       limit: int) -> list:
-    """Newest first; ``after`` is the (created_at, id) of the previous page's last row."""
-    query = (
-        select(sessions, session_status.c.status, session_status.c.percent)
-        .select_from(sessions.outerjoin(session_status, session_status.c.session_id == sessions.c.id))
-        .where(sessions.c.therapist_id == therapist_id)
-    )
-    if patient_id:
-        query = query.where(sessions.c.patient_id == patient_id)
-    if status:
-        query = query.where(session_status.c.status == status)
-    if since:
-        query = query.where(sessions.c.created_at >= since)
-    if until:
-        query = query.where(sessions.c.created_at < until)
+SORT_COLUMNS = {
+    "date": lambda: func.coalesce(sessions.c.session_date, sessions.c.created_at),
+    "created": lambda: sessions.c.created_at,
+    "duration": lambda: sessions.c.duration_s,
+    "status": lambda: func.coalesce(session_status.c.status, "uploading"),
+    "patient": lambda: func.lower(func.coalesce(patients.c.display_name, "")),
+    "filename": lambda: func.lower(func.coalesce(sessions.c.audio_filename, "")),
+}
+
+
+def _like(text_: str) -> str:
+    return "%" + text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _session_filters(query, therapist_id: UUID, filters: dict):
+    query = query.where(sessions.c.therapist_id == therapist_id)
+    if filters.get("patient_id"):
+        query = query.where(sessions.c.patient_id == filters["patient_id"])
+    if filters.get("status") == "cancelled":
+        query = query.where(sessions.c.cancelled_at.is_not(None))
+    elif filters.get("status"):
+        query = query.where(session_status.c.status == filters["status"], sessions.c.cancelled_at.is_(None))
+    if filters.get("since"):
+        query = query.where(sessions.c.created_at >= filters["since"])
+    if filters.get("until"):
+        query = query.where(sessions.c.created_at < filters["until"])
+    if filters.get("q"):
+        pattern = _like(filters["q"])
+        query = query.where(or_(sessions.c.audio_filename.ilike(pattern, escape="\\"),
+                                patients.c.display_name.ilike(pattern, escape="\\")))
+    return query
+
+
+async def session_page(db: AsyncSession, therapist_id: UUID, *, after: tuple[datetime, UUID] | None,
+                       limit: int, sort: str = "created", descending: bool = True, offset: int = 0,
+                       **filters) -> list:
+    """One page of the therapist's sessions with their status, patient name and risk flags.
+    The default order (newest first) pages by ``after``, the (created_at, id) of the previous
+    page's last row; any other ``sort`` pages by ``offset``."""
+    query = _session_filters(
+        select(sessions, session_status.c.status, session_status.c.percent,
+               session_status.c.updated_at.label("status_updated_at"),
+               patients.c.display_name.label("patient_name"),
+               session_results.c.notes["risk_flags"].label("risk_flags"))
+        .select_from(sessions.outerjoin(session_status, session_status.c.session_id == sessions.c.id)
+                     .outerjoin(patients, patients.c.id == sessions.c.patient_id)
+                     .outerjoin(session_results, session_results.c.session_id == sessions.c.id)),
+        therapist_id, filters)
     if after:
         created, sid = after
         query = query.where(or_(sessions.c.created_at < created,
                                 and_(sessions.c.created_at == created, sessions.c.id < sid)))
-    query = query.order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(limit)
+    column = SORT_COLUMNS[sort]()
+    primary = column.desc().nulls_last() if descending else column.asc().nulls_last()
+    query = query.order_by(primary, sessions.c.created_at.desc(), sessions.c.id.desc()).offset(offset).limit(limit)
     return list((await db.execute(query)).all())
+
+
+async def set_segment_edits(db: AsyncSession, session_id: UUID, edits: dict) -> None:
+    await db.execute(update(sessions).where(sessions.c.id == session_id).values(segment_edits=edits))
+
+
+async def set_cancelled(db: AsyncSession, session_id: UUID, at: datetime | None, reason: str | None) -> None:
+    """Cancel (``at`` set) or lift a cancellation (None, None)."""
+    await db.execute(update(sessions).where(sessions.c.id == session_id)
+                     .values(cancelled_at=at, cancel_reason=reason))
+
+
+async def latest_outbox_events(db: AsyncSession, session_id: UUID, topics: list[str]) -> dict[str, int]:
+    """The session's newest outbox id per topic (what a re-drive sends again)."""
+    rows = (await db.execute(
+        select(outbox.c.topic, func.max(outbox.c.id)).where(
+            outbox.c.key == str(session_id), outbox.c.topic.in_(topics)).group_by(outbox.c.topic))).all()
+    return {topic: last_id for topic, last_id in rows}
+
+
+async def republish(db: AsyncSession, outbox_ids: list[int]) -> int:
+    """Copies of these outbox rows, as new rows the relay sends (the same events again)."""
+    if not outbox_ids:
+        return 0
+    copies = select(outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers).where(
+        outbox.c.id.in_(outbox_ids)).order_by(outbox.c.id)
+    result = await db.execute(outbox.insert().from_select(["topic", "key", "payload", "headers"], copies))
+    return result.rowcount
 
 
 async def audit(db: AsyncSession, therapist_id: UUID | None, session_id: UUID | None, action: str,

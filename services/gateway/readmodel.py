@@ -5,6 +5,7 @@ never re-runs the pipeline."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,6 +69,19 @@ def full_text(segments: list[dict], speakers: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def apply_edits(segments: list[dict], edits: dict[str, Any]) -> list[dict]:
+    """The therapist's corrected texts in place of the recognised ones (marked ``edited``,
+    the original kept as ``original_text``)."""
+    if not edits:
+        return segments
+    out = []
+    for i, seg in enumerate(segments):
+        edit = edits.get(str(i))
+        out.append({**seg, "text": edit["text"], "edited": True, "original_text": edit.get("original", seg.get("text"))}
+                   if edit else seg)
+    return out
+
+
 def transcript_view(results, blobs: BlobStore, session_row) -> dict[str, Any]:
     """Segments/speakers/text from the merged transcript when it exists, else the raw one."""
     out: dict[str, Any] = {"segments": None, "speakers": [], "diarized": None, "language": None, "text": None}
@@ -79,6 +93,7 @@ def transcript_view(results, blobs: BlobStore, session_row) -> dict[str, Any]:
         segments = _resolve(results.merged, blobs) or []
         speakers = results.merged.get("speakers", [])
         segments, speakers, _ = relabel(segments, speakers, names, overrides)
+        segments = apply_edits(segments, dict(getattr(session_row, "segment_edits", None) or {}))
         out.update(segments=segments, speakers=speakers, diarized=results.merged.get("diarized"),
                    language=results.merged.get("language"), text=full_text(segments, speakers))
     elif results.transcript:
@@ -132,17 +147,45 @@ def _diarization_view(results) -> dict[str, Any] | None:
     return {key: results.diarization.get(key) for key in ("turns", "speaker_count", "engine")}
 
 
-def _status_fields(status) -> dict[str, Any]:
-    """The session_status row as SessionDetail fields (no row yet: just uploaded)."""
+TERMINAL = ("processed", "failed", "cancelled")
+DEFAULT_STALLED_AFTER_S = 600.0
+
+
+def liveness(status: str, last_progress_at: datetime | None, cancelled_at: datetime | None,
+             cancel_reason: str | None, stalled_after_s: float, now: datetime | None = None) -> dict[str, Any]:
+    """Status as the therapist should see it: "cancelled" once cancelled (whatever a later
+    stage reports), and ``stalled`` for an unfinished session with no progress for
+    ``stalled_after_s``."""
+    if cancelled_at is not None:
+        return {"status": "cancelled", "stalled": False, "stalled_for_s": None, "error": cancel_reason}
+    now = now or datetime.now(timezone.utc)
+    idle = (now - last_progress_at).total_seconds() if last_progress_at else None
+    stalled = status not in TERMINAL and idle is not None and idle >= stalled_after_s
+    return {"status": status, "stalled": stalled, "stalled_for_s": round(idle, 1) if stalled else None}
+
+
+def _status_fields(status, row, stalled_after_s: float) -> dict[str, Any]:
+    """The session_status row as SessionDetail fields (no row yet: just uploaded, and
+    progress is counted from the upload)."""
     if status is None:
-        return {"status": "uploading", "progress": 0, "message": "Upload received"}
-    return {"status": status.status, "progress": status.percent, "message": status.message,
-            "estimated_time_remaining": status.eta_s, "error": status.error,
-            "warnings": list(status.warnings or []), "stages": dict(status.stages or {}),
-            "processed_at": status.finished_at}
+        fields = {"status": "uploading", "progress": 0, "message": "Upload received", "last_progress_at": row.created_at}
+    else:
+        fields = {"status": status.status, "progress": status.percent, "message": status.message,
+                  "estimated_time_remaining": status.eta_s, "error": status.error,
+                  "warnings": list(status.warnings or []), "stages": dict(status.stages or {}),
+                  "processed_at": status.finished_at, "last_progress_at": status.updated_at}
+    live = liveness(fields["status"], fields["last_progress_at"], getattr(row, "cancelled_at", None),
+                    getattr(row, "cancel_reason", None), stalled_after_s)
+    if live["status"] == "cancelled":
+        fields.update(message="Cancelled", estimated_time_remaining=None)
+    elif live["stalled"]:
+        fields.update(estimated_time_remaining=None,
+                      message=f"Stalled: no progress for {live['stalled_for_s'] / 60:.0f} min")
+    return {**fields, **live}
 
 
-async def session_detail(db: AsyncSession, blobs: BlobStore, row) -> SessionDetail:
+async def session_detail(db: AsyncSession, blobs: BlobStore, row,
+                         stalled_after_s: float = DEFAULT_STALLED_AFTER_S) -> SessionDetail:
     """The whole view of one session: status, transcript (relabelled), diarization, notes."""
     status = await queries.status_row(db, row.id)
     results = await queries.results_row(db, row.id)
@@ -151,7 +194,9 @@ async def session_detail(db: AsyncSession, blobs: BlobStore, row) -> SessionDeta
     notes = notes_view(results, row)
     return SessionDetail(
         id=row.id, patient_id=row.patient_id, therapist_id=row.therapist_id, session_date=row.session_date,
-        created_at=row.created_at, **_status_fields(status),
+        created_at=row.created_at, **_status_fields(status, row, stalled_after_s),
+        cancelled_at=getattr(row, "cancelled_at", None), cancel_reason=getattr(row, "cancel_reason", None),
+        edited_segments=len(getattr(row, "segment_edits", None) or {}),
         audio_filename=row.audio_filename, duration_seconds=row.duration_s, language=tv["language"],
         diarized=tv["diarized"], speakers=tv["speakers"], transcript_text=tv["text"],
         transcript_segments=tv["segments"], diarization=_diarization_view(results),

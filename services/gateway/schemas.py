@@ -79,6 +79,11 @@ class PatientCreate(BaseModel):
     external_ref: SafeText | None = Field(None, max_length=200)
 
 
+class PatientUpdate(BaseModel):
+    display_name: SafeText | None = Field(None, min_length=1, max_length=200)
+    external_ref: SafeText | None = Field(None, max_length=200, description="Empty string clears it")
+
+
 class PatientOut(BaseModel):
     id: UUID
     display_name: str
@@ -141,11 +146,26 @@ class SessionSummary(BaseModel):
     progress: int
     audio_filename: str | None = None
     duration_seconds: float
+    patient_name: str | None = None
+    max_risk_severity: Literal["high", "moderate", "low"] | None = Field(
+        None, description="The highest severity among the session's risk flags (None: no flags or no notes yet)")
+    risk_flag_count: int = 0
+    stalled: bool = Field(False, description="Unfinished with no progress for TB_STALLED_AFTER_S")
+    last_progress_at: datetime | None = None
+    cancel_reason: str | None = None
 
 
 class SessionList(BaseModel):
     items: list[SessionSummary]
     next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page")
+
+
+class QualityWarning(BaseModel):
+    kind: str
+    severity: Literal["info", "warning"] = "warning"
+    start_s: float | None = None
+    end_s: float | None = None
+    message: str = ""
 
 
 class SessionDetail(BaseModel):
@@ -177,6 +197,14 @@ class SessionDetail(BaseModel):
     patient_summary: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     processed_at: datetime | None = None
+    stalled: bool = Field(False, description="Unfinished with no progress for TB_STALLED_AFTER_S: offer retry or cancel")
+    stalled_for_s: float | None = Field(None, description="Seconds since the last progress, when stalled")
+    last_progress_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+    edited_segments: int = Field(0, description="How many segments' text the therapist corrected")
+    exports: list[str] = Field(default_factory=list, description="The export formats ready now (GET .../export/{fmt})")
+    quality_warnings: list[QualityWarning] = Field(default_factory=list)
 
 
 class StatusMessage(BaseModel):
@@ -197,9 +225,25 @@ class StatusMessage(BaseModel):
 class SpeakerPatch(BaseModel):
     names: dict[Annotated[SafeText, Field(max_length=100)], SafeText] = Field(
         default_factory=dict, description="label -> display name")
-    roles: dict[Annotated[SafeText, Field(max_length=100)], str | None] = Field(
-        default_factory=dict, description="label -> THERAPIST, CLIENT or null")
+    roles: dict[Annotated[SafeText, Field(max_length=100)],
+                Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z _-]{0,39}$")] | None] = Field(
+        default_factory=dict, description="label -> THERAPIST, CLIENT, another role (e.g. PARENT, INTERPRETER) or null")
     swap_roles: bool = Field(False, description="Swap THERAPIST and CLIENT")
+
+
+class SegmentEdit(BaseModel):
+    text: SafeText = Field(min_length=1, max_length=10000, description="The corrected text of the segment")
+
+
+class CancelRequest(BaseModel):
+    reason: SafeText = Field("Cancelled by the therapist", min_length=1, max_length=500)
+
+
+class RetryAccepted(BaseModel):
+    id: UUID
+    status: str
+    stage: str = Field(description="The stage re-driven (or notes, regenerated)")
+    resent: int = Field(0, description="Events sent again")
 
 
 class RegenerateRequest(BaseModel):

@@ -4,6 +4,8 @@ operations (the web page, its static files, /metrics, the AsyncAPI document)."""
 
 from __future__ import annotations
 
+import html
+import importlib.util
 import uuid
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
@@ -195,6 +197,47 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(UploadRejected, upload_rejected)
     app.add_exception_handler(DBAPIError, invalid_data)
+
+
+def docs_assets_dir() -> Path | None:
+    """Swagger UI and ReDoc as the fastapi-offline package ships them (no CDN: the page's
+    CSP allows scripts from this origin only, and a clinic may have no internet)."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    static = Path(list(spec.submodule_search_locations)[0]) / "static"
+    return static if (static / "swagger-ui-bundle.js").exists() else None
+
+
+SWAGGER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} - API docs</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/docs-assets/swagger-ui.css"></head>
+<body><div id="swagger-ui" data-openapi-url="{openapi}"></div>
+<script src="/docs-assets/swagger-ui-bundle.js"></script><script src="/static/docs-init.js"></script></body></html>"""
+REDOC_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} - API reference</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><redoc spec-url="{openapi}" disable-search="true"></redoc>
+<script src="/docs-assets/redoc.standalone.js"></script></body></html>"""
+
+
+def add_docs_routes(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from local assets, initialised by a script file (the
+    CSP refuses inline scripts); FastAPI's own pages load theirs from a CDN."""
+    assets = docs_assets_dir()
+    if assets is None:
+        log.warning("api_docs_unavailable", reason="fastapi-offline is not installed")
+        return
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return HTMLResponse(SWAGGER_PAGE.format(title=html.escape(app.title), openapi=app.openapi_url))
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return HTMLResponse(REDOC_PAGE.format(title=html.escape(app.title), openapi=app.openapi_url))
 
 
 def add_site_routes(app: FastAPI, state: GatewayState) -> None:

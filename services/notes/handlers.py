@@ -51,6 +51,7 @@ from shared.jobs import ProgressFn, ProgressReporter
 from shared.logging import error_location, get_logger
 from shared.resilience import BreakerState, CircuitBreaker, CircuitOpenError, PermanentError, TransientError
 from shared.telemetry import ServiceMetrics, work_span
+from services.notes.corrections import correct, has_corrections
 from services.notes.runs import STAGE, Claim, Finish, NotesRunStore, Run
 
 log = get_logger(__name__)
@@ -140,6 +141,9 @@ async def on_regenerate(envelope: Envelope, deps: NotesDeps) -> None:
         # Nothing merged yet (or the session was deleted): nothing to regenerate from.
         log.warning("regenerate_without_transcript")
         return
+    if has_corrections(command):
+        segments, speakers = correct(await _segments(merged, deps), merged.speakers, command)
+        merged = merged.model_copy(update={"segments": segments, "segments_ref": None, "speakers": speakers})
     await run_notes(envelope, deps, merged, envelope.event_id, command.backend)
 
 

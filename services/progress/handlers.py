@@ -24,6 +24,7 @@ from shared.contracts.events import (
 )
 from shared.envelope import Envelope
 from shared.logging import get_logger
+from shared.redrive import REDRIVE_TOPICS, events_to_resend  # noqa: F401  (events_to_resend: re-exported)
 from shared.telemetry import ServiceMetrics
 from services.progress.state import STAGES, TERMINAL, SessionView, apply_event
 from services.progress.store import ProgressStore, ProgressTransaction, Stranded
@@ -42,18 +43,6 @@ class ProgressDeps:
     stage_deadline_s: float
     stage_stall_s: float = 300.0
     redrive_max: int = 3
-
-
-# stage -> (the topics of its results, the topics that start it). A re-drive publishes
-# again, from the outbox, whichever of these the session sent last: a result that never
-# reached its readers, or else the events that start the stage. Idempotent consumers
-# (inbox, stage_jobs, notes runs) make a second delivery of either harmless.
-REDRIVE_TOPICS: dict[str, tuple[tuple[Topic, ...], tuple[Topic, ...]]] = {
-    "transcription": ((Topic.TRANSCRIPT_READY, Topic.TRANSCRIPT_FAILED), (Topic.AUDIO_UPLOADED,)),
-    "diarization": ((Topic.DIARIZATION_READY, Topic.DIARIZATION_FAILED), (Topic.AUDIO_UPLOADED,)),
-    "join": ((Topic.TRANSCRIPT_MERGED,), (Topic.TRANSCRIPT_READY, Topic.DIARIZATION_READY, Topic.DIARIZATION_FAILED)),
-    "notes": ((Topic.NOTES_READY, Topic.NOTES_FAILED), (Topic.TRANSCRIPT_MERGED,)),
-}
 
 
 async def on_pipeline_event(event: Event, delivery: Envelope, deps: ProgressDeps) -> None:
@@ -96,7 +85,9 @@ def result_values(event: Event) -> dict:
     if isinstance(event, TranscriptMerged):
         return {"merged": payload, "merged_version": event.version}
     if isinstance(event, NotesReady):
-        return {"notes": payload["notes"], "notes_engine": payload["engine"], "notes_error": None}
+        # when these notes were written: a regeneration is told apart from the notes it replaces
+        engine = {**payload["engine"], "generated_at": (payload.get("timing") or {}).get("finished_at")}
+        return {"notes": payload["notes"], "notes_engine": engine, "notes_error": None}
     if isinstance(event, NotesFailed):
         return {"notes_error": payload["error"]}
     return {}
@@ -137,17 +128,6 @@ def decide(stranded: Stranded, now: datetime, deps: ProgressDeps) -> tuple[str, 
     if stage is None or stranded.redrives.get(stage, 0) >= deps.redrive_max:
         return "wait", stage
     return "redrive", stage
-
-
-def events_to_resend(stage: str, latest: dict[str, int]) -> list[int]:
-    """Outbox ids to publish again for ``stage``, given the session's latest outbox id per
-    topic: its newest result if that is newer than every input, else every input."""
-    results, inputs = REDRIVE_TOPICS[stage]
-    newest_input = max((latest[t.value] for t in inputs if t.value in latest), default=0)
-    newest_result = max((latest[t.value] for t in results if t.value in latest), default=0)
-    if newest_result > newest_input:
-        return [newest_result]
-    return sorted(latest[t.value] for t in inputs if t.value in latest)
 
 
 async def reconcile(deps: ProgressDeps) -> int:

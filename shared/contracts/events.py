@@ -258,6 +258,12 @@ class SessionDeleted(Event):
 class NotesRegenerate(Event):
     backend: str | None = Field(None, description="offline or llm; unset: the service default")
     requested_by: UUID | None = None
+    speaker_names: dict[str, str] = Field(default_factory=dict, description="The therapist's names: label -> name")
+    speaker_roles: dict[str, str | None] = Field(
+        default_factory=dict, description="The therapist's roles: label -> THERAPIST, CLIENT, another role or null")
+    swap_roles: bool = Field(False, description="THERAPIST and CLIENT swapped by the therapist")
+    segment_texts: dict[str, str] = Field(
+        default_factory=dict, description="Corrected segment texts: segment index (as a string) -> text")
 
 
 class TranscriptRemerge(Event):

@@ -140,6 +140,11 @@ sessions = Table(
     Column("speaker_names", JSONB, nullable=False, server_default="{}"),
     Column("role_overrides", JSONB, nullable=False, server_default="{}"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Corrections typed by the therapist: {segment index: {"text", "original", "edited_at"}}.
+    Column("segment_edits", JSONB, nullable=False, server_default="{}"),
+    # Cancelled by the therapist: shown as status "cancelled"; later stage results do not change that.
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("cancel_reason", Text),
 )
 
 audit_log = Table(

@@ -62,7 +62,7 @@ def test_page_uses_signed_links_and_signs_out_on_the_server(settings, browser):
         page.get_by_test_id("session-item").first.wait_for(timeout=15000)
         access = page.evaluate("() => sessionStorage.getItem('tb.token')")
 
-        page.get_by_test_id("session-item").filter(has_text="secret-a.wav").first.locator("button").click()
+        page.get_by_test_id("session-item").filter(has_text="secret-a.wav").first.get_by_test_id("session-link").click()
         page.wait_for_function("() => (document.querySelector('[data-testid=player]').getAttribute('src') || '')"
                                ".includes('token=')", timeout=15000)
         page.wait_for_function("() => document.querySelector('[data-testid=player]').readyState >= 1", timeout=15000)
@@ -73,8 +73,10 @@ def test_page_uses_signed_links_and_signs_out_on_the_server(settings, browser):
         assert href.startswith(f"/api/sessions/{session_id}/export/srt?token=") and _token_in(href) != access
         assert httpx.get(gw.url + href).status_code == 200
 
+        page.go_back()  # the session is its own view: back to the list
+        page.get_by_test_id("home-view").wait_for(state="visible", timeout=15000)
         with page.expect_request(lambda r: "/status/stream" in r.url, timeout=15000):
-            page.get_by_test_id("session-item").filter(has_text="running.wav").first.locator("button").click()
+            page.get_by_test_id("session-item").filter(has_text="running.wav").first.get_by_test_id("session-link").click()
         assert stream_urls and all(_token_in(u) != access for u in stream_urls)
 
         page.get_by_test_id("logout").click()

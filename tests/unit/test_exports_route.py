@@ -26,10 +26,13 @@ def detail(**fields) -> SessionDetail:
 
 def test_attachment_names():
     sid = uuid.uuid4()
-    assert attachment_name(sid, "txt") == f"session-{sid}.txt"
-    assert attachment_name(sid, "notes.json") == f"session-{sid}.notes.json"
-    assert attachment_name(sid, "soap") == f"session-{sid}.soap.md"
-    assert attachment_name(sid, "dap") == f"session-{sid}.dap.md"
+    when = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
+    assert attachment_name(sid, "txt", "Jane Doe", when) == "Jane-Doe-2026-03-02-txt.txt"
+    assert attachment_name(sid, "notes.json", "Jane Doe", when) == "Jane-Doe-2026-03-02-notes.json"
+    assert attachment_name(sid, "soap", "Jane Doe", when) == "Jane-Doe-2026-03-02-soap.md"
+    assert attachment_name(sid, "dap", "Zoë O'Brien / \"x\"\r\n", when) == "Zoe-O-Brien-x-2026-03-02-dap.md"
+    assert attachment_name(sid, "docx", None, None) == f"session-{str(sid)[:8]}-undated-docx.docx"
+    assert attachment_name(sid, "srt", "../..", when) == f"session-{str(sid)[:8]}-2026-03-02-srt.srt"
 
 
 @pytest.mark.parametrize("fmt", sorted(EXPORT_TYPES))

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import unicodedata
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
@@ -70,6 +73,11 @@ def _not_ready(fmt: str, detail: SessionDetail) -> str | None:
     return None
 
 
+def ready_exports(detail: SessionDetail) -> list[str]:
+    """The formats GET .../export/{fmt} can produce now (the page offers only these)."""
+    return [fmt for fmt in EXPORT_OPERATIONS if _not_ready(fmt, detail) is None]
+
+
 def _engine(detail: SessionDetail) -> str | None:
     return (detail.notes_engine or {}).get("backend")
 
@@ -101,9 +109,23 @@ def _render_text(fmt: str, detail: SessionDetail) -> str:
     return {"txt": exports.to_txt, "srt": exports.to_srt, "vtt": exports.to_vtt}[fmt](segments, speakers)
 
 
-def attachment_name(session_id: UUID, fmt: str) -> str:
-    """session-<id>.<fmt>; SOAP and DAP are markdown, so they also end in .md."""
-    return f"session-{session_id}.{fmt}" + (".md" if fmt in ("soap", "dap") else "")
+EXTENSIONS = {"txt": "txt", "json": "json", "srt": "srt", "vtt": "vtt", "rttm": "rttm", "notes.json": "json",
+              "soap": "md", "dap": "md", "docx": "docx"}
+LABELS = {"notes.json": "notes"}
+
+
+def safe_part(text: str, limit: int = 60) -> str:
+    """Letters, digits, '-' and '_' only (ASCII: every browser and file system takes it)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9]+", "-", ascii_text).strip("-")[:limit].strip("-")
+
+
+def attachment_name(session_id: UUID, fmt: str, patient: str | None = None, when: datetime | None = None) -> str:
+    """<patient>-<date>-<format>.<ext>, e.g. jane-doe-2026-03-02-soap.md; "session" and the
+    id's first part stand in for a missing patient name, the upload's day for a missing date."""
+    who = safe_part(patient or "") or f"session-{str(session_id)[:8]}"
+    day = when.date().isoformat() if when else "undated"
+    return f"{who}-{day}-{safe_part(LABELS.get(fmt, fmt))}.{EXTENSIONS[fmt]}"
 
 
 async def export(session_id: UUID, fmt: ExportFormat, therapist_id: UUID, state: GatewayState, db: AsyncSession) -> Response:
@@ -115,10 +137,13 @@ async def export(session_id: UUID, fmt: ExportFormat, therapist_id: UUID, state:
         body: str | bytes = await asyncio.to_thread(_render_docx, detail)
     else:
         body = _render_text(fmt, detail)
+    patient = await queries.owned_patient(db, row.patient_id, therapist_id) if row.patient_id else None
     async with committing(db):
         await queries.audit(db, therapist_id, session_id, f"export:{fmt}")
+    name = attachment_name(session_id, fmt, patient.display_name if patient else None,
+                           row.session_date or row.created_at)
     return Response(content=body, media_type=EXPORT_TYPES[fmt],
-                    headers={"Content-Disposition": f'attachment; filename="{attachment_name(session_id, fmt)}"'})
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def _export_route(fmt: str) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Response
 from services.gateway import queries
 from services.gateway.deps import DB, ERRORS, State, Therapist, committing
 from services.gateway.routes import sessions
-from services.gateway.schemas import PatientCreate, PatientOut
+from services.gateway.schemas import PatientCreate, PatientOut, PatientUpdate
 
 router = APIRouter(tags=["patients"])
 
@@ -35,6 +35,23 @@ async def get_patient(patient_id: UUID, therapist_id: Therapist, db: DB) -> Pati
     row = await queries.owned_patient(db, patient_id, therapist_id)
     if row is None:
         raise HTTPException(404, "patient not found")
+    return _patient_out(row)
+
+
+@router.patch("/api/patients/{patient_id}", response_model=PatientOut, responses=ERRORS,
+              summary="Rename a patient or change their reference")
+async def update_patient(patient_id: UUID, body: PatientUpdate, therapist_id: Therapist, db: DB) -> PatientOut:
+    values = body.model_dump(exclude_unset=True)
+    if values.get("display_name", "") is None:
+        raise HTTPException(422, "display_name cannot be null")
+    if "external_ref" in values:
+        values["external_ref"] = values["external_ref"] or None
+    async with committing(db):
+        row = (await queries.update_patient(db, patient_id, therapist_id, values) if values
+               else await queries.owned_patient(db, patient_id, therapist_id))
+        if row is None:
+            raise HTTPException(404, "patient not found")
+        await queries.audit(db, therapist_id, None, "patient.update", target_id=patient_id)
     return _patient_out(row)
 
 

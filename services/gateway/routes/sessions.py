@@ -11,6 +11,7 @@ import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -34,7 +35,8 @@ from shared.logging import get_logger
 from shared.outbox import enqueue
 from services.gateway import queries
 from services.gateway.deps import DB, ERRORS, AudioReader, State, Therapist, committing, owned_session
-from services.gateway.readmodel import session_detail
+from services.gateway.readmodel import liveness, session_detail
+from services.gateway.routes.exports import ready_exports
 from services.gateway.schemas import (
     Accepted,
     BoundedDatetime,
@@ -190,28 +192,71 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise HTTPException(422, "invalid cursor") from exc
 
 
-def _summary(r) -> SessionSummary:
+SEVERITY_RANK = {"high": 3, "moderate": 2, "low": 1}
+SortKey = Literal["date", "created", "duration", "status", "patient", "filename"]
+
+
+def max_severity(flags) -> str | None:
+    ranked = [f.get("severity") for f in (flags or []) if isinstance(f, dict) and f.get("severity") in SEVERITY_RANK]
+    return max(ranked, key=SEVERITY_RANK.__getitem__) if ranked else None
+
+
+def _summary(r, stalled_after_s: float) -> SessionSummary:
+    live = liveness(r.status or "uploading", r.status_updated_at or r.created_at, r.cancelled_at, r.cancel_reason,
+                    stalled_after_s)
     return SessionSummary(id=r.id, patient_id=r.patient_id, session_date=r.session_date, created_at=r.created_at,
-                          status=r.status or "uploading", progress=r.percent or 0, audio_filename=r.audio_filename,
-                          duration_seconds=r.duration_s)
+                          status=live["status"], progress=r.percent or 0, audio_filename=r.audio_filename,
+                          duration_seconds=r.duration_s, patient_name=r.patient_name,
+                          max_risk_severity=max_severity(r.risk_flags), risk_flag_count=len(r.risk_flags or []),
+                          stalled=live["stalled"], last_progress_at=r.status_updated_at or r.created_at,
+                          cancel_reason=r.cancel_reason)
 
 
-@router.get("/api/sessions", response_model=SessionList, responses=ERRORS)
+def _page_cursor(rows: list, limit: int, sort: str, descending: bool, offset: int) -> str | None:
+    if len(rows) <= limit:
+        return None
+    if sort == "created" and descending:
+        return _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
+    return base64.urlsafe_b64encode(f"offset|{offset + limit}".encode()).decode()
+
+
+def _read_cursor(cursor: str | None) -> tuple[tuple[datetime, UUID] | None, int]:
+    """(after, offset) from a cursor of either kind."""
+    if not cursor:
+        return None, 0
+    try:
+        kind, value = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        if kind == "offset":
+            return None, max(0, min(int(value), 1_000_000))
+    except ValueError as exc:
+        raise HTTPException(422, "invalid cursor") from exc
+    return _decode_cursor(cursor), 0
+
+
+@router.get("/api/sessions", response_model=SessionList, responses=ERRORS,
+            summary="The therapist's sessions: filter, search (filename or patient name) and sort")
 async def list_sessions(
     therapist_id: Therapist,
+    state: State,
     db: DB,
     patient_id: UUID | None = None,
     status: SafeText | None = Query(None, max_length=32),
     since: BoundedDatetime | None = None,
     until: BoundedDatetime | None = None,
+    q: SafeText | None = Query(None, max_length=200, description="Text in the filename or the patient's name"),
+    sort: SortKey = Query("created", description="date (session date, else upload time), created, duration, ..."),
+    order: Literal["asc", "desc"] = "desc",
     limit: int = Query(20, ge=1, le=100),
     cursor: SafeText | None = Query(None, max_length=200),
 ) -> SessionList:
-    after = _decode_cursor(cursor) if cursor else None
+    after, offset = _read_cursor(cursor)
+    descending = order == "desc"
     rows = await queries.session_page(db, therapist_id, patient_id=patient_id, status=status, since=since,
-                                      until=until, after=after, limit=limit + 1)
-    next_cursor = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return SessionList(items=[_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
+                                      until=until, q=q, after=after, limit=limit + 1, sort=sort,
+                                      descending=descending, offset=offset)
+    stalled_after = state.settings.stalled_after_s
+    return SessionList(items=[_summary(r, stalled_after) for r in rows[:limit]],
+                       next_cursor=_page_cursor(rows, limit, sort, descending, offset))
 
 
 @router.get("/api/sessions/{session_id}", response_model=SessionDetail, responses=ERRORS)
@@ -219,7 +264,13 @@ async def get_session(session_id: UUID, therapist_id: Therapist, state: State, d
     row = await owned_session(session_id, therapist_id, db)
     async with committing(db):
         await queries.audit(db, therapist_id, session_id, "read")
-    return await session_detail(db, state.blobs, row)
+    return await full_detail(db, state, row)
+
+
+async def full_detail(db: AsyncSession, state: GatewayState, row) -> SessionDetail:
+    """The session as GET /api/sessions/{id} answers it (stalled judged now, ready exports listed)."""
+    detail = await session_detail(db, state.blobs, row, state.settings.stalled_after_s)
+    return detail.model_copy(update={"exports": ready_exports(detail)})
 
 
 # --- change -----------------------------------------------------------------------------------
@@ -241,30 +292,37 @@ async def delete_session(session_id: UUID, therapist_id: Therapist, state: State
               summary="Name speakers or fix/swap THERAPIST and CLIENT")
 async def patch_speakers(session_id: UUID, body: SpeakerPatch, therapist_id: Therapist, state: State, db: DB) -> SessionDetail:
     row = await owned_session(session_id, therapist_id, db)
-    for role in body.roles.values():
-        if role not in (None, "THERAPIST", "CLIENT"):
-            raise HTTPException(422, "roles must be THERAPIST, CLIENT or null")
     names = {**(row.speaker_names or {}), **{k: v[:100] for k, v in body.names.items()}}
     overrides = dict(row.role_overrides or {})
     if body.swap_roles:
         overrides["__swap__"] = not overrides.get("__swap__", False)
-    overrides.update(body.roles)
+    overrides.update({label: role.upper() if role else None for label, role in body.roles.items()})
     async with committing(db):
         await queries.set_speaker_labels(db, session_id, names, overrides)
     row = await owned_session(session_id, therapist_id, db)
-    return await session_detail(db, state.blobs, row)
+    return await full_detail(db, state, row)
 
 
 @router.post("/api/sessions/{session_id}/notes:regenerate", response_model=Accepted, status_code=202,
              responses=ERRORS, summary="Re-run notes, optionally with another backend")
 async def regenerate_notes(session_id: UUID, therapist_id: Therapist, state: State, db: DB,
                            body: RegenerateRequest | None = None) -> Accepted:
-    await owned_session(session_id, therapist_id, db)
+    row = await owned_session(session_id, therapist_id, db)
     async with committing(db):
-        await enqueue(db, NotesRegenerate(session_id=session_id, backend=body.backend if body else None,
-                                          requested_by=therapist_id), SOURCE)
+        await enqueue(db, regenerate_command(row, therapist_id, body.backend if body else None), SOURCE)
     state.publish_soon()
     return Accepted(id=session_id, status="extracting_notes")
+
+
+def regenerate_command(row, therapist_id: UUID, backend: str | None) -> NotesRegenerate:
+    """notes.regenerate with the therapist's corrections (speaker names and roles, edited
+    segment texts), so the new notes are written from the corrected transcript."""
+    overrides = dict(row.role_overrides or {})
+    return NotesRegenerate(session_id=row.id, backend=backend, requested_by=therapist_id,
+                           speaker_names=dict(row.speaker_names or {}),
+                           speaker_roles={k: v for k, v in overrides.items() if k != "__swap__"},
+                           swap_roles=bool(overrides.get("__swap__")),
+                           segment_texts={k: v["text"] for k, v in (row.segment_edits or {}).items()})
 
 
 @router.post("/api/sessions/{session_id}/transcript:remerge", response_model=Accepted, status_code=202,
