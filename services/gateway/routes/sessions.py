@@ -35,6 +35,7 @@ from shared.outbox import enqueue
 from services.gateway import queries
 from services.gateway.deps import DB, ERRORS, AudioReader, State, Therapist, committing, owned_session
 from services.gateway.readmodel import session_detail
+from services.gateway.review_flow import before_regenerate
 from services.gateway.schemas import (
     Accepted,
     BoundedDatetime,
@@ -256,11 +257,15 @@ async def patch_speakers(session_id: UUID, body: SpeakerPatch, therapist_id: The
 
 
 @router.post("/api/sessions/{session_id}/notes:regenerate", response_model=Accepted, status_code=202,
-             responses=ERRORS, summary="Re-run notes, optionally with another backend")
+             responses={**ERRORS, 409: {"model": ErrorBody, "description": "Signed, or edited without discard_edits"}},
+             summary="Re-run notes, optionally with another backend (refused once signed or, without "
+                     "discard_edits, once a therapist edited them)")
 async def regenerate_notes(session_id: UUID, therapist_id: Therapist, state: State, db: DB,
                            body: RegenerateRequest | None = None) -> Accepted:
     await owned_session(session_id, therapist_id, db)
     async with committing(db):
+        await before_regenerate(db, session_id, await queries.results_row(db, session_id),
+                                bool(body and body.discard_edits))
         await enqueue(db, NotesRegenerate(session_id=session_id, backend=body.backend if body else None,
                                           requested_by=therapist_id), SOURCE)
     state.publish_soon()
