@@ -9,13 +9,14 @@ version, gets 409."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gateway import queries
+from services.gateway.notes_render import ReviewInfo
 from services.gateway.notes_review import (
     ReviewConflict,
     ReviewState,
@@ -199,25 +200,14 @@ async def before_regenerate(db: AsyncSession, session_id: UUID, results, discard
         await queries.accept_machine_after(db, session_id, state.current_version)
 
 
-@dataclass
-class ExportReview:
-    """What an export prints about the review: status, version, signature, addenda."""
-
-    version: int = 1
-    status: str = "draft"
-    kind: str = "machine"
-    signed_by_name: str | None = None
-    signed_at: datetime | None = None
-    addenda: list[AddendumOut] = field(default_factory=list)
-
-
-async def export_review(db: AsyncSession, session_id: UUID) -> ExportReview:
-    """The review facts of the current version (after sync)."""
+async def export_review(db: AsyncSession, session_id: UUID, results) -> ReviewInfo | None:
+    """The review facts an export prints, after sync (the caller commits); None without notes."""
+    try:
+        state = await sync(db, session_id, results)
+    except ReviewConflict:
+        return None
     review = await queries.review_row(db, session_id)
-    state = _state(review)
-    if state is None:
-        return ExportReview()
     current = await queries.note_version(db, session_id, state.current_version)
-    return ExportReview(version=state.current_version, status="signed" if state.signed else "draft", kind=current.kind,
-                        signed_by_name=review.signed_by_name, signed_at=review.signed_at,
-                        addenda=[_addendum(r) for r in await queries.addenda_of(db, session_id)])
+    addenda = [{"at": a.created_at, "author": a.author_name, "text": a.text} for a in await queries.addenda_of(db, session_id)]
+    return ReviewInfo(version=state.current_version, status="signed" if state.signed else "draft", kind=current.kind,
+                      signed_by=review.signed_by_name, signed_at=review.signed_at, addenda=addenda)
