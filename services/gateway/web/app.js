@@ -98,6 +98,14 @@
     return response.status === 204 ? null : response.json();
   }
 
+  // The Response itself, for components that read statuses and bodies themselves (review.js).
+  async function fetchAuthed(path, options = {}) {
+    const send = () => fetch(path, Object.assign({}, options, {
+      headers: Object.assign({}, options.headers || {}, { Authorization: `Bearer ${state.token}` }) }));
+    const response = await send();
+    return response.status === 401 && await refreshToken() ? send() : response;
+  }
+
   // ---- auth ----------------------------------------------------------------------------
   function saveTokens(body) {
     state.token = body.access_token;
@@ -247,6 +255,10 @@
     $("notes").replaceChildren(el("p", { class: "muted", text: "Notes appear when processing finishes." }));
     $("notes-engine").textContent = "";
     $("notes-error").hidden = true;
+    document.querySelectorAll("[data-testid=notes-review]").forEach((n) => n.remove());  // review hook (review.js)
+    const review = el("section", { "data-testid": "notes-review" });
+    $("notes").closest("section").after(review);
+    if (window.TBReview) window.TBReview.mount(review, id, fetchAuthed);
     setPlayerSource(id).catch(() => {});
     renderExports(id).catch(() => {});
     let detail;
