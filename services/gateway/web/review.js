@@ -202,7 +202,7 @@
       return el("fieldset", {}, el("legend", { text: spec.label }), rows, add);
     }
     function quoteRows(quotes) {
-      const rows = el("div", { "data-testid": "field-significant_quotes" });
+      const rows = el("div", {});
       quotes.forEach((q, i) => {
         const id = `tbr-quote-${i}`;
         const row = el("div", { class: "tbr-quote", "data-testid": "significant_quotes-row", "data-original": JSON.stringify(q) },
@@ -211,7 +211,8 @@
           el("button", { type: "button", text: "Remove quote", "aria-label": `Remove quote ${i + 1}`, onclick: () => row.remove() }));
         rows.append(row);
       });
-      return el("fieldset", {}, el("legend", { text: "Significant quotes (verbatim: only the reason can be edited)" }),
+      return el("fieldset", { "data-testid": "field-significant_quotes" },
+        el("legend", { text: "Significant quotes (verbatim: only the reason can be edited)" }),
         quotes.length ? rows : el("p", { class: "muted", text: "No quotes." }));
     }
     function readRows(form, field) {
@@ -322,13 +323,13 @@
     function render() {
       const r = ui.review;
       const signed = r.status === "signed";
-      body.replaceChildren(
+      body.replaceChildren(...[
         el("p", { class: "tbr-status", "data-testid": "review-status", "data-status": r.status,
           "data-version": String(r.current_version), text: statusLine(r) }),
         r.machine_update_pending ? el("p", { class: "muted", "data-testid": "machine-pending",
           text: "Regenerated notes arrived but were not applied: the notes were edited or signed since." }) : null,
         flagsSection(r, signed), signed ? null : editForm(r), signed ? null : signSection(r),
-        addendaSection(r, signed), ehrSection(), versionsSection(r));
+        addendaSection(r, signed), ehrSection(), versionsSection(r)].filter(Boolean));
     }
 
     load().catch(() => fail("Could not load the notes for review."));
