@@ -53,6 +53,7 @@ def test_edit_sign_addendum_versions_and_copy_for_ehr(pipeline, browser):  # noq
                       "unresolved_concerns", "session_mood", "mood_trajectory", "strategies", "action_items",
                       "significant_quotes", "therapist_notes", "patient_summary"):
             assert review.get_by_test_id(f"field-{field}").count() == 1, field
+        review.get_by_test_id("review-edit").locator("summary").click()  # the form opens on demand
         original = review.get_by_test_id("field-topic_summary").input_value()
         review.get_by_test_id("field-topic_summary").fill(EDITED)
         review.get_by_test_id("review-save").click()

@@ -31,6 +31,8 @@
 .tbr .tbr-flag { border: 1px solid #d5dae1; border-radius: 6px; padding: 6px 10px; margin: 6px 0; }
 .tbr .tbr-flag[data-severity=high] { border-width: 2px; border-color: #b3261e; }
 .tbr .tbr-state { font-weight: 700; } .tbr .tbr-versions li { margin: 3px 0; }
+.tbr details { border: 1px solid #d5dae1; border-radius: 6px; margin: 10px 0; padding: 8px 10px; }
+.tbr summary { font-weight: 700; cursor: pointer; }
 .tbr pre { white-space: pre-wrap; background: #f6f7f9; padding: 8px; border-radius: 4px; max-height: 40vh; overflow: auto; }
 .tbr .tbr-status { font-weight: 700; padding: 4px 8px; border-radius: 4px; background: #eef4ff; display: inline-block; }
 .tbr .tbr-status[data-status=signed] { background: #e3f4e5; }`;
@@ -249,7 +251,10 @@
         ev.preventDefault();
         change("/notes", { base_version: ui.review.current_version, notes: readForm(form) }, "Saved as a new version.");
       });
-      return el("fieldset", {}, el("legend", { text: "Edit the notes" }), form);
+      const details = el("details", { "data-testid": "review-edit", open: ui.editOpen },
+        el("summary", { text: "Edit the notes (every field)" }), form);
+      details.addEventListener("toggle", () => { ui.editOpen = details.open; });
+      return details;
     }
 
     // ---- sign, addenda -------------------------------------------------------------------
