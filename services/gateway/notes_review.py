@@ -24,6 +24,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from shared.contracts.notes import ClinicalNotes, RiskFlag
 
 EDITABLE_FIELDS = tuple(f for f in ClinicalNotes.model_fields if f != "risk_flags")
@@ -116,7 +118,11 @@ def apply_edit(current: dict, edit: dict[str, Any]) -> tuple[dict, list[dict]]:
     if unknown:
         raise ReviewInvalid(f"unknown notes fields: {', '.join(unknown)}")
     before = _normalised(current)
-    after = _normalised({**before, **edit})
+    try:
+        after = _normalised({**before, **edit})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise ReviewInvalid(f"the edited notes are not valid: {problems}") from None
     changed = [name for name in EDITABLE_FIELDS if name in edit and after[name] != before[name]]
     if not changed:
         raise ReviewInvalid("the edit changes nothing")

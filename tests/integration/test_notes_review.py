@@ -75,6 +75,9 @@ def test_machine_version_edit_flag_review_sign_lock_addendum(gw):
 
         # risk flags: no deleting through an edit; dismissing needs a reason; the flag stays, marked
         assert client.patch(f"/api/sessions/{sid}/notes", json={"base_version": 2, "notes": {"risk_flags": []}}).status_code == 422
+        for bad in ({"topic_summary": None}, {"key_topics": ["a\u0000b"]}, {"diagnosis": "x"}):
+            refused = client.patch(f"/api/sessions/{sid}/notes", json={"base_version": 2, "notes": bad})
+            assert refused.status_code == 422 and refused.json()["detail"], (bad, refused.text)
         no_reason = client.post(f"/api/sessions/{sid}/notes/flags/f1/review",
                                 json={"base_version": 2, "decision": "dismissed", "reason": "  "})
         assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"]

@@ -58,6 +58,8 @@ def test_an_edit_records_exactly_the_fields_that_changed():
         apply_edit(current, {"risk_flags": []})  # no flag can be edited away
     with pytest.raises(ReviewInvalid, match="unknown"):
         apply_edit(current, {"diagnosis": "x"})
+    with pytest.raises(ReviewInvalid, match="topic_summary"):
+        apply_edit(current, {"topic_summary": None})  # a clear 422, not a server error
 
 
 def test_a_dismissed_flag_stays_with_who_when_and_why():
