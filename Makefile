@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: install run observe test test-quality test-pyannote bench lint docs migrate clean system-deps smoke smoke-deps
 system-deps:
 	@missing=""; \
-	for bin in espeak-ng sox chromium promtool pg_dump; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	for bin in espeak-ng sox chromium promtool pg_dump pdftotext; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -25,16 +25,17 @@ install: $(STAMP)
 
 # Test-only system packages: espeak-ng and sox generate test dialogues; chromium drives
 # the web-page test; prometheus (Debian's package, with promtool) tests the alert rules
-# and the dashboard; pg_dump (postgresql-client) dumps the database in the deletion test.
+# and the dashboard; pg_dump (postgresql-client) dumps the database in the deletion test;
+# pdftotext (poppler-utils) reads the PDF export back in its tests.
 # kubectl (its built-in kustomize) builds the manifests the schema test checks; it is not
 # a Debian package (it comes from the Kubernetes or Google Cloud apt repository), so it is
 # not asked of apt here. `make run` needs none of them.
 system-deps:
 	@missing=""; \
-	for bin in espeak-ng sox chromium promtool pg_dump; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	for bin in espeak-ng sox chromium promtool pg_dump pdftotext; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
-	  pkgs=$$(echo "$$missing" | sed -e 's/chromium/chromium chromium-driver/' -e 's/promtool/prometheus/' -e 's/pg_dump/postgresql-client/'); \
+	  pkgs=$$(echo "$$missing" | sed -e 's/chromium/chromium chromium-driver/' -e 's/promtool/prometheus/' -e 's/pg_dump/postgresql-client/' -e 's/pdftotext/poppler-utils/'); \
 	  (command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && SUDO=sudo; \
 	   $$SUDO apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
 	   ($$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) \

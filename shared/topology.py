@@ -61,7 +61,8 @@ GATEWAY = ServiceTopology(
     name="gateway",
     summary="REST/SSE/WebSocket API: accepts uploads and commands, streams session status.",
     consumes=(Topic.SESSION_STATUS, Topic.SESSION_DELETED),
-    produces=(Topic.AUDIO_UPLOADED, Topic.SESSION_DELETED, Topic.NOTES_REGENERATE, Topic.TRANSCRIPT_REMERGE),
+    produces=(Topic.AUDIO_UPLOADED, Topic.SESSION_DELETED, Topic.NOTES_REGENERATE, Topic.TRANSCRIPT_REMERGE,
+              Topic.NOTES_SIGNED),
     group=None,  # every replica wakes its own streams; history comes from PostgreSQL
 )
 TRANSCRIBER = ServiceTopology(
@@ -119,7 +120,11 @@ TOPIC_SUMMARIES: dict[Topic, str] = {
     Topic.SESSION_DELETED: "The session was deleted: forget everything about it.",
     Topic.NOTES_REGENERATE: "Command: re-run notes, optionally with another backend.",
     Topic.TRANSCRIPT_REMERGE: "Command: re-merge transcript and diarization.",
+    Topic.NOTES_SIGNED: "A therapist signed the session's notes (locked; addenda may follow): for other systems, e.g. an EHR.",
 }
+
+# Topics published for systems outside this project only: no service here consumes them.
+EXTERNAL_ONLY: frozenset[Topic] = frozenset({Topic.NOTES_SIGNED})
 
 
 def producers_of(topic: Topic) -> list[ServiceTopology]:

@@ -21,12 +21,27 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}<>#|])")
 
 
 @dataclass
+class ReviewInfo:
+    """The review facts an export prints (docs/adr/0008-notes-review-and-sign-off.md)."""
+
+    version: int = 1
+    status: str = "draft"  # draft or signed
+    kind: str = "machine"  # of the current version: machine, edit or flag_review
+    signed_by: str | None = None
+    signed_at: datetime | None = None
+    addenda: list[dict] = field(default_factory=list)  # {"at": datetime, "author": str, "text": str}
+
+
+@dataclass
 class SessionMeta:
     session_date: date | datetime | str | None = None
     duration_s: float | None = None
     speakers: list[SpeakerInfo] = field(default_factory=list)
     title: str = "Session notes"
     engine: str | None = None  # e.g. "offline" or "llm: gpt-4o-mini"
+    review: ReviewInfo | None = None
+    # The review of each risk flag, in the order of notes.risk_flags ({"status", "reason", "by_name", "at"} or None).
+    flag_reviews: list[dict | None] = field(default_factory=list)
 
 
 def _md(text: str | None) -> str:
@@ -71,7 +86,7 @@ def _header(notes: ClinicalNotes, meta: SessionMeta, form: str) -> list[str]:
     return lines
 
 
-def _flag_line(f: RiskFlag) -> str:
+def _flag_line(f: RiskFlag, review: dict | None = None) -> str:
     prio = "**HIGH PRIORITY** " if f.high_priority or f.severity.value == "high" else ""
     cat = f.category.value.replace("_", " ")
     who = f" {_md(f.role or f.speaker)}" if (f.role or f.speaker) else ""
@@ -79,19 +94,87 @@ def _flag_line(f: RiskFlag) -> str:
             f"\"{_md(f.evidence)}\" _(source: {f.source.value})_")
     if f.rationale:
         line += f"  \n  {_md(f.rationale)}"
+    if review_status(review) != UNREVIEWED:
+        line += f"  \n  {_md(review_text(review))}"
     return line
 
 
-def _risk_section(notes: ClinicalNotes) -> list[str]:
-    flags = sort_flags(notes.risk_flags)
-    if not flags:
+UNREVIEWED = "unreviewed"
+
+
+def review_status(review: dict | None) -> str:
+    return (review or {}).get("status") or UNREVIEWED
+
+
+def review_text(review: dict | None) -> str:
+    """'Confirmed by X on <date>: reason' / 'Dismissed by X on <date>: reason' (plain text)."""
+    status = review_status(review)
+    if status == UNREVIEWED:
+        return "Not reviewed by a clinician yet"
+    at = str(review.get("at") or "")[:16].replace("T", " ")
+    text = f"{status.capitalize()} by {review.get('by_name') or 'the clinician'}{' on ' + at if at else ''}"
+    if review.get("severity_before"):
+        text += f" (severity changed from {review['severity_before']})"
+    return text + (f": {' '.join(str(review['reason']).split())}" if review.get("reason") else "")
+
+
+def flag_pairs(notes: ClinicalNotes, reviews: list[dict | None] | None) -> tuple[list, list]:
+    """(active, dismissed): (flag, review) pairs in priority order. Dismissed flags are
+    never dropped: they are listed apart, with who dismissed them, when and why."""
+    reviews = list(reviews or [])
+    pairs = [(f, reviews[i] if i < len(reviews) else None) for i, f in enumerate(notes.risk_flags)]
+    order = {id(f): i for i, f in enumerate(sort_flags([f for f, _ in pairs]))}
+    pairs.sort(key=lambda p: order[id(p[0])])
+    active = [p for p in pairs if review_status(p[1]) != "dismissed"]
+    return active, [p for p in pairs if review_status(p[1]) == "dismissed"]
+
+
+def is_high(flag: RiskFlag) -> bool:
+    return flag.high_priority or flag.severity.value == "high"
+
+
+def _risk_section(notes: ClinicalNotes, reviews: list[dict | None] | None = None) -> list[str]:
+    active, dismissed = flag_pairs(notes, reviews)
+    if not active and not dismissed:
         return ["## Risk flags", "", "No risk flags were raised. (Absence of flags is not a risk assessment.)", ""]
-    high = sum(1 for f in flags if f.high_priority or f.severity.value == "high")
-    lines = [f"## \u26a0\ufe0f RISK FLAGS — review first ({len(flags)} flag(s), {high} high priority)", ""]
-    if high:
-        lines += ["> **High-priority risk content was detected in this session. Review before anything else.**", ""]
-    lines += [_flag_line(f) for f in flags]
-    lines.append("")
+    if not active:
+        lines = ["## Risk flags", "", "No active risk flags: the clinician dismissed every flag raised (below).", ""]
+    else:
+        high = sum(1 for f, _ in active if is_high(f))
+        lines = [f"## \u26a0\ufe0f RISK FLAGS — review first ({len(active)} flag(s), {high} high priority)", ""]
+        if high:
+            lines += ["> **High-priority risk content was detected in this session. Review before anything else.**", ""]
+        lines += [_flag_line(f, r) for f, r in active]
+        lines.append("")
+    if dismissed:
+        lines += ["**Dismissed by the clinician (kept for the record):**", ""]
+        lines += [_flag_line(f, r) for f, r in dismissed]
+        lines.append("")
+    return lines
+
+
+def _stamp(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if isinstance(at, datetime) else str(at or "")
+
+
+def review_status_line(review: ReviewInfo | None) -> str:
+    """One plain line: signed (by whom, when) or draft, and the version."""
+    if review is None:
+        return "Draft, not signed (machine-generated, not reviewed)"
+    if review.status == "signed":
+        return f"Signed by {review.signed_by or 'the therapist'} on {_stamp(review.signed_at)} (version {review.version})"
+    what = "machine-generated, not reviewed" if review.kind == "machine" else "edited by the therapist"
+    return f"Draft, not signed (version {review.version}, {what})"
+
+
+def _review_section(meta: SessionMeta) -> list[str]:
+    if meta.review is None:
+        return []
+    lines = ["## Review and signature", "", f"- **Status:** {_md(review_status_line(meta.review))}", ""]
+    if meta.review.addenda:
+        lines += ["**Addenda (after signing):**", ""]
+        lines += [f"- {_stamp(a.get('at'))}, {_md(a.get('author'))}: {_md(a.get('text'))}" for a in meta.review.addenda]
+        lines.append("")
     return lines
 
 
@@ -124,7 +207,7 @@ def _mood(notes: ClinicalNotes) -> str:
 
 def render_soap(notes: ClinicalNotes, meta: SessionMeta | None = None) -> str:
     meta = meta or SessionMeta()
-    out = _header(notes, meta, "SOAP") + _risk_section(notes)
+    out = _header(notes, meta, "SOAP") + _risk_section(notes, meta.flag_reviews)
     out += ["## S — Subjective", "", "**Topics raised:**", *_bullets(notes.key_topics), "",
             "**Emotional themes:**", *_bullets(notes.emotional_themes), "",
             "**Triggers:**", *_bullets(notes.triggers), "",
@@ -137,12 +220,12 @@ def render_soap(notes: ClinicalNotes, meta: SessionMeta | None = None) -> str:
     out += ["## P — Plan", "", "**Action items:**", *_actions(notes), "",
             "**Strategies:**", *_strategies(notes), "",
             "**Follow up next session:**", *_bullets(notes.follow_up_topics), ""]
-    return "\n".join(out)
+    return "\n".join(out + _review_section(meta))
 
 
 def render_dap(notes: ClinicalNotes, meta: SessionMeta | None = None) -> str:
     meta = meta or SessionMeta()
-    out = _header(notes, meta, "DAP") + _risk_section(notes)
+    out = _header(notes, meta, "DAP") + _risk_section(notes, meta.flag_reviews)
     out += ["## D — Data", ""]
     if notes.topic_summary:
         out += [_md(notes.topic_summary), ""]
@@ -156,7 +239,28 @@ def render_dap(notes: ClinicalNotes, meta: SessionMeta | None = None) -> str:
             "**Unresolved concerns:**", *_bullets(notes.unresolved_concerns), ""]
     out += ["## P — Plan", "", "**Action items:**", *_actions(notes), "",
             "**Follow up next session:**", *_bullets(notes.follow_up_topics), ""]
-    return "\n".join(out)
+    return "\n".join(out + _review_section(meta))
+
+
+def render_birp(notes: ClinicalNotes, meta: SessionMeta | None = None) -> str:
+    """BIRP: Behavior (what the client presented), Intervention (what the therapist did),
+    Response (how the client responded), Plan; risk flags first, as in SOAP and DAP."""
+    meta = meta or SessionMeta()
+    out = _header(notes, meta, "BIRP") + _risk_section(notes, meta.flag_reviews)
+    out += ["## B — Behavior", ""]
+    if notes.topic_summary:
+        out += [_md(notes.topic_summary), ""]
+    out += [_mood(notes), "", "**Presenting topics:**", *_bullets(notes.key_topics), "",
+            "**Emotional themes:**", *_bullets(notes.emotional_themes), "",
+            "**Triggers:**", *_bullets(notes.triggers), "",
+            "**Client's words:**", *_quotes(notes), ""]
+    out += ["## I — Intervention", "", "**Interventions and strategies:**", *_strategies(notes), ""]
+    out += ["## R — Response", "", _md(notes.therapist_notes) or "_No response recorded._", "",
+            f"Mood trajectory over the session: **{notes.mood_trajectory.value}**.", "",
+            "**Unresolved concerns:**", *_bullets(notes.unresolved_concerns), ""]
+    out += ["## P — Plan", "", "**Action items:**", *_actions(notes), "",
+            "**Follow up next session:**", *_bullets(notes.follow_up_topics), ""]
+    return "\n".join(out + _review_section(meta))
 
 
 def render_json(notes: ClinicalNotes, meta: SessionMeta | None = None, indent: int | None = 2) -> str:
@@ -174,4 +278,4 @@ def render_json(notes: ClinicalNotes, meta: SessionMeta | None = None, indent: i
     return json.dumps({"session": session, "notes": body}, indent=indent, ensure_ascii=False)
 
 
-RENDERERS = {"soap": render_soap, "dap": render_dap, "json": render_json}
+RENDERERS = {"soap": render_soap, "dap": render_dap, "birp": render_birp, "json": render_json}

@@ -322,3 +322,80 @@ async def history_after(db: AsyncSession, session_id: UUID, after_seq: int) -> l
         .order_by(status_history.c.seq)
     )
     return [r.payload for r in rows]
+
+
+# --- review and sign-off of notes (docs/adr/0008-notes-review-and-sign-off.md) -----------------
+from shared.db.tables import note_addenda, note_reviews, note_versions  # noqa: E402  (one block, easy to merge)
+
+_VERSION_SUMMARY = (note_versions.c.version, note_versions.c.kind, note_versions.c.author_id,
+                    note_versions.c.author_name, note_versions.c.base_version, note_versions.c.changes,
+                    note_versions.c.created_at)
+
+
+async def review_row(db: AsyncSession, session_id: UUID, lock: bool = False):
+    """The session's review row (None before anyone read or edited its notes); ``lock``
+    holds it until the transaction ends, so edits of one session apply one at a time."""
+    query = select(note_reviews).where(note_reviews.c.session_id == session_id)
+    return (await db.execute(query.with_for_update() if lock else query)).first()
+
+
+async def insert_review(db: AsyncSession, session_id: UUID) -> None:
+    """The review row with no version yet (current_version 0); nothing if it exists."""
+    await db.execute(pg_insert(note_reviews).values(session_id=session_id, current_version=0)
+                     .on_conflict_do_nothing(index_elements=["session_id"]))
+
+
+async def insert_note_version(db: AsyncSession, session_id: UUID, version: int, kind: str, notes: dict, *,
+                              author_id: UUID | None = None, author_name: str | None = None,
+                              base_version: int | None = None, changes: list | None = None,
+                              source_digest: str | None = None, engine: dict | None = None) -> None:
+    """Version ``version`` and the review row pointing at it (the caller holds the row lock)."""
+    await db.execute(note_versions.insert().values(
+        session_id=session_id, version=version, kind=kind, notes=notes, author_id=author_id, author_name=author_name,
+        base_version=base_version, changes=changes or [], source_digest=source_digest, engine=engine))
+    await db.execute(update(note_reviews).where(note_reviews.c.session_id == session_id)
+                     .values(current_version=version, updated_at=func.now()))
+
+
+async def latest_machine_version(db: AsyncSession, session_id: UUID):
+    """(version, source_digest) of the newest machine version, or None."""
+    query = (select(note_versions.c.version, note_versions.c.source_digest)
+             .where(note_versions.c.session_id == session_id, note_versions.c.kind == "machine")
+             .order_by(note_versions.c.version.desc()).limit(1))
+    return (await db.execute(query)).first()
+
+
+async def note_version(db: AsyncSession, session_id: UUID, version: int):
+    query = select(note_versions).where(note_versions.c.session_id == session_id, note_versions.c.version == version)
+    return (await db.execute(query)).first()
+
+
+async def note_version_list(db: AsyncSession, session_id: UUID) -> list:
+    """Every version of the session's notes without their text, oldest first."""
+    query = (select(*_VERSION_SUMMARY).where(note_versions.c.session_id == session_id)
+             .order_by(note_versions.c.version))
+    return list((await db.execute(query)).all())
+
+
+async def sign_notes(db: AsyncSession, session_id: UUID, version: int, by: UUID, by_name: str):
+    done = await db.execute(update(note_reviews).where(note_reviews.c.session_id == session_id,
+                                                       note_reviews.c.signed_version.is_(None))
+                            .values(signed_version=version, signed_by=by, signed_by_name=by_name,
+                                    signed_at=func.now(), updated_at=func.now())
+                            .returning(note_reviews.c.signed_at))
+    return done.first()
+
+
+async def accept_machine_after(db: AsyncSession, session_id: UUID, version: int) -> None:
+    await db.execute(update(note_reviews).where(note_reviews.c.session_id == session_id)
+                     .values(accept_machine_after=version, updated_at=func.now()))
+
+
+async def insert_addendum(db: AsyncSession, session_id: UUID, text_: str, author_id: UUID, author_name: str):
+    return (await db.execute(note_addenda.insert().values(
+        session_id=session_id, text=text_, author_id=author_id, author_name=author_name).returning(note_addenda))).one()
+
+
+async def addenda_of(db: AsyncSession, session_id: UUID) -> list:
+    query = select(note_addenda).where(note_addenda.c.session_id == session_id).order_by(note_addenda.c.id)
+    return list((await db.execute(query)).all())

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.blobstore import BlobStore
 from services.gateway import queries
+from services.gateway.review_flow import current_notes
 from services.gateway.schemas import SessionDetail
 
 ROLE_SWAP = {"THERAPIST": "CLIENT", "CLIENT": "THERAPIST"}
@@ -103,10 +104,12 @@ def transcript_view(results, blobs: BlobStore, session_row) -> dict[str, Any]:
     return out
 
 
-def notes_view(results, session_row) -> dict | None:
-    if results is None or not results.notes:
+def notes_view(results, session_row, current: dict | None = None) -> dict | None:
+    """The notes with speaker names and role overrides applied; ``current`` is the notes'
+    current reviewed version (review_flow.current_notes), else the machine's notes."""
+    if current is None and (results is None or not results.notes):
         return None
-    notes = dict(results.notes)
+    notes = dict(current if current is not None else results.notes)
     overrides = dict(session_row.role_overrides or {})
     names = dict(session_row.speaker_names or {})
     if overrides or names:
@@ -191,7 +194,7 @@ async def session_detail(db: AsyncSession, blobs: BlobStore, row,
     results = await queries.results_row(db, row.id)
     # Large transcripts live in the blob store (S3: a network read): off the event loop.
     tv = await asyncio.to_thread(transcript_view, results, blobs, row)
-    notes = notes_view(results, row)
+    notes = notes_view(results, row, await current_notes(db, row.id, results))
     return SessionDetail(
         id=row.id, patient_id=row.patient_id, therapist_id=row.therapist_id, session_date=row.session_date,
         created_at=row.created_at, **_status_fields(status, row, stalled_after_s),

@@ -248,6 +248,8 @@ class RetryAccepted(BaseModel):
 
 class RegenerateRequest(BaseModel):
     backend: str | None = Field(None, pattern="^(offline|llm)$")
+    discard_edits: bool = Field(False, description="Regenerate even though a therapist edited the notes (their "
+                                                   "versions stay in the history); signed notes are never regenerated")
 
 
 class Accepted(BaseModel):
@@ -293,3 +295,106 @@ class AccountOut(BaseModel):
     role: str
     active: bool
     created_at: datetime
+
+
+# --- review and sign-off of notes (docs/adr/0008-notes-review-and-sign-off.md) ---------------
+import math  # noqa: E402  (one block, easy to merge)
+
+from pydantic import create_model, model_validator  # noqa: E402
+
+from shared.contracts.notes import ClinicalNotes  # noqa: E402
+
+VERSION_MAX = 2**31 - 1  # note_versions.version is an INTEGER
+
+
+def _clean(value: Any, where: str = "notes") -> None:
+    """Refuse what PostgreSQL's JSONB cannot hold (NUL) and non-finite numbers, anywhere."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where}: must not contain NUL characters")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: numbers must be finite")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _clean(key, where)
+            _clean(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _clean(item, f"{where}[{index}]")
+
+
+NotesFields = create_model(  # every notes field but the risk flags, each optional: an edit names what it changes
+    "NotesFields",
+    __config__=ConfigDict(extra="allow", json_schema_extra={"description": (
+        "Fields of ClinicalNotes to change (omitted ones stay). risk_flags are not edited here: "
+        "confirm or dismiss each flag with POST .../notes/flags/{flag_id}/review.")}),
+    **{name: (field.annotation | None, None) for name, field in ClinicalNotes.model_fields.items()
+       if name != "risk_flags"},
+)
+
+
+class NotesEditRequest(BaseModel):
+    base_version: int = Field(ge=1, le=VERSION_MAX, description="The version the edit was made on (optimistic concurrency)")
+    notes: NotesFields  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> "NotesEditRequest":
+        _clean(self.notes.model_dump(exclude_unset=True))
+        return self
+
+
+class FlagReviewRequest(BaseModel):
+    base_version: int = Field(ge=1, le=VERSION_MAX)
+    decision: Literal["confirmed", "dismissed"]
+    reason: SafeText = Field("", max_length=2000, description="Why (required to dismiss)")
+    severity: Literal["low", "moderate", "high"] | None = Field(None, description="Confirm with another severity")
+
+
+class SignRequest(BaseModel):
+    base_version: int = Field(ge=1, le=VERSION_MAX, description="The version read and signed")
+
+
+class AddendumRequest(BaseModel):
+    text: SafeText = Field(min_length=1, max_length=20000)
+
+
+class NoteSignature(BaseModel):
+    version: int
+    signed_by: UUID
+    signed_by_name: str
+    signed_at: datetime
+
+
+class NoteVersionSummary(BaseModel):
+    version: int
+    kind: str = Field(description="machine (generated), edit (fields changed) or flag_review")
+    author_id: UUID | None = Field(None, description="None for machine versions")
+    author_name: str | None = None
+    base_version: int | None = None
+    changes: list[dict[str, Any]] = Field(default_factory=list, description="[{field, flag_id?, detail?}]")
+    created_at: datetime
+
+
+class NoteVersionOut(NoteVersionSummary):
+    notes: dict[str, Any]
+    engine: dict[str, Any] | None = None
+
+
+class AddendumOut(BaseModel):
+    id: int
+    text: str
+    author_id: UUID
+    author_name: str
+    created_at: datetime
+
+
+class NotesReview(BaseModel):
+    session_id: UUID
+    status: Literal["draft", "signed"]
+    current_version: int
+    notes: dict[str, Any] = Field(description="The current version (the signed one once signed)")
+    signature: NoteSignature | None = None
+    versions: list[NoteVersionSummary]
+    addenda: list[AddendumOut] = Field(default_factory=list)
+    unreviewed_flags: list[str] = Field(default_factory=list, description="Flag ids to confirm or dismiss before signing")
+    machine_update_pending: bool = Field(
+        False, description="Regenerated notes arrived but were not applied (signed, or edited since the regeneration)")

@@ -23,6 +23,7 @@ from shared.logging import get_logger
 from shared.settings import Settings
 from shared.telemetry import current_trace_id
 from services.gateway.state import GatewayState
+from services.gateway.notes_review import FlagNotFound, ReviewConflict, ReviewInvalid
 from services.gateway.uploads import UploadRejected
 
 log = get_logger(__name__)
@@ -193,7 +194,18 @@ async def upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:
     return JSONResponse({"detail": exc.reason, "code": exc.code}, status_code=exc.status_code)
 
 
+async def review_refused(_: Request, exc: Exception) -> JSONResponse:
+    """The notes review's refusals (services/gateway/notes_review.py): 409 with a code, 422, 404."""
+    if isinstance(exc, ReviewConflict):
+        return JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=409)
+    if isinstance(exc, FlagNotFound):
+        return JSONResponse({"detail": "risk flag not found", "code": "flag_not_found"}, status_code=404)
+    return JSONResponse({"detail": str(exc), "code": "invalid_review"}, status_code=422)
+
+
 def add_error_handlers(app: FastAPI) -> None:
+    for refusal in (ReviewConflict, ReviewInvalid, FlagNotFound):
+        app.add_exception_handler(refusal, review_refused)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(UploadRejected, upload_rejected)
     app.add_exception_handler(DBAPIError, invalid_data)

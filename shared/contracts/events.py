@@ -33,6 +33,8 @@ class Topic(str, Enum):
     # Commands (imperative topics): re-run a stage on demand.
     NOTES_REGENERATE = "notes.regenerate"
     TRANSCRIPT_REMERGE = "transcript.remerge"
+    # Facts for other systems (no service of this project consumes them).
+    NOTES_SIGNED = "notes.signed"
 
     @property
     def dlq(self) -> str:
@@ -270,6 +272,17 @@ class TranscriptRemerge(Event):
     requested_by: UUID | None = None
 
 
+class NotesSigned(Event):
+    """A therapist signed the session's notes (ids only: fetch the notes with the API).
+    Signed notes never change again; addenda may follow."""
+
+    owner_id: UUID
+    patient_id: UUID | None = None
+    version: int = Field(description="The signed version of the notes")
+    signed_by: UUID
+    signed_at: datetime
+
+
 TOPIC_MODELS: dict[Topic, type[Event]] = {
     Topic.AUDIO_UPLOADED: AudioUploaded,
     Topic.TRANSCRIPT_READY: TranscriptReady,
@@ -284,6 +297,7 @@ TOPIC_MODELS: dict[Topic, type[Event]] = {
     Topic.SESSION_DELETED: SessionDeleted,
     Topic.NOTES_REGENERATE: NotesRegenerate,
     Topic.TRANSCRIPT_REMERGE: TranscriptRemerge,
+    Topic.NOTES_SIGNED: NotesSigned,
 }
 
 MODEL_TOPICS: dict[type[Event], Topic] = {m: t for t, m in TOPIC_MODELS.items()}

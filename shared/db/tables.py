@@ -266,3 +266,50 @@ notes_inputs = Table(
     Column("traceparent", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# --- gateway: review and sign-off of clinical notes (docs/adr/0008-notes-review-and-sign-off.md) --
+# Every row hangs off its session (ON DELETE CASCADE): a session's deletion removes its note
+# versions and addenda in the same transaction. Written by the gateway only.
+note_reviews = Table(
+    "note_reviews",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    Column("current_version", Integer, nullable=False),
+    Column("signed_version", Integer),
+    Column("signed_by", UUID(as_uuid=True)),
+    Column("signed_by_name", Text),
+    Column("signed_at", DateTime(timezone=True)),
+    # Regenerated machine notes replace human edits only when the regeneration was asked for
+    # with discard_edits while this version was current.
+    Column("accept_machine_after", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+note_versions = Table(
+    "note_versions",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", Text, nullable=False),  # machine, edit or flag_review
+    Column("notes", JSONB, nullable=False),
+    Column("author_id", UUID(as_uuid=True)),  # None: the machine
+    Column("author_name", Text),
+    Column("base_version", Integer),
+    Column("changes", JSONB, nullable=False, server_default="[]"),  # [{"field", "detail"}], no note text
+    Column("source_digest", Text),  # machine versions: sha256 of the notes they were made from
+    Column("engine", JSONB),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("session_id", "version"),
+)
+
+note_addenda = Table(
+    "note_addenda",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("session_id", UUID(as_uuid=True), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author_id", UUID(as_uuid=True), nullable=False),
+    Column("author_name", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_note_addenda_session", "session_id", "id"),
+)

@@ -22,7 +22,7 @@ from tests.conftest import DATA, ROOT
 from tests.e2e.conftest import DEMO
 
 CONFIG = ROOT / "docs" / "api" / "openapi-python-client.yaml"
-TEXT_EXPORTS = ("txt", "vtt", "rttm", "soap", "dap")
+TEXT_EXPORTS = ("txt", "vtt", "rttm", "soap", "dap", "birp", "ehr")
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +117,8 @@ def test_generated_client_reads_everything(pipeline, client_package):
     srt, docx = _export(pkg, client, sid, "srt"), _export(pkg, client, sid, "docx")
     assert isinstance(srt, types.File) and b"-->" in srt.payload.read()
     assert isinstance(docx, types.File) and docx.payload.read()[:2] == b"PK"  # a zip: the Word document
+    pdf = _export(pkg, client, sid, "pdf")
+    assert isinstance(pdf, types.File) and pdf.payload.read()[:5] == b"%PDF-"
     audio = _module(pkg, "api.sessions.audio_api_sessions_session_id_audio_get").sync(session_id=sid, client=client)
     assert isinstance(audio, types.File) and audio.payload.read() == content
 

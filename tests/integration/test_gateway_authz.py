@@ -50,7 +50,7 @@ PASSWORD = "correct-horse-battery"
 NEW_PASSWORD = "another-long-password"
 PUBLIC = {"/healthz", "/readyz", "/api/auth/token", "/api/auth/refresh", "/", "/static", "/docs",
           "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics", "/asyncapi.json"}
-EXPORT_FORMATS = ["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"]
+EXPORT_FORMATS = ["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "birp", "ehr", "docx", "pdf"]
 SECRET_TEXT = "zanzibar-secret-marker"  # appears in A's transcript and notes only
 
 
@@ -308,6 +308,15 @@ def _body(method: str, path: str, patient_id, wav: bytes) -> dict:
         return {"json": {"display_name": "Patient Alpha Secretname"}}
     if method == "PATCH" and path.endswith("/segments/{index}"):
         return {"json": {"text": "How was your week?"}}  # the recognised text: changes nothing
+    # notes review: edits name the version they were made on (CURRENT: read just before the call)
+    if method == "PATCH" and path.endswith("/notes"):
+        return {"json": {"base_version": CURRENT, "notes": {"triggers": ["matrix edit"]}}}
+    if method == "POST" and path.endswith("/review"):
+        return {"json": {"base_version": CURRENT, "decision": "confirmed"}}
+    if method == "POST" and path.endswith("notes:sign"):
+        return {"json": {"base_version": CURRENT}}
+    if method == "POST" and path.endswith("/addenda"):
+        return {"json": {"text": "matrix addendum"}}
     return {}
 
 
@@ -325,11 +334,12 @@ def _calls(app, session_id, patient_id, account_id=None) -> list[dict]:
         if _is_public(path):
             continue
         params = set(route.param_convertors) if hasattr(route, "param_convertors") else set()
-        unknown = params - {"session_id", "patient_id", "fmt", "therapist_id", "index"}
+        unknown = params - {"session_id", "patient_id", "fmt", "therapist_id", "index", "version", "flag_id"}
         assert not unknown, f"new route {path} has parameters {unknown}: teach the authorization matrix about it"
         urls = [path.replace("{fmt}", fmt) for fmt in EXPORT_FORMATS] if "fmt" in params else [path]
         urls = [u.replace("{session_id}", str(session_id)).replace("{patient_id}", str(patient_id))
-                .replace("{therapist_id}", str(account_id)).replace("{index}", "0") for u in urls]
+                .replace("{therapist_id}", str(account_id)).replace("{index}", "0").replace("{version}", "1")
+                .replace("{flag_id}", "f1") for u in urls]
         if path.startswith("/api/admin/"):
             scope = "admin"
         elif params & {"session_id", "patient_id"} or path == "/api/sessions/upload":  # upload: by its patient
@@ -347,6 +357,21 @@ def _calls(app, session_id, patient_id, account_id=None) -> list[dict]:
     return calls
 
 
+CURRENT = object()  # stands for the notes' current version in a generated body
+
+
+def _with_current_version(client: httpx.Client, call: dict) -> dict:
+    """The call's kwargs with CURRENT replaced by the notes' current version as the caller
+    sees it (1 when the caller cannot read it: the call must then fail on ownership)."""
+    body = call["kw"].get("json")
+    if not isinstance(body, dict) or body.get("base_version") is not CURRENT:
+        return call["kw"]
+    session_url = call["url"].split("/notes")[0]
+    review = client.get(f"{session_url}/notes/review")
+    version = review.json()["current_version"] if review.status_code == 200 else 1
+    return {**call["kw"], "json": {**body, "base_version": version}}
+
+
 def _http(gw: LiveGateway, token: str | None, call: dict) -> httpx.Response:
     with gw.client(token) as client:
         if call["kind"] == "sse":
@@ -362,7 +387,7 @@ def _http(gw: LiveGateway, token: str | None, call: dict) -> httpx.Response:
                 else:
                     response.read()
                 return response
-        return client.request(call["method"], call["url"], **call["kw"])
+        return client.request(call["method"], call["url"], **_with_current_version(client, call))
 
 
 async def _ws_connect(url: str):
@@ -390,7 +415,8 @@ def test_route_table_is_covered(world):
     # The matrix must reach the sensitive families (guards against the generator silently skipping).
     for needle in ("/status/stream", "/ws/", "/export/soap", "/audio", "/speakers", "notes:regenerate",
                    "transcript:remerge", "/api/patients/", "/api/admin/therapists", "/deactivate", "/reactivate",
-                   "/api/auth/logout", "/api/auth/password", "/links"):
+                   "/api/auth/logout", "/api/auth/password", "/links", "/notes/review", "/notes/versions/1",
+                   "notes:sign", "/notes/flags/f1/review", "/notes/addenda", "/export/pdf", "/export/ehr"):
         assert any(needle in p for p in paths), needle
     assert any(c["method"] == "DELETE" and "/api/patients/" in c["url"] for c in calls)
     assert any(c["method"] == "DELETE" and "/api/sessions/" in c["url"] for c in calls)

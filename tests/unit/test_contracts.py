@@ -10,7 +10,7 @@ import pytest
 
 from shared.contracts.events import (
     TOPIC_MODELS, AudioRef, AudioUploaded, DiarizationFailed, DiarizationReady, Engine, ErrorInfo, MergedSegment,
-    MergedWord, NotesEngine, NotesFailed, NotesReady, NotesRegenerate, SessionDeleted, SessionProgress,
+    MergedWord, NotesEngine, NotesFailed, NotesReady, NotesRegenerate, NotesSigned, SessionDeleted, SessionProgress,
     SessionStatus, SpeakerInfo, SpeakerTurn, Stage, StageState, Timing, Topic, TranscriptFailed, TranscriptMerged,
     TranscriptReady, TranscriptRemerge, TranscriptSegment, Word, topic_of,
 )
@@ -48,6 +48,8 @@ EXAMPLES = {
     Topic.SESSION_DELETED: SessionDeleted(session_id=SID),
     Topic.NOTES_REGENERATE: NotesRegenerate(session_id=SID, backend="offline"),
     Topic.TRANSCRIPT_REMERGE: TranscriptRemerge(session_id=SID),
+    Topic.NOTES_SIGNED: NotesSigned(session_id=SID, owner_id=SID, version=3, signed_by=SID,
+                                    signed_at=datetime(2026, 11, 30, tzinfo=timezone.utc)),
 }
 
 

@@ -33,6 +33,9 @@ def test_attachment_names():
     assert attachment_name(sid, "dap", "Zoë O'Brien / \"x\"\r\n", when) == "Zoe-O-Brien-x-2026-03-02-dap.md"
     assert attachment_name(sid, "docx", None, None) == f"session-{str(sid)[:8]}-undated-docx.docx"
     assert attachment_name(sid, "srt", "../..", when) == f"session-{str(sid)[:8]}-2026-03-02-srt.srt"
+    assert attachment_name(sid, "birp", "Jane Doe", when) == "Jane-Doe-2026-03-02-birp.md"
+    assert attachment_name(sid, "ehr", "Jane Doe", when) == "Jane-Doe-2026-03-02-ehr.txt"
+    assert attachment_name(sid, "pdf", "Jane Doe", when) == "Jane-Doe-2026-03-02-pdf.pdf"
 
 
 @pytest.mark.parametrize("fmt", sorted(EXPORT_TYPES))
@@ -42,7 +45,7 @@ def test_nothing_is_ready_for_a_fresh_session(fmt):
 
 def test_transcript_only_session():
     ready = detail(transcript_segments=SEGMENTS, speakers=SPEAKERS)
-    assert [f for f in sorted(EXPORT_TYPES) if _not_ready(f, ready) is None] == ["docx", "json", "srt", "txt", "vtt"]
+    assert [f for f in sorted(EXPORT_TYPES) if _not_ready(f, ready) is None] == ["docx", "json", "pdf", "srt", "txt", "vtt"]
 
 
 def test_text_renderers_follow_the_format():
@@ -60,16 +63,19 @@ def test_notes_renderers_follow_the_format():
 
     notes = ClinicalNotes(key_topics=["sleep"], therapist_notes="Client reports poor sleep.").model_dump(mode="json")
     ready = detail(extracted_notes=notes, speakers=SPEAKERS, notes_engine={"backend": "offline"})
-    assert [f for f in sorted(EXPORT_TYPES) if _not_ready(f, ready) is None] == ["dap", "docx", "notes.json", "soap"]
+    assert [f for f in sorted(EXPORT_TYPES) if _not_ready(f, ready) is None] == [
+        "birp", "dap", "docx", "ehr", "notes.json", "pdf", "soap"]
     assert json.loads(_render_text("notes.json", ready)) == notes
-    soap, dap = _render_text("soap", ready), _render_text("dap", ready)
-    assert "Subjective" in soap and "Data" in dap and soap != dap
+    soap, dap, birp = _render_text("soap", ready), _render_text("dap", ready), _render_text("birp", ready)
+    assert "Subjective" in soap and "Data" in dap and "## I — Intervention" in birp and len({soap, dap, birp}) == 3
+    ehr = _render_text("ehr", ready)
+    assert "Client reports poor sleep." in ehr and "THERAPIST NOTE" in ehr and "**" not in ehr
 
 
 def test_a_session_without_speech_exports_empty_but_valid_documents():
     silent = detail(transcript_segments=[], speakers=[], diarization={"turns": [], "speaker_count": 0}, language="en")
     ready = [f for f in sorted(EXPORT_TYPES) if _not_ready(f, silent) is None]
-    assert ready == ["docx", "json", "rttm", "srt", "txt", "vtt"]  # notes: 409 until notes exist
+    assert ready == ["docx", "json", "pdf", "rttm", "srt", "txt", "vtt"]  # notes: 409 until notes exist
     assert _render_text("txt", silent) == "" and _render_text("srt", silent) == ""
     assert _render_text("vtt", silent).strip() == "WEBVTT"
     assert parse_rttm(_render_text("rttm", silent)) == {}

@@ -8,10 +8,10 @@ import ast
 import inspect
 from pathlib import Path
 
-from services.gateway.routes import admin, auth, exports, health, patients, sessions, streams
+from services.gateway.routes import admin, auth, exports, health, patients, review, sessions, streams
 
 GATEWAY = Path(__file__).resolve().parents[2] / "services" / "gateway"
-RESOURCES = (health, auth, admin, patients, sessions, exports, streams)
+RESOURCES = (health, auth, admin, patients, sessions, exports, streams, review)
 MAX_ROUTE_LINES = 40
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.gateway.routes import admin, auth, exports, health, patients, session_actions, sessions, streams
+from services.gateway.routes import (admin, auth, exports, health, patients, review, session_actions, sessions,
+                                     streams)
 
 api_router = APIRouter()
-for _resource in (health, auth, admin, patients, sessions, session_actions, exports, streams):
+for _resource in (health, auth, admin, patients, sessions, session_actions, exports, streams, review):
     api_router.include_router(_resource.router)
 
 __all__ = ["api_router"]

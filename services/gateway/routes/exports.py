@@ -1,5 +1,7 @@
 """Downloads: the transcript (txt, json, srt, vtt), the diarization (rttm) and the notes
-(notes.json, SOAP and DAP markdown, docx), each as an attachment, each read audited."""
+(notes.json, SOAP, DAP and BIRP markdown, plain text for an EHR, docx, pdf), each as an
+attachment, each read audited. Notes exports show the notes' current version (the signed
+one once signed) with its review status and addenda (docs/adr/0008-notes-review-and-sign-off.md)."""
 
 from __future__ import annotations
 
@@ -16,20 +18,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.events import SpeakerInfo
 from shared.contracts.notes import ClinicalNotes
-from services.gateway import exports, queries
+from services.gateway import exports, queries, review_flow
 from services.gateway.deps import DB, ERRORS, ExportReader, State, committing, owned_session
-from services.gateway.notes_render import SessionMeta, render_dap, render_soap
+from services.gateway.notes_pdf import to_pdf
+from services.gateway.notes_render import ReviewInfo, SessionMeta, render_birp, render_dap, render_soap
+from services.gateway.notes_text import render_ehr
 from services.gateway.readmodel import session_detail
 from services.gateway.schemas import ErrorBody, SessionDetail
 from services.gateway.state import GatewayState
 
-ExportFormat = Literal["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"]
+ExportFormat = Literal["txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "birp", "ehr", "docx", "pdf"]
 EXPORT_TYPES = {
     "txt": "text/plain; charset=utf-8", "json": "application/json", "srt": "application/x-subrip",
     "vtt": "text/vtt; charset=utf-8", "rttm": "text/plain; charset=utf-8", "notes.json": "application/json",
     "soap": "text/markdown; charset=utf-8", "dap": "text/markdown; charset=utf-8",
+    "birp": "text/markdown; charset=utf-8", "ehr": "text/plain; charset=utf-8",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "pdf": "application/pdf",
 }
+NOTES_TEXT = {"soap": render_soap, "dap": render_dap, "birp": render_birp, "ehr": render_ehr}
+DOCUMENTS = ("docx", "pdf")  # notes and transcript, built in memory: off the event loop
 TEXT = {"type": "string"}
 BINARY = {"type": "string", "format": "binary"}
 JSON_DOCUMENT = {"type": "object", "additionalProperties": True}
@@ -44,7 +52,11 @@ EXPORT_OPERATIONS: dict[str, tuple[dict, str]] = {
     "notes.json": (JSON_DOCUMENT, "The clinical notes (ClinicalNotes) as JSON"),
     "soap": (TEXT, "The notes as a SOAP note in Markdown"),
     "dap": (TEXT, "The notes as a DAP note in Markdown"),
+    "birp": (TEXT, "The notes as a BIRP note (behavior, intervention, response, plan) in Markdown"),
+    "ehr": (TEXT, "The notes as plain text to paste into an EHR (no markdown): risk flags, sections, "
+                  "signature, addenda"),
     "docx": (BINARY, "Transcript and notes as a Word document"),
+    "pdf": (BINARY, "Notes (risk flags on top, review status, addenda) then the transcript, as a PDF"),
 }
 
 
@@ -66,9 +78,9 @@ def _not_ready(fmt: str, detail: SessionDetail) -> str | None:
         return "the transcript is not ready yet"
     if fmt == "rttm" and detail.diarization is None:
         return "no diarization for this session"
-    if fmt in ("notes.json", "soap", "dap") and not notes:
+    if fmt in ("notes.json", *NOTES_TEXT) and not notes:
         return "no notes for this session yet"
-    if fmt == "docx" and segments is None and not notes:
+    if fmt in DOCUMENTS and segments is None and not notes:
         return "neither a transcript nor notes for this session yet"
     return None
 
@@ -82,11 +94,23 @@ def _engine(detail: SessionDetail) -> str | None:
     return (detail.notes_engine or {}).get("backend")
 
 
-def _render_notes(fmt: str, detail: SessionDetail) -> str:
-    meta = SessionMeta(session_date=detail.session_date, duration_s=detail.duration_seconds,
-                       speakers=[SpeakerInfo.model_validate(s) for s in detail.speakers], engine=_engine(detail))
+def _meta(detail: SessionDetail, review: ReviewInfo | None) -> SessionMeta:
+    flags = (detail.extracted_notes or {}).get("risk_flags") or []
+    return SessionMeta(session_date=detail.session_date, duration_s=detail.duration_seconds,
+                       speakers=[SpeakerInfo.model_validate(s) for s in detail.speakers], engine=_engine(detail),
+                       review=review, flag_reviews=[f.get("review") for f in flags])
+
+
+def _render_notes(fmt: str, detail: SessionDetail, review: ReviewInfo | None = None) -> str:
     notes = ClinicalNotes.model_validate(detail.extracted_notes)
-    return (render_soap if fmt == "soap" else render_dap)(notes, meta)
+    return NOTES_TEXT[fmt](notes, _meta(detail, review))
+
+
+def _render_pdf(detail: SessionDetail, review: ReviewInfo | None) -> bytes:
+    notes = ClinicalNotes.model_validate(detail.extracted_notes) if detail.extracted_notes else None
+    meta = _meta(detail, review)
+    meta.title = "Session notes and transcript"
+    return to_pdf(notes, meta, detail.transcript_segments or [], detail.speakers)
 
 
 def _render_docx(detail: SessionDetail) -> bytes:
@@ -95,7 +119,7 @@ def _render_docx(detail: SessionDetail) -> bytes:
     return exports.to_docx(detail.extracted_notes, detail.transcript_segments or [], detail.speakers, meta)
 
 
-def _render_text(fmt: str, detail: SessionDetail) -> str:
+def _render_text(fmt: str, detail: SessionDetail, review: ReviewInfo | None = None) -> str:
     segments, speakers = detail.transcript_segments or [], detail.speakers
     if fmt == "json":
         return exports.to_json(segments, speakers, session_id=str(detail.id), language=detail.language,
@@ -104,13 +128,14 @@ def _render_text(fmt: str, detail: SessionDetail) -> str:
         return exports.to_rttm(detail.diarization["turns"], str(detail.id))
     if fmt == "notes.json":
         return json.dumps(detail.extracted_notes, indent=2)
-    if fmt in ("soap", "dap"):
-        return _render_notes(fmt, detail)
+    if fmt in NOTES_TEXT:
+        return _render_notes(fmt, detail, review)
     return {"txt": exports.to_txt, "srt": exports.to_srt, "vtt": exports.to_vtt}[fmt](segments, speakers)
 
 
 EXTENSIONS = {"txt": "txt", "json": "json", "srt": "srt", "vtt": "vtt", "rttm": "rttm", "notes.json": "json",
-              "soap": "md", "dap": "md", "docx": "docx"}
+              "soap": "md", "dap": "md", "birp": "md", "ehr": "txt",
+              "docx": "docx", "pdf": "pdf"}
 LABELS = {"notes.json": "notes"}
 
 
@@ -130,13 +155,17 @@ def attachment_name(session_id: UUID, fmt: str, patient: str | None = None, when
 
 async def export(session_id: UUID, fmt: ExportFormat, therapist_id: UUID, state: GatewayState, db: AsyncSession) -> Response:
     row = await owned_session(session_id, therapist_id, db)
+    async with committing(db):  # the notes' versions first, so the export shows the current one
+        review = await review_flow.export_review(db, session_id, await queries.results_row(db, session_id))
     detail = await session_detail(db, state.blobs, row)
     if (reason := _not_ready(fmt, detail)) is not None:
         raise HTTPException(409, reason)
-    if fmt == "docx":  # python-docx builds the document in memory: off the event loop
+    if fmt == "docx":  # python-docx and reportlab build the document in memory: off the event loop
         body: str | bytes = await asyncio.to_thread(_render_docx, detail)
+    elif fmt == "pdf":
+        body = await asyncio.to_thread(_render_pdf, detail, review)
     else:
-        body = _render_text(fmt, detail)
+        body = _render_text(fmt, detail, review)
     patient = await queries.owned_patient(db, row.patient_id, therapist_id) if row.patient_id else None
     async with committing(db):
         await queries.audit(db, therapist_id, session_id, f"export:{fmt}")

@@ -37,6 +37,7 @@ from services.gateway import queries
 from services.gateway.deps import DB, ERRORS, AudioReader, State, Therapist, committing, owned_session
 from services.gateway.readmodel import liveness, session_detail
 from services.gateway.routes.exports import ready_exports
+from services.gateway.review_flow import before_regenerate
 from services.gateway.schemas import (
     Accepted,
     BoundedDatetime,
@@ -304,11 +305,15 @@ async def patch_speakers(session_id: UUID, body: SpeakerPatch, therapist_id: The
 
 
 @router.post("/api/sessions/{session_id}/notes:regenerate", response_model=Accepted, status_code=202,
-             responses=ERRORS, summary="Re-run notes, optionally with another backend")
+             responses={**ERRORS, 409: {"model": ErrorBody, "description": "Signed, or edited without discard_edits"}},
+             summary="Re-run notes, optionally with another backend (refused once signed or, without "
+                     "discard_edits, once a therapist edited them)")
 async def regenerate_notes(session_id: UUID, therapist_id: Therapist, state: State, db: DB,
                            body: RegenerateRequest | None = None) -> Accepted:
     row = await owned_session(session_id, therapist_id, db)
     async with committing(db):
+        await before_regenerate(db, session_id, await queries.results_row(db, session_id),
+                                bool(body and body.discard_edits))
         await enqueue(db, regenerate_command(row, therapist_id, body.backend if body else None), SOURCE)
     state.publish_soon()
     return Accepted(id=session_id, status="extracting_notes")

@@ -1,0 +1,131 @@
+"""The notes as plain content, shared by the "copy for EHR" text export and the PDF:
+risk flags (active first, dismissed apart, never dropped), then the notes sections, then
+the review status and addenda. Plain text only: no markdown, no HTML, no control
+characters, so it pastes cleanly into any EHR's free-text field. Pure functions; no I/O."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+from shared.contracts.notes import ClinicalNotes, RiskFlag
+from services.gateway.notes_render import (
+    SessionMeta,
+    _stamp,
+    _ts,
+    flag_pairs,
+    is_high,
+    review_status,
+    review_status_line,
+    review_text,
+)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def one_line(text: object) -> str:
+    """Text on one line, control characters gone."""
+    return " ".join(_CONTROL.sub(" ", str(text or "")).split())
+
+
+def paragraph(text: object) -> str:
+    """Free text keeping its line breaks (trimmed), control characters gone."""
+    lines = [" ".join(line.split()) for line in _CONTROL.sub(" ", str(text or "")).replace("\r", "").split("\n")]
+    return "\n".join(lines).strip()
+
+
+def plain_date(value: date | datetime | str | None) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    return one_line(value)
+
+
+def flag_line(flag: RiskFlag, review: dict | None) -> str:
+    prio = "HIGH PRIORITY - " if is_high(flag) else ""
+    who = f", {one_line(flag.role or flag.speaker)}" if (flag.role or flag.speaker) else ""
+    line = (f"{prio}{flag.category.value.replace('_', ' ')}, severity {flag.severity.value}, at {_ts(flag.start)}{who}: "
+            f"\"{one_line(flag.evidence)}\" (source: {flag.source.value})")
+    if flag.rationale:
+        line += f". {one_line(flag.rationale)}"
+    if review_status(review) != "unreviewed":
+        line += f". {one_line(review_text(review))}"
+    return line
+
+
+def risk_lines(notes: ClinicalNotes, meta: SessionMeta) -> tuple[str, list[str], list[str]]:
+    """(heading, active flag lines, dismissed flag lines)."""
+    active, dismissed = flag_pairs(notes, meta.flag_reviews)
+    high = sum(1 for f, _ in active if is_high(f))
+    if not active and not dismissed:
+        heading = "Risk flags: none raised (absence of flags is not a risk assessment)"
+    else:
+        heading = f"Risk flags: {len(active)} active, {high} high priority" + (
+            f", {len(dismissed)} dismissed by the clinician" if dismissed else "")
+    return heading, [flag_line(f, r) for f, r in active], [flag_line(f, r) for f, r in dismissed]
+
+
+def sections(notes: ClinicalNotes) -> list[tuple[str, list[str], bool]]:
+    """(title, items, is_list) of every notes section, in reading order; empty ones included
+    as "None recorded." so the reader knows nothing was left out."""
+    quotes = [f"{_ts(q.start)} {one_line(q.role or q.speaker)}: \"{one_line(q.quote)}\"" + (f" ({one_line(q.why)})" if q.why else "")
+              for q in notes.significant_quotes]
+    strategies = [f"{one_line(s.name)} ({one_line(s.category)}; {one_line(s.status)})" + (f": {one_line(s.context)}" if s.context else "")
+                  for s in notes.strategies]
+    actions = [f"{one_line(a.task)} ({one_line(a.category)}, owner: {one_line(a.owner)})" + (f": {one_line(a.details)}" if a.details else "")
+               for a in notes.action_items]
+    mood = f"Session mood: {notes.session_mood.value.replace('_', ' ')}; trajectory: {notes.mood_trajectory.value}"
+    return [
+        ("Summary", [paragraph(notes.topic_summary)] if notes.topic_summary else [], False),
+        ("Mood", [mood], False),
+        ("Key topics", [one_line(t) for t in notes.key_topics], True),
+        ("Emotional themes", [one_line(t) for t in notes.emotional_themes], True),
+        ("Triggers", [one_line(t) for t in notes.triggers], True),
+        ("Significant quotes", quotes, True),
+        ("Interventions and strategies", strategies, True),
+        ("Homework and action items", actions, True),
+        ("Follow up next session", [one_line(t) for t in notes.follow_up_topics], True),
+        ("Unresolved concerns", [one_line(t) for t in notes.unresolved_concerns], True),
+        ("Therapist note", [paragraph(notes.therapist_notes)] if notes.therapist_notes else [], False),
+        ("Client summary", [paragraph(notes.patient_summary)] if notes.patient_summary else [], False),
+    ]
+
+
+def header_lines(meta: SessionMeta) -> list[str]:
+    lines = [f"Date: {plain_date(meta.session_date)}",
+             f"Duration: {_ts(meta.duration_s) if meta.duration_s is not None else 'unknown'}"]
+    if meta.speakers:
+        lines.append("Speakers: " + ", ".join(
+            f"{one_line(s.display_name or s.label)} ({one_line(s.role or 'role unknown')})" for s in meta.speakers))
+    if meta.engine:
+        lines.append(f"Generated by: {one_line(meta.engine)}")
+    lines.append(f"Status: {review_status_line(meta.review)}")
+    return lines
+
+
+def addenda_lines(meta: SessionMeta) -> list[str]:
+    if meta.review is None:
+        return []
+    return [f"{_stamp(a.get('at'))}, {one_line(a.get('author'))}: {paragraph(a.get('text'))}" for a in meta.review.addenda]
+
+
+def render_ehr(notes: ClinicalNotes, meta: SessionMeta | None = None) -> str:
+    """The "copy for EHR" block: plain text, headings in capitals, one item per line."""
+    meta = meta or SessionMeta()
+    out = [one_line(meta.title).upper(), *header_lines(meta), ""]
+    heading, active, dismissed = risk_lines(notes, meta)
+    out += [heading.split(":")[0].upper() + ":" + heading.split(":", 1)[1], *[f"- {line}" for line in active]]
+    if dismissed:
+        out += ["Dismissed by the clinician (kept for the record):", *[f"- {line}" for line in dismissed]]
+    out.append("")
+    for title, items, is_list in sections(notes):
+        out.append(title.upper())
+        out += ([f"- {item}" for item in items] if is_list else items) or ["None recorded."]
+        out.append("")
+    addenda = addenda_lines(meta)
+    if addenda:
+        out += ["ADDENDA (after signing)", *[f"- {line}" for line in addenda], ""]
+    return "\n".join(out).rstrip() + "\n"
