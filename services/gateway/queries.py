@@ -209,8 +209,10 @@ async def session_page(db: AsyncSession, therapist_id: UUID, *, patient_id: UUID
                        limit: int) -> list:
     """Newest first; ``after`` is the (created_at, id) of the previous page's last row."""
     query = (
-        select(sessions, session_status.c.status, session_status.c.percent)
-        .select_from(sessions.outerjoin(session_status, session_status.c.session_id == sessions.c.id))
+        select(sessions, session_status.c.status, session_status.c.percent,
+               func.coalesce(func.jsonb_array_length(session_results.c.quality_warnings), 0).label("quality_warning_count"))
+        .select_from(sessions.outerjoin(session_status, session_status.c.session_id == sessions.c.id)
+                     .outerjoin(session_results, session_results.c.session_id == sessions.c.id))
         .where(sessions.c.therapist_id == therapist_id)
     )
     if patient_id:

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from shared.contracts.events import QualityWarning
+
 # Dates the API accepts. Outside them nothing is a real session, and near year 1 or 9999
 # an offset moves the instant out of what Python and PostgreSQL can represent.
 EARLIEST_DATE = datetime(1900, 1, 1, tzinfo=timezone.utc)
@@ -141,6 +143,7 @@ class SessionSummary(BaseModel):
     progress: int
     audio_filename: str | None = None
     duration_seconds: float
+    quality_warning_count: int = Field(0, description="How many transcript quality warnings the session has")
 
 
 class SessionList(BaseModel):
@@ -177,6 +180,8 @@ class SessionDetail(BaseModel):
     patient_summary: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     processed_at: datetime | None = None
+    quality_warnings: list[QualityWarning] = Field(
+        default_factory=list, description="Transcript quality checks: spans to review against the audio")
 
 
 class StatusMessage(BaseModel):

@@ -94,7 +94,7 @@ def result_values(event: Event) -> dict:
     if isinstance(event, DiarizationReady):
         return {"diarization": payload}
     if isinstance(event, TranscriptMerged):
-        return {"merged": payload, "merged_version": event.version}
+        return {"merged": payload, "merged_version": event.version, "quality_warnings": payload["quality_warnings"]}
     if isinstance(event, NotesReady):
         return {"notes": payload["notes"], "notes_engine": payload["engine"], "notes_error": None}
     if isinstance(event, NotesFailed):

@@ -193,7 +193,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 def _summary(r) -> SessionSummary:
     return SessionSummary(id=r.id, patient_id=r.patient_id, session_date=r.session_date, created_at=r.created_at,
                           status=r.status or "uploading", progress=r.percent or 0, audio_filename=r.audio_filename,
-                          duration_seconds=r.duration_s)
+                          duration_seconds=r.duration_s, quality_warning_count=r.quality_warning_count or 0)
 
 
 @router.get("/api/sessions", response_model=SessionList, responses=ERRORS)

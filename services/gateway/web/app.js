@@ -195,7 +195,8 @@
     list.replaceChildren(...data.items.map((s) => el("li", { "data-testid": "session-item", "data-session-id": s.id },
       el("button", { type: "button", class: "linklike", onclick: () => openSession(s.id),
         text: `${s.audio_filename || "recording"}${patientName(s.patient_id) ? " · " + patientName(s.patient_id) : ""}` }),
-      el("span", { class: "status", text: `${s.status} ${s.progress}% · ${new Date(s.created_at).toLocaleString()}` }))));
+      el("span", { class: "status", text: `${s.status} ${s.progress}% · ${new Date(s.created_at).toLocaleString()}` +
+        (s.quality_warning_count ? ` · ${s.quality_warning_count} to review` : "") }))));
     if (!data.items.length) list.append(el("li", { class: "muted", text: "No sessions yet" }));
   }
 
@@ -351,7 +352,18 @@
     renderProgress({ status: d.status, progress: d.progress, message: d.message, stages: d.stages,
       estimated_time_remaining: d.estimated_time_remaining, warnings: d.warnings, error: d.error });
     renderTranscript(d);
+    renderQuality(d.quality_warnings || []);
     renderNotes(d);
+  }
+
+  // Transcript quality checks: each with a button that plays its span.
+  function renderQuality(warnings) {
+    $("quality-warnings").replaceChildren(...warnings.map((w) => el("li", { "data-testid": "quality-warning",
+      "data-kind": w.kind, "data-severity": w.severity },
+      el("span", { text: `${w.severity === "warning" ? "⚠" : "ℹ"} ${w.message} ` }),
+      w.start_s == null ? null : el("button", { type: "button", class: "quote-link", "data-testid": "quality-seek",
+        "data-start": String(w.start_s), "aria-label": `Play from ${clock(w.start_s)}`, onclick: () => seek(w.start_s),
+        text: `Review ${clock(w.start_s)}` }))));
   }
 
   // ---- transcript + player -------------------------------------------------------------
