@@ -42,6 +42,26 @@ def recordings() -> list[tuple[str, str, Path]]:
     return out
 
 
+def reference_speech(name: str, path: Path) -> list[tuple[float, float]] | None:
+    """Where the reference says someone speaks (AMI RTTM, generated lines), to judge
+    long_silence and text_in_silence warnings; None when there is no reference."""
+    from services.gateway.rttm import parse_rttm
+
+    if name.startswith("ami_"):
+        rttm = DATA / ("ami_train/ami_train.rttm" if "trn" in name else "ami_dev.rttm")
+        uri = name.removeprefix("ami_")
+        return [(t.start, t.end) for t in parse_rttm(rttm.read_text()).get(uri, [])]
+    if name.startswith("espeak") and path.with_suffix(".json").exists():
+        return [(line["start"], line["end"]) for line in json.loads(path.with_suffix(".json").read_text())["lines"]]
+    return None
+
+
+def speech_inside(spans: list[tuple[float, float]] | None, start: float | None, end: float | None) -> float | None:
+    if spans is None or start is None or end is None:
+        return None
+    return round(sum(max(0.0, min(e, end) - max(s, start)) for s, e in spans), 2)
+
+
 def stages(name: str, path: Path, models: dict) -> tuple[dict, dict]:
     """transcript.ready- and diarization.ready-like payloads, cached by name."""
     cached = CACHE / f"{name}.json"
@@ -102,6 +122,9 @@ def main() -> None:
         transcript, diarization = stages(name, path, models)
         row = {"recording": name, "split": split, "duration_s": round(transcript["duration_s"], 1),
                **evaluate(transcript, diarization, t)}
+        reference = reference_speech(name, path)
+        for w in row["warnings"]:
+            w["reference_speech_in_span_s"] = speech_inside(reference, w["start_s"], w["end_s"])
         rows.append(row)
         print(name, split, len(row["warnings"]), [w["kind"] for w in row["warnings"]], row["stats"], file=sys.stderr)
     summary = {}
