@@ -4,7 +4,9 @@ Runs the real offline stages (faster-whisper tiny.en, the built-in diarizer) and
 joiner's merge on each recording, then services/joiner/quality.py with the default
 thresholds, and reports every warning and the statistics the thresholds sit against.
 Tuned on: AMI train excerpts trn00-09 and the short espeak-ng dialogue. Held out: AMI
-dev00/dev01, jfk.flac, pyannote_sample.wav and two long generated sessions (seeds 3, 4).
+dev00/dev01, jfk.flac, pyannote_sample.wav, two generated 2-minute sessions (seeds 3, 4)
+and four blind-set scripts (tests/data/blind_clinical 01, 16, 18, 02) voiced with
+espeak-ng. "should_warn": jfk with 40 s of silence inserted, a French espeak-ng dialogue.
 
     .venv/bin/python -m bench.quality_calibration   # -> bench/results/quality_calibration.json
 """
@@ -39,7 +41,34 @@ def recordings() -> list[tuple[str, str, Path]]:
     for seed in (3, 4):
         out.append((f"espeak_session_s{seed}", "held_out",
                     generate_dialogue(long_session(2.0, 2, seed=seed), seed=seed, uri=f"s{seed}").wav))
-    return out
+    for sid in ("01", "16", "18", "02"):  # written blind for issue 14: individual, couple, family; 3-10 min
+        script = json.loads((DATA / "blind_clinical" / f"session_{sid}.json").read_text())
+        turns = [(line["speaker"], line["text"]) for line in script["lines"]]
+        out.append((f"blind_session_{sid}", "held_out", generate_dialogue(turns, uri=f"blind{sid}").wav))
+    return out + troubled()
+
+
+FRENCH = [("a", "Bonjour, comment allez-vous depuis la dernière fois que nous nous sommes vus ?"),
+          ("b", "Pas très bien, je dors mal et je pense beaucoup au travail le soir."),
+          ("a", "Qu'est-ce qui vous empêche de dormir, à votre avis ?"),
+          ("b", "Mon responsable me donne toujours plus de travail et je m'inquiète la nuit."),
+          ("a", "Avez-vous essayé l'exercice de respiration dont nous avons parlé la semaine dernière ?"),
+          ("b", "Oui, deux fois, et cela m'a un peu aidé, mais j'ai oublié les autres soirs.")]
+
+
+def troubled() -> list[tuple[str, str, Path]]:
+    """Recordings that should warn (split "should_warn"): sensitivity, not false alarms."""
+    from tests.audio_gen import generate_dialogue, write_wav
+    import numpy as np
+
+    jfk = decode_audio(DATA / "jfk.flac")
+    gap = CACHE / "jfk_gap40.wav"
+    if not gap.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        quiet = np.random.default_rng(1).standard_normal(40 * 16000).astype(np.float32) * 1e-3
+        write_wav(gap, np.concatenate([jfk, quiet, jfk]))
+    french = generate_dialogue(FRENCH, voices={"a": ("fr", 40, 160), "b": ("fr+f3", 70, 150)}, uri="fr").wav
+    return [("jfk_gap40", "should_warn", gap), ("espeak_french", "should_warn", french)]
 
 
 def reference_speech(name: str, path: Path) -> list[tuple[float, float]] | None:
@@ -51,7 +80,7 @@ def reference_speech(name: str, path: Path) -> list[tuple[float, float]] | None:
         rttm = DATA / ("ami_train/ami_train.rttm" if "trn" in name else "ami_dev.rttm")
         uri = name.removeprefix("ami_")
         return [(t.start, t.end) for t in parse_rttm(rttm.read_text()).get(uri, [])]
-    if name.startswith("espeak") and path.with_suffix(".json").exists():
+    if name.startswith(("espeak", "blind")) and path.with_suffix(".json").exists():
         return [(line["start"], line["end"]) for line in json.loads(path.with_suffix(".json").read_text())["lines"]]
     return None
 
@@ -79,7 +108,7 @@ def stages(name: str, path: Path, models: dict) -> tuple[dict, dict]:
     return transcript, diarization
 
 
-def evaluate(transcript: dict, diarization: dict, t: QualityThresholds) -> dict:
+def evaluate(transcript: dict, diarization: dict, t: QualityThresholds, requested: str | None = None) -> dict:
     sid = uuid.uuid4()
     now = "2026-01-01T00:00:00Z"
     timing = {"started_at": now, "finished_at": now, "processing_s": 0, "audio_s": 0, "rtf": 0}
@@ -88,7 +117,8 @@ def evaluate(transcript: dict, diarization: dict, t: QualityThresholds) -> dict:
                            engine={"backend": "builtin"}, timing=timing)
     merged = build_merged(sid, ready, ready.segments, dia, 1, [])
     data = QualityInput(segments=ready.segments, merged=merged.segments, turns=dia.turns, duration_s=ready.duration_s,
-                        language=ready.language, language_probability=ready.language_probability)
+                        language=ready.language, language_probability=ready.language_probability,
+                        requested_language=requested)
     warnings = check_transcript(data, t)
     return {"warnings": [w.model_dump() for w in warnings], "stats": statistics_of(ready, merged, t)}
 
@@ -122,13 +152,15 @@ def main() -> None:
         transcript, diarization = stages(name, path, models)
         row = {"recording": name, "split": split, "duration_s": round(transcript["duration_s"], 1),
                **evaluate(transcript, diarization, t)}
+        if name == "espeak_french":  # as uploaded with language=fr
+            row["warnings_with_fr_requested"] = evaluate(transcript, diarization, t, "fr")["warnings"]
         reference = reference_speech(name, path)
         for w in row["warnings"]:
             w["reference_speech_in_span_s"] = speech_inside(reference, w["start_s"], w["end_s"])
         rows.append(row)
         print(name, split, len(row["warnings"]), [w["kind"] for w in row["warnings"]], row["stats"], file=sys.stderr)
     summary = {}
-    for split in ("tuned", "held_out"):
+    for split in ("tuned", "held_out", "should_warn"):
         part = [r for r in rows if r["split"] == split]
         minutes = sum(r["duration_s"] for r in part) / 60
         n = sum(len(r["warnings"]) for r in part)

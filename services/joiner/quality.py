@@ -53,8 +53,8 @@ class _TimedWord:
 
 
 def clock(seconds: float) -> str:
-    """mm:ss (h:mm:ss past an hour): times in messages."""
-    total = max(0, int(round(seconds)))
+    """mm:ss (h:mm:ss past an hour), truncated like the page's player clock."""
+    total = max(0, int(seconds))
     h, rest = divmod(total, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -208,7 +208,7 @@ def test_warnings_are_in_time_order_with_session_wide_first():
 
 
 def test_clock_format():
-    assert clock(0) == "00:00" and clock(75.4) == "01:15" and clock(3725) == "1:02:05"
+    assert clock(0) == "00:00" and clock(75.9) == "01:15" and clock(3725) == "1:02:05"
 
 
 def test_no_words_at_all_is_one_silence():
