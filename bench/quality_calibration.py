@@ -5,7 +5,7 @@ joiner's merge on each recording, then services/joiner/quality.py with the defau
 thresholds, and reports every warning and the statistics the thresholds sit against.
 Tuned on: AMI train excerpts trn00-09 and the short espeak-ng dialogue. Held out: AMI
 dev00/dev01, jfk.flac, pyannote_sample.wav, two generated 2-minute sessions (seeds 3, 4)
-and three blind-set scripts (tests/data/blind_clinical 01, 16, 18) voiced with
+and two blind-set scripts (tests/data/blind_clinical 01, 16) voiced with
 espeak-ng. "should_warn": jfk with 40 s of silence inserted, a French espeak-ng dialogue.
 
     .venv/bin/python -m bench.quality_calibration   # -> bench/results/quality_calibration.json
@@ -41,7 +41,7 @@ def recordings() -> list[tuple[str, str, Path]]:
     for seed in (3, 4):
         out.append((f"espeak_session_s{seed}", "held_out",
                     generate_dialogue(long_session(2.0, 2, seed=seed), seed=seed, uri=f"s{seed}").wav))
-    for sid in ("01", "16", "18"):  # written blind for issue 14: individual, couple, family; 3-4 min
+    for sid in ("01", "16"):  # written blind for issue 14: individual and couple, 3 min each
         script = json.loads((DATA / "blind_clinical" / f"session_{sid}.json").read_text())
         turns = [(line["speaker"], line["text"]) for line in script["lines"]]
         out.append((f"blind_session_{sid}", "held_out", generate_dialogue(turns, uri=f"blind{sid}").wav))
