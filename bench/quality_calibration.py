@@ -98,6 +98,12 @@ def stages(name: str, path: Path, models: dict) -> tuple[dict, dict]:
         data = json.loads(cached.read_text())
         return data["transcript"], data["diarization"]
     audio = decode_audio(path)
+    if not models:  # loaded on the first recording not in the cache
+        from services.diarizer.diarization import BuiltinDiarizer, DiarizerConfig
+        from services.transcriber.transcription import WhisperConfig, WhisperTranscriber
+
+        models.update(asr=WhisperTranscriber(WhisperConfig()), dia=BuiltinDiarizer(DiarizerConfig(num_threads=2)))
+        models["dia"].load()
     result = models["asr"].transcribe(audio)
     dia = models["dia"].diarize(audio)
     transcript = {"language": result.language, "language_probability": result.language_probability,
@@ -140,11 +146,7 @@ def statistics_of(ready: TranscriptReady, merged, t: QualityThresholds) -> dict:
 
 
 def main() -> None:
-    from services.diarizer.diarization import BuiltinDiarizer, DiarizerConfig
-    from services.transcriber.transcription import WhisperConfig, WhisperTranscriber
-
-    models = {"asr": WhisperTranscriber(WhisperConfig()), "dia": BuiltinDiarizer(DiarizerConfig(num_threads=2))}
-    models["dia"].load()
+    models: dict = {}
     t = QualityThresholds()
     started = time.time()
     rows = []
