@@ -150,7 +150,10 @@ def main() -> None:
     t = QualityThresholds()
     started = time.time()
     rows = []
+    cached_only = "--cached-only" in sys.argv  # re-score the cached stages only (no inference)
     for name, split, path in recordings():
+        if cached_only and not (CACHE / f"{name}.json").exists():
+            continue
         transcript, diarization = stages(name, path, models)
         row = {"recording": name, "split": split, "duration_s": round(transcript["duration_s"], 1),
                **evaluate(transcript, diarization, t)}
