@@ -190,6 +190,15 @@ class Settings(BaseSettings):
     )
     join_scheduler_interval_s: float = Field(1.0, description="How often the joiner checks deadlines.")
 
+    # --- Transcript quality checks (joiner; calibrated in bench/quality_calibration.py) ---
+    quality_silence_s: float = Field(30.0, description="A gap with no transcribed words this long is a long_silence warning.")
+    quality_wpm_fast: float = Field(320.0, description="Words per minute above which a speaker's run (>= 8 s) is flagged.")
+    quality_wpm_slow: float = Field(50.0, description="Words per minute below which a speaker's run (>= 8 s) is flagged.")
+    quality_repeat_min: int = Field(4, description="A 2-8 word phrase repeated this many times in a row is a repetition loop (one word: 6).")
+    quality_low_confidence_p: float = Field(0.4, description="Segments with a mean word probability below this, over >= 4 s, are low_confidence.")
+    quality_expected_language: str | None = Field(None, description="Language expected when the upload sets none (e.g. en); unset: only the requested one is checked.")
+    quality_max_per_kind: int = Field(10, description="At most this many quality warnings of each kind per session.")
+
     # --- Notes ------------------------------------------------------------------------
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint; unset: offline notes.")
     llm_api_key: str = Field("not-needed", description="API key for the LLM endpoint.")

@@ -255,7 +255,9 @@ async def session_page(db: AsyncSession, therapist_id: UUID, *, after: tuple[dat
         select(sessions, session_status.c.status, session_status.c.percent,
                session_status.c.updated_at.label("status_updated_at"),
                patients.c.display_name.label("patient_name"),
-               session_results.c.notes["risk_flags"].label("risk_flags"))
+               session_results.c.notes["risk_flags"].label("risk_flags"),
+               func.coalesce(func.jsonb_array_length(session_results.c.quality_warnings), 0)
+               .label("quality_warning_count"))
         .select_from(sessions.outerjoin(session_status, session_status.c.session_id == sessions.c.id)
                      .outerjoin(patients, patients.c.id == sessions.c.patient_id)
                      .outerjoin(session_results, session_results.c.session_id == sessions.c.id)),

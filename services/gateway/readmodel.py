@@ -208,4 +208,5 @@ async def session_detail(db: AsyncSession, blobs: BlobStore, row,
         risk_flags=(notes or {}).get("risk_flags", []),
         therapist_summary=(notes or {}).get("therapist_notes"), patient_summary=(notes or {}).get("patient_summary"),
         metrics=_stage_metrics(results),
+        quality_warnings=(results.quality_warnings if results is not None else None) or [],
     )

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from shared.contracts.events import QualityWarning
+
 # Dates the API accepts. Outside them nothing is a real session, and near year 1 or 9999
 # an offset moves the instant out of what Python and PostgreSQL can represent.
 EARLIEST_DATE = datetime(1900, 1, 1, tzinfo=timezone.utc)
@@ -153,6 +155,7 @@ class SessionSummary(BaseModel):
     stalled: bool = Field(False, description="Unfinished with no progress for TB_STALLED_AFTER_S")
     last_progress_at: datetime | None = None
     cancel_reason: str | None = None
+    quality_warning_count: int = Field(0, description="How many transcript quality warnings the session has")
 
 
 class SessionList(BaseModel):
@@ -204,7 +207,8 @@ class SessionDetail(BaseModel):
     cancel_reason: str | None = None
     edited_segments: int = Field(0, description="How many segments' text the therapist corrected")
     exports: list[str] = Field(default_factory=list, description="The export formats ready now (GET .../export/{fmt})")
-    quality_warnings: list[QualityWarning] = Field(default_factory=list)
+    quality_warnings: list[QualityWarning] = Field(
+        default_factory=list, description="Transcript quality checks: spans to review against the audio")
 
 
 class StatusMessage(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from shared.envelope import Envelope
 from shared.logging import get_logger
 from shared.telemetry import ServiceMetrics, work_span
 from services.joiner.join import build_merged, degraded_warning
+from services.joiner.quality import QualityThresholds
 from services.joiner.store import JoinRow, JoinStore, JoinTransaction
 
 log = get_logger(__name__)
@@ -42,6 +44,7 @@ class JoinDeps:
     service: str
     deadline_s: float
     inline_payload_max_bytes: int
+    quality: QualityThresholds = QualityThresholds()
 
 
 # --- events --------------------------------------------------------------------------------
@@ -144,7 +147,8 @@ async def _merge(
             raw = await deps.run_blocking(deps.blobs.get_json, transcript.segments_ref)
             segments = [TranscriptSegment.model_validate(s) for s in raw]
         version = row.merged_version + 1
-        merged = await deps.run_blocking(build_merged, row.session_id, transcript, segments or [], diarization, version, warnings)
+        build = partial(build_merged, quality=deps.quality)
+        merged = await deps.run_blocking(build, row.session_id, transcript, segments or [], diarization, version, warnings)
         if len(merged.model_dump_json()) > deps.inline_payload_max_bytes:
             merged.segments_ref = await deps.run_blocking(
                 deps.blobs.put_json, f"sessions/{row.session_id}/merged-v{version}.json",
@@ -153,6 +157,7 @@ async def _merge(
         await tx.save(row.session_id, merged_version=version, merged_at=deps.clock(), degraded=diarization is None,
                       late_diarization=False)
         await tx.publish(merged, traceparent or row.traceparent)
-    log.info("transcript_merged", version=version, diarized=merged.diarized, segments=len(merged.segments or []))
+    log.info("transcript_merged", version=version, diarized=merged.diarized, segments=len(merged.segments or []),
+             quality_warnings=len(merged.quality_warnings))
     return True
 

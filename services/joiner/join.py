@@ -8,6 +8,7 @@ from uuid import UUID
 
 from shared.contracts.events import DiarizationReady, TranscriptMerged, TranscriptReady, TranscriptSegment
 from services.joiner.merge import full_text, merge_transcript
+from services.joiner.quality import QualityInput, QualityThresholds, check_transcript
 from services.joiner.roles import apply_roles, infer_roles, speaker_infos
 
 UNKNOWN = "Unknown"
@@ -25,6 +26,7 @@ def build_merged(
     version: int,
     warnings: list[str],
     tolerance_s: float = 0.5,
+    quality: QualityThresholds | None = None,
 ) -> TranscriptMerged:
     turns = diarization.turns if diarization is not None else None
     merged = merge_transcript(segments, turns, tolerance_s=tolerance_s)
@@ -37,6 +39,10 @@ def build_merged(
         roles = {}
         speakers = speaker_infos(merged, {UNKNOWN: (None, 0.5)}) if merged else []
     role_of = {label: role for label, (role, _conf) in roles.items()}
+    checks = QualityInput(
+        segments=segments, merged=merged if diarized else None, turns=turns, duration_s=transcript.duration_s,
+        language=transcript.language, language_probability=transcript.language_probability,
+        requested_language=transcript.requested_language)
     return TranscriptMerged(
         session_id=session_id,
         version=version,
@@ -47,4 +53,5 @@ def build_merged(
         diarized=diarized,
         full_text=full_text(merged, role_of),
         warnings=warnings,
+        quality_warnings=check_transcript(checks, quality or QualityThresholds()),
     )

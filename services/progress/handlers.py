@@ -83,7 +83,7 @@ def result_values(event: Event) -> dict:
     if isinstance(event, DiarizationReady):
         return {"diarization": payload}
     if isinstance(event, TranscriptMerged):
-        return {"merged": payload, "merged_version": event.version}
+        return {"merged": payload, "merged_version": event.version, "quality_warnings": payload["quality_warnings"]}
     if isinstance(event, NotesReady):
         # when these notes were written: a regeneration is told apart from the notes it replaces
         engine = {**payload["engine"], "generated_at": (payload.get("timing") or {}).get("finished_at")}

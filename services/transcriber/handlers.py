@@ -36,6 +36,8 @@ async def transcribe_upload(event: AudioUploaded, progress: ProgressFn,
         segments=result.segments,
         engine=Engine(backend="faster-whisper", model=result.model_name, device=deps.device),
         timing=pending_timing(),
+        language_probability=getattr(result, "language_probability", None),
+        requested_language=event.options.language,
     )
     if len(ready.model_dump_json()) > deps.inline_max_bytes:
         ready.segments_ref = await deps.run_blocking(

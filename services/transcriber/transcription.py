@@ -35,6 +35,7 @@ class TranscriptionResult:
     segments: list[TranscriptSegment] = field(default_factory=list)
     processing_s: float = 0.0
     model_name: str = ""
+    language_probability: float | None = None
 
 
 def resolve_model(model: str) -> str:
@@ -89,7 +90,10 @@ class WhisperTranscriber:
                 Word(start=round(w.start, 3), end=round(w.end, 3), word=w.word, p=round(w.probability, 4))
                 for w in (seg.words or [])
             ]
-            segments.append(TranscriptSegment(start=round(seg.start, 3), end=round(seg.end, 3), text=seg.text.strip(), words=words))
+            segments.append(TranscriptSegment(
+                start=round(seg.start, 3), end=round(seg.end, 3), text=seg.text.strip(), words=words,
+                avg_logprob=round(seg.avg_logprob, 4), no_speech_prob=round(seg.no_speech_prob, 4),
+                compression_ratio=round(seg.compression_ratio, 3)))
             if progress and duration > 0:
                 progress(min(0.99, seg.end / duration), "transcribing")
         if progress:
@@ -100,4 +104,5 @@ class WhisperTranscriber:
             segments=segments,
             processing_s=time.perf_counter() - started,
             model_name=self.model_name,
+            language_probability=round(info.language_probability, 4) if info.language_probability is not None else None,
         )

@@ -119,6 +119,11 @@ class TranscriptSegment(BaseModel):
     end: float
     text: str
     words: list[Word] = Field(default_factory=list)
+    # The ASR's own confidence for the segment (faster-whisper; None from other backends).
+    # Added in schema_version 1 as optional fields: older payloads still validate.
+    avg_logprob: float | None = Field(None, description="Mean token log-probability of the segment")
+    no_speech_prob: float | None = Field(None, description="Probability the segment is not speech")
+    compression_ratio: float | None = Field(None, description="gzip compression ratio of the text (repetition)")
 
 
 class TranscriptReady(Event):
@@ -130,6 +135,8 @@ class TranscriptReady(Event):
     segments_ref: str | None = Field(None, description="Blob URI of a JSON list of segments (large sessions)")
     engine: Engine
     timing: Timing
+    language_probability: float | None = Field(None, description="The ASR's confidence in `language` (1.0 when forced)")
+    requested_language: str | None = Field(None, description="The language asked for on upload (None: detect)")
 
 
 class StageFailed(Event):
@@ -185,6 +192,16 @@ class SpeakerInfo(BaseModel):
     display_name: str | None = None
 
 
+class QualityWarning(BaseModel):
+    """A transcript quality check's finding, with the span to review (no transcript text)."""
+
+    kind: str = Field(description="words_per_minute, repetition_loop, long_silence, language_mismatch, low_confidence, text_in_silence")
+    severity: Literal["info", "warning"]
+    start_s: float | None = Field(None, description="Start of the span to review (None: the whole session)")
+    end_s: float | None = None
+    message: str = Field(description="Ids, times and numbers only: safe to log")
+
+
 class TranscriptMerged(Event):
     version: int = Field(1, description="Increments on every re-merge of the same session")
     language: str | None = None
@@ -195,6 +212,8 @@ class TranscriptMerged(Event):
     diarized: bool
     full_text: str | None = Field(None, description='"THERAPIST: ..." lines; None when in segments_ref')
     warnings: list[str] = Field(default_factory=list)
+    quality_warnings: list[QualityWarning] = Field(
+        default_factory=list, description="Transcript quality checks (services/joiner/quality.py)")
 
 
 # --- notes.ready -----------------------------------------------------------------------

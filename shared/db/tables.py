@@ -234,6 +234,8 @@ session_results = Table(
     Column("notes_engine", JSONB),
     Column("notes_error", JSONB),
     Column("metrics", JSONB, nullable=False, server_default="{}"),
+    # The latest merge's transcript quality checks (no transcript text: not sealed).
+    Column("quality_warnings", JSONB),
 )
 
 # --- notes: one row per notes run (idempotency claim + result) and the last input ----------

@@ -93,3 +93,28 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
 def test_published_schemas_are_current():
     stale = [str(p.name) for p, content in generate().items() if not p.exists() or p.read_text() != content]
     assert not stale, f"run `make docs`: stale {stale}"
+
+
+def test_payloads_from_before_the_quality_fields_still_decode():
+    """schema_version 1 gained optional fields (ASR confidences, quality_warnings): an
+    older producer's payload, without them, decodes with their defaults."""
+    ready = json.loads(encode(EXAMPLES[Topic.TRANSCRIPT_READY]))
+    for key in ("language_probability", "requested_language"):
+        ready.pop(key)
+    for seg in ready["segments"]:
+        for key in ("avg_logprob", "no_speech_prob", "compression_ratio"):
+            seg.pop(key)
+    old = decode(Topic.TRANSCRIPT_READY.value, json.dumps(ready).encode())
+    assert old.language_probability is None and old.segments[0].avg_logprob is None
+    merged = json.loads(encode(EXAMPLES[Topic.TRANSCRIPT_MERGED]))
+    merged.pop("quality_warnings")
+    assert decode(Topic.TRANSCRIPT_MERGED.value, json.dumps(merged).encode()).quality_warnings == []
+
+
+def test_a_quality_warning_has_exactly_the_published_shape():
+    from shared.contracts.events import QualityWarning
+
+    w = QualityWarning(kind="long_silence", severity="info", start_s=1.0, end_s=41.0, message="No speech for 40 s")
+    assert set(w.model_dump()) == {"kind", "severity", "start_s", "end_s", "message"}
+    with pytest.raises(ValueError):
+        QualityWarning(kind="x", severity="critical", message="m")

@@ -229,3 +229,29 @@ async def test_session_deleted_forgets_the_join(joiner):
     assert sid not in joiner.store.rows and sid in joiner.store.buried
     joiner.clock.advance(DEADLINE_S + 1)
     assert await handlers.check_deadlines(joiner.deps) == 0 and joiner.merged() == []
+
+
+async def test_the_merge_carries_quality_warnings_with_the_settings_thresholds():
+    """The joiner runs the quality checks on every merge, with the thresholds it was given:
+    the transcript asked for French but is English, and its 6 s recording with 1 s of
+    words has a silence over a 2 s limit."""
+    from services.joiner.quality import QualityThresholds
+
+    j = Joiner()
+    j.deps = JoinDeps(**{**j.deps.__dict__, "quality": QualityThresholds(silence_s=1.5)})
+    sid = uuid.uuid4()
+    event = transcript(sid)
+    event.requested_language = "fr"
+    await j.deliver(event)
+    await j.deliver(diarization(sid))
+    [merged] = j.merged()
+    got = {(w.kind, w.start_s, w.end_s) for w in merged.quality_warnings}
+    assert ("language_mismatch", None, None) in got
+    assert ("long_silence", 1.15, 3.0) in got and ("long_silence", 4.15, 6.0) in got
+
+
+async def test_a_clean_short_merge_has_no_quality_warnings(joiner):
+    sid = uuid.uuid4()
+    await joiner.deliver(transcript(sid))
+    await joiner.deliver(diarization(sid))
+    assert joiner.merged()[0].quality_warnings == []

@@ -186,3 +186,16 @@ async def test_session_deleted_forgets_the_read_model(progress):
     assert sid not in progress.store.views and sid not in progress.store.results
     assert not [s for s in progress.store.history if s.session_id == sid]
     assert sid in progress.store.buried
+
+
+async def test_quality_warnings_of_the_merge_are_kept_for_the_api(progress):
+    from shared.contracts.events import QualityWarning
+
+    sid = uuid.uuid4()
+    event = merged(sid)
+    event.quality_warnings = [QualityWarning(kind="long_silence", severity="info", start_s=3.0, end_s=48.0,
+                                             message="No speech transcribed for 45 s")]
+    for e in (uploaded(sid), transcript(sid), diarization(sid), event):
+        await progress.deliver(e)
+    assert progress.store.results[sid]["quality_warnings"] == [
+        {"kind": "long_silence", "severity": "info", "start_s": 3.0, "end_s": 48.0, "message": "No speech transcribed for 45 s"}]

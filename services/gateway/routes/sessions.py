@@ -210,7 +210,8 @@ def _summary(r, stalled_after_s: float) -> SessionSummary:
                           duration_seconds=r.duration_s, patient_name=r.patient_name,
                           max_risk_severity=max_severity(r.risk_flags), risk_flag_count=len(r.risk_flags or []),
                           stalled=live["stalled"], last_progress_at=r.status_updated_at or r.created_at,
-                          cancel_reason=r.cancel_reason)
+                          cancel_reason=r.cancel_reason,
+                          quality_warning_count=r.quality_warning_count or 0)
 
 
 def _page_cursor(rows: list, limit: int, sort: str, descending: bool, offset: int) -> str | None:

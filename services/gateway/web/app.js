@@ -345,7 +345,9 @@
     el("td", { "data-label": "Date", "data-testid": "session-date", text: day(s.session_date || s.created_at) }),
     el("td", { "data-label": "Patient", text: s.patient_name || patientName(s.patient_id) || "—" }),
     el("td", { "data-label": "Duration", "data-testid": "session-duration", text: duration(s.duration_seconds) }),
-    el("td", { "data-label": "Status" }, statusChip(s)),
+    el("td", { "data-label": "Status" }, statusChip(s), s.quality_warning_count
+      ? el("span", { class: "muted quality-count", "data-testid": "quality-count",
+        text: ` · ${s.quality_warning_count} to review` }) : null),
     el("td", { "data-label": "Risk" }, riskBadge(s.max_risk_severity, s.risk_flag_count)),
     el("td", { "data-label": "Recording" }, link));
   }
@@ -629,7 +631,7 @@
     const items = Array.isArray(warnings) ? warnings : [];
     $("quality-card").hidden = !items.length;
     $("quality-list").replaceChildren(...items.map((w) => el("li", { class: "quality-item", "data-testid": "quality-warning",
-      "data-kind": w.kind || "" },
+      "data-kind": w.kind || "", "data-severity": w.severity || "warning" },
     el("span", { class: "sev", text: w.severity || "warning" }), el("span", { text: w.message || w.kind || "" }),
     typeof w.start_s === "number" ? el("button", { type: "button", class: "secondary small", "data-testid": "quality-seek",
       "data-start": String(w.start_s), onclick: () => seek(w.start_s), text: `Play from ${clock(w.start_s)}` }) : null)));
