@@ -198,7 +198,7 @@ class SpeakerPatch(BaseModel):
     names: dict[Annotated[SafeText, Field(max_length=100)], SafeText] = Field(
         default_factory=dict, description="label -> display name")
     roles: dict[Annotated[SafeText, Field(max_length=100)], str | None] = Field(
-        default_factory=dict, description="label -> THERAPIST, CLIENT or null")
+        default_factory=dict, description="label -> THERAPIST, CLIENT, CLIENT 1, CLIENT 2, ... or null")
     swap_roles: bool = Field(False, description="Swap THERAPIST and CLIENT")
 
 
@@ -249,3 +249,15 @@ class AccountOut(BaseModel):
     role: str
     active: bool
     created_at: datetime
+
+
+# --- enrolled voice (routes/voice.py, ADR 0010) -------------------------------------------------
+class VoiceEnrolment(BaseModel):
+    enrolled: bool = Field(description="True once the embedding is stored and used in new sessions")
+    status: Literal["none", "pending", "enrolled", "failed"] = Field(
+        description="none: no enrolment; pending: the sample is being embedded; failed: see error")
+    sample_s: float | None = Field(None, description="Length of the enrolled sample")
+    requested_at: datetime | None = None
+    enrolled_at: datetime | None = None
+    model: str | None = Field(None, description="Embedding model (the diarizer's)")
+    error: str | None = None

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.gateway.routes import admin, auth, exports, health, patients, sessions, streams
+from services.gateway.routes import admin, auth, exports, health, patients, sessions, streams, voice
 
 api_router = APIRouter()
-for _resource in (health, auth, admin, patients, sessions, exports, streams):
+for _resource in (health, auth, admin, patients, sessions, exports, streams, voice):
     api_router.include_router(_resource.router)
 
 __all__ = ["api_router"]

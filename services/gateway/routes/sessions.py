@@ -60,6 +60,7 @@ UPLOAD_ERRORS = {**ERRORS, 413: {"model": ErrorBody}, 415: {"model": ErrorBody},
 AUDIO_CONTENT = {t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(set(CONTENT_TYPES.values()))}
 
 router = APIRouter(tags=["sessions"])
+ROLE_NAME = re.compile(r"THERAPIST|CLIENT|CLIENT [1-9][0-9]?")
 
 
 # --- upload -----------------------------------------------------------------------------------
@@ -238,12 +239,12 @@ async def delete_session(session_id: UUID, therapist_id: Therapist, state: State
 
 
 @router.patch("/api/sessions/{session_id}/speakers", response_model=SessionDetail, responses=ERRORS,
-              summary="Name speakers or fix/swap THERAPIST and CLIENT")
+              summary="Name speakers or fix/swap roles (THERAPIST, CLIENT, CLIENT 1, CLIENT 2, ...)")
 async def patch_speakers(session_id: UUID, body: SpeakerPatch, therapist_id: Therapist, state: State, db: DB) -> SessionDetail:
     row = await owned_session(session_id, therapist_id, db)
     for role in body.roles.values():
-        if role not in (None, "THERAPIST", "CLIENT"):
-            raise HTTPException(422, "roles must be THERAPIST, CLIENT or null")
+        if role is not None and not ROLE_NAME.fullmatch(role):
+            raise HTTPException(422, "roles must be THERAPIST, CLIENT, CLIENT 1, CLIENT 2, ... or null")
     names = {**(row.speaker_names or {}), **{k: v[:100] for k, v in body.names.items()}}
     overrides = dict(row.role_overrides or {})
     if body.swap_roles:
