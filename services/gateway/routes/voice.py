@@ -52,9 +52,10 @@ def decode_sample(fileobj, ext: str, min_s: float, max_s: float) -> tuple[bytes,
                 check_magic(ext, fh.read(16))
             check_decodes(path, max_s + 1.0)
             audio = decode_audio(path, SAMPLE_RATE, max_duration_s=max_s + 1.0)
-        except UploadRejected as exc:
-            raise _reject(exc.code, f"the voice sample is not usable: {exc.reason}") from exc
-        except AudioDecodeError as exc:
+        except (UploadRejected, AudioDecodeError) as exc:
+            if exc.code == "too_long":
+                raise _reject("too_long", f"the voice sample is longer than {max_s:.0f} s; it must be "
+                                          f"{min_s:.0f}-{max_s:.0f} s") from exc
             raise _reject(exc.code, f"the voice sample is not usable: {exc.reason}") from exc
     seconds = len(audio) / SAMPLE_RATE
     if seconds < min_s:
