@@ -24,6 +24,8 @@ NAME = "Dr Ada Byron"
 PASSWORD = "a-long-test-password-4711"
 THERAPIST_VOICE, CLIENT_VOICE, PARTNER_VOICE = VOICE_PALETTE[2], VOICE_PALETTE[1], VOICE_PALETTE[3]
 VOICE = "/api/therapists/me/voice"
+# Three sessions through every service on a shared 2-core machine: slow, not timed.
+pytestmark = pytest.mark.timeout(3000)
 
 
 @pytest.fixture(scope="module")

@@ -295,3 +295,55 @@ def test_enrol_pending_without_an_embedding_model_fails_the_request_with_the_rem
     store = FakeVoiceStore([sample])
     assert asyncio.run(enrol_pending(EnrolmentDeps(store=store, run_blocking=_inline, embed=None, model=None))) == 0
     assert store.finished == [(sample.therapist_id, None, None, NO_EMBEDDING_MODEL)]
+
+
+# --- the diarizer stage names the match in diarization.ready ---------------------------------------
+class _Result:
+    def __init__(self, centroids):
+        self.turns = [SpeakerTurn(start=0, end=1, speaker="SPEAKER_00"), SpeakerTurn(start=1, end=2, speaker="SPEAKER_01")]
+        self.speaker_count = 2
+        self.centroids = centroids
+
+
+def _stage_deps(centroids, enrolment):
+    from services.diarizer.handlers import DiarizationDeps
+
+    looked_up = []
+
+    async def enrolled(owner_id):
+        looked_up.append(owner_id)
+        return enrolment
+
+    deps = DiarizationDeps(run_blocking=_inline, load_audio=lambda uri: np.zeros(32000, dtype=np.float32),
+                           diarize=lambda audio, n, lo, hi, progress: _Result(centroids), engine=Engine(backend="builtin"),
+                           enrolment=enrolled, match_config=CFG)
+    return deps, looked_up
+
+
+def _upload():
+    from shared.contracts.events import AudioRef, AudioUploaded
+
+    return AudioUploaded(session_id=uuid.uuid4(), owner_id=ENROLMENT.therapist_id,
+                         audio=AudioRef(uri="blob://x", sha256="0", bytes=1, content_type="audio/wav", duration_s=2.0))
+
+
+def test_diarize_upload_names_the_owners_enrolled_voice():
+    from services.diarizer.handlers import diarize_upload
+
+    deps, looked_up = _stage_deps({"SPEAKER_00": near(THERAPIST_VOICE, 0.4), "SPEAKER_01": near(THERAPIST_VOICE, 0.95)},
+                                  ENROLMENT)
+    event = _upload()
+    ready, _ = asyncio.run(diarize_upload(event, lambda f, m="": None, deps))
+    assert looked_up == [event.owner_id]
+    assert ready.therapist_match.speaker == "SPEAKER_01" and ready.therapist_match.display_name == "Dr Ada Byron"
+    assert ready.therapist_match.confidence == 0.99
+
+
+def test_diarize_upload_without_enrolment_or_centroids_has_no_match():
+    from services.diarizer.handlers import diarize_upload
+
+    deps, _ = _stage_deps({"SPEAKER_00": THERAPIST_VOICE}, None)
+    assert asyncio.run(diarize_upload(_upload(), lambda f, m="": None, deps))[0].therapist_match is None
+    deps, looked_up = _stage_deps({}, ENROLMENT)  # e.g. the pyannote backend: no centroids
+    assert asyncio.run(diarize_upload(_upload(), lambda f, m="": None, deps))[0].therapist_match is None
+    assert looked_up == []
