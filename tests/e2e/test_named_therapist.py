@@ -65,12 +65,17 @@ def test_three_speakers_therapist_named_and_numbered_clients(named):
     detail = _process(named, gen)
     accuracy, mapping = word_speaker_accuracy(detail["transcript_segments"], gen.lines)
     print(f"\n3 speakers: word speaker accuracy {accuracy:.3f}, mapping {mapping}, speakers {detail['speakers']}")
-    assert sorted(mapping.values()) == ["client", "partner", "therapist"]
+    assert accuracy >= 0.9
+    total = sum(s["talk_time_s"] for s in detail["speakers"])
+    major = [s for s in detail["speakers"] if s["talk_time_s"] >= 0.05 * total]  # in order of first appearance
+    minor = [s for s in detail["speakers"] if s not in major]  # a stray cluster, if any: no role
+    assert sorted(mapping[s["label"]] for s in major) == ["client", "partner", "therapist"]
+    assert all(s["role"] is None for s in minor)
     speakers = {s["label"]: s for s in detail["speakers"]}
-    therapist = next(label for label, ref in mapping.items() if ref == "therapist")
+    therapist = next(s["label"] for s in major if mapping[s["label"]] == "therapist")
     assert speakers[therapist]["role"] == "THERAPIST" and speakers[therapist]["display_name"] == NAME
     assert 0.5 < speakers[therapist]["role_confidence"] <= 0.99
-    clients = [s for s in detail["speakers"] if s["label"] != therapist]  # in order of first appearance
+    clients = [s for s in major if s["label"] != therapist]
     assert [s["role"] for s in clients] == ["CLIENT 1", "CLIENT 2"]
     assert all(s["display_name"] is None for s in clients)
     assert f"{NAME}:" in detail["transcript_text"] and "CLIENT 2:" in detail["transcript_text"]
@@ -104,8 +109,11 @@ def test_two_speakers_therapist_named_and_client(named):
     _, mapping = word_speaker_accuracy(detail["transcript_segments"], gen.lines)
     print(f"\n2 speakers: mapping {mapping}, speakers {detail['speakers']}")
     speakers = {s["label"]: s for s in detail["speakers"]}
-    therapist = next(label for label, ref in mapping.items() if ref == "therapist")
-    client = next(label for label, ref in mapping.items() if ref == "client")
+    total = sum(s["talk_time_s"] for s in detail["speakers"])
+    major = [s["label"] for s in detail["speakers"] if s["talk_time_s"] >= 0.05 * total]
+    assert sorted(mapping[label] for label in major) == ["client", "therapist"]
+    therapist = next(label for label in major if mapping[label] == "therapist")
+    client = next(label for label in major if mapping[label] == "client")
     assert speakers[therapist]["role"] == "THERAPIST" and speakers[therapist]["display_name"] == NAME
     assert speakers[therapist]["role_confidence"] > 0.5
     assert speakers[client]["role"] == "CLIENT" and speakers[client]["display_name"] is None
