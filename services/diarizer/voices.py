@@ -35,8 +35,8 @@ class Enrolment:
 
 @dataclass(frozen=True)
 class MatchConfig:
-    threshold: float = 0.80
-    full: float = 0.92  # similarity at which the absolute term reaches 0.99
+    threshold: float = 0.90
+    full: float = 0.97  # similarity at which the absolute term reaches 0.99
     margin_full: float = 0.15  # lead over the runner-up at which the margin term reaches 0.99
 
 

@@ -347,3 +347,12 @@ def test_diarize_upload_without_enrolment_or_centroids_has_no_match():
     deps, looked_up = _stage_deps({}, ENROLMENT)  # e.g. the pyannote backend: no centroids
     assert asyncio.run(diarize_upload(_upload(), lambda f, m="": None, deps))[0].therapist_match is None
     assert looked_up == []
+
+
+def test_the_default_threshold_separates_the_measured_espeak_voices():
+    """ADR 0010: the enrolled voice's own centroid measured 0.986, another espeak-ng voice
+    in the same session 0.847; the default threshold (0.90) lies between them."""
+    cfg = MatchConfig()
+    assert match_enrolled({"A": near(THERAPIST_VOICE, 0.847)}, ENROLMENT, cfg) is None
+    match = match_enrolled({"A": near(THERAPIST_VOICE, 0.847), "B": near(THERAPIST_VOICE, 0.986)}, ENROLMENT, cfg)
+    assert match.speaker == "B" and match.confidence == pytest.approx(0.952, abs=0.002)
