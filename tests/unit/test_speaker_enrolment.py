@@ -355,4 +355,4 @@ def test_the_default_threshold_separates_the_measured_espeak_voices():
     cfg = MatchConfig()
     assert match_enrolled({"A": near(THERAPIST_VOICE, 0.847)}, ENROLMENT, cfg) is None
     match = match_enrolled({"A": near(THERAPIST_VOICE, 0.847), "B": near(THERAPIST_VOICE, 0.986)}, ENROLMENT, cfg)
-    assert match.speaker == "B" and match.confidence == pytest.approx(0.952, abs=0.002)
+    assert match.speaker == "B" and match.confidence == pytest.approx(0.952, abs=0.005)
