@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 
+import httpx
 import pytest
 
 from tests.audio_gen import VOICE_PALETTE, generate_dialogue, long_session, short_dialogue
@@ -37,6 +38,7 @@ def named(pipeline):
                     "--password-stdin"], input=PASSWORD, text=True, env=env, check=True, capture_output=True)
     api = Api(api0.base_url)
     api.login(email, PASSWORD)
+    api.email = email  # sessions on a loaded machine outlast an access token: _process signs in again
     sample = enrolment_sample(THERAPIST_VOICE)
     assert 20 <= sample.duration_s <= 60
     with open(sample.wav, "rb") as fh:
@@ -53,12 +55,23 @@ def named(pipeline):
 def _process(api: Api, gen) -> dict:
     response = api.upload(gen.wav)
     assert response.status_code == 202, response.text
-    detail = api.wait(response.json()["id"], lambda d: d["status"] in ("processed", "failed"), timeout_s=900)
+    deadline = time.monotonic() + 1800
+    while True:  # sign in again when the access token (TB_JWT_ACCESS_TTL_S) runs out meanwhile
+        api.login(api.email, PASSWORD)
+        try:
+            detail = api.wait(response.json()["id"], lambda d: d["status"] in ("processed", "failed"), timeout_s=600)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 401 or time.monotonic() > deadline:
+                raise
+            continue
+        if detail["status"] in ("processed", "failed") or time.monotonic() > deadline:
+            break
     assert detail["status"] == "processed", (detail["status"], detail["error"])
     return detail
 
 
 def test_three_speakers_therapist_named_and_numbered_clients(named):
+    named.login(named.email, PASSWORD)
     script = long_session(1.5, 3, seed=21)
     gen = generate_dialogue(script, voices={"therapist": THERAPIST_VOICE, "client": CLIENT_VOICE,
                                             "partner": PARTNER_VOICE}, seed=21)
@@ -104,6 +117,7 @@ def test_three_speakers_therapist_named_and_numbered_clients(named):
 
 
 def test_two_speakers_therapist_named_and_client(named):
+    named.login(named.email, PASSWORD)
     gen = generate_dialogue(short_dialogue(), voices={"therapist": THERAPIST_VOICE, "client": PARTNER_VOICE}, seed=22)
     detail = _process(named, gen)
     _, mapping = word_speaker_accuracy(detail["transcript_segments"], gen.lines)
@@ -120,6 +134,7 @@ def test_two_speakers_therapist_named_and_client(named):
 
 
 def test_deleting_the_enrolment_stops_the_naming(named):
+    named.login(named.email, PASSWORD)
     assert named.client.delete(VOICE, headers=named.headers).status_code == 204
     assert named.client.get(VOICE, headers=named.headers).json()["status"] == "none"
     gen = generate_dialogue(short_dialogue(), voices={"therapist": THERAPIST_VOICE, "client": PARTNER_VOICE}, seed=22)
