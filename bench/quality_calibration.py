@@ -14,7 +14,6 @@ espeak-ng. "should_warn": jfk with 40 s of silence inserted, a French espeak-ng 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 import uuid

@@ -185,6 +185,12 @@ class Settings(BaseSettings):
     hf_token: str | None = Field(None, validation_alias=_alias("HF_TOKEN"), description="Hugging Face token for hub pipelines.")
 
     # --- Join -------------------------------------------------------------------------
+    voice_sample_min_s: float = Field(20.0, description="Shortest accepted voice-enrolment sample (speech and pauses).")
+    voice_sample_max_s: float = Field(60.0, description="Longest accepted voice-enrolment sample.")
+    voice_match_threshold: float = Field(
+        0.90, description="Cosine similarity of a session speaker to the owner's enrolled voice from which that "
+        "speaker is the therapist (espeak-ng voices: same 0.986, different up to 0.847; ADR 0010).")
+    voice_enrolment_poll_s: float = Field(1.0, description="How often the diarizer looks for voice samples to enrol.")
     join_diarization_deadline_s: float = Field(
         120.0, description="How long the joiner waits for diarization after the transcript."
     )

@@ -149,6 +149,9 @@ class DiarizationResult:
     turns: list[SpeakerTurn]
     speaker_count: int
     stats: dict = field(default_factory=dict)
+    # label -> unit-length mean embedding of the windows inside that speaker's turns
+    # (speaker_centroids); the enrolled-voice matcher compares them (ADR 0010).
+    centroids: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- VAD
@@ -909,7 +912,8 @@ class BuiltinDiarizer:
         turns, stats = turns_from_features(features, num_speakers, min_speakers, max_speakers, self.config)
         out = relabel_by_first_appearance(turns)
         report(1.0, "diarization done")
-        return DiarizationResult(turns=out, speaker_count=len({t.speaker for t in out}), stats=stats)
+        return DiarizationResult(turns=out, speaker_count=len({t.speaker for t in out}), stats=stats,
+                                 centroids=speaker_centroids(features, out))
 
     def speech_probabilities(self, audio: np.ndarray) -> np.ndarray:
         """silero speech probability per 32 ms chunk (the VAD step, cacheable per file)."""
@@ -973,3 +977,54 @@ class BuiltinDiarizer:
                 emb[b0 : b0 + len(batch)] = self._encoder(torch.from_numpy(batch)).numpy()
                 report(0.25 + 0.6 * min(1.0, (b0 + len(batch)) / len(windows)), "embedding speakers")
         return emb
+
+    def voice_embedding(self, audio: np.ndarray) -> np.ndarray:
+        """The enrolment embedding of a one-speaker sample, computed exactly as a
+        session's windows are (same VAD, windows, loudness normalisation and encoder),
+        averaged (:func:`voice_embedding`)."""
+        if not self.loaded:
+            raise DiarizationError("diarizer not loaded: call load() first")
+        audio = np.asarray(audio, dtype=np.float32)
+        with self._lock:
+            features = self.speech_features(audio, self.speech_probabilities(audio))
+        return voice_embedding(features.emb)
+
+
+# --------------------------------------------------------------------------- enrolled voices
+def speaker_centroids(feat: SpeechFeatures, turns: Sequence[SpeakerTurn], min_cover: float = 0.8) -> dict[str, np.ndarray]:
+    """Unit-length mean embedding per speaker label, from the windows that lie (at least
+    ``min_cover`` of their length) inside that speaker's turns; a speaker with no such
+    window falls back to the windows whose centre is in its turns. Windows across a
+    speaker change are left out, so a centroid is one voice's, comparable with an
+    enrolment embedding (:meth:`BuiltinDiarizer.voice_embedding`)."""
+    if not len(feat.windows) or not turns:
+        return {}
+    labels = sorted({t.speaker for t in turns})
+    n_frames = 1 + feat.n_samples // MEL_HOP
+    owner = np.full(n_frames, -1, dtype=np.int32)
+    overlap = np.zeros(n_frames, dtype=bool)
+    for t in turns:
+        a, b = int(t.start * 100), min(n_frames, int(math.ceil(t.end * 100)))
+        k = labels.index(t.speaker)
+        overlap[a:b] |= (owner[a:b] >= 0) & (owner[a:b] != k)
+        owner[a:b] = k
+    owner[overlap] = -1
+    out: dict[str, np.ndarray] = {}
+    for k, label in enumerate(labels):
+        cover = np.array([np.mean(owner[s:e] == k) if e > s else 0.0 for s, e, _ in feat.windows])
+        pick = cover >= min_cover
+        if not pick.any():
+            pick = np.array([owner[min((s + e) // 2, n_frames - 1)] == k for s, e, _ in feat.windows])
+        if pick.any():
+            c = feat.emb[pick].mean(axis=0)
+            out[label] = (c / (np.linalg.norm(c) + 1e-9)).astype(np.float32)
+    return out
+
+
+def voice_embedding(emb: np.ndarray) -> np.ndarray:
+    """One voice's embedding from its window embeddings: their unit-length mean."""
+    if emb.shape[0] == 0:
+        raise DiarizationError("no speech found in the sample")
+    c = emb.mean(axis=0)
+    return (c / (np.linalg.norm(c) + 1e-9)).astype(np.float32)
+

@@ -10,7 +10,8 @@ from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from shared.topology import DIARIZER
 from shared.stage import on_audio_uploaded, on_session_deleted
-from services.diarizer.handlers import build_stage
+from services.diarizer.handlers import EnrolmentDeps, build_stage, enrol_pending
+from services.diarizer.voice_store import VoiceStore
 
 log = get_logger(__name__)
 
@@ -44,7 +45,12 @@ def load_backend(settings: Settings):
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "diarizer")
     diarizer, engine, reason = load_backend(settings)
-    deps = build_stage(runtime, diarizer, engine, reason)
+    voices = VoiceStore(runtime.session_factory)
+    deps = build_stage(runtime, diarizer, engine, reason, voices)
+    enrolment = EnrolmentDeps(store=voices, run_blocking=runtime.run_blocking,
+                              embed=getattr(diarizer, "voice_embedding", None) if reason is None else None,
+                              model=engine.model)
+    runtime.every("voice_enrolment", settings.voice_enrolment_poll_s, partial(enrol_pending, enrolment))
     runtime.consume(DIARIZER,
         {Topic.AUDIO_UPLOADED: partial(on_audio_uploaded, deps=deps),
          Topic.SESSION_DELETED: partial(on_session_deleted, deps=deps)},

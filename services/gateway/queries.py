@@ -23,6 +23,7 @@ from shared.db.tables import (
     session_status,
     sessions,
     status_history,
+    therapist_voices,
     therapists,
     token_families,
     refresh_tokens,
@@ -401,3 +402,28 @@ async def insert_addendum(db: AsyncSession, session_id: UUID, text_: str, author
 async def addenda_of(db: AsyncSession, session_id: UUID) -> list:
     query = select(note_addenda).where(note_addenda.c.session_id == session_id).order_by(note_addenda.c.id)
     return list((await db.execute(query)).all())
+
+
+# --- enrolled voices (therapist_voices, ADR 0010) -----------------------------------------------
+async def voice_row(db: AsyncSession, therapist_id: UUID):
+    """The therapist's enrolment, without the sample or the embedding bytes."""
+    tv = therapist_voices
+    query = select(tv.c.status, tv.c.sample_s, tv.c.model, tv.c.error, tv.c.requested_at, tv.c.enrolled_at,
+                   tv.c.request_id).where(tv.c.therapist_id == therapist_id)
+    return (await db.execute(query)).first()
+
+
+async def request_voice_enrolment(db: AsyncSession, therapist_id: UUID, pcm: bytes, sample_s: float) -> UUID:
+    """Replace any enrolment with a pending request carrying the decoded sample; the
+    diarizer embeds it and clears the sample. Returns the request id."""
+    request_id = uuid.uuid4()
+    values = {"request_id": request_id, "status": "pending", "sample_pcm": pcm, "sample_s": sample_s,
+              "embedding": None, "model": None, "error": None, "requested_at": func.now(), "enrolled_at": None}
+    await db.execute(pg_insert(therapist_voices).values(therapist_id=therapist_id, **values)
+                     .on_conflict_do_update(index_elements=[therapist_voices.c.therapist_id], set_=values))
+    return request_id
+
+
+async def delete_voice(db: AsyncSession, therapist_id: UUID) -> bool:
+    result = await db.execute(delete(therapist_voices).where(therapist_voices.c.therapist_id == therapist_id))
+    return result.rowcount > 0

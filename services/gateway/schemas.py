@@ -163,14 +163,6 @@ class SessionList(BaseModel):
     next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page")
 
 
-class QualityWarning(BaseModel):
-    kind: str
-    severity: Literal["info", "warning"] = "warning"
-    start_s: float | None = None
-    end_s: float | None = None
-    message: str = ""
-
-
 class SessionDetail(BaseModel):
     id: UUID
     patient_id: UUID | None = None
@@ -230,8 +222,8 @@ class SpeakerPatch(BaseModel):
     names: dict[Annotated[SafeText, Field(max_length=100)], SafeText] = Field(
         default_factory=dict, description="label -> display name")
     roles: dict[Annotated[SafeText, Field(max_length=100)],
-                Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z _-]{0,39}$")] | None] = Field(
-        default_factory=dict, description="label -> THERAPIST, CLIENT, another role (e.g. PARENT, INTERPRETER) or null")
+                Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9 _-]{0,39}$")] | None] = Field(
+        default_factory=dict, description="label -> THERAPIST, CLIENT, CLIENT 1, CLIENT 2, ..., another role (e.g. PARENT, INTERPRETER) or null")
     swap_roles: bool = Field(False, description="Swap THERAPIST and CLIENT")
 
 
@@ -402,3 +394,15 @@ class NotesReview(BaseModel):
     unreviewed_flags: list[str] = Field(default_factory=list, description="Flag ids to confirm or dismiss before signing")
     machine_update_pending: bool = Field(
         False, description="Regenerated notes arrived but were not applied (signed, or edited since the regeneration)")
+
+
+# --- enrolled voice (routes/voice.py, ADR 0010) -------------------------------------------------
+class VoiceEnrolment(BaseModel):
+    enrolled: bool = Field(description="True once the embedding is stored and used in new sessions")
+    status: Literal["none", "pending", "enrolled", "failed"] = Field(
+        description="none: no enrolment; pending: the sample is being embedded; failed: see error")
+    sample_s: float | None = Field(None, description="Length of the enrolled sample")
+    requested_at: datetime | None = None
+    enrolled_at: datetime | None = None
+    model: str | None = Field(None, description="Embedding model (the diarizer's)")
+    error: str | None = None

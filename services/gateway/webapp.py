@@ -41,6 +41,9 @@ SECURITY_HEADERS = {
 UPLOAD_PATH = "/api/sessions/upload"
 # Multipart framing (boundaries, part headers, the small form fields) on top of the file.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+# A voice-enrolment sample (at most a minute; 48 kHz stereo 24-bit WAV is 17 MB).
+VOICE_PATH = "/api/therapists/me/voice"
+VOICE_SAMPLE_MAX_BYTES = 32 * 1024 * 1024
 
 
 def _too_large(limit: int) -> JSONResponse:
@@ -60,12 +63,13 @@ class BodyLimit:
         self.upload_max = settings.upload_max_bytes
         self.upload_cap = settings.upload_max_bytes + MULTIPART_OVERHEAD_BYTES
         self.body_cap = settings.request_body_max_bytes
+        self.voice_cap = max(self.body_cap, VOICE_SAMPLE_MAX_BYTES + MULTIPART_OVERHEAD_BYTES)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cap = self.upload_cap if scope["path"] == UPLOAD_PATH else self.body_cap
+        cap = {UPLOAD_PATH: self.upload_cap, VOICE_PATH: self.voice_cap}.get(scope["path"], self.body_cap)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         read, exceeded, started = 0, False, False
 
@@ -97,7 +101,7 @@ class BodyLimit:
             if not exceeded:
                 raise
         if exceeded and not started:
-            limit = self.upload_max if scope["path"] == UPLOAD_PATH else self.body_cap
+            limit = {UPLOAD_PATH: self.upload_max, VOICE_PATH: VOICE_SAMPLE_MAX_BYTES}.get(scope["path"], self.body_cap)
             await _too_large(limit)(scope, receive, send)
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from shared.contracts.events import DiarizationReady, TranscriptMerged, TranscriptReady, TranscriptSegment
 from services.joiner.merge import full_text, merge_transcript
 from services.joiner.quality import QualityInput, QualityThresholds, check_transcript
-from services.joiner.roles import apply_roles, infer_roles, speaker_infos
+from services.joiner.roles import apply_roles, display_names, infer_roles, speaker_infos
 
 UNKNOWN = "Unknown"
 
@@ -32,9 +32,10 @@ def build_merged(
     merged = merge_transcript(segments, turns, tolerance_s=tolerance_s)
     diarized = bool(turns)
     if diarized:
-        roles = infer_roles(merged)
+        enrolled = diarization.therapist_match
+        roles = infer_roles(merged, enrolled=enrolled)
         merged = apply_roles(merged, roles)
-        speakers = speaker_infos(merged, roles)
+        speakers = speaker_infos(merged, roles, display_names(enrolled, list(roles)))
     else:
         roles = {}
         speakers = speaker_infos(merged, {UNKNOWN: (None, 0.5)}) if merged else []

@@ -17,13 +17,19 @@ threshold, one strong cue or two weak agreeing cues pass it, and a typical sessi
 several agreeing cues lands above 0.9. Below the threshold no role is assigned and the
 generic labels stay (a wrong "THERAPIST" in a clinical record is worse than none).
 
-More than two speakers (couples, family, group sessions, or a supervisor present): the
-most therapist-like speaker gets THERAPIST only if it beats *every* other speaker by the
-stricter ``multi_threshold``; everyone else keeps role None. We deliberately never call
-several people "CLIENT": which of them is "the" client is a clinical judgement, and
-generic labels are honest. Speakers with under ``minor_share`` of the talk time (stray
-diarization clusters, a brief interruption) are ignored when deciding whether a session
-is two-speaker, so a 2-second phantom SPEAKER_02 doesn't block the common case.
+More than two speakers (couples, family, group sessions): the most therapist-like
+speaker gets THERAPIST only if it beats *every* other speaker by the stricter
+``multi_threshold``; the others are then CLIENT 1, CLIENT 2, ... in order of first
+appearance (with two speakers the other one is plain CLIENT). When no one clearly leads,
+nobody gets a role: two roles are never forced onto three people, and generic labels are
+honest. Speakers with under ``minor_share`` of the talk time (stray diarization clusters,
+a brief interruption) are ignored when counting speakers and get no role, so a 2-second
+phantom SPEAKER_02 neither blocks the common two-speaker case nor becomes a client.
+
+An enrolled voice (ADR 0010) overrides the heuristics: the speaker the diarizer matched
+to the session owner's enrolment (``VoiceMatch``) is THERAPIST with the match's
+confidence, and every other major speaker is a client, numbered when there are several.
+The therapist can still rename speakers and change roles afterwards (PATCH .../speakers).
 
 "Unknown" (undiarized speech) never gets a role. Roles never replace labels: this module
 returns a mapping, and ``apply_roles`` only fills ``MergedSegment.role``.
@@ -36,7 +42,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.contracts.events import MergedSegment, SpeakerInfo
+from shared.contracts.events import MergedSegment, SpeakerInfo, VoiceMatch
 
 THERAPIST = "THERAPIST"
 CLIENT = "CLIENT"
@@ -45,6 +51,7 @@ UNKNOWN = "Unknown"
 __all__ = [
     "THERAPIST",
     "CLIENT",
+    "client_roles",
     "SpeakerFeatures",
     "speaker_features",
     "pair_score",
@@ -295,40 +302,40 @@ def _probability(d: float) -> float:
     return min(_MAX_CONFIDENCE, max(1.0 - _MAX_CONFIDENCE, p))
 
 
-def infer_roles(
-    merged: Sequence[MergedSegment],
-    threshold: float = 0.6,
-    multi_threshold: float = 0.75,
-    minor_share: float = 0.05,
-) -> dict[str, tuple[str | None, float]]:
-    """Map every speaker label in ``merged`` to (role or None, confidence).
+def client_roles(labels: Sequence[str]) -> list[str]:
+    """Role names for the clients, in order: CLIENT alone, else CLIENT 1, CLIENT 2, ..."""
+    if len(labels) == 1:
+        return [CLIENT]
+    return [f"{CLIENT} {i}" for i in range(1, len(labels) + 1)]
 
-    Confidence is the confidence of the session's role decision, in [0.5, 1.0]; the same
-    value is given to every speaker of the session (0.5 means no evidence either way,
-    e.g. one speaker or only "Unknown"). A role is None when the confidence is below the
-    threshold, for "Unknown", and for everyone but the therapist in sessions with more
-    than two (non-minor) speakers.
-    """
-    labels = list(dict.fromkeys(s.speaker for s in merged))
-    result: dict[str, tuple[str | None, float]] = {label: (None, 0.5) for label in labels}
-    feats = speaker_features(merged)
+
+def _major_speakers(feats: Mapping[str, SpeakerFeatures], minor_share: float) -> list[SpeakerFeatures]:
     total_talk = sum(f.talk_time_s for f in feats.values())
-    major = [f for f in feats.values() if total_talk <= 0 or f.talk_time_s >= minor_share * total_talk]
-    if len(major) < 2:
-        return result
+    return [f for f in feats.values() if total_talk <= 0 or f.talk_time_s >= minor_share * total_talk]
 
+
+def _assign(result: dict[str, tuple[str | None, float]], labels: Sequence[str], therapist: str | None,
+            conf: float, major: Sequence[str]) -> dict[str, tuple[str | None, float]]:
+    """Every label gets ``conf``; the therapist THERAPIST, the other major speakers client roles."""
+    for label in result:
+        result[label] = (None, conf) if label != UNKNOWN else (None, 0.5)
+    if therapist is None:
+        return result
+    result[therapist] = (THERAPIST, conf)
+    clients = [label for label in labels if label in major and label != therapist]
+    for label, role in zip(clients, client_roles(clients)):
+        result[label] = (role, conf)
+    return result
+
+
+def _heuristic_therapist(major: Sequence[SpeakerFeatures], threshold: float,
+                         multi_threshold: float) -> tuple[str | None, float]:
+    """(label of the therapist or None, confidence) from the lexical and talk-time cues."""
     if len(major) == 2:
         a, b = major
         p = _probability(pair_score(a, b))
         conf = max(p, 1.0 - p)
-        for label in result:
-            result[label] = (None, conf) if label != UNKNOWN else (None, 0.5)
-        if conf >= threshold:
-            therapist, client = (a, b) if p >= 0.5 else (b, a)
-            result[therapist.label] = (THERAPIST, conf)
-            result[client.label] = (CLIENT, conf)
-        return result
-
+        return ((a if p >= 0.5 else b).label if conf >= threshold else None), conf
     # Three or more: the candidate must beat every other speaker, so take its worst pair.
     best_label, best_margin = None, -math.inf
     for f in major:
@@ -336,12 +343,42 @@ def infer_roles(
         if margin > best_margin:
             best_label, best_margin = f.label, margin
     p = _probability(best_margin)
-    conf = max(p, 1.0 - p)
-    for label in result:
-        result[label] = (None, conf) if label != UNKNOWN else (None, 0.5)
-    if best_label is not None and p >= multi_threshold:
-        result[best_label] = (THERAPIST, conf)
-    return result
+    return (best_label if p >= multi_threshold else None), max(p, 1.0 - p)
+
+
+def infer_roles(
+    merged: Sequence[MergedSegment],
+    threshold: float = 0.6,
+    multi_threshold: float = 0.75,
+    minor_share: float = 0.05,
+    enrolled: VoiceMatch | None = None,
+) -> dict[str, tuple[str | None, float]]:
+    """Map every speaker label in ``merged`` to (role or None, confidence).
+
+    Confidence is the confidence of the session's role decision, in [0.5, 1.0]; the same
+    value is given to every speaker of the session (0.5 means no evidence either way,
+    e.g. one speaker or only "Unknown"). ``enrolled``: the diarizer's match of the
+    owner's enrolled voice, which decides the therapist when its speaker is in ``merged``.
+    A role is None below the threshold, for "Unknown" and for minor speakers.
+    """
+    labels = list(dict.fromkeys(s.speaker for s in merged))
+    result: dict[str, tuple[str | None, float]] = {label: (None, 0.5) for label in labels}
+    feats = speaker_features(merged)
+    major = _major_speakers(feats, minor_share)
+    major_labels = [f.label for f in major]
+    if enrolled is not None and enrolled.speaker in feats:
+        return _assign(result, labels, enrolled.speaker, enrolled.confidence, major_labels)
+    if len(major) < 2:
+        return result
+    therapist, conf = _heuristic_therapist(major, threshold, multi_threshold)
+    return _assign(result, labels, therapist, conf, major_labels)
+
+
+def display_names(enrolled: VoiceMatch | None, labels: Sequence[str]) -> dict[str, str]:
+    """label -> display name: the enrolled therapist's name on their speaker."""
+    if enrolled is None or not enrolled.display_name or enrolled.speaker not in labels:
+        return {}
+    return {enrolled.speaker: enrolled.display_name}
 
 
 def apply_roles(
@@ -352,7 +389,8 @@ def apply_roles(
 
 
 def speaker_infos(
-    merged: Sequence[MergedSegment], roles: Mapping[str, tuple[str | None, float]]
+    merged: Sequence[MergedSegment], roles: Mapping[str, tuple[str | None, float]],
+    names: Mapping[str, str] | None = None,
 ) -> list[SpeakerInfo]:
     """SpeakerInfo per label, in order of first appearance, for transcript.merged."""
     talk: dict[str, float] = {}
@@ -367,6 +405,7 @@ def speaker_infos(
                 role=role,
                 role_confidence=None if conf is None else round(conf, 3),
                 talk_time_s=round(t, 3),
+                display_name=(names or {}).get(label),
             )
         )
     return out

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 from shared.contracts.events import (
     DiarizationReady,
-    Topic,
     Event,
     NotesFailed,
     NotesReady,

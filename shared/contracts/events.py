@@ -163,11 +163,25 @@ class SpeakerTurn(BaseModel):
     speaker: str
 
 
+class VoiceMatch(BaseModel):
+    """The session's speaker whose voice matches the owner's enrolled voice (ADR 0010)."""
+
+    speaker: str = Field(description="Diarization label of the matched speaker")
+    therapist_id: UUID
+    display_name: str | None = Field(None, description="The therapist's name, for the speaker list")
+    similarity: float = Field(description="Cosine similarity of the speaker's centroid to the enrolment")
+    confidence: float = Field(ge=0.5, le=1.0, description="How sure the match is (threshold and scale: ADR 0010)")
+    similarities: dict[str, float] = Field(default_factory=dict, description="Every speaker's similarity")
+
+
 class DiarizationReady(Event):
     turns: list[SpeakerTurn]
     speaker_count: int
     engine: Engine
     timing: Timing
+    # Added in issue 14 (additive, schema_version stays 1; older consumers ignore it).
+    therapist_match: VoiceMatch | None = Field(
+        None, description="Set when the session owner has an enrolled voice and one speaker matches it")
 
 
 # --- transcript.merged -----------------------------------------------------------------
@@ -179,7 +193,8 @@ class MergedSegment(BaseModel):
     start: float
     end: float
     speaker: str = Field(description="Raw diarization label (SPEAKER_00...) or Unknown")
-    role: str | None = Field(None, description="THERAPIST, CLIENT or None when not inferred")
+    role: str | None = Field(
+        None, description="THERAPIST, CLIENT (two speakers), CLIENT 1, CLIENT 2, ... (more), or None when not inferred")
     text: str
     words: list[MergedWord] = Field(default_factory=list)
 

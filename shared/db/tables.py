@@ -147,6 +147,25 @@ sessions = Table(
     Column("cancel_reason", Text),
 )
 
+# A therapist's enrolled voice (ADR 0010). The gateway creates the row (status pending,
+# with the decoded 16 kHz int16 sample) and deletes it; the diarizer, which owns the
+# embedding model, fills in the embedding (float32 bytes) and clears the sample in one
+# UPDATE of the request it read (status enrolled or failed). No audio is kept once done.
+therapist_voices = Table(
+    "therapist_voices",
+    metadata,
+    Column("therapist_id", UUID(as_uuid=True), ForeignKey("therapists.id", ondelete="CASCADE"), primary_key=True),
+    Column("request_id", UUID(as_uuid=True), nullable=False),
+    Column("status", Text, nullable=False),  # pending, enrolled or failed
+    Column("sample_pcm", LargeBinary),  # only while pending
+    Column("sample_s", Float, nullable=False),
+    Column("embedding", LargeBinary),
+    Column("model", Text),
+    Column("error", Text),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("enrolled_at", DateTime(timezone=True)),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

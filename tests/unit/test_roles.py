@@ -123,7 +123,7 @@ def test_too_little_evidence_leaves_roles_unset():
     assert roles["SPEAKER_00"][0] is None and roles["SPEAKER_01"][0] is None
 
 
-def test_three_speakers_only_therapist_gets_a_role():
+def test_three_speakers_therapist_and_numbered_clients():
     base = _session("SPEAKER_01", "SPEAKER_00", False, 3)
     rnd = random.Random(7)
     merged, t = [], 0.0
@@ -137,8 +137,9 @@ def test_three_speakers_only_therapist_gets_a_role():
             t += dur + 0.5
     roles = infer_roles(merged)
     assert roles["SPEAKER_01"][0] == THERAPIST
-    assert roles["SPEAKER_00"][0] is None
-    assert roles["SPEAKER_02"][0] is None
+    # first appearance: SPEAKER_01 (therapist), SPEAKER_00, then SPEAKER_02
+    assert roles["SPEAKER_00"][0] == "CLIENT 1"
+    assert roles["SPEAKER_02"][0] == "CLIENT 2"
 
 
 def test_three_indistinct_speakers_get_no_roles():

@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.gateway.routes import (admin, auth, exports, health, patients, review, session_actions, sessions,
-                                     streams)
+                                     streams, voice)
 
 api_router = APIRouter()
-for _resource in (health, auth, admin, patients, sessions, session_actions, exports, streams, review):
+for _resource in (health, auth, admin, patients, sessions, session_actions, exports, streams, review, voice):
     api_router.include_router(_resource.router)
 
 __all__ = ["api_router"]

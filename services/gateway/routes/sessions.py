@@ -291,7 +291,7 @@ async def delete_session(session_id: UUID, therapist_id: Therapist, state: State
 
 
 @router.patch("/api/sessions/{session_id}/speakers", response_model=SessionDetail, responses=ERRORS,
-              summary="Name speakers or fix/swap THERAPIST and CLIENT")
+              summary="Name speakers or fix/swap roles (THERAPIST, CLIENT, CLIENT 1, CLIENT 2, ...)")
 async def patch_speakers(session_id: UUID, body: SpeakerPatch, therapist_id: Therapist, state: State, db: DB) -> SessionDetail:
     row = await owned_session(session_id, therapist_id, db)
     names = {**(row.speaker_names or {}), **{k: v[:100] for k, v in body.names.items()}}
