@@ -108,6 +108,28 @@ def task_transcribe(p: dict) -> dict:
     return _measure(p, _load_transcriber, lambda model, audio: model.transcribe(audio, p.get("language")), _transcript)
 
 
+def task_transcribe_file(p: dict) -> dict:
+    """The service's path for a file: one piece when short, else windows cut at pauses
+    (``chunked``: force the chunked path; ``one_piece``: force one piece). Per-chunk
+    wall times are recorded from the progress ticks."""
+    from services.transcriber.chunking import ChunkPolicy
+
+    tr = _load_transcriber()
+    rss_loaded = _status_mb("VmRSS")
+    policy = ChunkPolicy(**p.get("policy", {}))
+    if p.get("one_piece"):
+        policy = ChunkPolicy(one_piece_max_s=1e9)
+    ticks: list[float] = []
+    c0, t0 = _cpu_s(), time.perf_counter()
+    result = tr.transcribe_file(p["audio"], policy, p.get("language"),
+                                lambda f, m="": ticks.append(time.perf_counter()) if m.startswith("transcribed chunk") else None)
+    wall = time.perf_counter() - t0
+    chunk_s = [b - a for a, b in zip([t0, *ticks], ticks)]
+    return {"audio_s": result.duration_s, "processing_s": [wall], "cpu_s": [_cpu_s() - c0],
+            "rss_after_load_mb": rss_loaded, "peak_rss_mb": _peak_mb(), "chunk_s": chunk_s,
+            **_transcript(result)}
+
+
 def task_diarize(p: dict) -> dict:
     return _measure(p, _load_diarizer, lambda model, audio: model.diarize(audio, num_speakers=p.get("num_speakers")),
                     _turns)
@@ -183,6 +205,7 @@ def task_stage_wait(p: dict) -> dict:
 TASKS = {
     "transcribe": task_transcribe,
     "diarize": task_diarize,
+    "transcribe_file": task_transcribe_file,
     "pipeline_seq": task_pipeline_seq,
     "pipeline_threads": task_pipeline_threads,
     "stage_wait": task_stage_wait,
