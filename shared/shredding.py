@@ -49,6 +49,7 @@ SEALED_TOPICS = frozenset({
     Topic.DIARIZATION_READY.value,
     Topic.TRANSCRIPT_MERGED.value,
     Topic.NOTES_READY.value,
+    Topic.TRANSCRIPT_CHUNK.value,  # no text, but a pointer into the recording: sealed like audio.uploaded
 })
 SEALED_FIELD = "sealed"
 NONCE_BYTES = 12

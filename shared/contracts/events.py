@@ -33,6 +33,8 @@ class Topic(str, Enum):
     # Commands (imperative topics): re-run a stage on demand.
     NOTES_REGENERATE = "notes.regenerate"
     TRANSCRIPT_REMERGE = "transcript.remerge"
+    # Work items: one chunk of a long recording for any transcriber replica.
+    TRANSCRIPT_CHUNK = "transcript.chunk"
 
     @property
     def dlq(self) -> str:
@@ -119,6 +121,16 @@ class TranscriptSegment(BaseModel):
     words: list[Word] = Field(default_factory=list)
 
 
+class ChunkRun(BaseModel):
+    """Who transcribed one chunk of a fanned-out recording, and how long it took."""
+
+    index: int
+    start: float = Field(description="The chunk's owned span on the recording's clock (s)")
+    end: float
+    worker: str = Field(description="The transcriber replica (host:pid)")
+    processing_s: float
+
+
 class TranscriptReady(Event):
     language: str
     duration_s: float
@@ -128,6 +140,19 @@ class TranscriptReady(Event):
     segments_ref: str | None = Field(None, description="Blob URI of a JSON list of segments (large sessions)")
     engine: Engine
     timing: Timing
+    chunks: list[ChunkRun] | None = Field(
+        None, description="A long recording transcribed in chunks: each chunk's replica and time; None: one piece")
+
+
+class TranscriptChunk(Event):
+    """transcript.chunk: one chunk of a long recording to transcribe (a work item)."""
+
+    index: int
+    total: int
+    audio_uri: str = Field(description="Sealed blob of the chunk's 16 kHz mono 16-bit PCM")
+    audio_start: float = Field(description="Where the chunk's audio starts on the recording's clock (s)")
+    audio_end: float
+    language: str | None = None
 
 
 class StageFailed(Event):
@@ -278,6 +303,7 @@ TOPIC_MODELS: dict[Topic, type[Event]] = {
     Topic.SESSION_DELETED: SessionDeleted,
     Topic.NOTES_REGENERATE: NotesRegenerate,
     Topic.TRANSCRIPT_REMERGE: TranscriptRemerge,
+    Topic.TRANSCRIPT_CHUNK: TranscriptChunk,
 }
 
 MODEL_TOPICS: dict[type[Event], Topic] = {m: t for t, m in TOPIC_MODELS.items()}

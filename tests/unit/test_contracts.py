@@ -12,7 +12,7 @@ from shared.contracts.events import (
     TOPIC_MODELS, AudioRef, AudioUploaded, DiarizationFailed, DiarizationReady, Engine, ErrorInfo, MergedSegment,
     MergedWord, NotesEngine, NotesFailed, NotesReady, NotesRegenerate, SessionDeleted, SessionProgress,
     SessionStatus, SpeakerInfo, SpeakerTurn, Stage, StageState, Timing, Topic, TranscriptFailed, TranscriptMerged,
-    TranscriptReady, TranscriptRemerge, TranscriptSegment, Word, topic_of,
+    TranscriptChunk, TranscriptReady, TranscriptRemerge, TranscriptSegment, Word, topic_of,
 )
 from shared.contracts.notes import ClinicalNotes, FlagSource, RiskCategory, RiskFlag, Severity
 from devtools.docs import generate
@@ -48,6 +48,8 @@ EXAMPLES = {
     Topic.SESSION_DELETED: SessionDeleted(session_id=SID),
     Topic.NOTES_REGENERATE: NotesRegenerate(session_id=SID, backend="offline"),
     Topic.TRANSCRIPT_REMERGE: TranscriptRemerge(session_id=SID),
+    Topic.TRANSCRIPT_CHUNK: TranscriptChunk(session_id=SID, index=3, total=60, audio_uri="file:///b/sessions/x/c.pcm",
+                                            audio_start=359.0, audio_end=481.0, language="en"),
 }
 
 
