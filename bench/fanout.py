@@ -41,15 +41,27 @@ def _save(part: str, data: dict) -> dict:
     return data
 
 
-def part_memory(hours: float) -> dict:
+def part_memory(hours: float, which: str, timeout_s: float = 7200) -> dict:
+    """Peak RSS of one worker's job on the long recording, in a fresh child process:
+    ``split`` (the fan-out splitter), ``diarizer`` (decode + diarize the whole file) or
+    ``transcriber`` (the windowed path, every chunk in one process, 2 threads). The
+    transcriber reports after each chunk, so a run stopped by ``timeout_s`` still says how
+    far it got and the peak so far (``complete`` false)."""
     path, meta = long_recording(hours)
-    out = {"recording": meta["made_of"], "hours": hours}
-    for task in ("transcribe_file", "diarize"):
-        r = run_child(task, {"audio": str(path)}, timeout_s=7200)
+    task = {"split": "split_file", "diarizer": "diarize", "transcriber": "transcribe_file"}[which]
+    progress = CACHE / f"progress_{which}.json"
+    progress.unlink(missing_ok=True)
+    out = {"recording": meta["made_of"], "hours": hours, "task": task}
+    try:
+        r = run_child(task, {"audio": str(path), "progress_path": str(progress)}, timeout_s=timeout_s)
         r.pop("text", None)
-        out[task] = r
-        print(f"  [fanout] {task}: peak {r['peak_rss_mb']:.0f} MB, {r['processing_s'][0]:.0f} s", flush=True)
-    return _save("memory", out)
+        out.update(r, complete=True)
+    except Exception as exc:  # noqa: BLE001 - a stopped run still reports how far it got
+        out.update(complete=False, stopped=type(exc).__name__,
+                   partial=json.loads(progress.read_text()) if progress.exists() else None)
+    peak = out.get("peak_rss_mb") or (out.get("partial") or {}).get("peak_rss_mb")
+    print(f"  [fanout] memory {which}: peak {peak} MB, complete={out['complete']}", flush=True)
+    return _save(f"memory_{which}", out)
 
 
 def part_wer(seeds: tuple[int, ...]) -> dict:
@@ -140,27 +152,6 @@ def simulate(chunk_s: list[float], overhead_s: float, split_s: float, assemble_s
     return out
 
 
-def measure_split(hours: float) -> float:
-    """The splitter's own work on the 2-hour file (level profile, chunk PCM written to a
-    local blob store), in this process: what happens before the first chunk is sent."""
-    import numpy as np
-
-    from services.transcriber.chunking import ChunkPolicy
-    from shared.audio import energy_profile, read_spans
-    from shared.blobstore import LocalBlobStore
-
-    path, _ = long_recording(hours)
-    policy = ChunkPolicy()
-    with tempfile.TemporaryDirectory(prefix="tb-bench-split-") as td:
-        blobs = LocalBlobStore(Path(td))
-        t0 = time.perf_counter()
-        chunks = policy.plan(energy_profile(path, policy.hop_s))
-        for c, pcm in zip(chunks, read_spans(path, [c.span for c in chunks])):
-            blobs.put_bytes(f"sessions/x/chunks/{c.index:04d}.pcm",
-                            np.clip(np.round(pcm * 32768.0), -32768, 32767).astype("<i2").tobytes())
-        return round(time.perf_counter() - t0, 2)
-
-
 def _per_chunk_overhead(chunks: list[dict]) -> float:
     """Median time a replica spends per chunk besides transcribing it (taking the work item,
     reading the chunk's audio, storing the result, the database, the progress tick)."""
@@ -197,7 +188,8 @@ def merge(quick: bool, started: float) -> dict:
     parts = {p.stem: json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))}
     out = envelope(NAME, {"quick": quick, "limit_mb": LIMIT_MB,
                           "parts": {k: v.get("measured_at") for k, v in parts.items()}}, started)
-    sim = simulation(parts, parts.get("split", {}).get("split_s"))
+    split = parts.get("memory_split", {})
+    sim = simulation(parts, split["processing_s"][0] if split.get("complete") else None)
     out["results"] = {**parts, "simulated": sim}
     return out
 
@@ -207,8 +199,8 @@ def run(quick: bool) -> dict:
     hours = 0.34 if quick else 2.0
     for old in PARTS.glob("*.json"):  # a fresh run: no part of an earlier one is merged
         old.unlink()
-    part_memory(hours)
-    _save("split", {"split_s": measure_split(hours), "hours": hours})
+    for which in ("split", "diarizer", "transcriber"):
+        part_memory(hours, which)
     part_stack("stack_1x2", 1, 2, hours)
     part_stack("stack_2x1", 2, 1, hours)
     part_wer(DIALOGUE_SEEDS[:1] if quick else DIALOGUE_SEEDS)
@@ -222,9 +214,11 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
     ax = axes[0]  # peak memory per service
     series = {}
-    if "memory" in r:
-        series["child: windowed transcriber"] = r["memory"]["transcribe_file"]["peak_rss_mb"]
-        series["child: diarizer"] = r["memory"]["diarize"]["peak_rss_mb"]
+    for which in ("split", "transcriber", "diarizer"):
+        m = r.get(f"memory_{which}")
+        if m:
+            peak = m.get("peak_rss_mb") or (m.get("partial") or {}).get("peak_rss_mb")
+            series[f"child: {which}{'' if m['complete'] else ' (partial run)'}"] = peak or 0
     for label in ("stack_1x2", "stack_2x1"):
         for svc, mb in sorted(r.get(label, {}).get("peak_rss_mb", {}).items()):
             series[f"{label}: {svc}"] = mb
@@ -282,11 +276,13 @@ def summary_rows(result: dict) -> list[list[str]]:
     r = result["results"]
     rows = []
     load = result["machine"]["load_average"]
-    if "memory" in r:
-        m = r["memory"]
-        rows.append([NAME, f"{m['hours']} h recording, child processes",
-                     f"windowed transcriber peak {m['transcribe_file']['peak_rss_mb']:.0f} MB, diarizer peak "
-                     f"{m['diarize']['peak_rss_mb']:.0f} MB", load])
+    for which in ("split", "transcriber", "diarizer"):
+        m = r.get(f"memory_{which}")
+        if m:
+            peak = m.get("peak_rss_mb") or (m.get("partial") or {}).get("peak_rss_mb")
+            rows.append([NAME, f"{m['hours']} h recording, {which} in a child process",
+                         f"peak {peak} MB{'' if m['complete'] else ' (stopped early: ' + str((m.get('partial') or {}).get('message')) + ')'}",
+                         load])
     for label in ("stack_1x2", "stack_2x1"):
         s = r.get(label)
         if s:
@@ -310,20 +306,21 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["memory", "split", "stack_1x2", "stack_2x1", "wer"])
+    ap.add_argument("--part", choices=["memory_split", "memory_diarizer", "memory_transcriber", "stack_1x2",
+                                       "stack_2x1", "wer"])
+    ap.add_argument("--timeout", type=float, default=7200)
+    ap.add_argument("--seeds", default=",".join(str(s) for s in DIALOGUE_SEEDS))
     ap.add_argument("--merge", action="store_true", help="build bench/results/fanout.json from the saved parts")
     ap.add_argument("--hours", type=float, default=2.0)
     args = ap.parse_args(argv)
     started = time.time()
-    if args.part == "memory":
-        part_memory(args.hours)
-    elif args.part == "split":
-        _save("split", {"split_s": measure_split(args.hours), "hours": args.hours})
+    if args.part and args.part.startswith("memory_"):
+        part_memory(args.hours, args.part.removeprefix("memory_"), args.timeout)
     elif args.part in ("stack_1x2", "stack_2x1"):
         n = 1 if args.part == "stack_1x2" else 2
         part_stack(args.part, n, 2 // n, args.hours)
     elif args.part == "wer":
-        part_wer(DIALOGUE_SEEDS)
+        part_wer(tuple(int(x) for x in args.seeds.split(",")))
     if args.merge or args.part is None:
         result = merge(False, started) if args.merge else run(False)
         write_json(NAME, result)
