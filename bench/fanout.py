@@ -119,6 +119,7 @@ def part_stack(label: str, replicas: int, threads: int, hours: float) -> dict:
     chunks = rows["chunks"]
     workers = sorted({c["worker"] for c in chunks})
     out = {"label": label, "replicas": replicas, "threads_per_replica": threads, "hours": hours,
+           "loadavg_1min_at_end": round(__import__("os").getloadavg()[0], 1),
            "final_status": upload.get("final_status"), "upload_s": upload["upload_s"],
            "wall_s_upload_to_processed": round(wall, 1), "peak_rss_mb": mem.peaks(),
            "chunks": [{**c, "worker": workers.index(c["worker"])} for c in chunks],
@@ -163,24 +164,31 @@ def _per_chunk_overhead(chunks: list[dict]) -> float:
     return round(max(0.0, gaps[len(gaps) // 2]), 3) if gaps else 0.0
 
 
-def simulation(parts: dict, split_s: float | None) -> dict | None:
-    two = parts.get("stack_2x1")
-    if not two or not two.get("chunks"):
+def simulation(parts: dict) -> dict | None:
+    """The transcription wall time of the 2-hour recording for N replicas: its real chunk
+    plan (the splitter's, measured on it), each chunk costing its audio length times the
+    compute per audio second measured on the 2-replica stack run (1 thread per replica),
+    plus the per-chunk overhead measured there and the broker hop; then the assembly."""
+    two, split = parts.get("stack_2x1"), parts.get("memory_split")
+    if not two or not two.get("chunks") or not split or not split.get("complete"):
         return None
     chunks = two["chunks"]
-    chunk_s = [c["processing_s"] for c in sorted(chunks, key=lambda c: c["index"])]
-    last = max(c["done_at"] for c in chunks)
+    rate = two["transcription_compute_s"] / (two["hours"] * 3600)  # compute s per audio s, 1 thread
+    chunk_s = [round(length * rate, 2) for length in split["chunk_lengths_s"]]
     overhead = _per_chunk_overhead(chunks)
-    assemble_s = round(max(0.0, two["transcription_wall_s"] - (last - min(c["done_at"] - c["processing_s"] for c in chunks))), 1) \
-        if two.get("transcription_wall_s") else 0.0
+    first_start = min(c["done_at"] - c["processing_s"] for c in chunks)
+    assemble_s = round(max(0.0, two["transcription_wall_s"] - (max(c["done_at"] for c in chunks) - first_start)), 1)
     broker = json.loads((RESULTS / "broker_latency.json").read_text())["results"]
     broker_ms = broker.get("latency_ms", {}).get("p50") if isinstance(broker, dict) else None
-    return {"inputs": {"chunks": len(chunk_s), "chunk_compute_s_1_thread": chunk_s, "per_chunk_overhead_s": overhead,
-                       "split_s": split_s or 0.0, "assemble_and_first_hop_s": assemble_s,
-                       "broker_latency_p50_ms": broker_ms},
-            "assumes": "one core per replica (each replica 1 thread, as measured); chunks in order to the first free "
-                       "replica; the diarizer, running alongside on its own cores, is not on this path",
-            "curve": simulate(chunk_s, overhead + (broker_ms or 0) / 1000, split_s or 0.0, assemble_s,
+    split_s = split["processing_s"][0]
+    return {"inputs": {"recording_hours": split.get("hours"), "chunks": len(chunk_s),
+                       "compute_s_per_audio_s_1_thread": round(rate, 4), "per_chunk_overhead_s": overhead,
+                       "split_s": round(split_s, 1), "fan_out_and_assembly_s": assemble_s,
+                       "broker_latency_p50_ms": broker_ms, "load_during_stack_run": "see stack_2x1.load"},
+            "assumes": "one core per replica (1 thread each, as measured); any free replica takes the next chunk "
+                       "(a shared queue: Kafka's static partition assignment can leave one replica more chunks, "
+                       "as the measured run shows); the diarizer runs alongside on its own core",
+            "curve": simulate(chunk_s, overhead + (broker_ms or 0) / 1000, split_s, assemble_s,
                               [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64])}
 
 
@@ -188,8 +196,7 @@ def merge(quick: bool, started: float) -> dict:
     parts = {p.stem: json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))}
     out = envelope(NAME, {"quick": quick, "limit_mb": LIMIT_MB,
                           "parts": {k: v.get("measured_at") for k, v in parts.items()}}, started)
-    split = parts.get("memory_split", {})
-    sim = simulation(parts, split["processing_s"][0] if split.get("complete") else None)
+    sim = simulation(parts)
     out["results"] = {**parts, "simulated": sim}
     return out
 

@@ -22,7 +22,8 @@ from shared.db.tables import stage_jobs, transcript_chunks, transcript_fanouts
 from shared.envelope import normalise_headers
 from services.transcriber.chunking import ChunkPolicy
 from services.transcriber.fanout_store import _plan_json
-from tests.helpers import give_session_a_key, opened, publish, read_topic, wait_for_records
+from tests.helpers import (give_session_a_key, opened, publish, publish_record, read_topic, wait_for_records,
+                           wait_until_consumed)
 
 CHUNK_ENV = {"TB_WHISPER_THREADS": "1", "TB_TRANSCRIBE_ONE_PIECE_MAX_S": "60",
              "TB_TRANSCRIBE_CHUNK_MIN_S": "10", "TB_TRANSCRIBE_CHUNK_MAX_S": "25"}
@@ -159,3 +160,45 @@ async def test_a_chunk_that_keeps_failing_goes_to_the_dlq_and_fails_the_session(
     finally:
         await engine.dispose()
     assert status == "failed"
+
+
+async def test_deleting_a_session_mid_fan_out_leaves_nothing(settings, replicas, three_minutes):
+    from sqlalchemy import func
+
+    from shared.contracts.events import SessionDeleted
+    from shared.db.tables import outbox
+    from shared.outbox import delete_unsent, enqueue
+    from services.transcriber.fanout_store import chunk_event
+
+    event = upload_of(settings, three_minutes.wav, three_minutes.duration_s)
+    sid = event.session_id
+    chunks = await seed_fanout(settings, event, three_minutes.wav, done={})
+    engine = create_engine(settings)
+    try:
+        sessions = create_session_factory(engine)
+        async with sessions() as db, db.begin():  # chunk work items not relayed yet, as a replica leaves them
+            for c in chunks[:2]:
+                await enqueue(db, chunk_event(sid, c, len(chunks), "file:///x", None), "transcriber",
+                              partition_key=f"{sid}:{c.index}")
+            assert await delete_unsent(db, sid) == 2  # the gateway's DELETE takes the work items too
+        await publish(settings.kafka_bootstrap_servers, SessionDeleted(session_id=sid))
+        for _ in range(600):
+            async with sessions() as db:
+                left = (await db.execute(select(func.count()).select_from(transcript_chunks).where(
+                    transcript_chunks.c.session_id == sid))).scalar() + (await db.execute(
+                    select(func.count()).select_from(transcript_fanouts).where(
+                        transcript_fanouts.c.session_id == sid))).scalar()
+            if left == 0:
+                break
+            await asyncio.sleep(0.5)
+        assert left == 0
+        async with sessions() as db:
+            assert (await db.execute(select(func.count()).select_from(outbox).where(
+                outbox.c.key.startswith(str(sid))))).scalar() == 0
+    finally:
+        await engine.dispose()
+    # a late re-drive, then a sentinel: the group has handled it (and relayed anything it enqueued)
+    _, where, offset = await publish_record(settings.kafka_bootstrap_servers, event, database_url=settings.database_url)
+    await wait_until_consumed(settings.kafka_bootstrap_servers, "transcriber", where, offset, timeout_s=300)
+    await asyncio.sleep(1)  # the relay polls every 0.1 s
+    assert await chunk_records(settings.kafka_bootstrap_servers, sid) == []  # buried: nothing fans out again
