@@ -234,7 +234,9 @@ def plot(result: dict, path: Path) -> None:
     ax.barh(list(series), list(series.values()), color="tab:blue")
     ax.axvline(LIMIT_MB, color="red", linestyle="--", label="1.5 GB target")
     ax.set_xlabel("peak RSS (MB)")
-    ax.set_title("peak memory, 2-hour recording")
+    stack_h = r.get("stack_2x1", r.get("stack_1x2", {})).get("hours")
+    child_h = r.get("memory_split", r.get("memory_transcriber", {})).get("hours")
+    ax.set_title(f"peak memory (child: {child_h} h recording; stack: {stack_h} h)")
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=7)
     ax = axes[1]  # wall vs compute
@@ -252,7 +254,7 @@ def plot(result: dict, path: Path) -> None:
     ax.bar([i + 0.25 for i in x], comp, 0.25, label="sum of chunk compute")
     ax.set_xticks(list(x), labels)
     ax.set_ylabel("seconds")
-    ax.set_title("2-hour session on 2 cores")
+    ax.set_title(f"{stack_h} h session through the stack, 2 cores (shared: see load)")
     ax.legend(fontsize=7)
     ax = axes[2]  # simulated curve
     sim = r.get("simulated")
