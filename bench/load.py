@@ -87,8 +87,9 @@ def make_recordings(out_dir: Path, n: int, min_min: float, max_min: float, seed:
 class RunningStack:
     """Database + broker + every service, as devtools.stack.main does; always torn down."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, env: dict[str, str] | None = None, replicas: dict[str, int] | None = None) -> None:
         self.work = work
+        self.extra_env, self.replicas = dict(env or {}), dict(replicas or {})  # e.g. {"transcriber": 2}
         self.stack = None
         self.broker = None
         self.database_url = None
@@ -109,13 +110,16 @@ class RunningStack:
         settings = Settings(database_url=self.database_url, blob_dir=blob_dir, jwt_secret=jwt_secret,
                             kafka_bootstrap_servers="")
         try:
-            env, self.broker = asyncio.run(prepare(settings, broker_log=self.work / "broker.log"))
+            partitions = max([settings.kafka_topic_partitions, *self.replicas.values()])
+            env, self.broker = asyncio.run(prepare(settings, broker_log=self.work / "broker.log", partitions=partitions))
             env.update({"TB_JWT_SECRET": jwt_secret, "TB_ENV": "development", "TB_CREATE_DEMO_USER": "true",
                         "TB_LOG_FORMAT": "json", "TB_GATEWAY_PORT": str(port), "TB_GATEWAY_HOST": "127.0.0.1",
-                        "HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "false"})
+                        "HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "false", **self.extra_env})
             self.stack = Stack(env=env, log_dir=self.work / "logs", echo=False)
             for name in available_services():
-                self.stack.start_service(name)
+                n = self.replicas.get(name, 1)
+                for i in range(1, n + 1):
+                    self.stack.start_service(name, name if n == 1 else f"{name}-{i}")
             wait_for_port("127.0.0.1", port, timeout_s=120)
             self.base_url = f"http://127.0.0.1:{port}"
             with httpx.Client(base_url=self.base_url, timeout=10) as client:

@@ -28,6 +28,7 @@ BENCHMARKS = {
     "pipeline": "bench.pipeline",
     "stream_load": "bench.stream_load",
     "load": "bench.load",
+    "fanout": "bench.fanout",
 }
 ALIASES = {"broker": "broker_latency", "latency": "broker_latency", "e2e": "pipeline", "streams": "stream_load"}
 

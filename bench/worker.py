@@ -108,6 +108,58 @@ def task_transcribe(p: dict) -> dict:
     return _measure(p, _load_transcriber, lambda model, audio: model.transcribe(audio, p.get("language")), _transcript)
 
 
+def task_transcribe_file(p: dict) -> dict:
+    """The service's path for a file: one piece when short, else windows cut at pauses
+    (``chunked``: force the chunked path; ``one_piece``: force one piece). Per-chunk
+    wall times are recorded from the progress ticks."""
+    from services.transcriber.chunking import ChunkPolicy
+
+    tr = _load_transcriber()
+    rss_loaded = _status_mb("VmRSS")
+    policy = ChunkPolicy(**p.get("policy", {}))
+    if p.get("one_piece"):
+        policy = ChunkPolicy(one_piece_max_s=1e9)
+    ticks: list[float] = []
+    c0, t0 = _cpu_s(), time.perf_counter()
+
+    def tick(fraction: float, message: str = "") -> None:
+        if not message.startswith("transcribed chunk"):
+            return
+        ticks.append(time.perf_counter())
+        if p.get("progress_path"):  # a long run reports as it goes (memory so far, chunks done)
+            Path(p["progress_path"]).write_text(json.dumps({
+                "message": message, "elapsed_s": round(ticks[-1] - t0, 1), "peak_rss_mb": _peak_mb(),
+                "rss_mb": _status_mb("VmRSS"), "chunk_s": [round(b - a, 2) for a, b in zip([t0, *ticks], ticks)]}))
+
+    result = tr.transcribe_file(p["audio"], policy, p.get("language"), tick)
+    wall = time.perf_counter() - t0
+    chunk_s = [b - a for a, b in zip([t0, *ticks], ticks)]
+    return {"audio_s": result.duration_s, "processing_s": [wall], "cpu_s": [_cpu_s() - c0],
+            "rss_after_load_mb": rss_loaded, "peak_rss_mb": _peak_mb(), "chunk_s": chunk_s,
+            **_transcript(result)}
+
+
+def task_split_file(p: dict) -> dict:
+    """The fan-out splitter alone on a file: level profile, chunk plan, each chunk's 16-bit
+    PCM written to a throw-away local blob store (what a replica does before chunks go out)."""
+    import tempfile
+
+    from services.transcriber.chunking import ChunkPolicy
+    from services.transcriber.handlers import splitter
+    from shared.blobstore import LocalBlobStore
+
+    class Blobs(LocalBlobStore):  # the recording is already a local file: no copy
+        def with_local_copy(self, uri, fn, *args):
+            return fn(uri, *args)
+
+    with tempfile.TemporaryDirectory(prefix="tb-split-") as td:
+        c0, t0 = _cpu_s(), time.perf_counter()
+        chunks, _ = splitter(Blobs(Path(td)), ChunkPolicy())(p["audio"], "00000000-0000-0000-0000-000000000000")
+        wall = time.perf_counter() - t0
+    return {"processing_s": [wall], "cpu_s": [_cpu_s() - c0], "peak_rss_mb": _peak_mb(),
+            "chunks": len(chunks), "chunk_lengths_s": [round(c.cut_end - c.cut_start, 1) for c in chunks]}
+
+
 def task_diarize(p: dict) -> dict:
     return _measure(p, _load_diarizer, lambda model, audio: model.diarize(audio, num_speakers=p.get("num_speakers")),
                     _turns)
@@ -183,6 +235,8 @@ def task_stage_wait(p: dict) -> dict:
 TASKS = {
     "transcribe": task_transcribe,
     "diarize": task_diarize,
+    "transcribe_file": task_transcribe_file,
+    "split_file": task_split_file,
     "pipeline_seq": task_pipeline_seq,
     "pipeline_threads": task_pipeline_threads,
     "stage_wait": task_stage_wait,

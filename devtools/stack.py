@@ -36,6 +36,26 @@ def available_services() -> list[str]:
     return [s for s in SERVICES if (ROOT / "services" / s / "main.py").exists()]
 
 
+def replicas(settings: Settings, name: str) -> int:
+    """TB_REPLICAS_<SERVICE> for the worker services; one gateway and one progress service."""
+    return getattr(settings, f"replicas_{name}", 1)
+
+
+def process_labels(settings: Settings, names: list[str]) -> list[tuple[str, str]]:
+    """(service, label) per process: ``transcriber`` for one replica, ``transcriber-1``,
+    ``transcriber-2``... for several, each its own process in the service's consumer group."""
+    out = []
+    for name in names:
+        n = replicas(settings, name)
+        out += [(name, name if n == 1 else f"{name}-{i}") for i in range(1, n + 1)]
+    return out
+
+
+def partitions_for(settings: Settings, names: list[str]) -> int:
+    """Enough partitions that every replica of every service gets work."""
+    return max([settings.kafka_topic_partitions, *(replicas(settings, n) for n in names)])
+
+
 def metrics_ports(labels: list[str]) -> dict[str, int]:
     """A free port per worker process for its /metrics (one TB_METRICS_PORT for all would
     collide on one machine). The gateway serves /metrics on its own HTTP port."""
@@ -50,8 +70,13 @@ def scrape_targets(gateway: str, ports: dict[str, int], host: str = "127.0.0.1")
     """Prometheus file-based service discovery entries: one target per process, labelled
     with its service (the label the dashboards and alerts group by)."""
     targets = [{"targets": [gateway], "labels": {"service": "gateway"}}]
-    targets += [{"targets": [f"{host}:{port}"], "labels": {"service": label}} for label, port in sorted(ports.items())]
+    targets += [{"targets": [f"{host}:{port}"], "labels": _scrape_labels(label)} for label, port in sorted(ports.items())]
     return targets
+
+
+def _scrape_labels(label: str) -> dict[str, str]:
+    service = label.split("-")[0]  # transcriber-2: a replica of the transcriber
+    return {"service": service} if service == label else {"service": service, "replica": label}
 
 
 def write_targets(targets: list[dict], path: Path = TARGETS_FILE) -> Path:
@@ -259,7 +284,8 @@ class Supervisor:
             self._thread.join(timeout=30)
 
 
-async def prepare(settings: Settings, broker_log: Path | None = None) -> tuple[dict[str, str], LocalBroker | None]:
+async def prepare(settings: Settings, broker_log: Path | None = None,
+                  partitions: int | None = None) -> tuple[dict[str, str], LocalBroker | None]:
     """Database + broker; returns the environment the services need."""
     await prepare_database(settings.database_url)
     broker = None
@@ -267,7 +293,7 @@ async def prepare(settings: Settings, broker_log: Path | None = None) -> tuple[d
     if not bootstrap:
         broker = LocalBroker(log_path=broker_log).start()
         bootstrap = broker.bootstrap_servers
-    await ensure_topics(bootstrap, settings.kafka_topic_partitions)
+    await ensure_topics(bootstrap, partitions or settings.kafka_topic_partitions)
     env = {"TB_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TB_DATABASE_URL": settings.database_url,
            "TB_BLOB_DIR": str(Path(settings.blob_dir).resolve())}
     return env, broker
@@ -337,7 +363,8 @@ def main() -> None:
     run_dir = private_dir(ROOT / "var")
     jwt_secret = os.environ.get("TB_JWT_SECRET") or local_jwt_secret(run_dir)
     settings = load_settings("make run", jwt_secret=jwt_secret)
-    env, broker = asyncio.run(prepare(settings, broker_log=run_dir / "broker.log"))
+    partitions = partitions_for(settings, available_services())
+    env, broker = asyncio.run(prepare(settings, broker_log=run_dir / "broker.log", partitions=partitions))
     env["TB_JWT_SECRET"] = jwt_secret
     if broker:
         print(f">>> local Tansu broker on {broker.bootstrap_servers} (memory storage)", flush=True)
@@ -346,12 +373,13 @@ def main() -> None:
     stack = Stack(env=env, log_dir=run_dir)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    supervisor = Supervisor(stack, broker, settings.kafka_topic_partitions,
+    supervisor = Supervisor(stack, broker, partitions,
                             settings.restart_backoff_initial_s, settings.restart_backoff_cap_s).start()
     try:
-        ports = metrics_ports(available_services())
-        for name in available_services():
-            stack.start_service(name, extra_env=metrics_env(ports, name))
+        labels = process_labels(settings, available_services())
+        ports = metrics_ports([label for _, label in labels])
+        for name, label in labels:
+            stack.start_service(name, label, extra_env=metrics_env(ports, label))
         targets = write_targets(scrape_targets(gateway_scrape_address(settings), ports))
         print(f">>> Prometheus targets (file_sd): {targets.relative_to(ROOT)}; `make observe` scrapes them", flush=True)
         base_url = f"http://{settings.gateway_host}:{settings.gateway_port}"

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.events import Event, topic_of
@@ -32,12 +32,15 @@ PublishFn = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[None]]
 
 
 async def enqueue(
-    db: AsyncSession, event: Event, source: str, traceparent: str | None = None, event_id: str | None = None
+    db: AsyncSession, event: Event, source: str, traceparent: str | None = None, event_id: str | None = None,
+    partition_key: str | None = None,
 ) -> str:
     """Add an event to the outbox inside the caller's transaction; returns its ce_id.
     A service (``source``) may only enqueue topics its declaration produces. A topic that
     carries patient data is sealed with the session's data key, read in the same
-    transaction; a session without a key was deleted, so nothing is enqueued (fail closed)."""
+    transaction; a session without a key was deleted, so nothing is enqueued (fail closed).
+    The record key is the session id (one session's events stay in order on one partition);
+    ``partition_key`` replaces it for work items meant to spread (``<session>:<n>``)."""
     topic = topic_of(event).value
     check_produces(source, topic_of(event))
     # The enqueuing span (a request or consume span) is the relay's publish span's parent.
@@ -49,7 +52,8 @@ async def enqueue(
             log.info("event_for_shredded_session_not_enqueued", topic=topic, session_id=str(event.session_id))
             return headers["ce_id"]
         payload = seal_payload(key, topic, payload)
-    await db.execute(outbox.insert().values(topic=topic, key=str(event.session_id), payload=payload.decode(),
+    record_key = partition_key or str(event.session_id)
+    await db.execute(outbox.insert().values(topic=topic, key=record_key, payload=payload.decode(),
                                             headers=headers))
     return headers["ce_id"]
 
@@ -57,7 +61,8 @@ async def enqueue(
 async def delete_unsent(db: AsyncSession, session_id: UUID) -> int:
     """A deleted session's events not yet relayed (inside the deletion's transaction): they
     would be unreadable anyway once its key is gone, and need not reach the broker."""
-    result = await db.execute(delete(outbox).where(outbox.c.key == str(session_id), outbox.c.published_at.is_(None)))
+    keys = or_(outbox.c.key == str(session_id), outbox.c.key.startswith(f"{session_id}:"))  # + its work items
+    result = await db.execute(delete(outbox).where(keys, outbox.c.published_at.is_(None)))
     return result.rowcount or 0
 
 

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         validation_alias=_alias("KAFKA_BOOTSTRAP_SERVERS"),
         description="host:port list. Unset: `make run` and the tests start a local Tansu broker.",
     )
-    kafka_topic_partitions: int = Field(4, description="Partitions when topics are created.")
+    kafka_topic_partitions: int = Field(4, description="Partitions when topics are created (at least the most replicas of a service).")
     kafka_session_timeout_ms: int = Field(
         6000, description="Consumer session timeout. Tansu joins take half of it; Apache Kafka: 45000."
     )
@@ -175,6 +175,20 @@ class Settings(BaseSettings):
     whisper_threads: int = Field(2, description="CPU threads for inference.")
     whisper_beam_size: int = Field(5, description="Beam size.")
     whisper_vad_filter: bool = Field(True, description="Skip silence with Whisper's VAD.")
+    transcribe_one_piece_max_s: float = Field(
+        300.0, description="Recordings up to this long are transcribed in one piece; longer ones in chunks cut at pauses.")
+    replicas_transcriber: int = Field(1, ge=1, description="`make run`: transcriber processes (one consumer group).")
+    replicas_diarizer: int = Field(1, ge=1, description="`make run`: diarizer processes (one consumer group).")
+    replicas_joiner: int = Field(1, ge=1, description="`make run`: joiner processes (one consumer group).")
+    replicas_notes: int = Field(1, ge=1, description="`make run`: notes processes (one consumer group).")
+    transcribe_fanout: bool = Field(
+        True, description="Fan a long recording's chunks out over every transcriber replica (transcript.chunk); "
+                          "false: the replica that got it transcribes the chunks itself.")
+    transcribe_chunk_min_s: float = Field(30.0, description="Shortest chunk of a long recording (seconds).")
+    transcribe_chunk_max_s: float = Field(
+        120.0, description="Longest chunk of a long recording (seconds; at least twice the shortest).")
+    transcribe_chunk_overlap_s: float = Field(
+        1.0, description="Audio each chunk also hears past its cuts, so a word across a cut is heard whole.")
     openai_transcription_model: str = Field("whisper-1", description="Model for the openai transcription backend.")
 
     # --- Diarization ------------------------------------------------------------------
@@ -272,6 +286,12 @@ class Settings(BaseSettings):
             if part:
                 ipaddress.ip_network(part, strict=False)  # ValueError names the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _chunks_fit(self) -> "Settings":
+        if self.transcribe_chunk_max_s < 2 * self.transcribe_chunk_min_s:
+            raise ValueError("TB_TRANSCRIBE_CHUNK_MAX_S must be at least twice TB_TRANSCRIBE_CHUNK_MIN_S")
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_jwt_secret(self) -> "Settings":

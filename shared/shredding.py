@@ -51,6 +51,7 @@ SEALED_TOPICS = frozenset({
     Topic.TRANSCRIPT_MERGED.value,
     Topic.NOTES_READY.value,
     Topic.NOTES_REGENERATE.value,
+    Topic.TRANSCRIPT_CHUNK.value,  # no text, but a pointer into the recording: sealed like audio.uploaded
 })
 SEALED_FIELD = "sealed"
 NONCE_BYTES = 12

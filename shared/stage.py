@@ -27,7 +27,8 @@ from shared.telemetry import ServiceMetrics, current_traceparent, work_span
 
 log = get_logger(__name__)
 
-Process = Callable[[AudioUploaded, ProgressFn], Awaitable[tuple[Event, float]]]
+# (result, audio seconds); a None result: the work was handed on (fan-out), nothing to complete here
+Process = Callable[[AudioUploaded, ProgressFn], Awaitable[tuple[Event | None, float]]]
 
 
 class StageJobs(Protocol):
@@ -124,6 +125,9 @@ async def on_audio_uploaded(envelope: Envelope, deps: StageDeps) -> None:
         await _fail(envelope, deps, ErrorInfo(kind=kind, code=exc.code, message=exc.message), attempt)
         return
     elapsed = time.perf_counter() - t0
+    if result is None:  # fanned out: the replica that finishes the last chunk completes the job
+        log.info("stage_fanned_out", stage=stage, audio_s=round(audio_s, 1))
+        return
     result = with_timing(result, started_at, elapsed, audio_s)
     if not await deps.jobs.complete(event.session_id, envelope.event_id, result, envelope.traceparent,
                                     {"rtf": result.timing.rtf}):

@@ -67,9 +67,10 @@ GATEWAY = ServiceTopology(
 )
 TRANSCRIBER = ServiceTopology(
     name="transcriber",
-    summary="Speech to text with word timings.",
-    consumes=(Topic.AUDIO_UPLOADED, Topic.SESSION_DELETED),
-    produces=(Topic.TRANSCRIPT_READY, Topic.TRANSCRIPT_FAILED, Topic.SESSION_PROGRESS),
+    summary="Speech to text with word timings; a long recording is split at pauses into chunks that every "
+            "replica takes from transcript.chunk, and the replica finishing the last one assembles the transcript.",
+    consumes=(Topic.AUDIO_UPLOADED, Topic.TRANSCRIPT_CHUNK, Topic.SESSION_DELETED),
+    produces=(Topic.TRANSCRIPT_READY, Topic.TRANSCRIPT_FAILED, Topic.SESSION_PROGRESS, Topic.TRANSCRIPT_CHUNK),
     group="transcriber",
 )
 DIARIZER = ServiceTopology(
@@ -121,6 +122,8 @@ TOPIC_SUMMARIES: dict[Topic, str] = {
     Topic.NOTES_REGENERATE: "Command: re-run notes, optionally with another backend.",
     Topic.TRANSCRIPT_REMERGE: "Command: re-merge transcript and diarization.",
     Topic.NOTES_SIGNED: "A therapist signed the session's notes (locked; addenda may follow): for other systems, e.g. an EHR.",
+    Topic.TRANSCRIPT_CHUNK: "Work item: one chunk of a long recording, keyed session:index so chunks spread over "
+                            "partitions (and so over transcriber replicas).",
 }
 
 # Topics published for systems outside this project only: no service here consumes them.

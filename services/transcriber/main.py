@@ -9,6 +9,8 @@ from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from shared.topology import TRANSCRIBER
 from shared.stage import on_audio_uploaded, on_session_deleted
+from services.transcriber.fanout import on_transcript_chunk
+from services.transcriber.fanout_store import forget_transcription
 from services.transcriber.handlers import build_stage
 from services.transcriber.transcription import WhisperConfig, WhisperTranscriber
 
@@ -26,9 +28,11 @@ def build(settings: Settings) -> ServiceRuntime:
         )
     )
     transcriber.load()  # once per process, before consuming
-    deps = build_stage(runtime, transcriber)
+    deps, fanout = build_stage(runtime, transcriber)
+    deps.forget = partial(forget_transcription, runtime)
     runtime.consume(TRANSCRIBER,
         {Topic.AUDIO_UPLOADED: partial(on_audio_uploaded, deps=deps),
+         Topic.TRANSCRIPT_CHUNK: partial(on_transcript_chunk, deps=fanout),
          Topic.SESSION_DELETED: partial(on_session_deleted, deps=deps)},
     )
     return runtime

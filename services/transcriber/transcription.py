@@ -71,6 +71,36 @@ class WhisperTranscriber:
     def model_name(self) -> str:
         return self.config.model.removeprefix(BUNDLED_PREFIX)
 
+    def transcribe_file(self, path, policy, language: str | None = None, progress=None) -> TranscriptionResult:
+        """Blocking: a recording file, decoded and transcribed in windows when it is longer
+        than one piece (memory: one chunk's samples and features, never the whole file's)."""
+        from shared.audio import decode_audio, energy_profile
+        from services.transcriber.chunking import assemble
+
+        levels = energy_profile(path, policy.hop_s)
+        if policy.one_piece(levels.size * policy.hop_s):
+            return self.transcribe(decode_audio(path), language, progress)
+        started = time.perf_counter()
+        chunks = policy.plan(levels)
+        pieces, language = self._transcribe_chunks(path, chunks, language, progress)
+        return TranscriptionResult(language=language or "en", duration_s=chunks[-1].cut_end,
+                                   segments=assemble(pieces, chunks), processing_s=time.perf_counter() - started,
+                                   model_name=self.model_name)
+
+    def _transcribe_chunks(self, path, chunks, language, progress) -> tuple[dict, str | None]:
+        from shared.audio import read_spans
+
+        pieces = {}
+        for chunk, pcm in zip(chunks, read_spans(path, [c.span for c in chunks])):
+            result = self.transcribe(pcm, language)
+            language = language or result.language  # the first chunk's detection holds for the rest
+            pieces[chunk.index] = result.segments
+            if progress:
+                progress(min(0.99, (chunk.index + 1) / len(chunks)), f"transcribed chunk {chunk.index + 1} of {len(chunks)}")
+        if progress:
+            progress(1.0, "transcribed")
+        return pieces, language
+
     def transcribe(self, audio: np.ndarray, language: str | None = None, progress=None) -> TranscriptionResult:
         if self._model is None:
             self.load()

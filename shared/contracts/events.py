@@ -35,6 +35,8 @@ class Topic(str, Enum):
     TRANSCRIPT_REMERGE = "transcript.remerge"
     # Facts for other systems (no service of this project consumes them).
     NOTES_SIGNED = "notes.signed"
+    # Work items: one chunk of a long recording for any transcriber replica.
+    TRANSCRIPT_CHUNK = "transcript.chunk"
 
     @property
     def dlq(self) -> str:
@@ -126,6 +128,16 @@ class TranscriptSegment(BaseModel):
     compression_ratio: float | None = Field(None, description="gzip compression ratio of the text (repetition)")
 
 
+class ChunkRun(BaseModel):
+    """Who transcribed one chunk of a fanned-out recording, and how long it took."""
+
+    index: int
+    start: float = Field(description="The chunk's owned span on the recording's clock (s)")
+    end: float
+    worker: str = Field(description="The transcriber replica (host:pid)")
+    processing_s: float
+
+
 class TranscriptReady(Event):
     language: str
     duration_s: float
@@ -137,6 +149,19 @@ class TranscriptReady(Event):
     timing: Timing
     language_probability: float | None = Field(None, description="The ASR's confidence in `language` (1.0 when forced)")
     requested_language: str | None = Field(None, description="The language asked for on upload (None: detect)")
+    chunks: list[ChunkRun] | None = Field(
+        None, description="A long recording transcribed in chunks: each chunk's replica and time; None: one piece")
+
+
+class TranscriptChunk(Event):
+    """transcript.chunk: one chunk of a long recording to transcribe (a work item)."""
+
+    index: int
+    total: int
+    audio_uri: str = Field(description="Sealed blob of the chunk's 16 kHz mono 16-bit PCM")
+    audio_start: float = Field(description="Where the chunk's audio starts on the recording's clock (s)")
+    audio_end: float
+    language: str | None = None
 
 
 class StageFailed(Event):
@@ -332,6 +357,7 @@ TOPIC_MODELS: dict[Topic, type[Event]] = {
     Topic.NOTES_REGENERATE: NotesRegenerate,
     Topic.TRANSCRIPT_REMERGE: TranscriptRemerge,
     Topic.NOTES_SIGNED: NotesSigned,
+    Topic.TRANSCRIPT_CHUNK: TranscriptChunk,
 }
 
 MODEL_TOPICS: dict[type[Event], Topic] = {m: t for t, m in TOPIC_MODELS.items()}

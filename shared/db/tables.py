@@ -190,6 +190,36 @@ stage_jobs = Table(
     PrimaryKeyConstraint("stage", "session_id"),
 )
 
+# --- transcriber: a long recording fanned out in chunks (services/transcriber/fanout_store.py)
+transcript_fanouts = Table(
+    "transcript_fanouts",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), primary_key=True),
+    Column("status", Text, nullable=False),  # running, done, failed
+    Column("total", Integer, nullable=False),
+    Column("plan", JSONB, nullable=False),  # the chunks: index, cut and audio bounds (no PHI)
+    Column("language", Text),
+    Column("duration_s", Float, nullable=False),
+    Column("traceparent", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+transcript_chunks = Table(
+    "transcript_chunks",
+    metadata,
+    Column("session_id", UUID(as_uuid=True), ForeignKey("transcript_fanouts.session_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("status", Text, nullable=False),  # pending, done, failed
+    Column("audio_uri", Text, nullable=False),  # sealed blob: the chunk's PCM
+    Column("result_uri", Text),  # sealed blob: the chunk's segments (chunk-local times)
+    Column("worker", Text),  # the replica that transcribed it (host:pid)
+    Column("processing_s", Float),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("session_id", "idx"),
+)
+
 # --- joiner ------------------------------------------------------------------------------
 join_state = Table(
     "join_state",

@@ -12,7 +12,7 @@ from shared.contracts.events import (
     TOPIC_MODELS, AudioRef, AudioUploaded, DiarizationFailed, DiarizationReady, Engine, ErrorInfo, MergedSegment,
     MergedWord, NotesEngine, NotesFailed, NotesReady, NotesRegenerate, NotesSigned, SessionDeleted, SessionProgress,
     SessionStatus, SpeakerInfo, SpeakerTurn, Stage, StageState, Timing, Topic, TranscriptFailed, TranscriptMerged,
-    TranscriptReady, TranscriptRemerge, TranscriptSegment, Word, topic_of,
+    TranscriptChunk, TranscriptReady, TranscriptRemerge, TranscriptSegment, Word, topic_of,
 )
 from shared.contracts.notes import ClinicalNotes, FlagSource, RiskCategory, RiskFlag, Severity
 from devtools.docs import generate
@@ -50,6 +50,8 @@ EXAMPLES = {
     Topic.TRANSCRIPT_REMERGE: TranscriptRemerge(session_id=SID),
     Topic.NOTES_SIGNED: NotesSigned(session_id=SID, owner_id=SID, version=3, signed_by=SID,
                                     signed_at=datetime(2026, 11, 30, tzinfo=timezone.utc)),
+    Topic.TRANSCRIPT_CHUNK: TranscriptChunk(session_id=SID, index=3, total=60, audio_uri="file:///b/sessions/x/c.pcm",
+                                            audio_start=359.0, audio_end=481.0, language="en"),
 }
 
 

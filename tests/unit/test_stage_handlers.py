@@ -177,7 +177,7 @@ def _audio(uri: str) -> np.ndarray:
     return np.zeros(SAMPLE_RATE * 2, dtype=np.float32)
 
 
-def _transcribe(audio, language, progress) -> TranscriptionResult:
+def _transcribe(uri, language, progress) -> TranscriptionResult:
     text = "word " * 50
     return TranscriptionResult(language="en", duration_s=2.0, model_name="tiny.en",
                                segments=[TranscriptSegment(start=0.0, end=2.0, text=text)])
@@ -192,12 +192,12 @@ async def test_transcribe_upload_runs_off_loop_and_moves_big_transcripts_to_the_
         return f"file:///blobs/{key}"
 
     blocking = Blocking()
-    deps = TranscriptionDeps(run_blocking=blocking, load_audio=_audio, transcribe=_transcribe,
+    deps = TranscriptionDeps(run_blocking=blocking, transcribe_file=_transcribe,
                              store_segments=store_segments, device="cpu", inline_max_bytes=inline_max)
     event = upload_event()
     ready, audio_s = await transcribe_upload(event, lambda f, m="": None, deps)
     assert audio_s == 2.0 and ready.engine.model == "tiny.en" and ready.engine.device == "cpu"
-    assert blocking.calls[:2] == ["_audio", "_transcribe"]
+    assert blocking.calls[:1] == ["_transcribe"]
     if inline:
         assert ready.segments and ready.segments_ref is None and stored == {}
     else:

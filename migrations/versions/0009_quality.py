@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0007_quality"
-down_revision: Union[str, None] = "0004_faults_redrives"
+down_revision: Union[str, None] = "0007_review"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0007_speakers"
-down_revision: Union[str, None] = "0004_faults_redrives"
+down_revision: Union[str, None] = "0007_quality"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
