@@ -56,7 +56,7 @@ TAIL_GRID = {
 
 # --------------------------------------------------------------------------- data
 def ami_items(which: str) -> list[dict]:
-    from shared.rttm import parse_rttm
+    from services.gateway.rttm import parse_rttm
 
     if which == "train":
         folder, rttm, uem, uris = DATA / "ami_train", "ami_train.rttm", "ami_train.uem", [f"trn{i:02d}" for i in range(10)]
@@ -88,6 +88,9 @@ def ref_speakers(item: dict) -> int:
 # --------------------------------------------------------------------------- features cache
 FEATURE_KEYS = ("vad_threshold", "vad_pad_ms", "vad_min_silence_ms", "vad_min_speech_ms", "window_s", "hop_s",
                 "min_window_s", "embedding")
+# Feature settings added later: part of the cache key only when not at these values, so
+# earlier cache entries stay valid.
+EXTRA_FEATURE_KEYS = {"embed_loudness": "recording"}
 
 
 class FeatureCache:
@@ -111,7 +114,8 @@ class FeatureCache:
         return hashlib.sha1(Path(item["audio"]).read_bytes()).hexdigest()[:16]
 
     def features(self, item, cfg):
-        fk = tuple(getattr(cfg, k) for k in FEATURE_KEYS)
+        fk = tuple(getattr(cfg, k) for k in FEATURE_KEYS) + tuple(
+            (k, getattr(cfg, k)) for k, v in EXTRA_FEATURE_KEYS.items() if getattr(cfg, k) != v)
         memo_key = (str(item["audio"]), fk)
         if memo_key in self.memo:
             return self.memo[memo_key]
