@@ -35,6 +35,14 @@ Pipeline (each step is a module-level pure function, so it can be unit tested al
 6. **Overlap** (:func:`overlap_turns`, off when ``overlap_margin`` is 0): where a frame's
    windows are nearly as similar to a second speaker as to the first, that speaker also
    gets a turn there; turns of different speakers may then overlap in time.
+7. **Interjection overlap** (:func:`bridge_interjections`, off when ``bridge_max_s`` is 0):
+   a short turn of another speaker inside one speaker's speech, with no pause either side,
+   lets the outer speaker talk on through it (both are scored there).
+
+Option for step 2: ``embed_loudness="window"`` brings every window to the recording's
+median window level before the encoder (:func:`window_level_mel`). What each option buys
+on real and generated audio is measured in bench/results/diarization_quality.json
+(ablation) and docs/adr/0011-diarization-on-real-recordings.md.
 
 Labels are ``SPEAKER_00``, ``SPEAKER_01``, ... in order of first appearance.
 """
