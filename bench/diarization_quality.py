@@ -39,24 +39,26 @@ GENERATED = {"gen_2spk_1.5min": (1.5, 2, 0), "gen_2spk_3min": (3, 2, 0), "gen_3s
 GENERATED_DER_GOAL = 0.03
 
 # Settings that change the model outputs (each value re-runs VAD-region planning + embedding).
+# Few values on purpose: ten 30 s excerpts cannot support a large search.
 FEATURE_GRID = {
     "vad_threshold": [0.35, 0.2],
-    "window_s": [1.5, 2.0],
+    "embed_loudness": ["recording", "window"],
 }
 # Settings evaluated from cached features (cheap).
 TAIL_GRID = {
-    "count_method": ["ahc", "eigengap"],
-    "ahc_threshold": [0.25, 0.3, 0.35],
+    "count_method": ["ahc"],
+    "ahc_threshold": [0.3, 0.35],
     "min_cluster_windows": [2, 3],
-    "min_cluster_fraction": [0.0, 0.02, 0.04],
-    "trim_threshold": [0.35, 0.5],
-    "overlap_margin": [0.0, 0.05],
+    "min_cluster_fraction": [0.02],
+    "trim_threshold": [0.2, 0.35],
+    "overlap_margin": [0.0],
+    "bridge_max_s": [0.0, 4.0],
 }
 
 
 # --------------------------------------------------------------------------- data
 def ami_items(which: str) -> list[dict]:
-    from shared.rttm import parse_rttm
+    from services.gateway.rttm import parse_rttm
 
     if which == "train":
         folder, rttm, uem, uris = DATA / "ami_train", "ami_train.rttm", "ami_train.uem", [f"trn{i:02d}" for i in range(10)]
@@ -88,6 +90,9 @@ def ref_speakers(item: dict) -> int:
 # --------------------------------------------------------------------------- features cache
 FEATURE_KEYS = ("vad_threshold", "vad_pad_ms", "vad_min_silence_ms", "vad_min_speech_ms", "window_s", "hop_s",
                 "min_window_s", "embedding")
+# Feature settings added later: part of the cache key only when not at these values, so
+# earlier cache entries stay valid.
+EXTRA_FEATURE_KEYS = {"embed_loudness": "recording"}
 
 
 class FeatureCache:
@@ -111,7 +116,8 @@ class FeatureCache:
         return hashlib.sha1(Path(item["audio"]).read_bytes()).hexdigest()[:16]
 
     def features(self, item, cfg):
-        fk = tuple(getattr(cfg, k) for k in FEATURE_KEYS)
+        fk = tuple(getattr(cfg, k) for k in FEATURE_KEYS) + tuple(
+            (k, getattr(cfg, k)) for k, v in EXTRA_FEATURE_KEYS.items() if getattr(cfg, k) != v)
         memo_key = (str(item["audio"]), fk)
         if memo_key in self.memo:
             return self.memo[memo_key]
@@ -163,14 +169,13 @@ def all_configs(base, feature_grid=FEATURE_GRID, tail_grid=TAIL_GRID):
     out = []
     for fvals in itertools.product(*feature_grid.values()):
         fdict = dict(zip(feature_grid, fvals))
-        fdict["hop_s"] = fdict["window_s"] / 2
+        fdict["hop_s"] = fdict.get("window_s", base.window_s) / 2
         for tvals in itertools.product(*tail_grid.values()):
             tdict = dict(zip(tail_grid, tvals))
             # The eigengap method has no AHC knobs; it is slow, so it is only evaluated with the
             # first trim/overlap values (the ablation compares it at the chosen ones).
             if tdict["count_method"] == "eigengap" and any(
-                    tdict[k] != tail_grid[k][0] for k in ("ahc_threshold", "min_cluster_windows", "min_cluster_fraction",
-                                                          "trim_threshold", "overlap_margin")):
+                    tdict[k] != tail_grid[k][0] for k in tail_grid if k != "count_method"):
                 continue
             out.append(dataclasses.replace(base, **fdict, **tdict))
     return out
@@ -234,12 +239,16 @@ def ablations(chosen) -> dict[str, object]:
             rows[f"window {w}s / hop {w / 2}s"] = r(chosen, window_s=w, hop_s=w / 2)
     rows["hop = window (no overlap)"] = r(chosen, hop_s=chosen.window_s)
     rows["embedding logmel_stats (no model)"] = r(chosen, embedding="logmel_stats")
+    other_loud = "window" if chosen.embed_loudness == "recording" else "recording"
+    rows[f"loudness per {other_loud}"] = r(chosen, embed_loudness=other_loud)
     rows["re-segmentation off"] = r(chosen, refine_iterations=0)
     other = "eigengap" if chosen.count_method == "ahc" else "ahc"
     rows[f"counting {other}"] = r(chosen, count_method=other)
     rows["turn trimming off"] = r(chosen, trim_to_activity=False)
     rows["overlap off" if chosen.overlap_margin else "overlap on (margin 0.05)"] = r(
         chosen, overlap_margin=0.0 if chosen.overlap_margin else 0.05)
+    rows["interjection overlap off" if chosen.bridge_max_s else "interjection overlap on (4 s)"] = r(
+        chosen, bridge_max_s=0.0 if chosen.bridge_max_s else 4.0)
     return rows
 
 
@@ -250,7 +259,8 @@ def summarise(rows) -> dict:
 
 
 def tuned_fields(cfg) -> dict:
-    keys = list(FEATURE_GRID) + list(TAIL_GRID) + ["hop_s", "embedding", "refine_iterations", "trim_to_activity"]
+    keys = list(dict.fromkeys(list(FEATURE_GRID) + list(TAIL_GRID) + ["window_s", "hop_s", "embedding", "refine_iterations",
+                                                                      "trim_to_activity"]))
     return {k: getattr(cfg, k) for k in keys}
 
 

@@ -35,6 +35,14 @@ Pipeline (each step is a module-level pure function, so it can be unit tested al
 6. **Overlap** (:func:`overlap_turns`, off when ``overlap_margin`` is 0): where a frame's
    windows are nearly as similar to a second speaker as to the first, that speaker also
    gets a turn there; turns of different speakers may then overlap in time.
+7. **Interjection overlap** (:func:`bridge_interjections`, off when ``bridge_max_s`` is 0):
+   a short turn of another speaker inside one speaker's speech, with no pause either side,
+   lets the outer speaker talk on through it (both are scored there).
+
+Option for step 2: ``embed_loudness="window"`` brings every window to the recording's
+median window level before the encoder (:func:`window_level_mel`). What each option buys
+on real and generated audio is measured in bench/results/diarization_quality.json
+(ablation) and docs/adr/0011-diarization-on-real-recordings.md.
 
 Labels are ``SPEAKER_00``, ``SPEAKER_01``, ... in order of first appearance.
 """
@@ -108,6 +116,11 @@ class DiarizerConfig:
     # Embedding: "resemblyzer" (d-vectors, weights ship in the wheel) or "logmel_stats"
     # (mean and spread of the log-mel frames, no model; the ablation baseline).
     embedding: str = "resemblyzer"
+    # Loudness the encoder hears: "recording" scales the whole recording's speech to
+    # -30 dBFS (resemblyzer's training level); "window" also brings every window to the
+    # recording's median window level, so a quiet far-away talker is not told apart (or
+    # merged) by loudness alone.
+    embed_loudness: str = "recording"
     # Turns.
     min_turn_s: float = 0.5
     merge_gap_s: float = 0.3
@@ -126,6 +139,12 @@ class DiarizerConfig:
     overlap_margin: float = 0.0
     overlap_min_similarity: float = 0.7
     overlap_min_s: float = 0.3
+    # Interjection overlap: a turn of another speaker no longer than ``bridge_max_s`` that
+    # sits inside one speaker's speech (that speaker on both sides, gaps at most
+    # ``bridge_gap_s``) is an interjection over a speaker who kept talking: the outer
+    # speaker's turn runs through it and both are scored there. bridge_max_s 0 turns it off.
+    bridge_max_s: float = 0.0
+    bridge_gap_s: float = 0.1
     # Runtime.
     num_threads: int = 2
     seed: int = 0
@@ -317,6 +336,28 @@ def logmel_stats_embeddings(mel: np.ndarray, windows: Sequence[tuple[int, int, i
     feats = np.stack([np.concatenate([logmel[s:e].mean(axis=0), logmel[s:e].std(axis=0)]) for s, e, _ in windows])
     feats = (feats - feats.mean(axis=0)) / (feats.std(axis=0) + 1e-6)
     return (feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-9)).astype(np.float32)
+
+
+def window_level_mel(mel: np.ndarray, windows: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """Mel frames where each window's span is scaled to the median window power.
+
+    Windows overlap, so each frame takes the gain of the window centred nearest to it
+    (gains are smooth in time: neighbouring windows share most of their frames).
+    """
+    power = np.array([float(mel[s:e].sum(axis=1).mean()) + 1e-12 for s, e, _ in windows])
+    gains = np.median(power) / power
+    out = mel.copy()
+    centres = np.array([(s + e) / 2 for s, e, _ in windows])
+    lo = min(s for s, _, _ in windows)
+    hi = max(e for _, e, _ in windows)
+    frames = np.arange(lo, hi)
+    if len(centres) == 1:
+        nearest = np.zeros(len(frames), dtype=int)
+    else:  # windows are in time order
+        pos = np.searchsorted(centres, frames).clip(1, len(centres) - 1)
+        nearest = np.where(np.abs(frames - centres[pos - 1]) <= np.abs(centres[pos] - frames), pos - 1, pos)
+    out[lo:hi] *= gains[nearest][:, None].astype(np.float32)
+    return out
 
 
 # --------------------------------------------------------------------------- clustering
@@ -793,6 +834,28 @@ def overlap_turns(
     return out
 
 
+def bridge_interjections(
+    turns: Sequence[tuple[float, float, int]], max_len_s: float, max_gap_s: float = 0.1
+) -> list[tuple[float, float, int]]:
+    """Extra turns letting a speaker talk on through a short interjection of another.
+
+    For turns ``A, B, A'`` in time order where ``A`` and ``A'`` are the same speaker, ``B``
+    another one no longer than ``max_len_s`` and both gaps at most ``max_gap_s`` (no real
+    pause: the voices ran into each other), returns ``A``'s speaker over ``[A.end, A'.start]``:
+    overlapped speech, where ``B`` interjected and ``A`` did not stop.
+    """
+    if max_len_s <= 0:
+        return []
+    ts = sorted(turns)
+    out: list[tuple[float, float, int]] = []
+    for prev, cur, nxt in zip(ts, ts[1:], ts[2:]):
+        if prev[2] != nxt[2] or cur[2] == prev[2] or cur[1] - cur[0] > max_len_s:
+            continue
+        if cur[0] - prev[1] <= max_gap_s and nxt[0] - cur[1] <= max_gap_s:
+            out.append((prev[1], nxt[0], prev[2]))
+    return out
+
+
 def merge_same_speaker(turns: Sequence[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
     """Union of each speaker's overlapping or touching turns, sorted by start."""
     out: list[tuple[float, float, int]] = []
@@ -839,6 +902,7 @@ def turns_from_features(
     turns = labels_to_turns(flabels, segments)
     turns = smooth_turns(turns, cfg.min_turn_s, cfg.merge_gap_s, keep_all_speakers=bool(num_speakers))
     extra = overlap_turns(flabels, frame_similarities(n_frames, feat.windows, scores), cfg) if cfg.overlap_margin > 0 else []
+    extra += bridge_interjections(turns, cfg.bridge_max_s, cfg.bridge_gap_s)
     stats["overlap_s"] = round(sum(e - s for s, e, _ in extra), 2)
     turns = merge_same_speaker([(s, min(e, duration), c) for s, e, c in turns + extra if min(e, duration) > s])
     return turns, stats
@@ -940,6 +1004,8 @@ class BuiltinDiarizer:
             if cfg.embedding == "logmel_stats":
                 emb = logmel_stats_embeddings(mel, windows)
             else:
+                if cfg.embed_loudness == "window":
+                    mel = window_level_mel(mel, windows)
                 emb = self._embed(mel, windows, window, report or (lambda f, m: None))
         return SpeechFeatures(len(audio), probs, regions, regions_f, windows, emb, window)
 

@@ -257,3 +257,30 @@ def test_turns_from_features_trims_to_activity():
     assert ca != cb
     assert a0 == pytest.approx(0.5, abs=0.05) and a1 == pytest.approx(2.5, abs=0.05)
     assert b0 == pytest.approx(3.5, abs=0.05) and b1 == pytest.approx(5.5, abs=0.05)
+
+
+def test_bridge_lets_a_speaker_talk_on_through_a_touching_interjection():
+    from services.diarizer.diarization import bridge_interjections
+
+    # A talks, B interjects 0.8 s with no pause either side, A goes on: A spoke through it.
+    turns = [(0.0, 3.0, 0), (3.0, 3.8, 1), (3.85, 7.0, 0)]
+    assert bridge_interjections(turns, max_len_s=2.0, max_gap_s=0.1) == [(3.0, 3.85, 0)]
+    # Off, too long, or a real pause before the answer: no overlap is invented.
+    assert bridge_interjections(turns, max_len_s=0.0) == []
+    assert bridge_interjections(turns, max_len_s=0.5, max_gap_s=0.1) == []
+    paused = [(0.0, 3.0, 0), (3.5, 4.0, 1), (4.5, 7.0, 0)]
+    assert bridge_interjections(paused, max_len_s=2.0, max_gap_s=0.1) == []
+    # A-B-C is a hand-over, not an interjection.
+    assert bridge_interjections([(0.0, 3.0, 0), (3.0, 3.8, 1), (3.8, 6.0, 2)], 2.0) == []
+
+
+def test_window_level_mel_brings_quiet_windows_to_the_median_level():
+    from services.diarizer.diarization import window_level_mel
+
+    mel = np.ones((600, 40), dtype=np.float32)
+    mel[300:] *= 0.01  # a talker 20 dB quieter in the second half
+    windows = [(s, s + 150, 0) for s in range(0, 451, 75)]
+    out = window_level_mel(mel, windows)
+    levels = [float(out[s:e].sum(axis=1).mean()) for s, e, _ in windows]
+    assert max(levels) / min(levels) < 3.0  # was 100x apart
+    assert out[0, 0] == pytest.approx(mel[0, 0] * np.median([mel[s:e].sum(1).mean() for s, e, _ in windows]) / 40, rel=1e-4)
