@@ -11,7 +11,7 @@ Mapping evidence to labelled lines: the generator knows when each scripted line 
 script lines by time, not by text (the ASR's wording may differ). "Invented" items are those
 whose evidence quote is not verbatim in the SYSTEM's transcript.
 
-Sessions are uploaded two at a time (transcriber and diarizer work on different sessions
+Sessions go shortest first and are uploaded two at a time (transcriber and diarizer work on different sessions
 in parallel); results are written after every finished session, so a run stopped early
 still reports what it measured (``completed`` in the JSON).
 
@@ -120,8 +120,9 @@ def _done(detail: dict) -> bool:
 
 
 def run(folder: Path, name: str, limit: int | None = None) -> dict:
-    paths = sorted(folder.glob("session_*.json"))[:limit]
-    labels = [_labels(p) for p in paths]
+    paths = sorted(folder.glob("session_*.json"))
+    # Shortest first: on a loaded machine a run cut short still measures as many sessions as possible.
+    labels = sorted((_labels(p) for p in paths), key=lambda lab: sum(len(ln["text"].split()) for ln in lab["raw"]["lines"]))[:limit]
     t0 = time.monotonic()
     gens = [synthesise(lab["raw"], seed=i) for i, lab in enumerate(labels)]
     synth_s = time.monotonic() - t0
