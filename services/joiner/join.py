@@ -47,4 +47,5 @@ def build_merged(
         diarized=diarized,
         full_text=full_text(merged, role_of),
         warnings=warnings,
+        notes_backend=transcript.notes_backend,
     )

@@ -35,7 +35,7 @@ async def transcribe_upload(event: AudioUploaded, progress: ProgressFn,
         session_id=event.session_id, language=result.language, duration_s=round(result.duration_s, 3),
         segments=result.segments,
         engine=Engine(backend="faster-whisper", model=result.model_name, device=deps.device),
-        timing=pending_timing(),
+        timing=pending_timing(), notes_backend=event.options.notes_backend,
     )
     if len(ready.model_dump_json()) > deps.inline_max_bytes:
         ready.segments_ref = await deps.run_blocking(

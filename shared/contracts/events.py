@@ -128,6 +128,7 @@ class TranscriptReady(Event):
     segments_ref: str | None = Field(None, description="Blob URI of a JSON list of segments (large sessions)")
     engine: Engine
     timing: Timing
+    notes_backend: str | None = Field(None, description="The upload's requested notes backend, carried to transcript.merged")
 
 
 class StageFailed(Event):
@@ -193,6 +194,7 @@ class TranscriptMerged(Event):
     diarized: bool
     full_text: str | None = Field(None, description='"THERAPIST: ..." lines; None when in segments_ref')
     warnings: list[str] = Field(default_factory=list)
+    notes_backend: str | None = Field(None, description="offline or llm as requested on upload; unset: the notes service default")
 
 
 # --- notes.ready -----------------------------------------------------------------------
