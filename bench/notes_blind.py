@@ -44,8 +44,10 @@ TYPE_OF = {
 
 
 def _label_type(t: str) -> str:
-    t = t.lower().strip().replace("behavioral", "behavioural")
-    return {"grounding": "mindfulness/grounding", "mindfulness": "mindfulness/grounding"}.get(t, t)
+    # Label vocabularies differ between writers: "safety_planning", "mindfulness_grounding".
+    t = t.lower().strip().replace("_", " ").replace("behavioral", "behavioural")
+    return {"grounding": "mindfulness/grounding", "mindfulness": "mindfulness/grounding",
+            "mindfulness grounding": "mindfulness/grounding"}.get(t, t)
 
 
 def _line_of(t: float, segments: list[MergedSegment]) -> int:
