@@ -16,7 +16,7 @@ Each session's lines become timed merged segments (as in bench/risk_blind.py) an
 Data: ``dev`` = the author's own sessions (tests/data/risk_dev_sessions.jsonl, tuning data);
 ``blind`` = tests/data/blind_clinical/, scored once after the extractor froze.
 
-Run: .venv/bin/python -m bench.notes_blind [dev|blind] -> bench/results/notes_{dev,blind}.json
+Run: .venv/bin/python -m bench.notes_blind [dev|blind|DIR] [name] -> bench/results/notes_<name>.json
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ TYPE_OF = {
 
 
 def _label_type(t: str) -> str:
-    t = t.lower().strip().replace("behavioral", "behavioural")
-    return {"grounding": "mindfulness/grounding", "mindfulness": "mindfulness/grounding"}.get(t, t)
+    # Label vocabularies differ between writers: "safety_planning", "mindfulness_grounding".
+    t = t.lower().strip().replace("_", " ").replace("behavioral", "behavioural")
+    return {"grounding": "mindfulness/grounding", "mindfulness": "mindfulness/grounding",
+            "mindfulness grounding": "mindfulness/grounding"}.get(t, t)
 
 
 def _line_of(t: float, segments: list[MergedSegment]) -> int:
@@ -56,7 +58,13 @@ def _line_of(t: float, segments: list[MergedSegment]) -> int:
 def score_session(session: dict) -> dict:
     segs = to_segments(session["lines"])
     notes = build_offline_notes(segs, [])
-    text = "\n".join(s.text for s in segs)
+    return score_notes(session, notes, segs, "\n".join(s.text for s in segs))
+
+
+def score_notes(session: dict, notes, segs: list, text: str) -> dict:
+    """``segs``: one timed segment per labelled line (evidence times are mapped to lines
+    through them); ``text``: the transcript the evidence must be verbatim in."""
+    text = normalise_quote(text)
     action_lines = [_line_of(a.start, segs) for a in notes.action_items if a.start is not None]
     found_actions = [a for a in session["action_items"] if any(abs(a["line"] - ln) <= ACTION_WINDOW for ln in action_lines)]
     ours = {TYPE_OF.get(s.name, s.name).replace("behavioral", "behavioural"): s for s in notes.strategies}
@@ -64,8 +72,8 @@ def score_session(session: dict) -> dict:
     found_iv = [t for t, _ln in labelled if t in ours]
     found_iv_near = [t for t, ln in labelled if t in ours and ours[t].start is not None
                      and abs(_line_of(ours[t].start, segs) - ln) <= INTERVENTION_WINDOW]
-    invented = [a.evidence for a in notes.action_items if not a.evidence or a.evidence not in text]
-    invented += [s.evidence for s in notes.strategies if not s.evidence or s.evidence not in text]
+    invented = [a.evidence for a in notes.action_items if not a.evidence or normalise_quote(a.evidence) not in text]
+    invented += [s.evidence for s in notes.strategies if not s.evidence or normalise_quote(s.evidence) not in text]
     labelled_lines = {a["line"] for a in session["action_items"]}
     unmatched = [a.evidence for a, ln in zip(notes.action_items, action_lines)
                  if not any(abs(ln - x) <= ACTION_WINDOW for x in labelled_lines)]
@@ -91,9 +99,14 @@ def summarise(per: list[dict]) -> dict:
     }
 
 
-def load_blind() -> list[dict]:
+def normalise_quote(text: str) -> str:
+    """Whitespace-normalised (the transcript text joins segments with newlines)."""
+    return " ".join(text.split())
+
+
+def load_blind(folder: Path = BLIND) -> list[dict]:
     out = []
-    for path in sorted(BLIND.glob("session_*.json")):
+    for path in sorted(Path(folder).glob("session_*.json")):
         s = json.loads(path.read_text())
         lines = [{"speaker": ln["speaker"], "role": "THERAPIST" if ln["speaker"] == "THERAPIST" else "CLIENT",
                   "text": ln["text"]} for ln in s["lines"]]
@@ -101,14 +114,19 @@ def load_blind() -> list[dict]:
     return out
 
 
-def main(which: str = "dev") -> None:
-    sessions = load_dev() if which == "dev" else load_blind()
+def main(which: str = "dev", name: str | None = None) -> None:
+    """``dev``, ``blind`` (tests/data/blind_clinical) or a directory of session_*.json files."""
+    if which in ("dev", "blind"):
+        sessions, name = (load_dev() if which == "dev" else load_blind()), name or which
+    else:
+        sessions, name = load_blind(Path(which)), name or Path(which).name
     per = [score_session(s) for s in sessions]
-    result = {"summary": summarise(per), "sessions": per}
+    result = {"summary": summarise(per), "sessions": per,
+              "level": "text: reference transcript lines straight into the offline extractor (no audio)"}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"notes_{which}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"notes_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "dev")
+    main(sys.argv[1] if len(sys.argv) > 1 else "dev", sys.argv[2] if len(sys.argv) > 2 else None)

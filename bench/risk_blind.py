@@ -19,7 +19,7 @@ Data sets:
 - ``blind``: tests/data/blind_clinical/ (22 sessions written by someone who never saw the
   detector), scored ONCE after the detector was frozen and committed.
 
-Run: .venv/bin/python -m bench.risk_blind [dev|blind|blind-posthoc] -> bench/results/risk_<which>.json
+Run: .venv/bin/python -m bench.risk_blind [dev|blind|blind-posthoc|DIR] [name] -> bench/results/risk_<name>.json
 (``blind-posthoc`` re-scores the blind set after changes made once it had been read: not blind)
 """
 
@@ -141,13 +141,20 @@ def run(sessions: list[dict], detector: RiskDetector) -> dict:
     return {"summary": summarise(per), "sessions": per}
 
 
-def main(which: str = "dev") -> None:
-    """``dev``, ``blind`` (the one blind measurement), or ``blind-posthoc``: the blind set
-    re-scored after changes made once it had been read (NOT a blind measurement)."""
-    sessions = load_dev() if which == "dev" else load_blind()
+def main(which: str = "dev", name: str | None = None) -> None:
+    """``dev``, ``blind`` (tests/data/blind_clinical), ``blind-posthoc``, or a directory of
+    ``session_*.json`` files in the blind schema (e.g. /work/blind/clinical2); results go to
+    bench/results/risk_<name>.json (name: the directory's name unless given)."""
+    if which == "dev":
+        sessions, name = load_dev(), name or "dev"
+    elif which in ("blind", "blind-posthoc"):
+        sessions, name = load_blind(), name or which.replace("-", "_")
+    else:
+        sessions, name = load_blind(Path(which)), name or Path(which).name
     result = run(sessions, RiskDetector())
+    result["level"] = "text: reference transcript lines straight into the detector (no audio)"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"risk_{which.replace('-', '_')}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"risk_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))
 
 
@@ -159,10 +166,11 @@ BLIND_CATEGORIES = {
 }
 
 
-def load_blind() -> list[dict]:
-    """tests/data/blind_clinical/session_*.json in the scorer's form (line roles: THERAPIST or CLIENT)."""
+def load_blind(folder: Path = BLIND) -> list[dict]:
+    """``folder``/session_*.json (default tests/data/blind_clinical) in the scorer's form
+    (line roles: THERAPIST or CLIENT)."""
     out = []
-    for path in sorted(BLIND.glob("session_*.json")):
+    for path in sorted(Path(folder).glob("session_*.json")):
         s = json.loads(path.read_text())
         lines = [{"speaker": ln["speaker"], "role": "THERAPIST" if ln["speaker"] == "THERAPIST" else "CLIENT",
                   "text": ln["text"]} for ln in s["lines"]]
@@ -174,4 +182,4 @@ def load_blind() -> list[dict]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "dev")
+    main(sys.argv[1] if len(sys.argv) > 1 else "dev", sys.argv[2] if len(sys.argv) > 2 else None)

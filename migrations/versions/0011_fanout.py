@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("plan", postgresql.JSONB(), nullable=False),
         sa.Column("language", sa.Text()),
+        sa.Column("notes_backend", sa.Text()),
         sa.Column("duration_s", sa.Float(), nullable=False),
         sa.Column("traceparent", sa.Text()),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

@@ -55,4 +55,5 @@ def build_merged(
         full_text=full_text(merged, role_of),
         warnings=warnings,
         quality_warnings=check_transcript(checks, quality or QualityThresholds()),
+        notes_backend=transcript.notes_backend,
     )

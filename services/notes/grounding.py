@@ -227,4 +227,21 @@ def validate_notes_against_transcript(notes: ClinicalNotes, segments: list[Merge
             note = "evidence not found verbatim in transcript; verify manually"
             rationale = f"{f.rationale} ({note})" if f.rationale else note
             flags.append(f.model_copy(update={"start": start, "end": None, "rationale": rationale}))
-    return notes.model_copy(update={"significant_quotes": quotes, "risk_flags": flags})
+    return notes.model_copy(update={"significant_quotes": quotes, "risk_flags": flags,
+                                    "action_items": _grounded_items(notes.action_items, segments, sentences),
+                                    "strategies": _grounded_items(notes.strategies, segments, sentences)})
+
+
+def _grounded_items(items: list, segments: list[MergedSegment], sentences: list[Sentence]) -> list:
+    """Action items / interventions whose evidence quote is verbatim transcript text: a quote
+    that is close is repaired (text and times); an item whose quote is not in the transcript
+    is dropped as invented. An item given without any quote is kept, with no evidence."""
+    out = []
+    for item in items:
+        if not item.evidence:
+            out.append(item.model_copy(update={"start": None, "end": None}))
+            continue
+        m = find_in_transcript(item.evidence, segments, near=item.start, sentences=sentences)
+        if m is not None:
+            out.append(item.model_copy(update={"evidence": m.text, "start": m.start, "end": m.end}))
+    return out

@@ -130,7 +130,7 @@ async def on_transcript_merged(envelope: Envelope, deps: NotesDeps) -> None:
         deps.metrics.duplicates.labels(deps.consumer).inc()
         log.info("stale_transcript_version_ignored", version=merged.version, latest=latest)
         return
-    await run_notes(envelope, deps, merged, AUTO, None)
+    await run_notes(envelope, deps, merged, AUTO, merged.notes_backend)  # the upload's choice, if any
 
 
 async def on_regenerate(envelope: Envelope, deps: NotesDeps) -> None:

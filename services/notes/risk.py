@@ -34,6 +34,7 @@ from shared.contracts.events import MergedSegment
 from shared.contracts.notes import RiskCategory, RiskEvidence, RiskFlag, Severity, sort_flags
 from services.notes.grounding import Sentence, normalize, segment_sentences
 from services.notes.risk_episodes import Mention, absorb, as_episode, episodes_to_flags, same_episode
+from services.notes.risk_rules import calibrate_episode, promote_weak, route_mention, weak_labels
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\bbetter off (?:without me|if i (?:was|were)n't (?:here|around)|dead)\b", MO, "passive ideation / burdensomeness", negatable=False),
     _p(SI, r"\beasier (?:for (?:everyone|everybody|them|you|my \w+) )?if i (?:just )?(?:wasn't|weren't|was not|were not) (?:here|around|alive)\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:not|never|don't|didn't) wake up\b", MO, "passive ideation", negatable=False),
-    _p(SI, r"\b(?:don't|do not|didn't) want to (?:be alive|live|be here|exist|be around|go on|keep going|keep living|wake up)\b(?! (?:at|in|with|for|on|today) )", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:don't|do not|didn't) want to (?:be alive|exist|wake up)\b|\b(?:don't|do not|didn't) want to (?:live|be here|be around|go on|keep going|keep living)\b(?! (?:at|in|with|for|on|today) )", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:not sure|don't know if|don't know whether|not certain) i (?:want|wanna) to (?:live|be alive|be here|go on|keep living|keep going)\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\bthought of not (?:being|existing)(?: here| alive| around)?\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:don't|do not|can't) see myself (?:being )?(?:around|here|alive) (?:much )?(?:longer|anymore|for long)\b", MO, "passive ideation", negatable=False),
@@ -140,6 +141,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\bhandful of (?:pills|tablets|paracetamol)\b|\b(?:took|taken|had) an overdose\b|\bi(?:'ve| have)? overdosed\b", HI, "possible attempt"),
     _p(SI, r"\b(?:happier|better|easier|fine)(?: off)? (?:if|when) i(?:'m| am| was| were)? (?:gone|dead|not here|not around|no longer here)\b", MO, "passive ideation / burdensomeness", negatable=False),
     _p(SI, r"\b(?:tired|sick|weary) of (?:living|being alive|life|existing)\b|\blife (?:isn't|is not|isn't really|is no longer) worth (?:living|it)\b|\bnot worth living\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:they|the voices?|it|he|she)(?: keep)? (?:say|says|said|tell|tells|told|telling|keeps? telling|keeps? saying)(?: me)?(?: (?:that )?i should| to| i ought to| i have to)? (?:go to the (?:bridge|tracks|railway|roof|edge)|jump|die|kill myself|end it|hang myself|step in front)\b", HI, "command hallucinations: suicide", third_party_ok=True, negatable=False),
     # --- self-harm
     _p(SH, r"\bcut(?:ting)? myself\b(?! (?:some |a bit of |any )?slack| off| short| out)", MO, "cutting"),
     _p(SH, r"\b(?:started|start|keep|kept|been|i'm|i was|stop|stopped|urges? to|urge to|cutting) cutting\b|\bcutting again\b|\bi(?:'ve| have) been cutting\b|\bbeen cutting\b", MO, "cutting"),
@@ -177,7 +179,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(AV, r"\b(?:afraid|scared|terrified|frightened) (?:to go home|of going home|of what (?:he|she|they)(?:'ll| will|'d| would| might) do)\b|\bbecause of what (?:he|she|they)(?:'ll| will|'d| would| might) do\b", HI, "fear of partner"),
     _p(AV, r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|ex))(?:'s| is)? (?:won't|doesn't|does not|will not|wouldn't) let me (?:see|go|leave|have|talk|work|use)\b|\bchecks? my (?:phone|messages|texts)\b(?! bill)|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
     _p(AV, r"\bstalk(?:ing|s|ed)? me\b|\b(?:turns?|turning|turned|keeps turning) up (?:outside|at) my\b|\bfollow(?:s|ing|ed) me (?:home|to work|around)\b", MO, "stalking"),
-    _p(AV, r"\b(?:choked|strangled) me\b", HI, "strangulation"),
+    _p(AV, r"\b(?:choked|strangled) me\b|\b(?:grabbed|grabs|held|holds|had|pinned|pinning) me (?:by|round|around) (?:my|the) (?:neck|throat)\b|\b(?:hands?|arm) (?:round|around|on) my (?:neck|throat)\b", HI, "strangulation"),
     _p(AV, r"\b(?:kicked|hit|punched|pushed|beat|hurt|shoved) me\b[^.]{0,40}\b(?:while|when) i was pregnant\b", HI, "violence in pregnancy"),
     # --- substance use
     _p(SU, rf"\b{_I}\b[^.;]{{0,25}}?\b(?:using|use|used|taking|take|took|smoke|smoking|smoked|doing|do|did|snort(?:ing|ed)?|inject(?:ing|ed)?|shooting up|on|popping|popped|buy|buying|bought|score|scoring)\b[^.;]{{0,25}}?\b{_DRUGS}\b", MO, "drug use"),
@@ -186,6 +188,10 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SU, r"\b(?:i|i'm|i've been|i was|i got|got|get|getting|been) (?:so )?(?:high|stoned|wasted|hammered|smashed|drunk|off my face|out of it)\b(?! (?:school|street|hopes|alert|functioning))", MO, "intoxication"),
     _p(SU, r"\b(?:drove|drive|driving|drives)\b[^.]{0,15}\b(?:drunk|high|stoned|after drinking|over the limit)\b|\bdrink[- ]driving\b|\bdrunk[- ]driving\b", HI, "intoxicated driving"),
     _p(SU, r"\brelaps(?:e|ed|ing)\b", MO, "relapse"),
+    _p(SU, r"\bdrinking before (?:i |you |he |she )?(?:drove|drive|driving|got in the car)\b|\b(?:drove|driving|drives) (?:the )?(?:kids|boys|girls|children)\b[^.]*\b(?:drunk|drinking|had a few|over the limit)\b", HI, "intoxicated driving"),
+    _p(SU, r"\b(?:the )?shakes\b[^.]*\b(?:drink|drop|whisky|vodka|can)\b|\b(?:drink|drop|whisky|vodka)\b[^.]*\b(?:steady|stop) (?:my|the) (?:hands|shakes|shaking)\b|\bfirst drink\b[^.]*\b(?:morning|wake)\b", MO, "physical dependence"),
+    _p(SU, rf"\b(?:most of |half )?a (?:full )?bottle of {_ALCOHOL}\b[^.]*\b(?:a day|every day|by the end of the day|each day|a night)\b", MO, "heavy drinking"),
+    _p(SU, r"\b(?:woke up|came to)\b[^.]{0,20}\b(?:on|in) (?:the )?(?:kitchen |bathroom |hall )?(?:floor|a cell|a&e|hospital)\b|\b(?:had|been) (?:dry|sober|clean) (?:for )?\w+ (?:weeks|months|years)\b[^.]*\b(?:had|one) (?:one|a) (?:beer|drink|glass)\b", MO, "relapse with harm"),
     _p(SU, r"\b(?:drink|drank|drinking|drunk|used|using) (?:a lot|too much|heavily|way too much)\b(?! of (?:water|tea|coffee|juice|milk))", MO, "heavy use"),
     _p(SU, rf"\b(?:litre|liter|half a bottle|fifth|bottle|crate|case) of {_ALCOHOL}\b", MO, "heavy drinking"),
     _p(SU, r"\b(?:doing|did|do|snorting|racking up) (?:a few |some )?(?:lines|bumps|key bumps)\b|\blines of (?:coke|cocaine|speed|ket)\b", MO, "drug use"),
@@ -215,13 +221,17 @@ PATTERNS: tuple[Pattern, ...] = (
     # --- other risk: eating disorder, psychosis, medication, dissociation, neglect, recklessness
     _p(OT, r"\bmak(?:e|ing) myself (?:throw up|sick|vomit|puke)\b|\bthrow(?:ing)? up after (?:meals|eating|i eat|dinner|lunch)\b|\bpurg(?:e|ing|ed)\b|\blaxatives\b", MO, "eating disorder behaviour"),
     _p(OT, r"\b(?:haven't|have not|hadn't|not) eaten (?:anything |properly )?(?:in|for) (?:\w+ )?(?:days|a week|weeks)\b|\bstarv(?:ing|ed|e) myself\b|\bstopped eating\b", MO, "restriction", negatable=False),
-    _p(OT, r"\bvoices? (?:\w+ ){0,2}(?:telling|tell|told|tells|saying|say|said|command|commanding)\b|\bhearing voices\b|\bhear voices\b", HI, "hallucinations"),
+    _p(OT, r"\bvoices? (?:\w+ ){0,2}(?:telling|tell|told|tells|saying|say|said|command|commanding)\b|\bhearing voices\b|\bhear voices\b", MO, "hallucinations"),
+    _p(OT, r"\b(?:the )?voices?\b[^.]{0,20}\b(?:came back|come back|are back|back again|louder|got worse|started again)\b", MO, "hallucinations returned", third_party_ok=True),
+    _p(OT, r"\b(?:the )?(?:tv|telly|television|radio|songs?|adverts?)\b[^.]{0,25}\b(?:talking to me|talks to me|speaking to me|messages? (?:for|to) me)\b|\b(?:it's|it is|like) a sign\b|\b(?:been )?chosen for me\b|\b(?:are|is|were) in on it\b|\blisten(?:ing)? (?:to me )?through the walls?\b", MO, "psychotic experiences", third_party_ok=True),
+    _p(OT, r"\b(?:fainted|passed out|collapsed|blacked out)\b[^.]{0,30}\b(?:twice|this week|again|times|yesterday|in the)\b|\b(?:twice|three times|again) this week\b(?=[^.]*\b(?:fainted|passed out|collapsed)\b)", HI, "acute medical danger (fainting)"),
+    _p(OT, r"\b(?:(?:five|four|three|six) hundred|\d{3}) calories\b|\bperiods? (?:have |has )?stopped\b", MO, "restriction"),
     _p(OT, r"\b(?:they've been|they keep|they're|they are|it keeps|they|it) (?:telling|tell|told|tells|ordering|order) me to (?:hurt|kill|harm|cut|burn) (?:myself|someone|him|her|people|them)\b", HI, "command hallucinations", third_party_ok=True),
     _p(OT, r"\bstopped (?:taking )?(?:my |the )?(?:meds|medication|medications|lithium|antipsychotics?|antidepressants?|pills|tablets|insulin)\b|\bcome off (?:my |the )?(?:meds|medication|lithium)\b", MO, "medication discontinuation"),
     _p(OT, r"\b(?:poison|poisoning|poisoned) me\b|\bputting (?:things|something|stuff) in my (?:food|drink|water)\b|\b(?:they're|they are|people are) (?:watching|following|after) me\b", MO, "paranoid ideation"),
     _p(OT, r"\b(?:don't|do not) care if i (?:crash|get hurt|get killed)\b|\b(?:driving|drive|drove) (?:really |so )?(?:fast|recklessly|dangerously) on purpose\b", MO, "reckless behaviour", negatable=False),
     _p(OT, r"\b(?:sending|sends|sent|giving) me (?:secret |special |hidden )?(?:messages|signals|signs)\b|\b(?:talking|speaking) to me through\b", HI, "ideas of reference"),
-    _p(OT, r"\bhaven't (?:slept|been sleeping) (?:in|for) (?:\w+ )?(?:days|nights)\b|\b(?:thoughts are|mind is|thoughts keep) racing\b|\bracing thoughts\b", MO, "possible mania", negatable=False),
+    _p(OT, r"\b(?:thoughts are|mind is|thoughts keep) racing\b|\bracing thoughts\b", MO, "possible mania", negatable=False),
     _p(OT, r"\bi(?:'ve| have| keep)? (?:los(?:e|ing|t)) (?:time|hours|chunks of (?:time|the day))\b|\bdon't know how i got there\b|\bfind myself (?:in )?(?:places|somewhere)\b", MO, "dissociation", negatable=False),
     _p(OT, r"\bleft (?:the|my) (?:baby|kids|children|son|daughter|toddler) (?:alone|on (?:his|her|their) own|home alone)\b", HI, "child safety"),
 )
@@ -257,7 +267,11 @@ _HISTORICAL = re.compile(
     r"little|young|younger|small|at school|in school|\w*teen|\d+|twenty|thirty)\b|\bas a (?:kid|child|teenager)\b|"
     r"\bin my (?:teens|twenties|thirties|twenties|youth)\b|\bhaven't (?:done it |since|for (?:years|ages))|"
     r"\bnot (?:since|for years|in (?:over |more than )?(?:\w+|\d+) (?:years|months))\b|\b(?:sober|clean) (?:for|since)\b|"
-    r"\bgrowing up\b|\bback then\b|\bin the past\b",
+    r"\bgrowing up\b|\bback then\b|\bin the past\b|\b(?:i was|until i was|since i was) (?:about |around )?(?:\d+|five|six|seven|"
+    r"eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen)\b|\bwhen i (?:was|got)\b[^.]{0,25}\bat (?:school|uni|college)\b|"
+    r"\b(?:fine|well|okay|ok|good) (?:ever )?since\b|\bsince (?:early |late )?(?:then|that|summer|spring|autumn|winter)\b|"
+    r"\bwhen it all (?:came out|happened|kicked off)\b|\b(?:back )?in (?:january|february|march|april|june|july|august|september|"
+    r"october|november|december)\b(?=[^.]*\b(?:was|were|had|did|thought|went|got)\b)|\b(?:i was|i got) (?:in|admitted|sectioned)\b[^.]*\b(?:weeks|months)\b",
     re.IGNORECASE,
 )
 _CURRENT = re.compile(r"\b(?:again|still|(?<!years )(?<!months )now|lately|recently|this week|last night|yesterday|at the moment|these days)\b", re.IGNORECASE)
@@ -454,7 +468,13 @@ def _benign_context(pat: Pattern, norm: str, m: re.Match[str]) -> bool:
         return True
     if pat.category is HO and _FEARED_OTHER.search(norm):
         return True  # "I'm scared he'll hurt the baby": someone else is the danger
+    if pat.category is HO and _WHEN_TRIGGER.search(norm) and not _WEAPON.search(norm):
+        return True  # "When he sees his report I'm going to murder him": exasperation at a trigger
     return pat.category is HO and bool(_EXASPERATION.search(norm)) and not _INTENT.search(norm)
+
+
+_WHEN_TRIGGER = re.compile(r"\bwhen (?:he|she|they|my \w+) (?:sees?|finds? out|hears?|gets (?:home|back)|reads?)\b")
+_WEAPON = re.compile(r"\b(?:knife|knives|gun|bat|weapon|hammer|blade|machete|axe)\b")
 
 
 _FEARED_OTHER = re.compile(r"\b(?:scared|afraid|worried|frightened|terrified) (?:that )?(?:he|she|they)(?:'ll| will|'d| would| might|'s going to| is going to)\b")
@@ -487,7 +507,8 @@ def calibrate_severity(pat: Pattern, norm: str, match_start: int = 0) -> tuple[S
     """
     sev, why = pat.severity, pat.label
     if pat.category is SH:
-        if "urge" in pat.label or _SH_URGE.search(_clause_prefix(norm, match_start)):
+        # urges, or the bare word ("the self-harm is different"): no act is described
+        if "urge" in pat.label or pat.generic or _SH_URGE.search(_clause_prefix(norm, match_start)):
             return MO, pat.label
         return HI, f"current self-harm ({pat.label})"
     if pat.category is SI and pat.label in ("wish to die", "wish to be dead") and not _PLAN_MEANS_STRICT.search(norm):
@@ -540,8 +561,9 @@ def _scan_sentence_ex(text: str, family_session: bool = False) -> tuple[list[tup
                 continue
             severity, why = calibrate_severity(pat, norm, m.start())
             if historical and pat.historical_ok:
-                # A past suicide attempt stays clinically significant: moderate, not low.
-                severity = MO if (pat.category is SI and "attempt" in pat.label) else LO
+                # Resolved past risk, including a past attempt: low, marked past (the history
+                # is kept in the flag's quotes; a current disclosure is a separate episode).
+                severity = LO
                 why = f"historical: {pat.label}"
             hits.append((pat, severity, why))
             break
@@ -591,8 +613,9 @@ def _semantic_guard(norm: str, suppressed: bool) -> str:
 CONTEXT_PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:there's|there is|we have|we've got|i have|i've got|i got|he keeps|dad keeps|keeps|kept|still has|has)\b[^.]{0,30}\b(?:guns?|rifles?|shotguns?|pistols?|firearms?)\b", HI, "means access: firearm"),
     _p(SI, r"\b(?:pills|tablets|meds|medication|paracetamol|painkillers|insulin)\b[^.]{0,35}\b(?:drawer|cabinet|cupboard|bag|bedside|saved|put aside|kept|hidden|hid|enough)\b", HI, "means access: medication"),
-    _p(SI, r"\b(?:saved|kept|hidden|hid|put aside|collected) (?:up )?(?:some|a few|enough|them|a lot)\b", HI, "means access: stockpiling"),
-    _p(SI, r"\b(?:went|go|been going|drove|walked|stood|standing|looked down) (?:up )?(?:to|on|at|from|over) (?:the )?(?:bridge|top of the car park|cliffs?|edge|tracks|railway|roof)\b", HI, "rehearsal / method"),
+    _p(SI, r"\b(?:saved|saving|kept|keeping|hidden|hiding|hid|put aside|collected|collecting|counted) (?:up )?(?:some|a few|enough|them|a lot)\b", HI, "means access: stockpiling"),
+    _p(SI, r"\b(?:papers|affairs) in order\b|\bso nobody has to (?:do it|sort it|deal with it)\b|\bwill(?:'s| is) sorted\b|\bone (?:letter )?for each of them\b", HI, "preparatory behaviour"),
+    _p(SI, r"\b(?:went|go|been going|drove|walked|stood|standing|looked down) (?:up )?(?:to|on|at|from|over|by) (?:the )?(?:bridge|top of the car park|cliffs?|edge|tracks|railway|roof|railings?|ledge)\b", HI, "rehearsal / method"),
     _p(SI, r"\b(?:i know|i've worked out|i've figured out|i worked out|i've decided) (?:where|how|when|what i'd use)\b|\b(?:i've|i have) (?:decided|picked) (?:a|the) (?:day|date|time|place)\b", HI, "plan"),
     _p(SI, r"\b(?:tonight|this weekend|after the (?:kids|funeral|wedding|holidays)|when (?:everyone|they)(?:'s| is| are)? (?:asleep|away|out))\b", HI, "intent: timing"),
     _p(HO, r"\bknow where (?:he|she|they) (?:lives?|works?|parks?|drinks?|goes)\b|\b(?:wait|waiting|waited) for (?:him|her|them) (?:outside|after)\b", HI, "plan: target's whereabouts"),
@@ -602,7 +625,7 @@ CONTEXT_PATTERNS: tuple[Pattern, ...] = (
 _AFFIRMATIVE = re.compile(
     r"^(?:(?:um|uh|erm|er|well|honestly|i mean|mm|mhm|hmm|ok|okay|so),? )*(?:yes|yeah|yep|yup|yea|sometimes|a bit|a little|"
     r"kind of|kinda|sort of|i have|i do|i did|i guess|maybe|occasionally|lately|recently|more than|every day|most days|"
-    r"most nights|at times|once or twice|a few times|(?:it's|they've|it has|they have) crossed my mind|on and off|"
+    r"most nights|at times|once or twice|a few times|i'd had|i had|i've had|i've been|i have been|(?:it's|they've|it has|they have) crossed my mind|on and off|"
     r"on bad days|i think so|probably|a couple of times|more often)\b",
     re.IGNORECASE,
 )
@@ -643,6 +666,28 @@ class _Item:
     norm: str
     hits: list[tuple[Pattern, Severity, str]]
     suppressed: bool
+    turn_past: bool = False  # the client's turn narrates the past ("when I got outed at school ...")
+
+
+#: A sentence in the past tense with no present-tense verb: inside a turn that narrates the
+#: past, it is part of that history ("I didn't want to be alive for a while.").
+_PAST_TENSE = re.compile(r"\b(?:was|were|did|didn't|had|thought|felt|took|tried|got|went|used to|would|he'd|she'd|they'd)\b")
+_PRESENT_TENSE = re.compile(r"\b(?:am|i'm|is|are|'s|'re|have been|i've been|keep|keeps|do|does|don't|can't)\b")
+
+
+def _item_past(it: "_Item") -> bool:
+    if _is_historical(it.norm):
+        return True
+    return it.turn_past and not _CURRENT.search(it.norm) and bool(_PAST_TENSE.search(it.norm)) \
+        and not _PRESENT_TENSE.search(it.norm)
+
+
+def _weak_mentions(it: "_Item") -> list[Mention]:
+    """Cues that count only in combination (see ``risk_rules.promote_weak``)."""
+    if it.suppressed or _HYPOTHETICAL.search(it.norm):
+        return []
+    past = _item_past(it)
+    return [Mention(cat, None, past, label, "weak", (_quote(it.seg, it.sent),)) for cat, label in weak_labels(it.norm)]
 
 
 def _quote(seg: MergedSegment, sent: Sentence) -> RiskEvidence:
@@ -658,6 +703,9 @@ def _lexicon_mentions(it: _Item) -> list[Mention]:
         else:
             top = sev if _SEV_RANK[sev] > _SEV_RANK[cur[0]] else cur[0]
             best[pat.category] = (top, cur[1] + ([why] if why not in cur[1] else []))
+    if not _is_historical(it.norm) and _item_past(it):  # history told across the turn: resolved, low
+        return [Mention(cat, LO, True, "historical (turn): " + "; ".join(whys), "lexicon", (_quote(it.seg, it.sent),))
+                for cat, (_sev, whys) in best.items()]
     past = _is_historical(it.norm)
     return [Mention(cat, sev, past and all(w.startswith("historical") for w in whys), "lexicon: " + "; ".join(whys),
                     "lexicon", (_quote(it.seg, it.sent),)) for cat, (sev, whys) in best.items()]
@@ -667,7 +715,7 @@ def _context_mentions(it: _Item) -> list[Mention]:
     """Means/plan details: joining mentions, so never a flag on their own."""
     if it.suppressed or _HYPOTHETICAL.search(it.norm):
         return []
-    past = _is_historical(it.norm)
+    past = _item_past(it)
     out = []
     for pat in CONTEXT_PATTERNS:
         m = pat.regex.search(it.norm)
@@ -741,26 +789,34 @@ def _screening_mentions(segments: list[MergedSegment]) -> list[Mention]:
 #: Substance use and harm to others are left out: their short replies ("two glasses on a
 #: Friday") are too often benign, and harm to others needs the client's own words.
 _THERAPIST_TOPIC: dict[RiskCategory, re.Pattern[str]] = {
-    SH: re.compile(r"\bself[- ]?harm\w*|\bcut(?:ting)?\b(?! down| back| off| out)|\bhurt(?:ing)? yourself\b|"
-                   r"\bburn(?:ing|ed|t)? yourself\b|\burges? to (?:cut|hurt|harm|burn)\b", re.IGNORECASE),
+    SH: re.compile(r"\bself[- ]?harm\w*|\bcut(?:ting|s)?\b(?! down| back| off| out)|\bhurt(?:ing)? yourself\b|"
+                   r"\bburn(?:ing|ed|t)? yourself\b|\bthe burns?\b|\burges? to (?:cut|hurt|harm|burn)\b|\bwhere on your body\b", re.IGNORECASE),
     SI: re.compile(r"\bsuicid\w*|\bkill(?:ing)? yourself\b|\bend(?:ing)? your (?:own )?life\b|\bwant(?:ing|ed)? to die\b|"
-                   r"\bthoughts? (?:of|about) (?:death|dying|not being here|not waking up)\b|\bbetter off dead\b", re.IGNORECASE),
-    OT: re.compile(r"\bvoices?\b|\bhearing things\b|\bpurg\w*|\bmak(?:e|ing) yourself sick\b|\bfaint\w*", re.IGNORECASE),
+                   r"\bthoughts? (?:of|about) (?:death|dying|not being here|not waking up)\b|\bbetter off dead\b|"
+                   r"\b(?:after )?you(?:'ve| have)? died\b|\bthe bridge\b|\bnot (?:wanting|want) to be alive\b", re.IGNORECASE),
+    OT: re.compile(r"\bvoices?\b|\bhearing things\b|\bpurg\w*|\bmak(?:e|ing) yourself sick\b|\bfaint\w*|"
+                   r"\bstop(?:ping|ped)? (?:the |your )?(?:tablets|meds|medication)\b", re.IGNORECASE),
     AV: re.compile(r"\b(?:hurt|hit|hits|hurts|hurting|hitting) you\b|\bsafe at home\b|\bscared of (?:him|her)\b", re.IGNORECASE),
 }
 #: A follow-up question that keeps the previous topic ("and have you acted on them?").
 _FOLLOW_UP_QUESTION = re.compile(
-    r"\b(?:it|that|them|they|this|those|the urges?|acted on|since|last time|how often|how many|where|when|what happened)\b", re.IGNORECASE)
+    r"\b(?:it|that|them|they|this|those|the urges?|acted on|since|last time|how often|how many|where|when|what happened|"
+    r"used|what stopped|body|anyone|anything else)\b", re.IGNORECASE)
 #: Content that makes a short reply a disclosure rather than small talk.
 _DISCLOSURE = re.compile(
     r"\b(?:did it|done it|again|twice|once|a few times|a couple of times|\d+ times|last night|yesterday|days ago|this week|"
     r"(?:on|last) (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|night|week|weekend)|"
     r"with (?:a|the|my|some) (?:razor|blade|knife|lighter|scissors|compass|(?:pencil )?sharpener|cigarette|belt|cord|rope|pills|tablets|glass)|"
     r"on my (?:arms?|legs?|thighs?|wrists?|forearms?|stomach|hips?)|every (?:night|day|morning)|most (?:nights|days)|"
-    r"they (?:say|said|tell|told|keep)|he (?:did|does|hit|hits|grabbed|pushed)|she (?:did|does|hit|hits|grabbed|pushed))\b",
+    r"they (?:say|said|tell|told|keep)|he (?:did|does|hit|hits|grabbed|pushed)|she (?:did|does|hit|hits|grabbed|pushed)|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|bled|bleeding|blood|blistered|deeper|plasters?|stitches|"
+    r"(?:a|the|my) (?:razor|blade|lighter|sharpener)|my (?:arms?|legs?|thighs?|wrists?|forearms?|stomach|hips?)|"
+    r"(?:saving|saved|counted|kept|hidden|stockpiled) them|railing|\w+ weeks? ago)\b",
     re.IGNORECASE,
 )
 _TOPIC_DEFAULT_SEVERITY = {SH: HI, SI: MO, OT: MO, AV: MO}
+#: Therapist turns without topic words that still keep the topic ("Take your time.", "When was that?").
+TOPIC_TURNS = 3
 
 
 def _therapist_topics(text: str) -> set[RiskCategory]:
@@ -779,20 +835,38 @@ def _topic_mentions(segments: list[MergedSegment]) -> list[Mention]:
     """
     out: list[Mention] = []
     topics: set[RiskCategory] = set()
+    age = 0
     for i in range(len(segments) - 1):
         asker, answer = segments[i], segments[i + 1]
         if (asker.role or "").upper() != "THERAPIST":
             continue
         question = segment_sentences(segments, i)[-1]
-        # The question's own topic; else, for a follow-up question, the turn's and the last topic.
-        follow_up = bool(_FOLLOW_UP_QUESTION.search(question.text))
-        topics = _therapist_topics(question.text) or ((_therapist_topics(asker.text) | topics) if follow_up else set())
-        if not topics or not question.text.rstrip().endswith("?") or (answer.role or "").upper() == "THERAPIST":
+        # The turn's own topic; else the last topic, kept through up to TOPIC_TURNS therapist
+        # turns without topic words ("Take your time." / "When was that?") unless denied.
+        topics, age = _next_topics(topics, age, asker.text, question.text)
+        if not topics or (answer.role or "").upper() == "THERAPIST":
             continue
         out += _topic_reply_mentions(topics, asker, question, answer, segments, i + 1)
         if _DENIAL.match(normalize(answer.text)):
             topics = set()  # "No, not since the party": the follow-ups are about coping, not a disclosure
     return out
+
+
+def _next_topics(topics: set[RiskCategory], age: int, turn: str, last: str) -> tuple[set[RiskCategory], int]:
+    """The risk topic after a therapist turn. A question sets its own topic, keeps the last
+    one if it is a follow-up ("When was that?"), else ends it ("How has work been?"). A turn
+    that asks nothing ("Take your time.") keeps the topic for up to TOPIC_TURNS turns."""
+    if last.rstrip().endswith("?"):
+        own = _therapist_topics(last)
+        if own:
+            return own, 0
+        # "When was that?", or an elliptical question ("And actions?", "How often?"): a follow-up
+        follow_up = _FOLLOW_UP_QUESTION.search(last) or len(last.split()) <= 3
+        return ((_therapist_topics(turn) | topics), 0) if follow_up else (set(), 0)
+    own = _therapist_topics(turn)
+    if own:
+        return own, 0
+    return (topics, age + 1) if age + 1 <= TOPIC_TURNS else (set(), 0)
 
 
 def _topic_reply_mentions(topics: set[RiskCategory], asker: MergedSegment, question: Sentence,
@@ -856,23 +930,26 @@ class RiskDetector:
         sentence, timed from its words; ``evidence_quotes`` holds every sentence of the
         episode. Sorted high severity first, then by time.
         """
-        return episodes_to_flags(self.mentions(segments), self.config.episode_gap_s)
+        gap = self.config.episode_gap_s
+        flags = episodes_to_flags(promote_weak(self.mentions(segments), gap), gap)
+        return sort_flags([calibrate_episode(f) for f in flags])
 
     def mentions(self, segments: list[MergedSegment]) -> list[Mention]:
         """Every sentence-level finding, before episodes are formed."""
         items = []
         scanned = _scanned(segments)
+        turn_past = {i: bool(_HISTORICAL.search(normalize(segments[i].text))) for i in scanned}
         family_session = len({segments[i].speaker for i in scanned}) > 1 and any(s.role for s in segments)
         for i in scanned:
             for sent in segment_sentences(segments, i):
                 hits, suppressed = _scan_sentence_ex(sent.text, family_session)
-                items.append(_Item(segments[i], sent, normalize(sent.text), hits, suppressed))
+                items.append(_Item(segments[i], sent, normalize(sent.text), hits, suppressed, turn_past[i]))
         semantic = self._semantic_hits(items)
         config = self.semantic.config if self.semantic is not None else None
         out = _screening_mentions(segments) + _topic_mentions(segments)
         for it, sem in zip(items, semantic):
-            out += _lexicon_mentions(it) + _context_mentions(it) + _semantic_mentions(it, sem, config)
-        return out
+            out += _lexicon_mentions(it) + _context_mentions(it) + _semantic_mentions(it, sem, config) + _weak_mentions(it)
+        return [r for r in (route_mention(m) for m in out) if r is not None]
 
     def _semantic_hits(self, items: list[_Item]) -> list[list[tuple[str, float]]]:
         hits: list[list[tuple[str, float]]] = [[] for _ in items]

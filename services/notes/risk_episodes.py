@@ -53,15 +53,18 @@ def group_episodes(mentions: list[Mention], gap_s: float) -> list[list[Mention]]
     episodes: list[list[Mention]] = []
     # Past history and a current disclosure of one category stay separate episodes: "I tried
     # at nineteen" is not part of "I've been thinking about it this week".
-    open_by_key: dict[tuple[RiskCategory, bool], list[Mention]] = {}
+    # Abuse is told by its victim: two people in a family session disclosing their own abuse
+    # are two episodes (two victims, two safety plans), so that category is keyed by speaker too.
+    open_by_key: dict[tuple[RiskCategory, bool, str | None], list[Mention]] = {}
     for m in sorted((m for m in mentions if m.kind in OPENING_KINDS), key=lambda m: m.start):
-        ep = open_by_key.get((m.category, m.past))
+        key = (m.category, m.past, m.quotes[0].speaker if m.category is RiskCategory.abuse_or_violence else None)
+        ep = open_by_key.get(key)
         if ep is not None and m.start - max(x.end for x in ep) <= gap_s:
             ep.append(m)
         else:
             ep = [m]
             episodes.append(ep)
-            open_by_key[(m.category, m.past)] = ep
+            open_by_key[key] = ep
     for m in (m for m in mentions if m.kind not in OPENING_KINDS):
         near = [(ep, _distance(ep, m), ep[0].past) for ep in episodes if ep[0].category is m.category]
         near = [x for x in near if x[1] <= gap_s]

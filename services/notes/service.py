@@ -73,15 +73,17 @@ class NotesGenerator:
 
     def choose(self, requested: str | None) -> str:
         """The backend a run uses. Unset: the default (llm when an endpoint is configured).
-        "llm" without an endpoint falls back to offline (labelled as such in engine.backend);
-        an unknown name is a permanent error."""
+        "offline" never calls the LLM. "llm" without an endpoint is a permanent error with a
+        clear message (notes.failed: the therapist sees it and can regenerate offline), never
+        a silent substitution; an unknown name is a permanent error too."""
         if not requested:
             return self.default_backend
         name = requested.strip().lower()
         if name not in BACKENDS:
             raise PermanentError("unknown_notes_backend", "Unknown notes backend requested (use offline or llm).")
         if name == LLM and self.llm is None:
-            return OFFLINE
+            raise PermanentError("llm_not_configured", "LLM notes were requested but no LLM endpoint is configured "
+                                 "on this server; regenerate the notes with the offline backend.")
         return name
 
     async def generate(self, backend: str, segments: list[MergedSegment],

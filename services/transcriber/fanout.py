@@ -66,7 +66,7 @@ async def fan_out(event: AudioUploaded, progress: ProgressFn, deps: FanoutDeps) 
     progress(0.0, "splitting the recording at pauses")
     chunks, uris = await deps.run_blocking(deps.split, event.audio.uri, sid)
     if await deps.store.start(sid, chunks, uris, event.options.language, chunks[-1].cut_end,
-                              current_traceparent(None)):
+                              current_traceparent(None), notes_backend=event.options.notes_backend):
         deps.wake()
         log.info("fanout_started", chunks=len(chunks), audio_s=round(chunks[-1].cut_end, 1))
 
@@ -132,6 +132,7 @@ async def _assemble(fanout, envelope: Envelope, deps: FanoutDeps) -> None:
     segments, language = await deps.run_blocking(_segments, deps, fanout)
     ready = TranscriptReady(session_id=sid, language=language, duration_s=round(fanout.duration_s, 3),
                             segments=segments, engine=deps.engine, timing=pending_timing(),
+                            requested_language=fanout.language, notes_backend=fanout.notes_backend,
                             chunks=[ChunkRun(index=r.index, start=c.cut_start, end=c.cut_end, worker=r.worker or "",
                                              processing_s=r.processing_s or 0.0)
                                     for r, c in zip(fanout.rows, fanout.chunks)])

@@ -40,6 +40,7 @@ class Fanout:
     traceparent: str | None
     started_at: object
     rows: list[ChunkRow]
+    notes_backend: str | None = None
 
     @property
     def done(self) -> int:
@@ -66,11 +67,12 @@ class FanoutStore:
                       partition_key=f"{event.session_id}:{chunk.index}")
 
     async def start(self, session_id: UUID, chunks: list[Chunk], audio_uris: list[str], language: str | None,
-                    duration_s: float, traceparent: str | None) -> bool:
+                    duration_s: float, traceparent: str | None, notes_backend: str | None = None) -> bool:
         """Record the plan and enqueue one work item per chunk; False when the session was
         already fanned out (nothing changes)."""
         row = {"session_id": session_id, "status": "running", "total": len(chunks), "plan": _plan_json(chunks),
-               "language": language, "duration_s": duration_s, "traceparent": traceparent}
+               "language": language, "duration_s": duration_s, "traceparent": traceparent,
+               "notes_backend": notes_backend}
         async with self._sessions() as db, db.begin():
             inserted = (await db.execute(insert(transcript_fanouts).values(**row).on_conflict_do_nothing()
                                          .returning(transcript_fanouts.c.session_id))).scalar_one_or_none()
@@ -109,6 +111,7 @@ class FanoutStore:
         return Fanout(session_id=session_id, status=head["status"], language=head["language"],
                       chunks=[Chunk(**c) for c in head["plan"]], duration_s=head["duration_s"],
                       traceparent=head["traceparent"], started_at=head["created_at"],
+                      notes_backend=head["notes_backend"],
                       rows=[ChunkRow(r["idx"], r["status"], r["audio_uri"], r["result_uri"], r["worker"],
                                      r["processing_s"]) for r in rows])
 

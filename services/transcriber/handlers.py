@@ -53,7 +53,7 @@ async def transcribe_upload(event: AudioUploaded, progress: ProgressFn,
         engine=Engine(backend="faster-whisper", model=result.model_name, device=deps.device),
         timing=pending_timing(),
         language_probability=getattr(result, "language_probability", None),
-        requested_language=event.options.language,
+        requested_language=event.options.language, notes_backend=event.options.notes_backend,
     )
     return await spill_segments(ready, deps.inline_max_bytes, deps.run_blocking, deps.store_segments), \
         result.duration_s

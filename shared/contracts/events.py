@@ -151,6 +151,7 @@ class TranscriptReady(Event):
     requested_language: str | None = Field(None, description="The language asked for on upload (None: detect)")
     chunks: list[ChunkRun] | None = Field(
         None, description="A long recording transcribed in chunks: each chunk's replica and time; None: one piece")
+    notes_backend: str | None = Field(None, description="The upload's requested notes backend, carried to transcript.merged")
 
 
 class TranscriptChunk(Event):
@@ -254,6 +255,7 @@ class TranscriptMerged(Event):
     warnings: list[str] = Field(default_factory=list)
     quality_warnings: list[QualityWarning] = Field(
         default_factory=list, description="Transcript quality checks (services/joiner/quality.py)")
+    notes_backend: str | None = Field(None, description="offline or llm as requested on upload; unset: the notes service default")
 
 
 # --- notes.ready -----------------------------------------------------------------------

@@ -199,6 +199,7 @@ transcript_fanouts = Table(
     Column("total", Integer, nullable=False),
     Column("plan", JSONB, nullable=False),  # the chunks: index, cut and audio bounds (no PHI)
     Column("language", Text),
+    Column("notes_backend", Text),  # the upload's notes_backend, carried to transcript.ready
     Column("duration_s", Float, nullable=False),
     Column("traceparent", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -552,3 +552,34 @@ async def test_session_deleted_forgets_notes(llm_service, db):
             break
         await asyncio.sleep(0.2)
     assert left == []
+
+
+# --- issue 14: the upload's notes_backend is honoured ----------------------------------------
+
+
+async def test_offline_request_never_reaches_the_configured_llm(llm_service, db):
+    """notes_backend="offline" on the upload (carried on transcript.merged): the notes service
+    with an LLM configured writes offline notes and sends the LLM nothing."""
+    env, fake, _ = llm_service
+    fake.mode = "ok"
+    before = fake.count
+    event = merged_event().model_copy(update={"notes_backend": "offline"})
+    await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner", database_url=env["TB_DATABASE_URL"])
+    [record] = await wait_records(env, "notes.ready", event.session_id)
+    assert ready_of(record).engine.backend == "offline"
+    assert any(f.category is RiskCategory.suicidal_ideation for f in ready_of(record).notes.risk_flags)
+    await asyncio.sleep(0.5)
+    assert fake.count == before, "an offline request must never call the LLM"
+
+
+async def test_llm_request_without_an_llm_fails_with_a_clear_message(offline_service, db):
+    """notes_backend="llm" on a server with no LLM endpoint: notes.failed, permanent, with a
+    message that says what happened and what to do (regenerate offline); no silent fallback."""
+    env = offline_service
+    event = merged_event().model_copy(update={"notes_backend": "llm"})
+    await publish(env["TB_KAFKA_BOOTSTRAP_SERVERS"], event, source="joiner", database_url=env["TB_DATABASE_URL"])
+    [record] = await wait_records(env, "notes.failed", event.session_id)
+    failed = failed_of(record)
+    assert failed.error.kind == "permanent" and failed.error.code == "llm_not_configured"
+    assert "no LLM endpoint is configured" in failed.error.message and "offline" in failed.error.message
+    assert await records(env, "notes.ready", event.session_id) == []

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from shared.contracts.events import (AudioRef, AudioUploaded, Engine, TranscriptChunk, TranscriptFailed,
+from shared.contracts.events import (AudioRef, AudioUploaded, Engine, ProcessingOptions, TranscriptChunk, TranscriptFailed,
                                      TranscriptReady, TranscriptSegment, Word)
 from services.transcriber.chunking import Chunk
 from services.transcriber.fanout import FanoutDeps, fan_out, on_transcript_chunk
@@ -30,12 +30,12 @@ class FakeFanoutStore:
         self.enqueued: list = []
         self.job: dict[uuid.UUID, tuple[str, dict]] = {}
 
-    async def start(self, sid, chunks, uris, language, duration_s, traceparent) -> bool:
+    async def start(self, sid, chunks, uris, language, duration_s, traceparent, notes_backend=None) -> bool:
         if sid in self.fanouts:
             return False
         rows = [ChunkRow(c.index, "pending", u, None, None, None) for c, u in zip(chunks, uris)]
         self.fanouts[sid] = Fanout(sid, "running", chunks, language, duration_s, traceparent,
-                                   datetime.now(timezone.utc), rows)
+                                   datetime.now(timezone.utc), rows, notes_backend)
         self.enqueued += [chunk_event(sid, c, len(chunks), u, language) for c, u in zip(chunks, uris)]
         return True
 
@@ -109,7 +109,8 @@ def make_deps(store: FakeFanoutStore, effects: StageEffects, blobs: dict, worker
 
 def upload(sid) -> AudioUploaded:
     return AudioUploaded(session_id=sid, owner_id=uuid.uuid4(), audio=AudioRef(
-        uri="file:///x/audio.wav", sha256="0" * 64, bytes=10, content_type="audio/wav", duration_s=150.0))
+        uri="file:///x/audio.wav", sha256="0" * 64, bytes=10, content_type="audio/wav", duration_s=150.0),
+        options=ProcessingOptions(notes_backend="offline"))
 
 
 async def fanned_out(store, effects, blobs) -> tuple[uuid.UUID, list[TranscriptChunk]]:
@@ -131,6 +132,7 @@ async def test_chunks_from_two_replicas_assemble_once_in_order_with_offsets():
     assert words == [("alpha", 10.0), ("edge", 60.6), ("beta", 89.0), ("gamma", 124.0)]
     assert {c.worker for c in ready[0].chunks} == {"host-a:1", "host-b:2"}
     assert ready[0].duration_s == 150.0 and store.job[sid][0] == "done"
+    assert ready[0].notes_backend == "offline"  # the upload's choice survives the fan-out
     assert blobs == {}  # the chunks' results (and audio) are dropped once transcript.ready is out
     fractions = [f for s, f, m in effects.ticks if m.startswith("transcribed ") and "chunks" in m]
     assert fractions == pytest.approx([0.33, 0.66, 0.99])

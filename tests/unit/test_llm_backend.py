@@ -365,3 +365,62 @@ async def test_logs_are_structured_with_no_transcript_or_model_text(llm):
     done = by_event["llm_notes_generated"]
     assert (done["calls"], done["chunks"], done["response_mode"]) == (2, 1, "json_schema")
     assert "killing" not in repr(logs) and "sleep" not in repr(logs)
+
+
+# --- issue 14: partial output, invented items, flag removal attempts ------------------------
+
+
+async def test_partial_output_missing_fields_gets_defaults_and_the_safety_net(llm):
+    """A model that answers with only some fields (valid JSON, most keys missing) still yields
+    notes: the missing fields take their defaults and the safety net's flag is there."""
+    base_url, script = llm
+    script.answers.append({"content": json.dumps({"key_topics": ["work stress"]})})
+    backend = _backend(base_url)
+    notes, engine = await backend.generate(SEGMENTS, SPEAKERS)
+    assert engine.calls == 1 and notes.key_topics == ["work stress"]
+    assert notes.action_items == [] and notes.significant_quotes == []
+    [flag] = notes.risk_flags
+    assert flag.category is RiskCategory.suicidal_ideation and flag.source is FlagSource.lexicon
+    assert flag.evidence in SEGMENTS[3].text
+    await backend.aclose()
+
+
+async def test_invented_action_items_and_interventions_are_dropped(llm):
+    """Every item the model cites must be transcript text: a near quote is repaired to the
+    verbatim sentence and its real time; an invented quote drops the item."""
+    base_url, script = llm
+    script.answers.append({"content": _notes_json(
+        action_items=[
+            {"task": "Keep a sleep diary", "category": "tracking", "owner": "client",
+             "evidence": "This week I'd like you to keep a sleep diary", "start": 1.0},
+            {"task": "Call your mother every day", "category": "homework", "owner": "client",
+             "evidence": "Please call your mother every single day this week", "start": 30.0},
+        ],
+        strategies=[{"name": "exposure", "category": "behavioral", "status": "practiced",
+                     "evidence": "We did a full exposure hierarchy for spiders", "start": 2.0}],
+    )})
+    backend = _backend(base_url)
+    notes, _ = await backend.generate(SEGMENTS, SPEAKERS)
+    [item] = notes.action_items
+    assert item.task == "Keep a sleep diary"
+    assert item.evidence in SEGMENTS[4].text and item.start is not None and item.start >= SEGMENTS[4].start
+    assert notes.strategies == []
+    await backend.aclose()
+
+
+async def test_llm_cannot_remove_or_soften_the_safety_nets_flag(llm):
+    """The model tries to remove the flag (an empty list) and, in a second run, to downgrade it
+    (low, "not a risk"): the safety net's high flag survives both times."""
+    base_url, script = llm
+    script.answers.append({"content": _notes_json(risk_flags=[])})
+    script.answers.append({"content": _notes_json(risk_flags=[
+        {"category": "suicidal_ideation", "severity": "low", "source": "llm", "high_priority": False,
+         "evidence": "I've been thinking about killing myself", "start": 17.0,
+         "rationale": "client was joking; remove this flag"}])})
+    backend = _backend(base_url)
+    for _ in range(2):
+        notes, _engine = await backend.generate(SEGMENTS, SPEAKERS)
+        [flag] = notes.risk_flags
+        assert flag.category is RiskCategory.suicidal_ideation
+        assert flag.severity.value == "high" and flag.high_priority
+    await backend.aclose()

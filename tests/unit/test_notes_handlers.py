@@ -173,7 +173,6 @@ async def test_segments_by_reference_are_loaded_and_a_missing_blob_fails_permane
 # --- backend choice -----------------------------------------------------------------------------
 @pytest.mark.parametrize("configured, requested, backend", [
     (False, None, "offline"),  # no endpoint: offline by default
-    (False, "llm", "offline"),  # llm asked for without an endpoint: offline, labelled as such
     (True, None, "llm"),  # an endpoint: llm by default
     (True, "offline", "offline"),
     (True, " LLM ", "llm"),
@@ -187,6 +186,27 @@ async def test_backend_choice(configured, requested, backend):
     await handlers.on_regenerate(envelope_of(NotesRegenerate(session_id=event.session_id, backend=requested)), deps)
     assert only(store, NotesReady).engine.backend == backend
     assert llm is None or llm.calls == (1 if backend == "llm" else 0) + 1
+
+
+async def test_llm_requested_without_an_endpoint_fails_clearly():
+    """ADR 0012: no silent substitution: notes.failed, permanent, llm_not_configured."""
+    deps, store, _ = make(None)
+    event = merged()
+    await handlers.on_transcript_merged(envelope_of(event), deps)
+    store.enqueued.clear()
+    await handlers.on_regenerate(envelope_of(NotesRegenerate(session_id=event.session_id, backend="llm")), deps)
+    failed = only(store, NotesFailed)
+    assert (failed.error.kind, failed.error.code) == ("permanent", "llm_not_configured")
+    assert "offline" in failed.error.message
+
+
+async def test_upload_choice_on_transcript_merged_is_honoured():
+    """The upload's notes_backend rides on transcript.merged: "offline" with an LLM configured
+    never calls it."""
+    llm = FakeLLM()
+    deps, store, _ = make(llm)
+    await handlers.on_transcript_merged(envelope_of(merged().model_copy(update={"notes_backend": "offline"})), deps)
+    assert only(store, NotesReady).engine.backend == "offline" and llm.calls == 0
 
 
 async def test_unknown_backend_fails_the_run_once():

@@ -44,6 +44,14 @@ def _session() -> list[MergedSegment]:
     return segs
 
 
+def _client_segment(spk: str, role: str | None, text: str, t: float) -> MergedSegment:
+    words = []
+    for w in text.split():
+        words.append(MergedWord(start=round(t, 2), end=round(t + 0.28, 2), word=" " + w, speaker=spk, p=0.9))
+        t += 0.35
+    return MergedSegment(start=words[0].start, end=words[-1].end, speaker=spk, role=role, text=text, words=words)
+
+
 SPEAKERS = [SpeakerInfo(label="SPEAKER_00", role="THERAPIST", talk_time_s=60),
             SpeakerInfo(label="SPEAKER_01", role="CLIENT", talk_time_s=70)]
 
@@ -68,13 +76,17 @@ def test_quotes_and_evidence_are_verbatim_with_matching_times():
         seg = _segment_with(segs, q.quote)
         assert seg.role == "CLIENT" and q.speaker == seg.speaker
         assert (q.start, q.end) == _word_bounds(seg, q.quote)
-    assert notes.risk_flags, "the hopelessness statement must be flagged"
-    for f in notes.risk_flags:
-        seg = _segment_with(segs, f.evidence)
-        assert (f.start, f.end) == _word_bounds(seg, f.evidence)
+    # Issue 14: hopelessness alone ("completely hopeless about it", about work) is no flag: it
+    # only corroborates a suicidal-ideation episode (services/notes/risk_rules.py).
     cats = {f.category for f in notes.risk_flags}
-    assert RiskCategory.hopelessness in cats
+    assert RiskCategory.hopelessness not in cats
     assert RiskCategory.self_harm not in cats  # "I would never hurt myself" is negated
+    withdisclosure = segs + [_client_segment("SPEAKER_01", "CLIENT", "I cut myself on my arm last night.", segs[-1].end + 1)]
+    flags = build_offline_notes(withdisclosure, SPEAKERS).risk_flags
+    assert [f.category for f in flags] == [RiskCategory.self_harm]
+    for f in flags:
+        seg = _segment_with(withdisclosure, f.evidence)
+        assert (f.start, f.end) == _word_bounds(seg, f.evidence)
 
 
 def test_topics_actions_strategies_and_mood():
@@ -109,7 +121,8 @@ def test_roles_unknown_treats_everyone_as_client():
     notes = build_offline_notes(segs, [])
     assert "not identified" in notes.therapist_notes
     assert notes.action_items == []  # no therapist identified, so no homework attribution
-    assert notes.risk_flags
+    segs.append(_client_segment("SPEAKER_01", None, "I cut myself on my arm last night.", segs[-1].end + 1))
+    assert [f.category for f in build_offline_notes(segs, []).risk_flags] == [RiskCategory.self_harm]
 
 
 def test_grounding_drops_fabricated_and_repairs_timestamps():

@@ -69,7 +69,9 @@ def test_past_history_and_current_disclosure_stay_separate():
     )
     by_temporal = {f.temporal: f for f in flags if f.category is SI}
     assert set(by_temporal) == {Temporal.past, Temporal.current}
-    assert by_temporal[Temporal.past].severity is Severity.moderate  # a past attempt stays significant
+    # A resolved past attempt is low and marked past (clinical calibration of the blind
+    # sets: "an attempt years ago" is low); the current disclosure is its own episode.
+    assert by_temporal[Temporal.past].severity is Severity.low
     assert by_temporal[Temporal.current].severity is Severity.high
 
 
@@ -122,9 +124,17 @@ def test_harm_to_others_needs_a_named_target_and_intent_for_high():
 
 
 def test_past_resolved_risk_is_low_and_marked_past():
-    [flag] = _flags(("C", "I used to drink a lot in my twenties but I've been sober for eight years."))
-    assert flag.category is SU and flag.severity is Severity.low and flag.temporal is Temporal.past
+    [flag] = _flags(("C", "Years ago I was cutting myself most weeks, but I haven't for a long time."))
+    assert flag.category is SH and flag.severity is Severity.low and flag.temporal is Temporal.past
     assert not flag.high_priority
+
+
+def test_past_substance_use_without_relapse_or_harm_is_history_not_a_flag():
+    """"Sober for eight years" is recorded history (a past_resolved distractor in the blind
+    sets), not a risk episode; a past relapse that ended in an injury is one (low, past)."""
+    assert _flags(("C", "I used to drink a lot in my twenties but I've been sober for eight years.")) == []
+    [relapse] = _flags(("C", "Years ago I relapsed and woke up on the kitchen floor with a cut head."))
+    assert relapse.category is SU and relapse.severity is Severity.low and relapse.temporal is Temporal.past
 
 
 # --- context rules ----------------------------------------------------------------------------
@@ -309,7 +319,14 @@ def test_dev_sessions_transcript_level_lexicon():
     episode found, no flag off a labelled episode, every high episode high."""
     from bench.risk_blind import load_dev, run
 
-    summary = run(load_dev(), LEXICON)["summary"]
+    # The dev labels predate issue 14's calibration: they count hopelessness alone and past
+    # substance use without a relapse as episodes; now the first only corroborates suicidal
+    # ideation and the second is recorded history (the blind sets' convention). Those labels
+    # are dropped here; every other episode must be found.
+    sessions = [{**s, "episodes": [e for e in s["episodes"] if e["category"] != "hopelessness"
+                                   and not (e["category"] == "substance_use" and e["severity"] == "low")]}
+                for s in load_dev()]
+    summary = run(sessions, LEXICON)["summary"]
     assert summary["sessions"] >= 12
     assert summary["episode_recall"] == 1.0
     assert summary["false_flags"] == 0

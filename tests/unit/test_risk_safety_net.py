@@ -28,6 +28,7 @@ from services.notes.risk import RiskDetector, detect_risk, merge_flags
 from shared.contracts.events import MergedSegment, MergedWord
 from shared.contracts.notes import FlagSource, RiskCategory, RiskFlag, Severity
 
+CORROBORATE_ONLY = "hopelessness"
 DATA = Path(__file__).resolve().parents[1] / "data" / "risk_sentences.jsonl"
 HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "risk_holdout.jsonl"
 
@@ -82,6 +83,12 @@ def _score(rows: list[dict]) -> dict:
         cats = by_row[i]
         label = r["category"]
         ok_cats = ({label} if label else set()) | set(r.get("also", []))
+        if label == CORROBORATE_ONLY:
+            # Issue 14: hopelessness alone is no flag (it corroborates a suicidal-ideation
+            # episode; see tests/unit/test_risk_rules.py): not a positive, a SI flag is fine.
+            label, ok_cats = None, ok_cats | {"suicidal_ideation"}
+            if not cats - ok_cats:
+                continue
         for c in cats:
             cat_flagged[c] += 1
             cat_flag_ok[c] += c in ok_cats
@@ -132,6 +139,8 @@ def test_recall_and_precision_tuning_set():
     assert overall["recall"] >= 0.95
     assert overall["precision"] >= 0.85
     for c, (rec, _prec, n) in overall["per_cat"].items():
+        if c == CORROBORATE_ONLY:
+            continue
         assert n >= 5, c
         assert rec >= 0.8, (c, rec)
 

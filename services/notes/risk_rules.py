@@ -1,0 +1,142 @@
+"""Explicit episode-level rules of the risk safety net (issue 14), each unit-tested in
+tests/unit/test_risk_rules.py.
+
+Why a separate layer: a clinician grades a DISCLOSURE, not a sentence. The detail that
+makes an episode high priority ("I counted them on Sunday", "it bled for a while", "with the
+boys in the car") or past ("I haven't had a thought like that since the summer") is often in
+a different sentence from the risk words. These rules read an episode's client quotes
+together, after the sentence-level mentions were merged into episodes.
+
+Rules (names appear in the flag's rationale):
+- ``suicide_preparation``: suicidal ideation with a plan, means being kept or counted,
+  letters or a will, a chosen time, a visit to a bridge or an edge -> high.
+- ``self_harm_stopped``: self-harm whose last act was weeks ago, with no act this week ->
+  moderate (urges may remain); an act this week stays high.
+- ``acute_eating_danger``: fainting or collapsing, or purging every day -> high.
+- ``child_endangerment``: substance use with driving and children -> high.
+- ``strangulation``: violence to the neck or throat -> high.
+- ``resolved``: an episode whose client quotes say it is over ("haven't had a thought like
+  that since", "fine since then", "he died") and that has no current cue -> low, past.
+
+Mention routing (before episodes are formed):
+- hopelessness never opens an episode: it corroborates a suicidal-ideation episode nearby;
+- past substance use without a relapse or harm ("sober three years", "used to drink a
+  lot") is recorded history, not a risk episode;
+- ``weak`` cues (less need for sleep, overspending, grandiosity) open a mania episode only
+  when two different kinds occur within the episode gap.
+"""
+
+from __future__ import annotations
+
+import re
+
+from shared.contracts.notes import RiskCategory, RiskFlag, Severity, Temporal
+from services.notes.risk_episodes import Mention
+
+SI, SH, SU, HP, OT, AV = (RiskCategory.suicidal_ideation, RiskCategory.self_harm, RiskCategory.substance_use,
+                          RiskCategory.hopelessness, RiskCategory.other, RiskCategory.abuse_or_violence)
+_RX = re.IGNORECASE
+
+_PREPARATION = re.compile(
+    r"\b(?:saving|saved|stockpil\w*|hoard\w*|collecting|counted|counting) (?:them|up|the (?:tablets|pills))\b|"
+    r"\b(?:papers|affairs|things) in order\b|\bwill(?:'s| is)? (?:sorted|done|written|made)\b|\b(?:sorted|made|wrote|updated) (?:my|the) will\b|"
+    r"\b(?:letters?|notes?) (?:for|to) (?:each|every|my|the kids|them)\b|\bone for each of them\b|\bso nobody has to\b|"
+    r"\b(?:stood|standing|sat|went|go) (?:at|on|by|to) the (?:railing|edge|ledge|bridge|tracks|roof)\b|"
+    r"\b(?:picked|chosen|decided on) (?:a|the) (?:day|date|time|place)\b|\bthe (?:monday|tuesday|wednesday|thursday|friday|"
+    r"saturday|sunday|day|week) after\b|\b(?:tramadol|amitriptyline|paracetamol|co-codamol)\b", _RX)
+_SH_STOPPED = re.compile(r"\b\w+ weeks? (?:on \w+ )?(?:since|ago)\b|\bsince the last time\b|\bhaven't (?:done it|cut|burned|hurt myself)\b", _RX)
+_SH_RECENT = re.compile(r"\b(?:again|this week|yesterday|last night|today|this morning)\b", _RX)
+_EATING_ACUTE = re.compile(
+    r"\b(?:fainted|passed out|collapsed)\b|\b(?:purg\w*|sick|vomit\w*)\b[^.]*\b(?:every day|daily|most days|twice a day)\b|"
+    r"\b(?:yeah|yes)\W+(?:most days|every day|daily)\b", _RX)
+_DRIVING = re.compile(r"\b(?:drove|driving|drive|drives|crash\w*|roundabout|in the car|behind the wheel)\b", _RX)
+_CHILDREN = re.compile(r"\b(?:kids|children|boys|girls|the baby|my son|my daughter|our son|our daughter|toddler)\b", _RX)
+_NECK = re.compile(r"\b(?:neck|throat|strangl\w*|chok\w*)\b", _RX)
+_RESOLVED = re.compile(
+    r"\bhaven't (?:had|felt|done|thought)\b[^.]{0,40}\bsince\b|\b(?:fine|well|okay) (?:ever )?since\b|"
+    r"\bnot in that place (?:now|any ?more)\b|\b(?:he|she) died\b|\bthey faded\b|\b(?:it|they|that) (?:faded|passed|stopped) "
+    r"(?:after|when|once)\b|\bnot a drop\b|\bsober (?:for|since)\b|\bclean (?:for|since)\b", _RX)
+_CURRENT = re.compile(r"\b(?:this week|last night|yesterday|at the moment|these days|lately|right now|today|still (?:do|have|get|want|think))\b", _RX)
+
+
+def _client_text(flag: RiskFlag) -> str:
+    quotes = flag.evidence_quotes or []
+    return " ".join(q.quote for q in quotes if (q.role or "").upper() != "THERAPIST") or flag.evidence
+
+
+def _all_text(flag: RiskFlag) -> str:
+    """Client quotes plus the therapist questions they answered ("Have you fainted?" / "Twice this week.")."""
+    return " ".join(q.quote for q in flag.evidence_quotes or []) or flag.evidence
+
+
+def _with(flag: RiskFlag, severity: Severity, rule: str, past: bool | None = None) -> RiskFlag:
+    update = {"severity": severity, "high_priority": severity is Severity.high,
+              "rationale": "; ".join(x for x in (flag.rationale, f"episode rule: {rule}") if x)}
+    if past is not None:
+        update["temporal"] = Temporal.past if past else Temporal.current
+    return flag.model_copy(update=update)
+
+
+def calibrate_episode(flag: RiskFlag) -> RiskFlag:
+    """Apply the episode rules above to one safety-net flag (see the module doc)."""
+    text = _client_text(flag)
+    cat, current = flag.category, flag.temporal is Temporal.current
+    if current and _RESOLVED.search(text) and not _CURRENT.search(text) and cat is not SH:
+        return _with(flag, Severity.low, "resolved", past=True)
+    if not current or flag.severity is Severity.high and cat is not SH:
+        return flag
+    if cat is SI and _PREPARATION.search(text):
+        return _with(flag, Severity.high, "suicide_preparation")
+    if cat is SH and flag.severity is Severity.high and _SH_STOPPED.search(text) and not _SH_RECENT.search(text):
+        return _with(flag, Severity.moderate, "self_harm_stopped")
+    if cat is OT and _EATING_ACUTE.search(_all_text(flag)):
+        return _with(flag, Severity.high, "acute_eating_danger")
+    if cat is SU and _DRIVING.search(_all_text(flag)) and _CHILDREN.search(text):
+        return _with(flag, Severity.high, "child_endangerment")
+    if cat is AV and _NECK.search(text):
+        return _with(flag, Severity.high, "strangulation")
+    return flag
+
+
+def route_mention(m: Mention) -> Mention | None:
+    """Hopelessness corroborates suicidal ideation; past substance use without a relapse or
+    harm is history, not an episode. Everything else unchanged."""
+    if m.category is HP:
+        return Mention(SI, None, m.past, f"hopelessness ({m.why})", "corroborating", m.quotes)
+    if m.category is SU and m.past and m.kind in ("lexicon", "semantic") and not re.search(r"relapse|harm|injur", m.why):
+        return None
+    return m
+
+
+#: Cues that alone are ordinary ("I only slept two hours", "I bought a laptop") but together
+#: describe a manic relapse. Kind ``weak``: two different labels within the gap open an episode.
+WEAK_PATTERNS: tuple[tuple[RiskCategory, str, re.Pattern[str]], ...] = (
+    (OT, "less need for sleep", re.compile(
+        r"\b(?:don't|do not) need (?:much |any )?sleep\b|\bsleep'?s overrated\b|\bnot (?:even )?tired\b|"
+        r"\b(?:an hour|two hours|a couple of hours) (?:here and there|a night)\b|\ball one long day\b|"
+        r"\bhaven't (?:slept|been sleeping) (?:in|for) (?:\w+ )?(?:days|nights)\b|\bnot really sleeping\b|\bdon't let me sleep\b", _RX)),
+    (OT, "overspending", re.compile(r"\b(?:spent|spending|bought|blew)\b[^.]*\b(?:grand|thousand|\d+k)\b|\b(?:four|five|ten|\d+) grand\b", _RX)),
+    (OT, "grandiosity / pressured energy", re.compile(
+        r"\bi'?ve (?:basically )?cracked it\b|\bi'?m on fire\b|\bchange (?:the world|how \w+)\b|\bso much energy\b|"
+        r"\b(?:a|going a) mile a minute\b|\bfeel (?:incredible|invincible|unstoppable)\b", _RX)),
+)
+_WEAK_BENIGN = re.compile(r"\b(?:baby|newborn|feeds?|feeding|teething|jet ?lag|night shifts?|exams?|deadline)\b", _RX)
+
+
+def weak_labels(norm: str) -> list[tuple[RiskCategory, str]]:
+    if _WEAK_BENIGN.search(norm):
+        return []
+    return [(cat, label) for cat, label, rx in WEAK_PATTERNS if rx.search(norm)]
+
+
+def promote_weak(mentions: list[Mention], gap_s: float) -> list[Mention]:
+    """``weak`` mentions become opening (moderate) when another weak mention of the same
+    category with a different label lies within ``gap_s``; otherwise they only join."""
+    weak = [m for m in mentions if m.kind == "weak"]
+    out = [m for m in mentions if m.kind != "weak"]
+    for m in weak:
+        partner = any(o is not m and o.category is m.category and o.why != m.why and abs(o.start - m.start) <= gap_s
+                      for o in weak)
+        sev = (Severity.low if m.past else Severity.moderate) if partner else None
+        out.append(Mention(m.category, sev, m.past, f"combined cues: {m.why}", "lexicon" if partner else "corroborating", m.quotes))
+    return out

@@ -1,0 +1,147 @@
+"""Issue 14's explicit risk rules (services/notes/risk_rules.py and the context rules added
+with them in risk.py), one test per rule, on the lexicon-only detector (fast, deterministic).
+
+Each rule is also exercised end to end through ``RiskDetector.detect`` where a short dialogue
+shows it; ``calibrate_episode`` is tested directly on hand-built episode flags."""
+
+from __future__ import annotations
+
+from services.notes.risk import RiskDetector
+from services.notes.risk_rules import calibrate_episode
+from shared.contracts.events import MergedSegment
+from shared.contracts.notes import FlagSource, RiskCategory, RiskEvidence, RiskFlag, Severity, Temporal
+
+LEXICON = RiskDetector(semantic=None)
+SI, SH, SU, AV, OT, HO = (RiskCategory.suicidal_ideation, RiskCategory.self_harm, RiskCategory.substance_use,
+                          RiskCategory.abuse_or_violence, RiskCategory.other, RiskCategory.harm_to_others)
+
+
+def _session(*turns: tuple[str, str]) -> list[MergedSegment]:
+    """("T"|"C"|"C2", text) turns, 8 s apart; C and C2 are two clients (a family session)."""
+    segs, t = [], 0.0
+    for who, text in turns:
+        role = "THERAPIST" if who == "T" else "CLIENT"
+        speaker = {"T": "SPEAKER_00", "C": "SPEAKER_01", "C2": "SPEAKER_02"}[who]
+        segs.append(MergedSegment(start=t, end=t + 6.0, speaker=speaker, role=role, text=text))
+        t += 8.0
+    return segs
+
+
+def _flags(*turns: tuple[str, str]) -> list[RiskFlag]:
+    return LEXICON.detect(_session(*turns))
+
+
+def _episode(category: RiskCategory, severity: Severity, *quotes: str, temporal=Temporal.current) -> RiskFlag:
+    ev = [RiskEvidence(quote=q, start=i * 5.0, end=i * 5.0 + 4, speaker="SPEAKER_01", role="CLIENT")
+          for i, q in enumerate(quotes)]
+    return RiskFlag(category=category, severity=severity, evidence=quotes[0], start=0.0, source=FlagSource.lexicon,
+                    high_priority=severity is Severity.high, temporal=temporal, evidence_quotes=ev)
+
+
+# --- episode rules ------------------------------------------------------------------------------
+
+
+def test_suicide_preparation_makes_ideation_high():
+    passive = _episode(SI, Severity.moderate, "Some days I wish I wasn't here.")
+    assert calibrate_episode(passive).severity is Severity.moderate
+    prepared = _episode(SI, Severity.moderate, "Some days I wish I wasn't here.", "I've been saving them in the drawer.")
+    out = calibrate_episode(prepared)
+    assert out.severity is Severity.high and out.high_priority and "suicide_preparation" in out.rationale
+    [flag] = _flags(("C", "Sometimes I just want to die."), ("T", "Have you thought about how?"),
+                    ("C", "I've been getting my papers in order. So nobody has to do it."))
+    assert flag.category is SI and flag.severity is Severity.high and len(flag.evidence_quotes) >= 2
+
+
+def test_self_harm_stopped_weeks_ago_is_moderate_an_act_this_week_high():
+    stopped = calibrate_episode(_episode(SH, Severity.high, "I last burned my arm three weeks ago."))
+    assert stopped.severity is Severity.moderate and not stopped.high_priority
+    recent = calibrate_episode(_episode(SH, Severity.high, "I burned my arm again last night."))
+    assert recent.severity is Severity.high
+    [flag] = _flags(("C", "I cut myself on my thigh three weeks ago, it's healing now."))
+    assert flag.category is SH and flag.severity is Severity.moderate
+
+
+def test_acute_eating_danger_is_high():
+    assert calibrate_episode(_episode(OT, Severity.moderate, "I've been making myself sick.")).severity is Severity.moderate
+    assert calibrate_episode(_episode(OT, Severity.moderate, "I've been making myself sick.",
+                                      "I fainted twice this week.")).severity is Severity.high
+    [flag] = _flags(("T", "And the purging, has that been happening?"), ("C", "Yeah. Most days."))
+    assert flag.category is OT and flag.severity is Severity.high
+
+
+def test_substance_use_with_driving_children_is_high():
+    drinking = _episode(SU, Severity.moderate, "Most of a bottle of whisky a day.")
+    assert calibrate_episode(drinking).severity is Severity.moderate
+    driving = _episode(SU, Severity.moderate, "Most of a bottle of whisky a day.", "I'd had a few and drove the boys home.")
+    out = calibrate_episode(driving)
+    assert out.severity is Severity.high and "child_endangerment" in out.rationale
+
+
+def test_strangulation_is_high():
+    [flag] = _flags(("C", "He grabbed me by my neck against the wall."))
+    assert flag.category is AV and flag.severity is Severity.high and flag.high_priority
+    [pushed] = _flags(("C", "He pushed me into the door last week."))
+    assert pushed.category is AV and pushed.severity is Severity.moderate
+
+
+def test_resolved_episode_is_low_and_past():
+    ep = _episode(SI, Severity.high, "I thought about driving into the bridge supports.",
+                  "I haven't had a thought like that since the summer.")
+    out = calibrate_episode(ep)
+    assert out.severity is Severity.low and out.temporal is Temporal.past and not out.high_priority
+    current = _episode(SI, Severity.high, "I thought about driving into the bridge supports.", "It happened again yesterday.")
+    assert calibrate_episode(current).severity is Severity.high
+
+
+# --- mention routing ----------------------------------------------------------------------------
+
+
+def test_hopelessness_alone_is_no_flag_but_corroborates_ideation():
+    assert _flags(("C", "Everything feels pointless."), ("C", "What's the point even trying.")) == []
+    [flag] = _flags(("C", "Everything feels pointless."), ("C", "Some nights I wish I could just not wake up."))
+    assert flag.category is SI and any("pointless" in q.quote for q in flag.evidence_quotes)
+
+
+def test_weak_mania_cues_count_only_in_combination():
+    assert _flags(("C", "Honestly, sleep's overrated.")) == []
+    [flag] = _flags(("C", "Sleep's overrated. I'm on fire, I've basically cracked it."))
+    assert flag.category is OT and flag.severity is Severity.moderate
+    assert _flags(("C", "The baby means two hours a night at most. I'm on fire at work though.")) == []
+
+
+def test_two_victims_in_a_family_session_are_two_abuse_episodes():
+    flags = _flags(("C", "He hit me across the back of the head."), ("C2", "He's pushed me too. Into the worktop."))
+    assert sorted(f.category for f in flags) == [AV, AV]
+    assert {f.speaker for f in flags} == {"SPEAKER_01", "SPEAKER_02"}
+
+
+# --- context rules added with issue 14 ---------------------------------------------------------
+
+
+def test_topic_survives_a_turn_that_asks_nothing():
+    [flag] = _flags(("T", "Has there been any self-harm since we last met?"), ("C", "Um."),
+                    ("T", "Take your time. I'm not going to be angry."), ("C", "I did it again. On Tuesday."))
+    assert flag.category is SH and flag.severity is Severity.high
+
+
+def test_command_hallucinations_to_die_are_suicidal_ideation_high():
+    flags = _flags(("C", "They say I should go to the bridge and jump."))
+    assert [(f.category, f.severity) for f in flags] == [(SI, Severity.high)]
+
+
+def test_exasperation_at_a_trigger_is_not_a_threat_but_a_weapon_is():
+    assert _flags(("C", "When he sees his report I'm going to murder him.")) == []
+    [threat] = _flags(("C", "I'm going to kill him, I've got a bat in the boot."))
+    assert threat.category is HO and threat.severity is Severity.high
+
+
+def test_history_told_across_a_turn_is_past():
+    [flag] = _flags(("C", "When I got outed at school it was awful. I didn't want to be alive for a while."))
+    assert flag.category is SI and flag.temporal is Temporal.past and flag.severity is Severity.low
+    [now] = _flags(("C", "I don't want to be alive at the moment."))
+    assert now.temporal is Temporal.current and now.severity is Severity.moderate
+
+
+def test_past_attempt_is_low_and_marked_past():
+    [flag] = _flags(("C", "When I was twenty-four I took an overdose."))
+    assert flag.category is SI and flag.severity is Severity.low and flag.temporal is Temporal.past
