@@ -7,11 +7,7 @@ PIP := .venv/bin/pip
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install run observe test test-quality test-pyannote bench chaos lint docs migrate clean system-deps
-.PHONY: install run observe test test-quality test-pyannote bench lint docs migrate clean system-deps smoke smoke-deps
-system-deps:
-	@missing=""; \
-	for bin in espeak-ng sox chromium promtool pg_dump pdftotext; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+.PHONY: install run observe test test-quality test-pyannote bench chaos lint docs migrate clean system-deps smoke smoke-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
