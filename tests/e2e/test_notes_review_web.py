@@ -41,7 +41,7 @@ def test_edit_sign_addendum_versions_and_copy_for_ehr(pipeline, browser):  # noq
         page.get_by_test_id("login-email").fill(DEMO[0])
         page.get_by_test_id("login-password").fill(DEMO[1])
         page.get_by_test_id("login-submit").click()
-        page.locator(f"[data-testid=session-item][data-session-id='{sid}'] button").click()
+        page.locator(f"[data-testid=session-item][data-session-id='{sid}']").get_by_test_id("session-link").click()
         review = page.get_by_test_id("notes-review")
         review.get_by_test_id("review-status").wait_for(timeout=30000)
         assert review.get_by_test_id("review-status").get_attribute("data-status") == "draft"
