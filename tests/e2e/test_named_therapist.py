@@ -108,8 +108,8 @@ def test_three_speakers_therapist_named_and_numbered_clients(named):
     assert named_quotes, quotes
     assert all(q["speaker_name"] == names[q["speaker"]] for q in named_quotes)
     bad = named.client.patch(f"/api/sessions/{sid}/speakers", headers=named.headers,
-                             json={"roles": {therapist: "DOCTOR"}})
-    assert bad.status_code == 422
+                             json={"roles": {therapist: "<b>DOCTOR</b>"}})
+    assert bad.status_code == 422  # roles are names (THERAPIST, CLIENT 2, PARENT, ...), never markup
     swapped = named.client.patch(f"/api/sessions/{sid}/speakers", headers=named.headers,
                                  json={"roles": {clients[0]["label"]: "CLIENT 2", clients[1]["label"]: "CLIENT 1"}})
     roles = {s["label"]: s["role"] for s in swapped.json()["speakers"]}
