@@ -290,6 +290,8 @@ def _body(method: str, path: str, patient_id, wav: bytes) -> dict:
     """Request kwargs that make a valid request of each route that needs a body."""
     if path == "/api/sessions/upload":
         return {"files": {"file": ("x.wav", wav, "audio/wav")}, "data": {"patient_id": str(patient_id)}}
+    if method == "PUT" and path == "/api/therapists/me/voice":  # a 30 s recording: a valid enrolment sample
+        return {"files": {"file": ("voice.wav", wav, "audio/wav")}}
     if method == "PATCH" and path.endswith("/speakers"):
         return {"json": {"names": {"SPEAKER_00": "Dr Who"}}}
     if method == "POST" and path == "/api/patients":
@@ -416,7 +418,8 @@ def test_route_table_is_covered(world):
     for needle in ("/status/stream", "/ws/", "/export/soap", "/audio", "/speakers", "notes:regenerate",
                    "transcript:remerge", "/api/patients/", "/api/admin/therapists", "/deactivate", "/reactivate",
                    "/api/auth/logout", "/api/auth/password", "/links", "/notes/review", "/notes/versions/1",
-                   "notes:sign", "/notes/flags/f1/review", "/notes/addenda", "/export/pdf", "/export/ehr"):
+                   "notes:sign", "/notes/flags/f1/review", "/notes/addenda", "/export/pdf", "/export/ehr",
+                   "/api/therapists/me/voice", ":retry", ":cancel", "/segments/0"):
         assert any(needle in p for p in paths), needle
     assert any(c["method"] == "DELETE" and "/api/patients/" in c["url"] for c in calls)
     assert any(c["method"] == "DELETE" and "/api/sessions/" in c["url"] for c in calls)

@@ -211,7 +211,7 @@ def test_exports_show_the_current_version_review_and_addenda(gw):
 
         ehr = client.get(f"/api/sessions/{sid}/export/ehr")
         assert ehr.status_code == 200 and ehr.headers["content-type"].startswith("text/plain")
-        assert 'filename="session-' in ehr.headers["content-disposition"] and ".ehr.txt" in ehr.headers["content-disposition"]
+        assert ehr.headers["content-disposition"].endswith('-ehr.txt"')  # <patient>-<date>-ehr.txt
         plain = ehr.text
         assert not any(mark in plain for mark in ("**", "## ", "_(", "\\")), "markdown in the EHR text"
         assert plain.index("RISK FLAGS") < plain.index("SUMMARY") < plain.index("ADDENDA")
