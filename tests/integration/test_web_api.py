@@ -280,7 +280,8 @@ def test_exports_are_named_patient_date_format(gw, world):
     assert names == {"soap": "Jane-Doe-2026-03-02-soap.md", "txt": "Jane-Doe-2026-03-02-txt.txt",
                      "notes.json": "Jane-Doe-2026-03-02-notes.json", "docx": "Jane-Doe-2026-03-02-docx.docx"}
     detail = client.get(f"/api/sessions/{world['done']}").json()
-    assert set(detail["exports"]) == {"txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "docx"}
+    assert set(detail["exports"]) == {"txt", "json", "srt", "vtt", "rttm", "notes.json", "soap", "dap", "birp", "ehr",
+                                      "docx", "pdf"}
     assert detail["quality_warnings"] == []
     pending = gw.call(add_session(gw, world["me"], finished=False, filename="pending.wav"))
     assert client.get(f"/api/sessions/{pending}").json()["exports"] == [], "no buttons for exports that do not exist"
