@@ -66,7 +66,10 @@ def pipeline(service_env, otlp):
     port = free_port()
     env = {**service_env, "TB_GATEWAY_PORT": str(port), "TB_CREATE_DEMO_USER": "true",
            "TB_JOIN_DIARIZATION_DEADLINE_S": "120", "TB_OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
-           "OTEL_BSP_SCHEDULE_DELAY": "200"}
+           "OTEL_BSP_SCHEDULE_DELAY": "200",
+           # The e2e suites sign the demo therapist in from 127.0.0.1 dozens of times a minute
+           # (every page test, both sizes); the limiter itself is tested in tests/integration.
+           "TB_LOGIN_RATE_PER_MINUTE": "600", "TB_LOGIN_ACCOUNT_RATE_PER_MINUTE": "600"}
     stack = start_stack(env, available_services(), "e2e")
     try:
         wait_for_port("127.0.0.1", port, timeout_s=90)
