@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from bench import notes_blind, risk_blind
+from bench.common import wait_ready
 from shared.contracts.notes import ClinicalNotes, RiskFlag
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,13 +104,7 @@ def _start(env: dict[str, str]):
 
 
 def _login(client: httpx.Client, settings) -> dict:
-    for _ in range(240):
-        try:
-            if client.get("/readyz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    wait_ready(client)
     r = client.post("/api/auth/token", data={"username": settings.demo_email, "password": settings.demo_password})
     r.raise_for_status()
     return {"Authorization": f"Bearer {r.json()['access_token']}"}

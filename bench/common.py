@@ -232,3 +232,17 @@ def read_uem(path: Path) -> dict:
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
+
+
+def wait_ready(client, tries: int = 240, pause_s: float = 0.5) -> bool:
+    """Poll the gateway's /readyz (an httpx.Client on its base URL) until it answers 200."""
+    import httpx
+
+    for _ in range(tries):
+        try:
+            if client.get("/readyz").status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(pause_s)
+    return False

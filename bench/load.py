@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import DATA, RESULTS, LoadSampler, envelope, write_json
+from bench.common import DATA, RESULTS, LoadSampler, envelope, wait_ready, write_json
 
 NAME = "load"
 DEMO = ("demo@therapybridge.local", "demo-password")
@@ -123,13 +123,7 @@ class RunningStack:
             wait_for_port("127.0.0.1", port, timeout_s=120)
             self.base_url = f"http://127.0.0.1:{port}"
             with httpx.Client(base_url=self.base_url, timeout=10) as client:
-                for _ in range(240):
-                    try:
-                        if client.get("/readyz").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.5)
+                wait_ready(client)
         except BaseException:
             self.__exit__(None, None, None)
             raise
