@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import ROOT, LoadSampler, child_env, envelope
+from bench.common import LoadSampler, ROOT, child_env, envelope, percentile
 
 NAME = "broker_latency"
 MESSAGES = 2000
@@ -128,18 +128,11 @@ async def _variant(bootstrap: str, fetch_max_wait_ms: int, n: int, interval_ms: 
     }
 
 
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
 def _stats(xs: list[float]) -> dict:
     if not xs:
         return {}
     return {
-        "p50": round(_pct(xs, 0.5), 2), "p90": round(_pct(xs, 0.9), 2), "p99": round(_pct(xs, 0.99), 2),
+        "p50": round(percentile(xs, 0.5), 2), "p90": round(percentile(xs, 0.9), 2), "p99": round(percentile(xs, 0.99), 2),
         "max": round(max(xs), 2), "min": round(min(xs), 2), "mean": round(statistics.fmean(xs), 2),
     }
 

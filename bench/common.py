@@ -246,3 +246,11 @@ def wait_ready(client, tries: int = 240, pause_s: float = 0.5) -> bool:
             pass
         time.sleep(pause_s)
     return False
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """The q-quantile of xs (0 <= q <= 1), linear between the two nearest ranks."""
+    s = sorted(xs)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)

@@ -33,25 +33,18 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import DATA, RESULTS, LoadSampler, envelope, wait_ready, write_json
+from bench.common import DATA, LoadSampler, RESULTS, envelope, percentile, wait_ready, write_json
 
 NAME = "load"
 DEMO = ("demo@therapybridge.local", "demo-password")
 DEFAULTS = {"uploads": 20, "min_minutes": 2.0, "max_minutes": 10.0, "timeout_s": 3600.0, "seed": 12}
 
 
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
 def _stats(xs: list[float]) -> dict:
     if not xs:
         return {"n": 0}
-    return {"n": len(xs), "p50": round(_pct(xs, 0.5), 1), "p95": round(_pct(xs, 0.95), 1),
-            "p99": round(_pct(xs, 0.99), 1), "max": round(max(xs), 1), "mean": round(statistics.fmean(xs), 1)}
+    return {"n": len(xs), "p50": round(percentile(xs, 0.5), 1), "p95": round(percentile(xs, 0.95), 1),
+            "p99": round(percentile(xs, 0.99), 1), "max": round(max(xs), 1), "mean": round(statistics.fmean(xs), 1)}
 
 
 # --------------------------------------------------------------------------- recordings

@@ -20,22 +20,15 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import LoadSampler, envelope
+from bench.common import LoadSampler, envelope, percentile
 
 NAME = "stream_load"
 STREAMS = 15
 
 
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
 def _stats(xs: list[float]) -> dict:
-    return {"n": len(xs), "p50": round(_pct(xs, 0.5), 2), "p90": round(_pct(xs, 0.9), 2),
-            "p99": round(_pct(xs, 0.99), 2), "max": round(max(xs), 2), "mean": round(statistics.fmean(xs), 2)}
+    return {"n": len(xs), "p50": round(percentile(xs, 0.5), 2), "p90": round(percentile(xs, 0.9), 2),
+            "p99": round(percentile(xs, 0.99), 2), "max": round(max(xs), 2), "mean": round(statistics.fmean(xs), 2)}
 
 
 async def _hold_stream(client: httpx.AsyncClient, session_id, token: str, opened: asyncio.Event) -> None:
