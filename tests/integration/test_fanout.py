@@ -202,3 +202,38 @@ async def test_deleting_a_session_mid_fan_out_leaves_nothing(settings, replicas,
     await wait_until_consumed(settings.kafka_bootstrap_servers, "transcriber", where, offset, timeout_s=300)
     await asyncio.sleep(1)  # the relay polls every 0.1 s
     assert await chunk_records(settings.kafka_bootstrap_servers, sid) == []  # buried: nothing fans out again
+
+
+async def test_a_replica_killed_mid_session_leaves_its_chunks_to_the_other(settings, replicas, three_minutes):
+    """kill -9 of one replica while the session's chunks are being transcribed: the other
+    replica takes over its partitions, the chunk it lost (offset never committed) is
+    delivered again, and transcript.ready still comes out once with every chunk in order."""
+    import signal
+
+    event = upload_of(settings, three_minutes.wav, three_minutes.duration_s)
+    sid = event.session_id
+    await publish(settings.kafka_bootstrap_servers, event, database_url=settings.database_url)
+    engine = create_engine(settings)
+    try:
+        sessions = create_session_factory(engine)
+        for _ in range(1800):  # until the first chunk is done: the fan-out is under way
+            async with sessions() as db:
+                done = (await db.execute(select(transcript_chunks.c.idx).where(
+                    transcript_chunks.c.session_id == sid, transcript_chunks.c.status == "done"))).all()
+            if done:
+                break
+            await asyncio.sleep(0.5)
+        assert done, "no chunk was transcribed"
+    finally:
+        await engine.dispose()
+    assert replicas.kill("transcriber-2") == -signal.SIGKILL
+    try:
+        ready = await wait_for_records(settings.kafka_bootstrap_servers, "transcript.ready", str(sid), timeout_s=900)
+        assert len(ready) == 1
+        body = await opened(settings.database_url, ready[0])
+        assert [c["index"] for c in body["chunks"]] == list(range(len(body["chunks"])))
+        starts = [w["start"] for s in body["segments"] for w in s["words"]]
+        assert starts == sorted(starts) and starts[-1] > 150
+    finally:
+        replicas.processes.pop("transcriber-2", None)
+        replicas.start_service("transcriber", "transcriber-2")
