@@ -66,6 +66,24 @@ async def delete_unsent(db: AsyncSession, session_id: UUID) -> int:
     return result.rowcount or 0
 
 
+async def latest_ids(db: AsyncSession, session_id: UUID, topics: list[str]) -> dict[str, int]:
+    """The session's newest outbox id per topic (what a re-drive sends again)."""
+    rows = (await db.execute(
+        select(outbox.c.topic, func.max(outbox.c.id)).where(
+            outbox.c.key == str(session_id), outbox.c.topic.in_(topics)).group_by(outbox.c.topic))).all()
+    return {topic: last_id for topic, last_id in rows}
+
+
+async def republish(db: AsyncSession, outbox_ids: list[int]) -> int:
+    """Copies of these outbox rows, as new rows the relay sends (the same events again)."""
+    if not outbox_ids:
+        return 0
+    copies = select(outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers).where(
+        outbox.c.id.in_(outbox_ids)).order_by(outbox.c.id)
+    result = await db.execute(outbox.insert().from_select(["topic", "key", "payload", "headers"], copies))
+    return result.rowcount
+
+
 async def prune_sent(db: AsyncSession, keep_s: float) -> int:
     """Relayed rows older than ``keep_s``: the broker holds them now; the table stays small."""
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=keep_s)

@@ -30,6 +30,7 @@ from docx.enum.text import WD_COLOR_INDEX
 from docx.shared import RGBColor
 
 from services.gateway import rttm as _rttm
+from services.gateway.notes_render import is_high
 from shared.contracts.notes import ClinicalNotes, RiskFlag
 from shared.contracts.notes import sort_flags
 
@@ -296,13 +297,9 @@ def _x(text: Any) -> str:
     return _XML_INVALID.sub("", str(text or ""))
 
 
-def _is_high(flag: RiskFlag) -> bool:
-    return flag.high_priority or flag.severity.value == "high"
-
-
 def _docx_flag(document: Any, flag: RiskFlag, names: Mapping[str, str]) -> None:
     p = document.add_paragraph(style="List Bullet")
-    if _is_high(flag):
+    if is_high(flag):
         run = p.add_run("HIGH PRIORITY ")
         run.bold = True
         run.font.color.rgb = _HIGH_RED
@@ -327,7 +324,7 @@ def _docx_list(document: Any, title: str, items: Iterable[str]) -> None:
 
 def _docx_notes(document: Any, notes: ClinicalNotes, names: Mapping[str, str]) -> None:
     flags = sort_flags(notes.risk_flags)
-    high = sum(1 for f in flags if _is_high(f))
+    high = sum(1 for f in flags if is_high(f))
     document.add_heading(f"Risk flags — review first ({len(flags)} flag(s), {high} high priority)", level=2)
     if not flags:
         document.add_paragraph("No risk flags were raised. (Absence of flags is not a risk assessment.)")

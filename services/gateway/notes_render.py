@@ -16,6 +16,7 @@ from datetime import date, datetime
 
 from shared.contracts.events import SpeakerInfo
 from shared.contracts.notes import ClinicalNotes, RiskFlag, sort_flags
+from services.gateway.notes_review import UNREVIEWED
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}<>#|])")
 
@@ -87,7 +88,7 @@ def _header(notes: ClinicalNotes, meta: SessionMeta, form: str) -> list[str]:
 
 
 def _flag_line(f: RiskFlag, review: dict | None = None) -> str:
-    prio = "**HIGH PRIORITY** " if f.high_priority or f.severity.value == "high" else ""
+    prio = "**HIGH PRIORITY** " if is_high(f) else ""
     cat = f.category.value.replace("_", " ")
     who = f" {_md(f.role or f.speaker)}" if (f.role or f.speaker) else ""
     line = (f"- {prio}**{cat}** — severity **{f.severity.value}** at {_ts(f.start)}{who}: "
@@ -97,9 +98,6 @@ def _flag_line(f: RiskFlag, review: dict | None = None) -> str:
     if review_status(review) != UNREVIEWED:
         line += f"  \n  {_md(review_text(review))}"
     return line
-
-
-UNREVIEWED = "unreviewed"
 
 
 def review_status(review: dict | None) -> str:

@@ -9,6 +9,7 @@ import re
 from datetime import date, datetime
 
 from shared.contracts.notes import ClinicalNotes, RiskFlag
+from services.gateway.notes_review import UNREVIEWED
 from services.gateway.notes_render import (
     SessionMeta,
     _stamp,
@@ -51,7 +52,7 @@ def flag_line(flag: RiskFlag, review: dict | None) -> str:
             f"\"{one_line(flag.evidence)}\" (source: {flag.source.value})")
     if flag.rationale:
         line += f". {one_line(flag.rationale)}"
-    if review_status(review) != "unreviewed":
+    if review_status(review) != UNREVIEWED:
         line += f". {one_line(review_text(review))}"
     return line
 

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.tables import (
     audit_log,
-    outbox,
     patients,
     session_results,
     session_status,
@@ -281,24 +280,6 @@ async def set_cancelled(db: AsyncSession, session_id: UUID, at: datetime | None,
     """Cancel (``at`` set) or lift a cancellation (None, None)."""
     await db.execute(update(sessions).where(sessions.c.id == session_id)
                      .values(cancelled_at=at, cancel_reason=reason))
-
-
-async def latest_outbox_events(db: AsyncSession, session_id: UUID, topics: list[str]) -> dict[str, int]:
-    """The session's newest outbox id per topic (what a re-drive sends again)."""
-    rows = (await db.execute(
-        select(outbox.c.topic, func.max(outbox.c.id)).where(
-            outbox.c.key == str(session_id), outbox.c.topic.in_(topics)).group_by(outbox.c.topic))).all()
-    return {topic: last_id for topic, last_id in rows}
-
-
-async def republish(db: AsyncSession, outbox_ids: list[int]) -> int:
-    """Copies of these outbox rows, as new rows the relay sends (the same events again)."""
-    if not outbox_ids:
-        return 0
-    copies = select(outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers).where(
-        outbox.c.id.in_(outbox_ids)).order_by(outbox.c.id)
-    result = await db.execute(outbox.insert().from_select(["topic", "key", "payload", "headers"], copies))
-    return result.rowcount
 
 
 async def audit(db: AsyncSession, therapist_id: UUID | None, session_id: UUID | None, action: str,

@@ -94,7 +94,7 @@ def transcript_view(results, blobs: BlobStore, session_row) -> dict[str, Any]:
         segments = _resolve(results.merged, blobs) or []
         speakers = results.merged.get("speakers", [])
         segments, speakers, _ = relabel(segments, speakers, names, overrides)
-        segments = apply_edits(segments, dict(getattr(session_row, "segment_edits", None) or {}))
+        segments = apply_edits(segments, dict(session_row.segment_edits or {}))
         out.update(segments=segments, speakers=speakers, diarized=results.merged.get("diarized"),
                    language=results.merged.get("language"), text=full_text(segments, speakers))
     elif results.transcript:
@@ -177,8 +177,8 @@ def _status_fields(status, row, stalled_after_s: float) -> dict[str, Any]:
                   "estimated_time_remaining": status.eta_s, "error": status.error,
                   "warnings": list(status.warnings or []), "stages": dict(status.stages or {}),
                   "processed_at": status.finished_at, "last_progress_at": status.updated_at}
-    live = liveness(fields["status"], fields["last_progress_at"], getattr(row, "cancelled_at", None),
-                    getattr(row, "cancel_reason", None), stalled_after_s)
+    live = liveness(fields["status"], fields["last_progress_at"], row.cancelled_at,
+                    row.cancel_reason, stalled_after_s)
     if live["status"] == "cancelled":
         fields.update(message="Cancelled", estimated_time_remaining=None)
     elif live["stalled"]:
@@ -198,8 +198,8 @@ async def session_detail(db: AsyncSession, blobs: BlobStore, row,
     return SessionDetail(
         id=row.id, patient_id=row.patient_id, therapist_id=row.therapist_id, session_date=row.session_date,
         created_at=row.created_at, **_status_fields(status, row, stalled_after_s),
-        cancelled_at=getattr(row, "cancelled_at", None), cancel_reason=getattr(row, "cancel_reason", None),
-        edited_segments=len(getattr(row, "segment_edits", None) or {}),
+        cancelled_at=row.cancelled_at, cancel_reason=row.cancel_reason,
+        edited_segments=len(row.segment_edits or {}),
         audio_filename=row.audio_filename, duration_seconds=row.duration_s, language=tv["language"],
         diarized=tv["diarized"], speakers=tv["speakers"], transcript_text=tv["text"],
         transcript_segments=tv["segments"], diarization=_diarization_view(results),

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.contracts.events import MergedSegment, QualityWarning, SpeakerTurn, TranscriptSegment
+from services.joiner.merge import _TurnIndex
 
 _TOKEN = re.compile(r"[^\w']+")
 
@@ -197,8 +198,9 @@ def check_silences(words: list[_TimedWord], duration_s: float | None, t: Quality
 def _unvoiced_runs(words: list[_TimedWord], turns: Sequence[SpeakerTurn], tol: float) -> list[list[_TimedWord]]:
     runs: list[list[_TimedWord]] = []
     previous_outside = False
+    voiced = _TurnIndex(turns)  # bisect over the turns: a 2-hour session is not words x turns
     for w in words:
-        outside = not any(turn.start - tol < w.end and w.start < turn.end + tol for turn in turns)
+        outside = not voiced.overlaps(w.start - tol, w.end + tol)
         if outside:
             if previous_outside:
                 runs[-1].append(w)

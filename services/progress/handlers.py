@@ -23,9 +23,9 @@ from shared.contracts.events import (
 )
 from shared.envelope import Envelope
 from shared.logging import get_logger
-from shared.redrive import REDRIVE_TOPICS, events_to_resend  # noqa: F401  (events_to_resend: re-exported)
+from shared.redrive import events_to_resend, topics_of, unfinished_stage
 from shared.telemetry import ServiceMetrics
-from services.progress.state import STAGES, TERMINAL, SessionView, apply_event
+from services.progress.state import TERMINAL, SessionView, apply_event
 from services.progress.store import ProgressStore, ProgressTransaction, Stranded
 
 log = get_logger(__name__)
@@ -115,7 +115,7 @@ def fail_stalled(view: SessionView, limit_s: float) -> None:
 
 def missing_stage(view: SessionView) -> str | None:
     """The first stage (pipeline order) that has not finished."""
-    return next((name for name in STAGES if view.stages[name].state in ("pending", "running")), None)
+    return unfinished_stage(view.stages)
 
 
 def decide(stranded: Stranded, now: datetime, deps: ProgressDeps) -> tuple[str, str | None]:
@@ -154,8 +154,7 @@ async def reconcile(deps: ProgressDeps) -> int:
 
 async def _redrive(tx: ProgressTransaction, stranded: Stranded, stage: str, now: datetime) -> int:
     sid = stranded.view.session_id
-    results, inputs = REDRIVE_TOPICS[stage]
-    latest = await tx.latest_events(sid, [t.value for t in results + inputs])
+    latest = await tx.latest_events(sid, topics_of(stage))
     resent = await tx.republish(events_to_resend(stage, latest))
     redrives = {**stranded.redrives, stage: stranded.redrives.get(stage, 0) + 1}
     await tx.mark_redriven(sid, redrives, now)

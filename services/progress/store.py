@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from shared.contracts.events import SessionStatus, StageState, Topic
 from shared.db.tables import outbox, session_results, session_status, status_history, tombstones
+from shared.outbox import latest_ids, republish as republish_rows
 from shared.store import PgStore, PgTransaction
 from services.progress.state import TERMINAL, SessionView
 
@@ -127,19 +128,12 @@ class _PgProgressTransaction(PgTransaction):
         return [Stranded(_view(r), r.seq, r.updated_at, dict(r.redrives or {})) for r in rows]
 
     async def latest_events(self, session_id: UUID, topics: list[str]) -> dict[str, int]:
-        rows = (await self.db.execute(
-            select(outbox.c.topic, func.max(outbox.c.id)).where(
-                outbox.c.key == str(session_id), outbox.c.topic.in_(topics)).group_by(outbox.c.topic))).all()
-        return {topic: last_id for topic, last_id in rows}
+        return await latest_ids(self.db, session_id, topics)
 
-    async def republish(self, outbox_ids: list[int]) -> int:
-        if not outbox_ids:
-            return 0
-        copies = select(outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers).where(
-            outbox.c.id.in_(outbox_ids)).order_by(outbox.c.id)
-        result = await self.db.execute(outbox.insert().from_select(["topic", "key", "payload", "headers"], copies))
-        self.published += result.rowcount  # wakes the relay after commit
-        return result.rowcount
+    async def republish(self, ids: list[int]) -> int:
+        copied = await republish_rows(self.db, ids)
+        self.published += copied  # wakes the relay after commit
+        return copied
 
     async def unseen_uploads(self, since: datetime, cutoff: datetime, limit: int) -> list[tuple[UUID, int]]:
         key = cast(outbox.c.key, PgUUID(as_uuid=True))

@@ -89,7 +89,9 @@ def test_a_word_heard_by_both_chunks_either_side_of_the_cut_appears_once():
 
 def test_assembly_is_idempotent_and_refuses_missing_chunks():
     pieces = {0: [seg(("hello", 10.0, 10.4))], 1: [seg(("bye", 50.0, 50.4))]}
-    assert assemble(pieces, CHUNKS) == assemble(dict(pieces), CHUNKS)
+    out = assemble(pieces, CHUNKS)
+    assert [(w.word.strip(), w.start) for s in out for w in s.words] == [("hello", 10.0), ("bye", 109.0)]
+    assert assemble(pieces, CHUNKS) == out  # nothing was shifted in place: assembling again gives the same
     with pytest.raises(ValueError, match=r"\[1\]"):
         assemble({0: pieces[0]}, CHUNKS)
 

@@ -155,8 +155,10 @@ def attachment_name(session_id: UUID, fmt: str, patient: str | None = None, when
 
 async def export(session_id: UUID, fmt: ExportFormat, therapist_id: UUID, state: GatewayState, db: AsyncSession) -> Response:
     row = await owned_session(session_id, therapist_id, db)
-    async with committing(db):  # the notes' versions first, so the export shows the current one
-        review = await review_flow.export_review(db, session_id, await queries.results_row(db, session_id))
+    review = None
+    if fmt in (*NOTES_TEXT, "pdf"):  # these show the review state (signature, flag reviews, addenda)
+        async with committing(db):  # the notes' versions first, so the export shows the current one
+            review = await review_flow.export_review(db, session_id, await queries.results_row(db, session_id))
     detail = await session_detail(db, state.blobs, row)
     if (reason := _not_ready(fmt, detail)) is not None:
         raise HTTPException(409, reason)

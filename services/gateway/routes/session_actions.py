@@ -5,13 +5,13 @@ Every route answers 404 for another therapist's session."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from datetime import datetime, timezone
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Path
 
 from shared.outbox import enqueue
+from shared.outbox import latest_ids, republish
 from shared.redrive import events_to_resend, topics_of, unfinished_stage
 from services.gateway import queries
 from services.gateway.deps import DB, ERRORS, State, Therapist, committing, owned_session
@@ -26,12 +26,11 @@ CONFLICT = {**ERRORS, 409: {"model": ErrorBody, "description": "Not possible in 
 async def _segment_text(state, db, row, index: int) -> str:
     """The recognised (unedited) text of segment ``index``; 404 when there is no such segment."""
     results = await queries.results_row(db, row.id)
-    plain = SimpleNamespace(speaker_names=row.speaker_names, role_overrides=row.role_overrides, segment_edits={})
-    view = await asyncio.to_thread(transcript_view, results, state.blobs, plain)
+    view = await asyncio.to_thread(transcript_view, results, state.blobs, row)
     segments = view["segments"] or []
     if not 0 <= index < len(segments):
         raise HTTPException(404, "segment not found")
-    return segments[index].get("text", "")
+    return segments[index].get("original_text", segments[index].get("text", ""))
 
 
 @router.patch("/api/sessions/{session_id}/segments/{index}", response_model=SessionDetail, responses=ERRORS,
@@ -54,8 +53,8 @@ async def edit_segment(session_id: UUID, body: SegmentEdit, therapist_id: Therap
 
 
 async def _redrive(db, session_id: UUID, stage: str) -> int:
-    latest = await queries.latest_outbox_events(db, session_id, topics_of(stage))
-    return await queries.republish(db, events_to_resend(stage, latest))
+    latest = await latest_ids(db, session_id, topics_of(stage))
+    return await republish(db, events_to_resend(stage, latest))
 
 
 @router.post("/api/sessions/{session_id}:retry", response_model=RetryAccepted, status_code=202, responses=CONFLICT,
