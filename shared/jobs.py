@@ -136,11 +136,12 @@ class ProgressReporter:
 ProgressFn = Callable[[float, str], None]
 
 
-async def forget_session(runtime, session_id: UUID, stage: str) -> None:
-    """session.deleted for an audio stage: its stage_jobs row, through the one shared forget."""
+async def forget_session(runtime, session_id: UUID, stage: str, extra_tables: tuple = ()) -> None:
+    """session.deleted for an audio stage: its stage_jobs row (and the stage's own
+    ``extra_tables`` rows of the session), through the one shared forget."""
     from sqlalchemy import delete
 
     from shared.inbox import forget_session as forget
 
     await forget(runtime.session_factory, runtime.name, session_id,
-                 [delete(stage_jobs).where(stage_jobs.c.stage == stage)])
+                 [delete(stage_jobs).where(stage_jobs.c.stage == stage), *extra_tables])

@@ -1,15 +1,17 @@
 """Pure formatting for the command-line client: clock times, durations, local dates, the
 pipeline's stages in order, plain-text tables. No I/O, so each is unit-tested.
 
-``clock`` is the one place the CLI turns seconds into text (durations, flag times, speaker
-talk time). It floors, like the web page's ``clock()`` (services/gateway/web/app.js) and the
-SOAP/DAP render (``notes_render._ts``): a flag at 62.7 s is 01:02 in every view."""
+``clock`` (shared/clock.py, re-exported here) is the one way seconds become text (durations,
+flag times, speaker talk time): it floors, like the web page's ``clock()`` and the notes, so a
+flag at 62.7 s is 01:02 in every view."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable, Sequence
+
+from shared.clock import clock  # noqa: F401  (re-exported: the CLI and its tests use cli_format.clock)
 
 # The pipeline: upload, then transcription and diarization side by side, then the merge
 # ("join" in the status messages), then the notes. Stages the server adds later are shown
@@ -18,22 +20,6 @@ STAGE_ORDER = ("upload", "preprocessing", "transcription", "diarization", "join"
 STAGE_LABELS = {"join": "merge"}
 PARALLEL = {("transcription", "diarization")}
 TERMINAL = ("processed", "failed")
-
-
-def clock(seconds: float | None) -> str:
-    """12:34 or 1:02:03 (minutes always two digits; seconds floored, never rounded up)."""
-    if seconds is None:
-        return "--:--"
-    try:
-        value = float(seconds)
-    except (TypeError, ValueError):
-        return "--:--"
-    if math.isnan(value) or math.isinf(value):
-        return "--:--"
-    t = max(0, math.floor(value))
-    h, rem = divmod(t, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def eta(seconds: float | None) -> str:

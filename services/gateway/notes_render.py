@@ -9,11 +9,11 @@ into whatever displays the export. Pure functions; no I/O.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from shared.clock import clock
 from shared.contracts.events import SpeakerInfo
 from shared.contracts.notes import ClinicalNotes, RiskFlag, sort_flags
 from services.gateway.notes_review import UNREVIEWED
@@ -52,16 +52,7 @@ def _md(text: str | None) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def _ts(seconds: float | None) -> str:
-    """12:34 or 1:02:03, seconds floored like the web page's clock() and the CLI's, so a flag
-    at 62.7 s reads 01:02 in every view (rounding made it 01:03 here only)."""
-    if seconds is None:
-        return "--:--"
-    s = max(0, math.floor(seconds))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
-
+_ts = clock  # the shared writing of a time offset (shared/clock.py)
 
 def _date(d: date | datetime | str | None) -> str:
     if d is None:

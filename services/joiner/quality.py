@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared.clock import clock
 from shared.contracts.events import MergedSegment, QualityWarning, SpeakerTurn, TranscriptSegment
 from services.joiner.merge import _TurnIndex
 
@@ -56,12 +57,6 @@ class _TimedWord:
     speaker: str | None = None
 
 
-def clock(seconds: float) -> str:
-    """mm:ss (h:mm:ss past an hour), truncated like the page's player clock."""
-    total = max(0, int(seconds))
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def _span(start: float, end: float) -> str:

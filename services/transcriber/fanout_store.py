@@ -171,11 +171,6 @@ class FanoutStore:
 async def forget_transcription(runtime, session_id: UUID) -> None:
     """session.deleted: the stage job and any fan-out state, through the one shared forget
     (the chunks' blobs go with the session's blob prefix and its key)."""
-    from sqlalchemy import delete
+    from shared.jobs import forget_session
 
-    from shared.db.tables import stage_jobs
-    from shared.inbox import forget_session
-
-    await forget_session(runtime.session_factory, runtime.name, session_id,
-                         [delete(stage_jobs).where(stage_jobs.c.stage == "transcription"), transcript_chunks,
-                          transcript_fanouts])
+    await forget_session(runtime, session_id, "transcription", (transcript_chunks, transcript_fanouts))
