@@ -69,19 +69,7 @@ def _frames(container, stream, max_duration_s: float | None):
 
 def _decode(container, sample_rate: int, max_duration_s: float | None = None) -> tuple[np.ndarray, object]:
     stream = _audio_stream(container)
-    stream.thread_type = "AUTO"  # not in the probe: frame threads cost 5x CPU on silence-heavy FLAC
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
-    chunks: list[np.ndarray] = []
-    try:
-        for frame in _frames(container, stream, max_duration_s):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0)
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0)
-    except (av.error.FFmpegError, ValueError) as exc:
-        if not chunks:
-            raise AudioDecodeError("the audio data is corrupt") from exc
-        # Corruption after some good audio: keep what decoded; the probe decides.
+    chunks = list(_pcm_blocks(container, sample_rate, max_duration_s, stream))
     if not chunks:
         return np.zeros(0, dtype=np.float32), stream
     return np.concatenate(chunks), stream
@@ -172,19 +160,24 @@ def probe_audio(path: str | Path, max_duration_s: float | None = None, max_bytes
     return AudioProbe(duration, header, codec, fmt, int(rate), int(channels or 0))
 
 
-def _pcm_blocks(container, sample_rate: int):
-    """Decoded 16-bit mono float32 blocks, one resampled frame at a time."""
-    stream = _audio_stream(container)
-    stream.thread_type = "AUTO"
+def _pcm_blocks(container, sample_rate: int, max_duration_s: float | None = None, stream=None):
+    """Decoded 16-bit mono float32 blocks, one resampled frame at a time (with
+    ``max_duration_s``: ``too_long`` once more than that has decoded)."""
+    stream = stream or _audio_stream(container)
+    stream.thread_type = "AUTO"  # not in the probe: frame threads cost 5x CPU on silence-heavy FLAC
     resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    produced = False
     try:
-        for frame in container.decode(stream):
+        for frame in _frames(container, stream, max_duration_s):
             for out in resampler.resample(frame):
+                produced = True
                 yield out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
         for out in resampler.resample(None):
             yield out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
-    except (av.error.FFmpegError, ValueError):
-        return  # corruption after good audio: keep what decoded (the upload probe already judged the file)
+    except (av.error.FFmpegError, ValueError) as exc:
+        if not produced:
+            raise AudioDecodeError("the audio data is corrupt") from exc
+        # Corruption after some good audio: keep what decoded; the probe decides.
 
 
 def stream_pcm(path: str | Path, sample_rate: int = SAMPLE_RATE):
