@@ -76,7 +76,16 @@ def part_wer(seeds: tuple[int, ...]) -> dict:
         row["wer_difference"] = round(row["chunked"]["wer"] - row["one_piece"]["wer"], 4)
         print(f"  [fanout] WER seed {seed}: one piece {row['one_piece']['wer']}, chunked {row['chunked']['wer']}", flush=True)
         rows.append(row)
-    return _save("wer", {"rows": rows, "reference": "the dialogue script (tests/audio_gen.py), exact"})
+    # Seeds not re-run this time keep their earlier row (``--part wer --seeds 102`` adds one).
+    earlier = PARTS / "wer.json"
+    if earlier.exists():
+        fresh = {r["recording"] for r in rows}
+        rows = [r for r in json.loads(earlier.read_text())["rows"] if r["recording"] not in fresh] + rows
+    rows.sort(key=lambda r: r["recording"])
+    diffs = [r["wer_difference"] for r in rows]
+    return _save("wer", {"rows": rows, "reference": "the dialogue script (tests/audio_gen.py), exact",
+                         "mean_wer_difference": round(sum(diffs) / len(diffs), 4),
+                         "max_wer_difference": max(diffs)})
 
 
 async def _chunk_rows(database_url: str) -> dict:
