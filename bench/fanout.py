@@ -237,7 +237,9 @@ def plot(result: dict, path: Path) -> None:
         if m:
             peak = m.get("peak_rss_mb") or (m.get("partial") or {}).get("peak_rss_mb")
             series[f"child: {which}{'' if m['complete'] else ' (partial run)'}"] = peak or 0
-    for label in ("stack_1x2", "stack_2x1"):
+    # A re-run (``--part stack_2x1 --label stack_2x1_rerun``) after a memory change shows its
+    # peaks beside the timed runs'.
+    for label in ("stack_1x2", "stack_2x1", "stack_2x1_rerun"):
         for svc, mb in sorted(r.get(label, {}).get("peak_rss_mb", {}).items()):
             series[f"{label}: {svc}"] = mb
     ax.barh(list(series), list(series.values()), color="tab:blue")
@@ -332,13 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default=",".join(str(s) for s in DIALOGUE_SEEDS))
     ap.add_argument("--merge", action="store_true", help="build bench/results/fanout.json from the saved parts")
     ap.add_argument("--hours", type=float, default=2.0)
+    ap.add_argument("--label", help="save a stack part under another name (a re-run beside the timed one)")
     args = ap.parse_args(argv)
     started = time.time()
     if args.part and args.part.startswith("memory_"):
         part_memory(args.hours, args.part.removeprefix("memory_"), args.timeout)
     elif args.part in ("stack_1x2", "stack_2x1"):
         n = 1 if args.part == "stack_1x2" else 2
-        part_stack(args.part, n, 2 // n, args.hours)
+        part_stack(args.label or args.part, n, 2 // n, args.hours)
     elif args.part == "wer":
         part_wer(tuple(int(x) for x in args.seeds.split(",")))
     if args.merge or args.part is None:
