@@ -145,7 +145,12 @@ def run(folder: Path, name: str, limit: int | None = None) -> dict:
                 time.sleep(3)
                 for sid in list(flying):
                     try:
-                        detail = client.get(f"/api/sessions/{sid}", headers=headers).json()
+                        r = client.get(f"/api/sessions/{sid}", headers=headers)
+                        if r.status_code == 401:  # the access token expired during a long run: sign in again
+                            headers = _login(client, settings)
+                            continue
+                        r.raise_for_status()
+                        detail = r.json()
                     except httpx.HTTPError:  # a busy gateway dropped the poll: ask again next round
                         continue
                     if _done(detail) or time.monotonic() - started[sid] > SESSION_TIMEOUT_S:
