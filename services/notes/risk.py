@@ -132,7 +132,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:saving|saved|stockpiling|stockpiled|hoarding|hoarded|collecting) (?:up )?(?:all )?(?:my |some )?(?:sleeping )?(?:pills|tablets|meds|medication|painkillers)\b", HI, "stockpiling means"),
     _p(SI, r"\b(?:bought|got|buy|have|keep) (?:a|some) (?:rope|noose)\b", HI, "means acquired"),
     _p(SI, r"\b(?:use|using|used|turn|turning) (?:it|them|the gun|a gun|the rope|the pills) on myself\b", HI, "means"),
-    _p(SI, r"\bknow (?:where|how|when|exactly how) i(?:'d| would|'ll| will| could) do it\b", HI, "plan"),
+    _p(SI, r"\b(?:know|planning|planned|worked out|working out|figured out|decided) (?:where|how|when|exactly how) i(?:'d| would|'ll| will| could) do it\b", HI, "plan"),
     _p(SI, r"\b(?:plan|plans|planned|planning) (?:to|for|how to) (?:kill myself|end (?:it|my life|things)|die)\b", HI, "plan"),
     _p(SI, r"\b(?:goodbye|suicide) (?:letter|note|message)s?\b", HI, "preparatory behaviour"),
     _p(SI, r"\b(?:giving|give|gave|given) (?:away )?(?:all )?(?:my|some of my) (?:things|stuff|belongings|possessions)(?: away)?\b(?=.*\b(?:won't need|not need|won't be|after i'm gone|when i'm gone)\b)", HI, "preparatory behaviour"),
@@ -146,8 +146,10 @@ PATTERNS: tuple[Pattern, ...] = (
     # Means research in any voice ("she'd been looking up how many of the tablets it would take"),
     # a wish not to exist, and rehearsal with a firearm.
     _p(SI, r"\bhow (?:many|much)\b[^.]{0,50}\b(?:it would|it'd|would it|it will|it'll|does it|would) (?:take|kill|be enough)\b(?=[^.]*\b(?:die|dying|kill|overdose|enough|fatal|lethal)\b)|\bhow (?:many|much)\b[^.]{0,40}\bto (?:die|kill (?:me|myself|her|him))\b", HI, "means research"),
+    _p(SI, r"\b(?:hang|hanging|hanged|drown|drowning|drowned|gas|gassing|poison|poisoning|poisoned|suffocate|suffocating|electrocute|shoot|shooting|shot|stab|stabbing|stabbed|starve|starving) myself\b(?! in the foot)", HI, "method ideation"),
+    _p(SI, r"\b(?:isn't|is not|doesn't feel|does not feel|don't feel|no longer feels?|not) (?:\w+ )?worth (?:living|going on|being alive|staying alive|carrying on)\b|\b(?:letters?|notes?)\b[^.]{0,30}\bfor (?:after|when i'm gone|when i'm not here)\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\bnot want(?:ing)? to (?:be alive|live|be here|exist|wake up|be around)\b|\b(?:want|wanted|wants|wish|wished|rather|prefer|just want) (?:to )?(?:just )?not (?:be here|be around|be alive|exist|wake up|be anywhere)\b", MO, "passive ideation", negatable=False),
-    _p(SI, r"\b(?:everyone|everybody|they|the kids|my family|people|the world)(?:'d| would| will|'ll)? (?:all )?(?:be )?better off (?:without me|if i (?:was|were|wasn't|weren't|'m not|am not) (?:gone|dead|here|around))\b", MO, "passive ideation / burdensomeness", negatable=False),
+    _p(SI, r"\b(?:everyone|everybody|they|the kids|my family|people|the world)(?:'d| would| will|'ll)? (?:all )?(?:be )?better off (?:without me|if i (?:just )?(?:was|were|wasn't|weren't|'m not|am not) (?:gone|dead|here|around))\b", MO, "passive ideation / burdensomeness", negatable=False),
     _p(SI, r"\b(?:check\w*|make sure|made sure) (?:it's|it is|it was|that it's|if it's|whether it's) loaded\b|\b(?:sit|sat|sitting) (?:there )?(?:and )?(?:hold|holding|with) (?:it|the gun|the pills|the rope|the blade)\b(?=[^.]*\b(?:night|alone|asleep|again)\b)", HI, "rehearsal with means"),
     # --- self-harm
     _p(SH, r"\bcut(?:ting)? myself\b(?! (?:some |a bit of |any )?slack| off| short| out)", MO, "cutting"),
@@ -161,7 +163,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SH, r"\b(?:hit|hitting|punch|punching|slap|slapping) myself\b", MO, "self-hitting"),
     _p(SH, r"\b(?:bang|banged|banging|hit|hitting) my head (?:against|on|off)\b", MO, "head banging"),
     _p(SH, r"\bpunch(?:ed|ing)? (?:the )?walls?\b[^.]*\b(?:bleed|bled|bleeding|blood|broke|broken)\b", MO, "self-injury"),
-    _p(SH, r"\b(?:razor|blade|knife|scissors)\b[^.]*\b(?:on|into|across) my (?:arms?|thighs?|wrists?|legs?|skin|stomach)\b", MO, "cutting"),
+    _p(SH, r"\b(?:razor|blade|knife|scissors|lighter)\b[^.]*\b(?:on|into|across|to) my (?:arms?|thighs?|wrists?|legs?|skin|stomach)\b", MO, "cutting"),
     _p(SH, r"\bpick(?:ing|ed)? at (?:the |my )?(?:scars|wounds|cuts)\b", MO, "wound reopening"),
     _p(SH, r"\bmarks from (?:where )?i(?:'ve| have)? (?:been )?(?:cutting|cut|burning)\b", MO, "cutting"),
     _p(SH, r"\b(?:bit|bite|biting|bitten) (?:my|myself on the) ?(?:arm|arms|hand|hands|wrist|wrists|skin|lip|lips|fingers?)\b[^.]*\b(?:bruise|bleed|bled|blood|hard|marks?)\b", MO, "self-injury"),
@@ -174,12 +176,14 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(HO, r"\bburn (?:his|her|their) (?:house|car|flat|place) down\b", HI, "threat"),
     _p(HO, r"\b(?:get|getting|buy|buying|got|bring|bringing) (?:a|my|the) (?:gun|knife|weapon|bat)\b(?=[^.]*\b(?:his|her|their|him|them)\b)", HI, "means to harm others"),
     _p(HO, r"\bmake (?:him|her|them) (?:pay|suffer|bleed)\b", MO, "revenge ideation"),
+    _p(HO, r"\b(?:knife|blade|gun|bat|weapon|hammer)\b[^.]{0,40}\b(?:in case|for when|for if) (?:i see|i run into|he|she|they)\b", HI, "means to harm others"),
     _p(HO, rf"\burges? to (?:{_HARM_VERBS}) (?:{_PERSON})\b", MO, "urges to harm others"),
     _p(HO, r"\b(?:wipe|knock|smack|punch|slap|beat) (?:that|the) (?:\w+ )?(?:smirk|grin|look|smile) off (?:his|her|their) (?:\w+ )?face\b", MO, "violent imagery"),
     _p(HO, r"\bi (?:put|sent|landed) (?:a (?:guy|man|bloke|woman|lad)|someone|somebody|him|her|\w+) in (?:the )?hospital\b|\bi broke (?:his|her|a guy's|someone's) (?:jaw|nose|arm|ribs|cheekbone)\b|\b(?:i (?:got|was|have been|'ve been) )?(?:charged with|arrested for|convicted of|done for) (?:assault|gbh|abh|battery|attacking|wounding)\b", MO, "violence to others"),
     # --- abuse or violence experienced by the client
-    _p(AV, rf"\b(?:he|she|they|(?:my|his|her) {_FAMILY})\b(?:'s| has| had| was| is| would| used to| keeps| kept| always| sometimes| never)*[^.;]{{0,25}}?\b{_ABUSE_VERBS}\b[^.;]{{0,22}}?\b(?:me|us)\b", MO, "physical/sexual abuse"),
+    _p(AV, rf"\b(?:he|she|they|(?:my|his|her) {_FAMILY})\b(?:'s| has| had| was| is| would| used to| keeps| kept| always| sometimes| never)*[^.;]{{0,25}}?\b{_ABUSE_VERBS}\b[^.;,]{{0,22}}?\b(?:me|us)\b", MO, "physical/sexual abuse"),
     _p(AV, r"\blaid (?:a )?hands? on me\b", MO, "physical abuse"),
+    _p(AV, rf"\b(?:he|she|they|(?:my|his|her) {_FAMILY})\b(?:'s| has| had| was| is| would| used to| keeps| kept| always| sometimes)*[^.;]{{0,25}}?\b(?:hits?|hitting|beat|beats|beating|slapped|slaps|punched|punches|kicked|kicks|choked|chokes|strangled|burned|burnt|whips?|whipped|belts?|belted) (?:my|our) (?:little |baby |younger |big |older |youngest |eldest )?(?:brother|sister|son|daughter|kids?|children|mum|mom|mother|baby|boy|girl)\b(?! (?:at|in) (?:chess|cards|tennis|the race|football|games?))", MO, "abuse of a family member"),
     _p(AV, r"\b(?:put|puts|had|got|has) (?:your|his|her|their) hands? (?:on|round|around) (?:my (?:chest|neck|throat|arm|face)|me)\b", MO, "physical abuse"),
     _p(AV, r"\byou\b[^.;]{0,40}?\b(?:hit|slapped|punched|kicked|choked|strangled|shoved|pushed|grabbed|shook|dragged|spat at|bit|threw \w+ at) (?:me|us)\b(?! to\b)", MO, "physical abuse (partner in the room)", multi_client_only=True),
     _p(AV, r"\b(?:punch\w*|hit|hits|smash\w*|kick\w*|threw|throws?|throwing|slam\w*) (?:\w+ ){0,3}(?:right )?(?:next to|beside|by|near|past|at) my (?:head|face)\b", MO, "intimidation"),
@@ -201,7 +205,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SU, rf"\b{_I}\b[^.;]{{0,25}}?\b(?:using|use|used|taking|take|took|smoke|smoking|smoked|doing|do|did|snort(?:ing|ed)?|inject(?:ing|ed)?|shooting up|on|popping|popped|buy|buying|bought|score|scoring)\b[^.;]{{0,25}}?\b{_DRUGS}\b", MO, "drug use"),
     _p(SU, r"\b(?:popping|popped|stealing|stole) (?:of )?(?:my |some |a few )?(?:\w+'s )?(?:painkillers|pills|tablets|meds)\b|\b(?:taking|take|took|using) (?:my |some of my )?\w+'s (?:painkillers|pills|tablets|prescription|meds)\b", MO, "prescription misuse"),
     _p(SU, r"\bextra (?:of )?(?:my )?\w*(?:codone|morphine|tramadol|codeine|xanax|valium|pills|tablets)\b", MO, "prescription misuse"),
-    _p(SU, r"\b(?:i|i'm|i've been|i was|i got|got|get|getting|been) (?:so )?(?:high|stoned|wasted|hammered|smashed|drunk|off my face|out of it)\b(?! (?:school|street|hopes|alert|functioning))", MO, "intoxication"),
+    _p(SU, r"\b(?:i|i'm|i've been|i was|i got|got|get|getting|been) (?:so )?(?:high|stoned|wasted|hammered|smashed|drunk|off my face|out of it)\b(?! (?:school|street|hopes|alert|functioning|it|the|that|this|my|those|them|a|an)\b)", MO, "intoxication"),
     _p(SU, r"\b(?:drove|drive|driving|drives)\b[^.]{0,15}\b(?:drunk|high|stoned|after drinking|over the limit)\b|\bdrink[- ]driving\b|\bdrunk[- ]driving\b", HI, "intoxicated driving"),
     _p(SU, r"\brelaps(?:e|ed|ing)\b|\b(?:used|using|drank|picked up|started using|started drinking|back on (?:the|it)) again\b", MO, "relapse"),
     _p(SU, r"\b(?:had (?:a|some|a few) drinks?|been drinking|drunk|after (?:a|some|a few) drinks?)\b[^.]{0,60}\b(?:behind the wheel|drove|drive|driving|got in the car)\b|\b(?:drove|driven|driving|drive)\b[^.]{0,60}\b(?:still (?:be |been |was |am )?over|over the limit|still drunk|still tipsy|had a drink|been drinking)\b", HI, "intoxicated driving"),
@@ -266,7 +270,7 @@ _HYPOTHETICAL = re.compile(
     r"\bif (?:i|you|someone|somebody|anyone|they|a person|people|one) (?:ever|were|was ever)\b|"
     r"\bwhat (?:should|would|do|can|does) (?:someone|somebody|people|you|a person|one) do\b|"
     r"\bhow (?:do|would|can|could) (?:you|i|people|we) (?:know|tell|help|spot)\b|\bhypothetically\b|\bwhat if\b|"
-    r"\b(?:in case|just so) (?:i|you) (?:ever )?(?:feel|felt)\b|\bwhat (?:would|will|might|could) happen if\b|"
+    r"\b(?:in case|just so) (?:i|you) (?:ever )?(?:feel|felt)\b|\bif (?:someone|anyone|anybody|somebody|he|she|they) (?:ever )?(?:hurt|hurts|touched|touches|laid|harmed|harms|hit|hits|went near|came near)\b|\bwhat (?:would|will|might|could) happen if\b|"
     r"\bif i'd\b[^.]*\b(?:i'd have|i would have|i'd've)\b|\b(?:imagine|imagining|picture|picturing) (?:if|what if|what would)\b",
     re.IGNORECASE,
 )
@@ -340,8 +344,9 @@ def _is_negated(sentence: str, m: re.Match[str]) -> bool:
 
 
 _OTHER_PERSON = re.compile(
-    r"\b(?:he|she|they|he's|she's|they're|someone|somebody|people|a friend|my friend|(?:my|his|her) (?:friend|sister|brother|"
-    r"mum|mom|dad|son|daughter|cousin|partner|husband|wife|colleague|client|neighbou?r)\w*)\b",
+    r"\b(?:he|she|they|he's|she's|they're|someone|somebody|people|a friend|my friend|(?:my|his|her|our|a) (?:best |old |close )?(?:friend|sister|brother|"
+    r"mum|mom|dad|son|daughter|cousin|partner|husband|wife|colleague|client|neighbou?r|mate|pal|flatmate|roommate|classmate|teammate|"
+    r"boss|boyfriend|girlfriend|niece|nephew|uncle|aunt)\w*(?:'s)?)\b",
     re.IGNORECASE,
 )
 #: "I could kill him for eating my leftovers": exasperation, not a threat.
@@ -377,7 +382,7 @@ _IDIOM = re.compile(
     r"\b(?:could|would|'d) (?:kill|murder|die) for\b|(?<!want )(?<!wants )(?<!wanted )(?<!wish )(?<!wished )(?<!wanting )\bto die for\b(?! (?:a (?:while|bit|long time|few|couple)|ages|months|years|weeks|some time|so long))|\b(?:dying|died|die) (?:of|from) "
     r"(?:embarrassment|boredom|laughter|shame|cringe)\b|\b(?:nearly|almost|literally|could have|could've) died "
     r"(?:laughing|of|when|at)\b|\bdying to\b|\bbored to death\b|\bscared (?:me )?to death\b|\bdrop dead\b|"
-    r"\bover my dead body\b|\bkill(?:s|ed)? (?:me|us) (?:if|when)\b(?=[^.]*\b(?:late|forget|find out|see|know)\b)|"
+    r"\bover my dead body\b|\b(?:suicide (?:mission|run|squad|doors?|bid|pact with (?:a|the) \w+)|(?:political|career|social|commercial) suicide)\b|\bkill(?:s|ed)? (?:me|us) (?:if|when)\b(?=[^.]*\b(?:late|forget|find out|see|know)\b)|"
     r"\bshoot me now\b|\brather die than\b|\b(?:the )?ground (?:to )?swallow me\b|\bmurder(?:ed)? (?:the|that) (?:song|exam|test|presentation|interview)\b|"
     r"\bcut(?:ting)? (?:me|myself|him|her) (?:some )?slack\b|\bcut (?:corners|ties|back|down)\b|\bkiller (?:workout|headache|hangover)\b|"
     r"\b(?:i'm|i am|i was) dead (?:tired|serious|on my feet)\b|\bdead (?:tired|serious)\b|\bkicking myself\b|"
@@ -426,6 +431,7 @@ _FAMILY_MEMBER_IN_ROOM = re.compile(
     r"^(?:my|our) (?:son|daughter|kid|child|boy|girl|teenager|husband|wife|partner|boyfriend|girlfriend)(?:'s)?\b")
 
 
+_MEDIA_QUOTE = re.compile(r"\b(?:go|goes|went|sings?|sang|says?|said|is like|was like|ends? with|about)\b")
 _TALK_ABOUT_TALK = re.compile(r"\b(?:when|what|that|how|after|before) i (?:said|mentioned|told you|brought up|talked about)\b")
 _NOMINAL_TAIL = re.compile(r"^\W*(?:\w+\W+)?(?:thing|stuff|bit|part|comment)\b")
 _IN_ROOM_PRONOUN = re.compile(r"^(?:he|she|he's|she's|he'd|she'd)$")
@@ -445,8 +451,10 @@ def _own_experience(norm: str, m: re.Match[str], category: RiskCategory, family_
     cutting") is a disclosure about someone in the room and counts.
     """
     head = norm[:m.start()]
-    if _MEDIA.search(norm) and (_REPORTING_FRAME.search(head) or '"' in head or not _FIRST_PERSON.search(head)):
-        return False
+    media = _MEDIA.search(norm)
+    if media and (_REPORTING_FRAME.search(head) or '"' in head or not _FIRST_PERSON.search(head)
+                  or _MEDIA_QUOTE.search(head[media.end():] if media.end() <= len(head) else "")):
+        return False  # "the lyrics go something like I want to die tonight"
     if _TALK_ABOUT_TALK.search(head) and _NOMINAL_TAIL.match(norm[m.end():]):
         return False  # "...when I said the sleep and not wake up thing": naming an earlier disclosure
     if category is HO:
@@ -622,6 +630,10 @@ def _scan_sentence_ex(text: str, family_session: bool = False) -> tuple[list[tup
                 suppressed = True
                 continue
             if (not pat.third_party_ok and not _own_experience(norm, m, pat.category, family_session)) or _benign_context(pat, norm, m):
+                suppressed = True
+                continue
+            if historical and pat.label == "abuse of a family member":
+                # "My dad used to hit my mum when I was a kid": someone else's past, not a current risk
                 suppressed = True
                 continue
             severity, why = calibrate_severity(pat, norm, m.start())
