@@ -922,6 +922,11 @@ def _screening_mentions(segments: list[MergedSegment]) -> list[Mention]:
         for cat, (sev, why) in cats.items():
             if cat in cap and _SEV_RANK[cap[cat]] < _SEV_RANK[sev] and not answer_hits.get(cat):
                 sev, why = cap[cat], f"{why}; the least severe of the alternatives asked"
+            if (cat is SI and sev is HI and _THOUGHTS_OF.search(question.text) and not answer_hits.get(cat)
+                    and not _PLAN_MEANS_STRICT.search(normalize(answer.text))):
+                # "Have you had thoughts of killing yourself?" / "Some, yeah.": ideation without a
+                # stated plan, intent or means (those, told later, join the episode and raise it).
+                sev, why = MO, f"{why}; thoughts without a stated plan or means"
             out.append(Mention(cat, sev, past, f"affirmative answer to a screening question ({why})", "screening",
                                (_quote(answer, reply), _quote(asker, question))))
     return out
@@ -1039,6 +1044,9 @@ def _topic_reply_mentions(topics: set[RiskCategory], asker: MergedSegment, quest
 
 #: Hesitation before the answer: "I. Yeah. Some." / "Um. Yes."
 _FILLER_SENTENCE = re.compile(r"^\W*(?:i|um|uh|erm|er|well|so|hmm|mm|oh|honestly|i mean|i just|look|okay|ok|god)\W*$", re.IGNORECASE)
+
+
+_THOUGHTS_OF = re.compile(r"\b(?:thoughts?|thinking|think|thought|ideas?|feel(?:ing)? like|urges?|wish(?:ed|ing)?)\b", re.IGNORECASE)
 
 
 def _alternatives_cap(question: str) -> dict[RiskCategory, Severity]:
