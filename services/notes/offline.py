@@ -268,7 +268,8 @@ _THERAPIST_OWN = re.compile(
     r"^(?:(?:and|so|ok(?:ay)?|alright|right|after that|then|first|next|today|also|good|great),?\s*)*(?:(?:i'd like to|i want to) (?:call|ring|contact|refer|write to|book|"
     r"talk to you|speak to you|see you|check in)|(?:i'll|i will|i'm going to|i am going to) (?:also |just |then )?(?:send|email|write|call|refer|book|ring|"
     r"contact|speak|look into|print|check|get|put|find|pass|let|give|liaise|arrange|make|type|walk|phone|see|talk))\b|"
-    r"\b(?:would it be (?:okay|ok|alright|all right)|is it (?:okay|ok|alright)|would you mind|are you (?:okay|ok) with|do i have your (?:permission|consent)) (?:if i|for me to)\b",
+    r"\b(?:would it be (?:okay|ok|alright|all right)|is it (?:okay|ok|alright)|would you mind|are you (?:okay|ok) with|do i have your (?:permission|consent)) "
+    r"(?:if i|for me to) (?:spoke|speak|talked|talk|called|call|rang|ring|wrote|write|contacted|contact|shared|share|referred|refer|let|sent|send|told|tell)\b",
     re.IGNORECASE,
 )
 #: A client's commitment, when it answers a suggestion or names a time ("okay, I'll try Tuesday").
@@ -319,12 +320,13 @@ _ROUTINE = re.compile(r"\b(?:as usual|like always|as normal|as always|like every
 _SUGGESTION_QUESTION = re.compile(r"\b(?:could|can|will|would) you\b|\bhow about\b|\bwhat if you\b|\bshall we\b|\bwould you be\b|"
                                   r"\b(?:can|could) we (?:ring|call|write|try|book|agree|plan|set)\b|\bhow (?:would|do) you feel about (?:that|trying|doing|\w+ing)\b|"
                                   r"\bwould (?:\w+ )?be (?:willing|up for|open) to\b|"
-                                  r"\bwhat about (?:the|a|trying|doing|you|if)\b", re.IGNORECASE)
+                                  r"\bwhat about (?:the|a|trying|doing|you|if)\b|\bwhat about\b(?=[^?]*\b(?:monday|tuesday|wednesday|thursday|friday|"
+                                  r"saturday|sunday|tomorrow|tonight|weekend|after (?:school|work|dinner|tea)|mornings?|evenings?)\b)", re.IGNORECASE)
 
 
 def _is_assignment(s: _Said) -> bool:
     """A therapist sentence that sets homework or proposes/confirms a plan."""
-    if s.text.rstrip().endswith("?") and not _SUGGESTION_QUESTION.search(s.text):
+    if s.text.rstrip().endswith("?") and not _SUGGESTION_QUESTION.search(s.text) and not _THERAPIST_OWN.search(normalize(s.text)):
         return False
     return bool(_HOMEWORK.search(s.text) or _AGREEMENT.search(s.text) or _THERAPIST_OWN.search(normalize(s.text)))
 
@@ -383,13 +385,14 @@ def _action_sentences(segments: list[MergedSegment]) -> list[tuple[_Said, str]]:
             prev_speaker = seg.speaker
             continue
         texts = [normalize(x.text) for x in said]
+        before_turn = len(out)
         if pending is not None and pending.segment.speaker != seg.speaker and any(_ACCEPT_START.search(t) for t in texts[:2]):
             out.append((pending, "client"))
-        took = False
+        took = len(out) > before_turn
         for k, (x, norm) in enumerate(zip(said, texts)):
             if _ACCEPTANCE_ONLY.search(norm) or _ROUTINE.search(norm):
                 # "Saturday pancakes. Just the two of us. I can do that.": the plan is what came before
-                if k > 0 and not took and pending is None and answering and not prev_suggests and _ACCEPTANCE_ONLY.search(norm):
+                if k > 0 and not took and answering and _ACCEPTANCE_ONLY.search(norm):
                     out.append((said[0], "client"))
                     took = True
                 continue  # "Okay, I can do that": agrees to the therapist's item, adds none

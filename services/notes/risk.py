@@ -127,7 +127,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:think|thinking|thought|considered|considering|imagine|imagining) (?:about )?(?:jumping|overdosing|hanging myself|drowning myself|an overdose|taking an overdose|taking all my)\b", HI, "method ideation"),
     _p(SI, r"\b(?:swerv(?:e|ing|ed)|drive|driving|drove|crash(?:ing|ed)?|steer(?:ing|ed)?) (?:(?:my|the|our) (?:car|truck|van) )?(?:into|off) (?:a |the |an )?(?:tree|wall|bridge|traffic|lorry|truck|cliff|road|river|lake|sea|canal|quarry|reservoir|embankment|oncoming \w+)\b", HI, "method ideation"),
     _p(SI, r"\b(?:step|stepping|jump|jumping) in front of (?:a |the )?(?:train|bus|car|lorry|truck)\b", HI, "method ideation"),
-    _p(SI, r"\bhow many (?:of (?:my|these|the) )?(?:pills|tablets|paracetamol)\b", HI, "means research"),
+    _p(SI, r"\bhow many (?:of (?:my|these|the) )?(?:pills|tablets|paracetamol)\b(?=[^.]*\b(?:die|dying|kill|overdose|enough|fatal|lethal|all of them|would take|it'd take|would it take)\b)", HI, "means research"),
     _p(SI, r"\b(?:take|took|taking|swallow|swallowing) (?:the|a) whole (?:bottle|packet|box|lot)\b", HI, "method ideation"),
     _p(SI, r"\b(?:saving|saved|stockpiling|stockpiled|hoarding|hoarded|collecting) (?:up )?(?:all )?(?:my |some )?(?:sleeping )?(?:pills|tablets|meds|medication|painkillers)\b", HI, "stockpiling means"),
     _p(SI, r"\b(?:bought|got|buy|have|keep) (?:a|some) (?:rope|noose)\b", HI, "means acquired"),
@@ -807,7 +807,7 @@ def _item_past(it: "_Item") -> bool:
     if _is_historical(it.norm):
         return True
     norm = _PAST_AGAIN.sub("", it.norm)
-    return it.turn_past and not _CURRENT.search(norm) and bool(_PAST_TENSE.search(norm)) \
+    return it.turn_past and not _CURRENT.search(norm) and bool(_PAST_TENSE.search(it.norm) or _PAST_AGAIN.search(it.norm)) \
         and not _PRESENT_TENSE.search(norm)
 
 
@@ -922,11 +922,7 @@ def _screening_mentions(segments: list[MergedSegment]) -> list[Mention]:
         for cat, (sev, why) in cats.items():
             if cat in cap and _SEV_RANK[cap[cat]] < _SEV_RANK[sev] and not answer_hits.get(cat):
                 sev, why = cap[cat], f"{why}; the least severe of the alternatives asked"
-            if (cat is SI and sev is HI and _THOUGHTS_OF.search(question.text) and not answer_hits.get(cat)
-                    and not _PLAN_MEANS_STRICT.search(normalize(answer.text))):
-                # "Have you had thoughts of killing yourself?" / "Some, yeah.": ideation without a
-                # stated plan, intent or means (those, told later, join the episode and raise it).
-                sev, why = MO, f"{why}; thoughts without a stated plan or means"
+            sev, why = _thoughts_without_plan(cat, sev, why, question.text, answer.text, bool(answer_hits.get(cat)))
             out.append(Mention(cat, sev, past, f"affirmative answer to a screening question ({why})", "screening",
                                (_quote(answer, reply), _quote(asker, question))))
     return out
@@ -1037,6 +1033,8 @@ def _topic_reply_mentions(topics: set[RiskCategory], asker: MergedSegment, quest
     for cat in topics:
         sevs = [sev for pat, sev, _w in hits if pat.category is cat]
         sev = max(sevs, key=lambda x: _SEV_RANK[x]) if sevs else _TOPIC_DEFAULT_SEVERITY[cat]
+        own = any(p.category is cat for r in replies for p, _s, _w in _scan_sentence_ex(r.text)[0])
+        sev, _why = _thoughts_without_plan(cat, sev, "", question.text, answer.text, own)
         out.append(Mention(cat, LO if past and not sevs else sev, past, f"disclosure within the therapist's {cat.value} topic",
                            "screening", (_quote(answer, said), _quote(asker, question))))
     return out
@@ -1044,6 +1042,16 @@ def _topic_reply_mentions(topics: set[RiskCategory], asker: MergedSegment, quest
 
 #: Hesitation before the answer: "I. Yeah. Some." / "Um. Yes."
 _FILLER_SENTENCE = re.compile(r"^\W*(?:i|um|uh|erm|er|well|so|hmm|mm|oh|honestly|i mean|i just|look|okay|ok|god)\W*$", re.IGNORECASE)
+
+
+def _thoughts_without_plan(cat: RiskCategory, sev: Severity, why: str, question: str, answer: str,
+                           answer_says_it: bool) -> tuple[Severity, str]:
+    """"Have you had thoughts of killing yourself?" / "Some, yeah.": ideation without a stated
+    plan, intent or means is moderate (plan or means told later join the episode and raise it)."""
+    if (cat is SI and sev is HI and _THOUGHTS_OF.search(question) and not answer_says_it
+            and not _PLAN_MEANS_STRICT.search(normalize(answer))):
+        return MO, f"{why}; thoughts without a stated plan or means"
+    return sev, why
 
 
 _THOUGHTS_OF = re.compile(r"\b(?:thoughts?|thinking|think|thought|ideas?|feel(?:ing)? like|urges?|wish(?:ed|ing)?)\b", re.IGNORECASE)
