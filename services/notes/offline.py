@@ -80,39 +80,39 @@ STRATEGIES: list[tuple[str, str, str]] = [
 #: therapist's sentence, not a session's wording. Same names as above; a name found by either
 #: entry is one strategy.
 STRATEGIES += [
-    ("psychoeducation", "psychoeducation", r"\b(?:(?:really|very|quite|so|incredibly|pretty) common|(?:many|lots of|most|a lot of|plenty of) (?:people|parents|couples|"
+    ("psychoeducation", "psychoeducation", (r"\b(?:(?:really|very|quite|so|incredibly|pretty) common|(?:many|lots of|most|a lot of|plenty of) (?:people|parents|couples|"
      r"families|kids|teenagers|children|survivors|veterans|new (?:mums|moms|parents|dads))\b|(?:is|are|can be) (?:a |one )?(?:symptoms?|signs?) (?:of|that)\b|"
      r"\ba symptom,? not\b|research (?:suggests|shows|tells us)|studies (?:show|suggest)|(?:often|usually|typically|tends? to) (?:happens?|works?|shows? up|"
      r"speaks? up|latch\w*|comes? back|gets? worse|feels?|makes?)\b|what (?:trauma|anxiety|depression|grief|ocd|panic|shame|alcohol|a \w+ response) "
      r"(?:does|do|memories do)\b|(?:the|your) (?:brain|body|nervous system|mind) (?:stores?|learns?|learned|reacted|reacts|flags?|fires?|tries|is trying|"
      r"starts?|responds?|slows?|filters?)\b|(?:grief|depression|anxiety|trauma|recovery|healing|withdrawal) (?:doesn't|does not|isn't|is not) (?:a |run|"
-     r"follow|linear)|(?:that's|this is|it's) what (?:a|an|the) \w+ (?:\w+ )?does\b|(?:is|are) (?:a |an )?(?:illness|condition)\b)"),
-    ("validation", "interpersonal", r"\b(?:what i'?m hearing|it sounds like (?:you|there|when|a|the|part)|sounds like (?:you|there's|a lot)|thank you for "
+     r"follow|linear)|(?:that's|this is|it's) what (?:a|an|the) \w+ (?:\w+ )?does\b|(?:is|are) (?:a |an )?(?:illness|condition)\b)")),
+    ("validation", "interpersonal", (r"\b(?:what i'?m hearing|it sounds like (?:you|there|when|a|the|part)|sounds like (?:you|there's|a lot)|thank you for "
      r"(?:being (?:so )?honest|telling me|sharing|trusting me)|i'?m on your side|you'?re in charge of|i'?m taking (?:it|this|that) seriously|"
-     r"(?:that|it) took (?:guts|courage)|(?:a|that's a) (?:brave|hard|big) thing to (?:say|share))\b"),
-    ("motivational interviewing", "motivational", r"\b(?:is that what you want|what would help you|what do you want (?:for|to)|what (?:are|would be) the "
+     r"(?:that|it) took (?:guts|courage)|(?:a|that's a) (?:brave|hard|big) thing to (?:say|share))\b")),
+    ("motivational interviewing", "motivational", (r"\b(?:is that what you want|what would help you|what do you want (?:for|to)|what (?:are|would be) the "
      r"(?:good|not so good|downsides?|upsides?)|how (?:does|would) (?:that|this) fit with|what (?:worries|concerns) you (?:about|most)|"
-     r"where does that leave you|(?:the )?good bits|what do you make of that|what would you (?:lose|gain)|(?:sounds like )?part of you)\b"),
-    ("problem solving", "cognitive", r"\b(?:(?:a few|some|one|two|three) things? that (?:help|might help|can help|could help|often help)|ground rules|"
+     r"where does that leave you|(?:the )?good bits|what do you make of that|what would you (?:lose|gain)|(?:sounds like )?part of you)\b")),
+    ("problem solving", "cognitive", (r"\b(?:(?:a few|some|one|two|three) things? that (?:help|might help|can help|could help|often help)|ground rules|"
      r"what if we (?:set|made|tried|agreed|had)|write down (?:every|all|each)|divide (?:them|it|the \w+)|(?:owns?|owning) (?:it|each|the task|one)|"
-     r"(?:option|plan) (?:a|b)\b|what gets in the way)\b"),
-    ("safety planning", "safety", r"\b(?:out of the house|intense but safe|put (?:them|it|those|the numbers?) in your phone|(?:lock|locking|locked) "
+     r"(?:option|plan) (?:a|b)\b|what gets in the way)\b")),
+    ("safety planning", "safety", (r"\b(?:out of the house|intense but safe|put (?:them|it|those|the numbers?) in your phone|(?:lock|locking|locked) "
      r"(?:away|up|it|them)|lockbox|(?:give|giving|hand|handing) (?:it|them|the \w+) to (?:someone|a|your|me)|(?:warning|danger) signs?|"
-     r"who (?:could|can|would|will) you (?:reach|go to|turn to)|(?:call|ring) (?:an ambulance|999|911|the crisis|a crisis))\b"),
-    ("thought records / cognitive restructuring", "cognitive", r"\b(?:is it possible (?:that|the same|you|it)|the same (?:is|might be|could be) true for you|"
+     r"who (?:could|can|would|will) you (?:reach|go to|turn to)|(?:call|ring) (?:an ambulance|999|911|the crisis|a crisis))\b")),
+    ("thought records / cognitive restructuring", "cognitive", (r"\b(?:is it possible (?:that|the same|you|it)|the same (?:is|might be|could be) true for you|"
      r"(?:louder|bigger|stronger) than the (?:facts|evidence)|feelings? (?:aren't|are not|isn't|is not) facts?|would you say (?:that|the same) to|"
      r"(?:a|the) double standard|if (?:a|your) (?:friend|sister|brother|daughter|son) (?:said|told you|did)|(?:look|looking) at (?:the )?evidence|"
-     r"what else (?:could|might) (?:explain|be going on))\b"),
-    ("behavioral activation", "behavioral", r"\b(?:(?:made|make|keep|keeping) (?:it|them) (?:really |very )?small|(?:really|very) small (?:step|thing|goal)|"
-     r"just out the door|tiny (?:step|goal)|(?:small|achievable) goal)\b"),
-    ("sleep hygiene", "behavioral", r"\b(?:before bed|lights (?:off|out) by|phones? in the kitchen|(?:get|getting|wake|waking) up at the same time|"
-     r"wind[- ]down|in bed awake)\b"),
-    ("communication skills", "interpersonal", r"\b(?:in your own words|start with how (?:it|that) (?:affects|makes) you|putting (?:it|that) into words|"
+     r"what else (?:could|might) (?:explain|be going on))\b")),
+    ("behavioral activation", "behavioral", (r"\b(?:(?:made|make|keep|keeping) (?:it|them) (?:really |very )?small|(?:really|very) small (?:step|thing|goal)|"
+     r"just out the door|tiny (?:step|goal)|(?:small|achievable) goal)\b")),
+    ("sleep hygiene", "behavioral", (r"\b(?:before bed|lights (?:off|out) by|phones? in the kitchen|(?:get|getting|wake|waking) up at the same time|"
+     r"wind[- ]down|in bed awake)\b")),
+    ("communication skills", "interpersonal", (r"\b(?:in your own words|start with how (?:it|that) (?:affects|makes) you|putting (?:it|that) into words|"
      r"tell (?:him|her|them|\w+),? (?:directly|in your own words)|what you (?:imagine|think) it was like for (?:him|her|them)|(?:turn|speak) to (?:him|her) and|"
-     r"one person talks at a time|take turns)\b"),
-    ("relapse prevention", "relapse prevention", r"\b(?:red flags?|warning signs?|getting wobbly|slippery slope|(?:old|using) (?:haunts|places|mates|friends)|"
-     r"cravings?)\b"),
-    ("breathing exercises", "breathing", r"\b(?:breathe (?:in|out)|in for (?:four|4|five|5)|out for (?:six|6|seven|7|eight|8))\b"),
+     r"one person talks at a time|take turns)\b")),
+    ("relapse prevention", "relapse prevention", (r"\b(?:red flags?|warning signs?|getting wobbly|slippery slope|(?:old|using) (?:haunts|places|mates|friends)|"
+     r"cravings?)\b")),
+    ("breathing exercises", "breathing", (r"\b(?:breathe (?:in|out)|in for (?:four|4|five|5)|out for (?:six|6|seven|7|eight|8))\b")),
 ]
 #: Interventions only the therapist can "use": a client saying "that makes sense" is not validation.
 THERAPIST_ONLY = {"psychoeducation", "validation", "motivational interviewing", "communication skills",
@@ -351,6 +351,55 @@ _CONCRETE_ANSWER = re.compile(r"\b(?:\d+|o'clock|one|two|three|four|five|six|sev
                               r"week|weekend|day|times?|minutes?|hours?)\b", re.IGNORECASE)
 
 
+@dataclass
+class _Turns:
+    """What the previous turns leave open for the next speaker to take up."""
+
+    prev_suggests: bool = False
+    pending: _Said | None = None  # a suggestion or instruction, an item once the next speaker takes it up
+    plan_question: bool = False  # "So this week?": a concrete answer is the plan
+
+
+def _therapist_turn_actions(said: list[_Said], state: _Turns) -> list[tuple[_Said, str]]:
+    hits = [x for x in said if _is_assignment(x)]
+    last = said[-1] if said else None
+    instruction = next((x for x in reversed(said) if _INSTRUCTION.search(x.text) and not x.text.rstrip().endswith("?")), None)
+    suggestion = last if last is not None and _SUGGESTION_QUESTION.search(last.text) else None
+    state.pending = (suggestion or instruction) if not hits else None
+    state.prev_suggests = bool(hits) or suggestion is not None
+    state.plan_question = bool(last is not None and _PLAN_QUESTION.search(last.text))
+    return [(x, "therapist" if _THERAPIST_OWN.search(normalize(x.text)) else "client") for x in hits]
+
+
+def _is_commitment(x: _Said, norm: str, state: _Turns, answering: bool) -> bool:
+    return bool((_COMMITMENT.search(norm) and (state.prev_suggests or _WHEN.search(x.text))) or _PLAN_STATEMENT.search(norm)
+                or (answering and (_OPEN_COMMITMENT.search(norm) or _IF_THEN_PLAN.search(norm)))
+                or (_PRESENT_PLAN.search(norm) and _PLAN_TIME.search(norm)))
+
+
+def _client_turn_actions(said: list[_Said], speaker: str, state: _Turns, answering: bool) -> list[tuple[_Said, str]]:
+    texts = [normalize(x.text) for x in said]
+    out: list[tuple[_Said, str]] = []
+    if state.pending is not None and state.pending.segment.speaker != speaker and any(_ACCEPT_START.search(t) for t in texts[:2]):
+        out.append((state.pending, "client"))
+    for k, (x, norm) in enumerate(zip(said, texts)):
+        if _ACCEPTANCE_ONLY.search(norm) or _ROUTINE.search(norm):
+            # "Saturday pancakes. Just the two of us. I can do that.": the plan is what came before
+            if k > 0 and not out and answering and _ACCEPTANCE_ONLY.search(norm):
+                out.append((said[0], "client"))
+            continue  # "Okay, I can do that": agrees to the therapist's item, adds none
+        if _is_commitment(x, norm, state, answering):
+            out.append((x, "client"))
+    if (state.plan_question and not out and said and not re.match(r"^(?:no|not|nothing|i don't know|probably|maybe|um|uh)\b", texts[0])
+            and len(texts[0].split()) >= 3 and _CONCRETE_ANSWER.search(texts[0])):
+        out.append((said[0], "client"))  # the answer to "So this week?" is the plan
+    # A client's own suggestion question to another client ("Lily, what about nails on Wednesday?")
+    last = said[-1] if said else None
+    state.pending = last if last is not None and last.text.rstrip().endswith("?") and _SUGGESTION_QUESTION.search(last.text) else None
+    state.prev_suggests, state.plan_question = False, False
+    return out
+
+
 def _action_sentences(segments: list[MergedSegment]) -> list[tuple[_Said, str]]:
     """(sentence, owner) of every sentence where an action is set or agreed, in time order.
 
@@ -362,55 +411,20 @@ def _action_sentences(segments: list[MergedSegment]) -> list[tuple[_Said, str]]:
     suggestion or instruction ("What about nails on Wednesday?" / "That'd be nice.").
     """
     out: list[tuple[_Said, str]] = []
-    prev_suggests = False
-    pending: _Said | None = None  # a suggestion or instruction, kept if the next speaker takes it up
-    plan_question = False
+    state = _Turns()
     last_other_role = ""  # role of the last turn by someone other than the current speaker
     prev_speaker = None
     for i, seg in enumerate(segments):
         said = [_Said(x, seg) for x in segment_sentences(segments, i)]
-        role = (seg.role or "").upper()
         if prev_speaker is not None and prev_speaker != seg.speaker:
             last_other_role = (segments[i - 1].role or "").upper()
         answering = prev_speaker is not None and (prev_speaker != seg.speaker or bool(last_other_role))
-        if role == "THERAPIST":
-            hits = [x for x in said if _is_assignment(x)]
-            out += [(x, "therapist" if _THERAPIST_OWN.search(normalize(x.text)) else "client") for x in hits]
-            last = said[-1] if said else None
-            instruction = next((x for x in reversed(said) if _INSTRUCTION.search(x.text) and not x.text.rstrip().endswith("?")), None)
-            suggestion = last if last is not None and _SUGGESTION_QUESTION.search(last.text) else None
-            pending = (suggestion or instruction) if not hits else None
-            prev_suggests = bool(hits) or suggestion is not None
-            plan_question = bool(last is not None and _PLAN_QUESTION.search(last.text))
-            prev_speaker = seg.speaker
-            continue
-        texts = [normalize(x.text) for x in said]
-        before_turn = len(out)
-        if pending is not None and pending.segment.speaker != seg.speaker and any(_ACCEPT_START.search(t) for t in texts[:2]):
-            out.append((pending, "client"))
-        took = len(out) > before_turn
-        for k, (x, norm) in enumerate(zip(said, texts)):
-            if _ACCEPTANCE_ONLY.search(norm) or _ROUTINE.search(norm):
-                # "Saturday pancakes. Just the two of us. I can do that.": the plan is what came before
-                if k > 0 and not took and answering and _ACCEPTANCE_ONLY.search(norm):
-                    out.append((said[0], "client"))
-                    took = True
-                continue  # "Okay, I can do that": agrees to the therapist's item, adds none
-            if ((_COMMITMENT.search(norm) and (prev_suggests or _WHEN.search(x.text))) or _PLAN_STATEMENT.search(norm)
-                    or (answering and (_OPEN_COMMITMENT.search(norm) or _IF_THEN_PLAN.search(norm)))
-                    or (_PRESENT_PLAN.search(norm) and _PLAN_TIME.search(norm))):
-                out.append((x, "client"))
-                took = True
-        if (plan_question and not took and said and not re.match(r"^(?:no|not|nothing|i don't know|probably|maybe|um|uh)\b", texts[0])
-                and len(texts[0].split()) >= 3 and _CONCRETE_ANSWER.search(texts[0])):
-            out.append((said[0], "client"))  # the answer to "So this week?" is the plan
-        # A client's own suggestion question to another client ("Lily, what about nails on Wednesday?")
-        last = said[-1] if said else None
-        pending = last if last is not None and last.text.rstrip().endswith("?") and _SUGGESTION_QUESTION.search(last.text) else None
-        prev_suggests, plan_question = False, False
+        if (seg.role or "").upper() == "THERAPIST":
+            out += _therapist_turn_actions(said, state)
+        else:
+            out += _client_turn_actions(said, seg.speaker, state, answering)
         prev_speaker = seg.speaker
-    # one item per sentence
-    seen: set[float] = set()
+    seen: set[float] = set()  # one item per sentence
     uniq = []
     for x, owner in sorted(out, key=lambda x: x[0].sentence.start):
         if x.sentence.start not in seen:

@@ -165,6 +165,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SH, r"\bpunch(?:ed|ing)? (?:the )?walls?\b[^.]*\b(?:bleed|bled|bleeding|blood|broke|broken)\b", MO, "self-injury"),
     _p(SH, r"\b(?:razor|blade|knife|scissors|lighter)\b[^.]*\b(?:on|into|across|to) my (?:arms?|thighs?|wrists?|legs?|skin|stomach)\b", MO, "cutting"),
     _p(SH, r"\bpick(?:ing|ed)? at (?:the |my )?(?:scars|wounds|cuts)\b", MO, "wound reopening"),
+    _p(SH, r"\b(?:fresh |new )?(?:cuts|burns|scratches|slashes)\b (?:all )?(?:on|across|up|down) (?:her|his|their|my) (?:arms?|wrists?|thighs?|legs?|stomach|forearms?)\b", MO, "self-harm injuries"),
     _p(SH, r"\bmarks from (?:where )?i(?:'ve| have)? (?:been )?(?:cutting|cut|burning)\b", MO, "cutting"),
     _p(SH, r"\b(?:bit|bite|biting|bitten) (?:my|myself on the) ?(?:arm|arms|hand|hands|wrist|wrists|skin|lip|lips|fingers?)\b[^.]*\b(?:bruise|bleed|bled|blood|hard|marks?)\b", MO, "self-injury"),
     # --- harm to others (the client as the one who might harm)
@@ -189,7 +190,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(AV, r"\b(?:punch\w*|hit|hits|smash\w*|kick\w*|threw|throws?|throwing|slam\w*) (?:\w+ ){0,3}(?:right )?(?:next to|beside|by|near|past|at) my (?:head|face)\b", MO, "intimidation"),
     _p(AV, r"\b(?:takes?|took|taking|hides?|hid|hiding|keeps?|kept) (?:away )?my (?:keys|car keys|phone|passport|bank cards?|cards?|money|wallet)\b(?=[^.]*\b(?:so (?:that )?i (?:can't|couldn't|cannot|don't|won't)|stop me|so i'd|won't let)\b)", MO, "coercive control", negatable=False),
     _p(AV, r"\b(?:with|gets?|got|took|take|takes|taking|using|used|uses|get) (?:the|a|his|her|my|their|dad's|mum's) (?:belt|strap|cane|wooden spoon|slipper|switch|cord|hairbrush)\b(?! (?:for|to hold|loop|buckle))", MO, "physical punishment with an implement"),
-    _p(AV, r"\b(?:welts|bruises|bruising|lash marks|belt marks|red marks|marks|cuts|burns|handprints?)\b[^.]{0,30}\b(?:on|across|down|all over) (?:the back of )?(?:his|her|their) (?:legs?|back|arms?|bottom|backside|face|body|neck|thighs?)\b", MO, "injuries from abuse"),
+    _p(AV, r"\b(?:welts|bruises|bruising|lash marks|belt marks|red marks|marks|handprints?)\b[^.]{0,30}\b(?:on|across|down|all over) (?:the back of )?(?:his|her|their) (?:legs?|back|arms?|bottom|backside|face|body|neck|thighs?)\b", MO, "injuries from abuse"),
     _p(AV, r"\b(?:forces?|forced|made|makes|pressures?|pressured) me (?:to )?(?:have sex|into sex|do sexual|sleep with)\b", HI, "sexual violence"),
     _p(AV, r"\b(?:kill|hurt|hit|beat|find) me if i (?:go|leave|tell|call|report|ever leave)\b|\b(?:he|she|they)(?:'ll| will|'d| would) kill me\b(?=[^.]*\bif\b)", HI, "threat to client"),
     _p(AV, r"\b(?:i was|i've been|i have been|i got|got|been) (?:sexually |physically )?(?:assaulted|raped|abused|molested|attacked|beaten(?: up)?|mugged|jumped|groomed|stabbed|strangled)\b", MO, "victim of violence"),
@@ -214,7 +215,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SU, rf"\b(?:most of |half )?a (?:full )?bottle of {_ALCOHOL}\b[^.]*\b(?:a day|every day|by the end of the day|each day|a night)\b", MO, "heavy drinking"),
     _p(SU, r"\b(?:woke up|came to)\b[^.]{0,20}\b(?:on|in) (?:the )?(?:kitchen |bathroom |hall )?(?:floor|a cell|a&e|hospital)\b|\b(?:had|been) (?:dry|sober|clean) (?:for )?\w+ (?:weeks|months|years)\b[^.]*\b(?:had|one) (?:one|a) (?:beer|drink|glass)\b", MO, "relapse with harm"),
     _p(SU, r"\b(?:drink|drank|drinking|drunk|used|using) (?:a lot|too much|heavily|way too much)\b(?! of (?:water|tea|coffee|juice|milk))", MO, "heavy use"),
-    _p(SU, rf"\b(?:litre|liter|half a bottle|fifth|bottle|crate|case) of {_ALCOHOL}\b", MO, "heavy drinking"),
+    _p(SU, rf"\b(?:litre|liter|half a bottle|fifth|bottle|crate|case) of {_ALCOHOL}\b|\b(?:two|three|four|five|\d+) (?:bottles|litres|liters|cans|pints|crates) of {_ALCOHOL}\b", MO, "heavy drinking"),
     _p(SU, r"\b(?:doing|did|do|snorting|racking up) (?:a few |some )?(?:lines|bumps|key bumps)\b|\blines of (?:coke|cocaine|speed|ket)\b", MO, "drug use"),
     _p(SU, r"\bneed (?:a drink|a hit|a fix|to use|to get high)\b|\bdrink (?:as soon as|when|the moment) i wake\b", MO, "dependence"),
     _p(SU, r"\b(?:i|i've|i'd|i had|i was)\b[^.]{0,15}\bblack(?:ed|ing)? out\b(?! the| my| our)|\bblackouts\b", MO, "blackouts"),
@@ -543,7 +544,8 @@ _RELATIVE_AGENT = re.compile(
 _INTRUSIVE_FEAR = re.compile(r"\b(?:scared|afraid|terrified|frightened|worried|worry|panic\w*|horrified) (?:that )?i(?:'ll| will| might| could|'d| would| may)\b|"
                              r"\bintrusive\b|\bwhat if i\b|\b(?:googl\w*|checking|check) (?:whether|if) i(?:'m| am)\b")
 _INTENT_STRICT = re.compile(r"\b(?:want to|wanted to|going to|gonna|plan(?:ning)? to|mean it|swear)\b")
-_WHEN_TRIGGER = re.compile(r"\bwhen (?:he|she|they|my \w+) (?:sees?|finds? out|hears?|gets (?:home|back)|reads?)\b")
+_WHEN_TRIGGER = re.compile(r"\bwhen (?:he|she|they|my \w+) (?:sees?|finds? out|hears?|gets (?:home|back)|reads?)\b|"
+                           r"\b(?:when|whenever|every time) (?:he|she|they) (?:does|do|says?|starts?|goes on|bangs on|talks?|chews|leaves)\b")
 _WEAPON = re.compile(r"\b(?:knife|knives|gun|bat|weapon|hammer|blade|machete|axe)\b")
 
 
@@ -697,6 +699,7 @@ CONTEXT_PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:went|go|been going|drove|walked|stood|standing|looked down) (?:up )?(?:to|on|at|from|over|by) (?:the )?(?:bridge|top of the car park|cliffs?|edge|tracks|railway|roof|railings?|ledge)\b", HI, "rehearsal / method"),
     _p(SI, r"\b(?:i know|i've worked out|i've figured out|i worked out|i've decided) (?:where|how|when|what i'd use)\b|\b(?:i've|i have) (?:decided|picked) (?:a|the) (?:day|date|time|place)\b", HI, "plan"),
     _p(SI, r"\b(?:tonight|this weekend|after the (?:kids|funeral|wedding|holidays)|when (?:everyone|they)(?:'s| is| are)? (?:asleep|away|out))\b", HI, "intent: timing"),
+    _p(AV, r"\b(?:bruis\w*|black eye|bled|bleeding|stitches|split lip|concussion|a ?& ?e|marks on my)\b", MO, "injury"),
     _p(HO, r"\bknow where (?:he|she|they) (?:lives?|works?|parks?|drinks?|goes|sleeps|stays)\b|\b(?:wait|waiting|waited) for (?:him|her|them) (?:outside|after)\b|"
        r"\b(?:found|find|looked up|worked out|know) (?:out )?(?:his|her|their) (?:address|new address|schedule|shifts?|route)\b|"
        r"\b(?:i'll|i will|i'm going to|i'm gonna|gonna) (?:just )?(?:wait for|go after|get|sort|deal with|find|pay (?:him|her|them) a visit) (?:him|her|them)\b(?! (?:a|some|to|the|from|back|something))", HI, "plan: target's whereabouts"),
@@ -961,6 +964,7 @@ _DISCLOSURE = re.compile(
     r"this month|(?:a|the) (?:knife|bat|gun|weapon|lighter)|watching (?:his|her|their)|where (?:he|she|they) (?:lives?|parks?|works?))\b",
     re.IGNORECASE,
 )
+_SH_ACT = re.compile(r"\b(?:did it|done it|i did|cut|burned|burnt|scratched|again)\b")
 _TOPIC_DEFAULT_SEVERITY = {SH: HI, SI: MO, OT: MO, AV: MO, HO: MO}
 #: A reply that makes a plan ("We'll be there Thursday.") is not a disclosure.
 _FUTURE_PLAN = re.compile(r"^(?:(?:ok(?:ay)?|yes|yeah|sure|fine|right|so|and),?\s*)*(?:we'll|we will|i'll|i will|we're going to|we can|i can)\b",
@@ -1035,6 +1039,8 @@ def _topic_reply_mentions(topics: set[RiskCategory], asker: MergedSegment, quest
         sev = max(sevs, key=lambda x: _SEV_RANK[x]) if sevs else _TOPIC_DEFAULT_SEVERITY[cat]
         own = any(p.category is cat for r in replies for p, _s, _w in _scan_sentence_ex(r.text)[0])
         sev, _why = _thoughts_without_plan(cat, sev, "", question.text, answer.text, own)
+        if cat is SH and _SH_ACT.search(normalize(said.text)) and not past:
+            sev = HI  # "Any urges?" / "I did it on Sunday.": an act, not an urge
         out.append(Mention(cat, LO if past and not sevs else sev, past, f"disclosure within the therapist's {cat.value} topic",
                            "screening", (_quote(answer, said), _quote(asker, question))))
     return out

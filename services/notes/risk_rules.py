@@ -15,6 +15,10 @@ Rules (names appear in the flag's rationale):
 - ``acute_eating_danger``: fainting or collapsing, or purging every day -> high.
 - ``child_endangerment``: substance use with driving and children -> high.
 - ``strangulation``: violence to the neck or throat -> high.
+- ``child_abuse``: abuse with an implement or injuries and a child in the account -> high.
+- ``recent_injury``: current abuse that left an injury (bruises, bleeding, A&E) -> high.
+- ``convergent_plan`` (``promote_convergent_plan``): two different harm-to-others plan cues
+  (whereabouts, weapon at hand, watching the target) open a high episode.
 - ``resolved``: an episode whose client quotes say it is over ("haven't had a thought like
   that since", "fine since then", "he died") and that has no current cue -> low, past.
 
@@ -57,6 +61,15 @@ _CHILDREN = re.compile(r"\b(?:kids|children|boys|girls|the baby|my son|my daught
 _CHILD_CUE = re.compile(r"\b(?:son|daughter|kids?|child|children|boy|girl|toddler|baby|bath|school|nursery|years? old|"
                         r"(?:he's|she's) (?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\d+)\b)", _RX)
 _CHILD_HARM = re.compile(r"\b(?:belt|strap|cane|wooden spoon|welts|bruises|bruising|marks|screaming|locked (?:him|her|them) in)\b", _RX)
+#: Current abuse that left an injury (the labels' moderate is abuse "with no recent injury").
+_INJURY = re.compile(r"\b(?:bruis\w*|black eye|bled|bleeding|broken (?:nose|ribs?|arm|wrist|tooth|teeth|finger)|stitches|concussion|"
+                     r"split (?:lip|my)|fractur\w*|a ?& ?e|emergency room)\b", _RX)
+def _injured(text: str) -> bool:
+    """An injury word not denied just before it ("No bruises or anything", "not injured")."""
+    return any(not re.search(r"\b(?:no|not|never|without|any)\b|n't\b", text[max(0, m.start() - 25):m.start()], _RX)
+               for m in _INJURY.finditer(text))
+
+
 _NECK = re.compile(r"\b(?:neck|throat|strangl\w*|chok\w*)\b", _RX)
 _RESOLVED = re.compile(
     r"\bhaven't (?:had|felt|done|thought)\b[^.]{0,40}\bsince\b|\b(?:fine|well|okay) (?:ever )?since\b|"
@@ -103,6 +116,8 @@ def calibrate_episode(flag: RiskFlag) -> RiskFlag:
         return _with(flag, Severity.high, "strangulation")
     if cat is AV and _CHILD_HARM.search(text) and _CHILD_CUE.search(text):
         return _with(flag, Severity.high, "child_abuse")
+    if cat is AV and _injured(text):
+        return _with(flag, Severity.high, "recent_injury")
     return flag
 
 

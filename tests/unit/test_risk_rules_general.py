@@ -232,3 +232,29 @@ def test_established_history_absorbs_a_later_past_tense_mention():
 
 def test_sober_for_years_is_history():
     assert _flags(("C", "I've been sober three years in January.")) == []
+
+
+def test_exasperation_at_a_habit_is_not_a_threat():
+    assert HO not in _cats("He bangs on about his ex and I want to strangle him when he does that.")
+
+
+def test_an_act_in_reply_to_an_urges_question_is_high():
+    [flag] = _flags(("T", "Have there been any urges to self-harm?"), ("C", "Yeah. I did it on Sunday. Just the once."))
+    assert flag.category is SH and flag.severity is Severity.high
+
+
+def test_a_parent_finding_cuts_on_a_childs_arms_is_self_harm_not_abuse():
+    flags = _flags(("C", "We found blades hidden in her room and cuts on her arms last week."), ("C2", "It's not a big deal."))
+    assert [f.category for f in flags] == [SH]
+
+
+def test_adult_abuse_with_a_recent_injury_is_high():
+    [flag] = _flags(("C", "He hit me again on Saturday. I had to cover the bruise with makeup."))
+    assert flag.severity is Severity.high and "recent_injury" in flag.rationale
+    [flag] = _flags(("C", "He shouts and he punched the wall next to my head. He's never actually hit me."))
+    assert flag.severity is Severity.moderate
+
+
+def test_a_denied_injury_does_not_raise_abuse():
+    [flag] = _flags(("C", "He grabbed me by the arm and pushed me."), ("C", "Not injured. No bruises or anything."))
+    assert flag.severity is Severity.moderate
