@@ -526,6 +526,10 @@ def _benign_context(pat: Pattern, norm: str, m: re.Match[str]) -> bool:
         return True
     if pat.category is HO and _FEARED_OTHER.search(norm):
         return True  # "I'm scared he'll hurt the baby": someone else is the danger
+    if pat.label in _COLLATERAL_LABELS and _NON_FAMILY.search(norm):
+        return True  # "my friend's dad hit her with a belt": someone outside the family's abuse
+    if pat.category is AV and _TRIVIAL_THREAT.search(norm):
+        return True  # "he said he'd kill me if I touched his stuff again": sibling exasperation
     if pat.category in (HO, AV) and _RELATIVE_AGENT.search(m.group(0)):
         return True  # "I read about a dad who hurt his kid": the agent is the relative clause's subject
     if pat.category is HO and _INTRUSIVE_FEAR.search(norm) and not _INTENT_STRICT.search(norm):
@@ -536,6 +540,11 @@ def _benign_context(pat: Pattern, norm: str, m: re.Match[str]) -> bool:
 
 
 #: "a dad who actually hurt his kid", "anyone who hurt me": the verb belongs to someone else.
+_COLLATERAL_LABELS = {"physical punishment with an implement", "injuries from abuse", "abuse of a family member"}
+_NON_FAMILY = re.compile(r"\b(?:friend|mate|pal|colleague|coworker|co-worker|neighbou?r|classmate|boss|teacher|someone|somebody|"
+                         r"a (?:guy|girl|man|woman|kid|boy)|character|client|patient)\w*\b")
+_TRIVIAL_THREAT = re.compile(r"\bkill (?:me|us)\b[^.]*\bif (?:i|we)\b[^.]*\b(?:touch\w* (?:his|her|their|my) (?:stuff|things|phone|xbox|games?|clothes|room)|"
+                             r"(?:ate|eat|eats|finish\w*) (?:his|her|their) \w+|borrow\w*|(?:was|were|am|are|'m|'re) late|forg[eo]t)\b")
 #: Only an indefinite antecedent: "my husband who hits me" is a disclosure, "anyone who hurt me" is not.
 _RELATIVE_AGENT = re.compile(
     r"\b(?:(?:anyone|anybody|someone|somebody|people|(?:a|an|some|any|this|that|these|those) \w+(?: \w+)?) (?:who|that)|whoever)"

@@ -258,3 +258,9 @@ def test_adult_abuse_with_a_recent_injury_is_high():
 def test_a_denied_injury_does_not_raise_abuse():
     [flag] = _flags(("C", "He grabbed me by the arm and pushed me."), ("C", "Not injured. No bruises or anything."))
     assert flag.severity is Severity.moderate
+
+
+def test_collateral_abuse_outside_the_family_and_trivial_threats():
+    assert AV not in _cats("My friend's dad hit her with a belt, she showed me the marks.")
+    assert AV not in _cats("He said he'd kill me if I touched his stuff again.")
+    assert AV in _cats("He said he'd kill me if I told anyone.")
