@@ -76,9 +76,48 @@ STRATEGIES: list[tuple[str, str, str]] = [
     ("opposite action", "dbt", r"\b(?:opposite action|do the opposite of what the (?:urge|emotion|feeling))\b"),
     ("DBT diary card", "dbt", r"\b(?:diary cards?|rated (?:every|each) day|rate (?:them|the urges|your urges) (?:every|each) day)\b"),
 ]
+#: Techniques shown rather than named (issue 14): the generic shape of each move in a
+#: therapist's sentence, not a session's wording. Same names as above; a name found by either
+#: entry is one strategy.
+STRATEGIES += [
+    ("psychoeducation", "psychoeducation", (r"\b(?:(?:really|very|quite|so|incredibly|pretty) common|(?:many|lots of|most|a lot of|plenty of) (?:people|parents|couples|"
+     r"families|kids|teenagers|children|survivors|veterans|new (?:mums|moms|parents|dads))\b|(?:is|are|can be) (?:a |one )?(?:symptoms?|signs?) (?:of|that)\b|"
+     r"\ba symptom,? not\b|research (?:suggests|shows|tells us)|studies (?:show|suggest)|(?:often|usually|typically|tends? to) (?:happens?|works?|shows? up|"
+     r"speaks? up|latch\w*|comes? back|gets? worse|feels?|makes?)\b|what (?:trauma|anxiety|depression|grief|ocd|panic|shame|alcohol|a \w+ response) "
+     r"(?:does|do|memories do)\b|(?:the|your) (?:brain|body|nervous system|mind) (?:stores?|learns?|learned|reacted|reacts|flags?|fires?|tries|is trying|"
+     r"starts?|responds?|slows?|filters?)\b|(?:grief|depression|anxiety|trauma|recovery|healing|withdrawal) (?:doesn't|does not|isn't|is not) (?:a |run|"
+     r"follow|linear)|(?:that's|this is|it's) what (?:a|an|the) \w+ (?:\w+ )?does\b|(?:is|are) (?:a |an )?(?:illness|condition)\b)")),
+    ("validation", "interpersonal", (r"\b(?:what i'?m hearing|it sounds like (?:you|there|when|a|the|part)|sounds like (?:you|there's|a lot)|thank you for "
+     r"(?:being (?:so )?honest|telling me|sharing|trusting me)|i'?m on your side|you'?re in charge of|i'?m taking (?:it|this|that) seriously|"
+     r"(?:that|it) took (?:guts|courage)|(?:a|that's a) (?:brave|hard|big) thing to (?:say|share))\b")),
+    ("motivational interviewing", "motivational", (r"\b(?:is that what you want|what would help you|what do you want (?:for|to)|what (?:are|would be) the "
+     r"(?:good|not so good|downsides?|upsides?)|how (?:does|would) (?:that|this) fit with|what (?:worries|concerns) you (?:about|most)|"
+     r"where does that leave you|(?:the )?good bits|what do you make of that|what would you (?:lose|gain)|(?:sounds like )?part of you)\b")),
+    ("problem solving", "cognitive", (r"\b(?:(?:a few|some|one|two|three) things? that (?:help|might help|can help|could help|often help)|ground rules|"
+     r"what if we (?:set|made|tried|agreed|had)|write down (?:every|all|each)|divide (?:them|it|the \w+)|(?:owns?|owning) (?:it|each|the task|one)|"
+     r"(?:option|plan) (?:a|b)\b|what gets in the way)\b")),
+    ("safety planning", "safety", (r"\b(?:out of the house|intense but safe|put (?:them|it|those|the numbers?) in your phone|(?:lock|locking|locked) "
+     r"(?:away|up|it|them)|lockbox|(?:give|giving|hand|handing) (?:it|them|the \w+) to (?:someone|a|your|me)|(?:warning|danger) signs?|"
+     r"who (?:could|can|would|will) you (?:reach|go to|turn to)|(?:call|ring) (?:an ambulance|999|911|the crisis|a crisis))\b")),
+    ("thought records / cognitive restructuring", "cognitive", (r"\b(?:is it possible (?:that|the same|you|it)|the same (?:is|might be|could be) true for you|"
+     r"(?:louder|bigger|stronger) than the (?:facts|evidence)|feelings? (?:aren't|are not|isn't|is not) facts?|would you say (?:that|the same) to|"
+     r"(?:a|the) double standard|if (?:a|your) (?:friend|sister|brother|daughter|son) (?:said|told you|did)|(?:look|looking) at (?:the )?evidence|"
+     r"what else (?:could|might) (?:explain|be going on))\b")),
+    ("behavioral activation", "behavioral", (r"\b(?:(?:made|make|keep|keeping) (?:it|them) (?:really |very )?small|(?:really|very) small (?:step|thing|goal)|"
+     r"just out the door|tiny (?:step|goal)|(?:small|achievable) goal)\b")),
+    ("sleep hygiene", "behavioral", (r"\b(?:before bed|lights (?:off|out) by|phones? in the kitchen|(?:get|getting|wake|waking) up at the same time|"
+     r"wind[- ]down|in bed awake)\b")),
+    ("communication skills", "interpersonal", (r"\b(?:in your own words|start with how (?:it|that) (?:affects|makes) you|putting (?:it|that) into words|"
+     r"tell (?:him|her|them|\w+),? (?:directly|in your own words)|what you (?:imagine|think) it was like for (?:him|her|them)|(?:turn|speak) to (?:him|her) and|"
+     r"one person talks at a time|take turns)\b")),
+    ("relapse prevention", "relapse prevention", (r"\b(?:red flags?|warning signs?|getting wobbly|slippery slope|(?:old|using) (?:haunts|places|mates|friends)|"
+     r"cravings?)\b")),
+    ("breathing exercises", "breathing", (r"\b(?:breathe (?:in|out)|in for (?:four|4|five|5)|out for (?:six|6|seven|7|eight|8))\b")),
+]
 #: Interventions only the therapist can "use": a client saying "that makes sense" is not validation.
 THERAPIST_ONLY = {"psychoeducation", "validation", "motivational interviewing", "communication skills",
-                  "chain analysis", "problem solving", "thought records / cognitive restructuring", "safety planning"}
+                  "chain analysis", "problem solving", "thought records / cognitive restructuring", "safety planning",
+                  "relapse prevention"}
 _STRATEGY_RX = [(n, c, re.compile(rx, re.IGNORECASE)) for n, c, rx in STRATEGIES]
 
 EMOTIONS: dict[str, str] = {
@@ -220,24 +259,40 @@ _AGREEMENT = re.compile(
     r"before we (?:meet|next meet|see each other)|we'll (?:also )?(?:call|ring|book|make|review|go over|check|contact|write|set up|"
     r"arrange|start|do)|i'm going to ask you to|(?:for|over) (?:this|the) (?:coming )?week,? (?:try|see if|notice|aim|keep|"
     r"practi[cs]e|have a go)|(?:this|next|over the) (?:coming )?week,? (?:when|if|whenever)|either of you (?:can|could)|"
-    r"you (?:can|could) both)\b|^(?:so,? |and |okay,? )?try (?:the|to|and|a|doing|using|one|some)\b|^so\s*[:\u2014]|"
+    r"you (?:can|could) both)\b|^(?:so,? |and |okay,? )?try (?:the|to|and|a|doing|using|one|some)\b|^so\s*[:\u2014]|^(?:good|great|okay|ok|right)?[.,]?\s*so,? (?:this|next) week\b|"
     r"^(?:and |so |also |now |okay,? )?(?:keep|practi[cs]e|write down|track|record|rate|fill in|bring|schedule|plan) (?!going\b)\w+",
     re.IGNORECASE,
 )
 #: The therapist's own next steps ("I'll send you the worksheet", "I'll write to your GP").
 _THERAPIST_OWN = re.compile(
-    r"^(?:(?:and|so|ok(?:ay)?|alright|right),?\s*)*(?:(?:i'd like to|i want to) (?:call|ring|contact|refer|write to|book)|(?:i'll|i will|i'm going to|i am going to) (?:also |just |then )?(?:send|email|write|call|refer|book|ring|"
-    r"contact|speak|look into|print|check|get|put|find|pass|let|give|liaise|arrange|make))\b",
+    r"^(?:(?:and|so|ok(?:ay)?|alright|right|after that|then|first|next|today|also|good|great),?\s*)*(?:(?:i'd like to|i want to) (?:call|ring|contact|refer|write to|book|"
+    r"talk to you|speak to you|see you|check in)|(?:i'll|i will|i'm going to|i am going to) (?:also |just |then )?(?:send|email|write|call|refer|book|ring|"
+    r"contact|speak|look into|print|check|get|put|find|pass|let|give|liaise|arrange|make|type|walk|phone|see|talk))\b|"
+    r"\b(?:would it be (?:okay|ok|alright|all right)|is it (?:okay|ok|alright)|would you mind|are you (?:okay|ok) with|do i have your (?:permission|consent)) "
+    r"(?:if i|for me to) (?:spoke|speak|talked|talk|called|call|rang|ring|wrote|write|contacted|contact|shared|share|referred|refer|let|sent|send|told|tell)\b",
     re.IGNORECASE,
 )
 #: A client's commitment, when it answers a suggestion or names a time ("okay, I'll try Tuesday").
 _COMMITMENT = re.compile(
-    r"^(?:(?:ok(?:ay)?|yeah|yes|yep|sure|fine|alright|right|so|and|um|well|i think|deal),?\s*)*(?:i'll|i will|i'm going to|i am going to|"
-    r"i can|i could|we'll|we will|we're going to|we can|we could) (?:(?:try|aim) (?:to )?)?(?:call|ring|book|make|do|text|talk|ask|go|write|"
+    r"^(?:(?:ok(?:ay)?|yeah|yes|yep|sure|fine|alright|right|so|and|um|well|i think|deal|oh),?\s*)*(?:i'll|i will|i'm going to|i am going to|"
+    r"i can|i could|we'll|we will|we're going to|we can|we could) (?:definitely |also |just |really )?(?:(?:try|aim) (?:to )?)?(?:call|ring|book|make|do|text|talk|ask|go|write|"
     r"keep|track|use|put|take|start|stop|set|practi[cs]e|read|email|speak|tell|bring|give|leave|plan|get|see|check|sit|walk|move|have|"
     r"stick|turn|switch|fill|bake|join|come|look|try|pick|rate|record|list|note|send|sort|give)\b",
     re.IGNORECASE,
 )
+#: A first-person future commitment with any verb ("I'll buy a basket.", "I'll skip the gym lads this
+#: weekend."), counted when it answers someone else's turn; not a narrative or a feeling ("I'll be
+#: honest", "I'll tell you what happened", "I'll never get it", "I'll probably fail").
+_OPEN_COMMITMENT = re.compile(
+    r"^(?:(?:ok(?:ay)?|yeah|yes|yep|sure|fine|alright|right|so|and|um|well|deal|oh|then|also),?\s*)*(?:i'll|i will|i'm going to|i am going to|we'll|we will|"
+    r"we're going to)(?! (?:be honest|admit|say|tell you|never|probably|maybe|see how|have to see|just see|lose|fail|die|kill|end up|regret|hate|miss|"
+    r"go mad|go crazy|explode|cry|be fine|be okay|be ok|survive|think about it|let you know|believe it|be \w+ing|try not to|go now|"
+    r"bite|snap|scream|murder|strangle|throttle)\b) \w+",
+    re.IGNORECASE,
+)
+#: "...from now on", "tonight", "on the way home": a time that makes a statement a plan.
+_PLAN_TIME = re.compile(r"\b(?:from now on|tonight|tomorrow|on the way home|this afternoon|this evening|after (?:school|work|dinner|tea)|"
+                        r"every (?:day|night|morning|evening|week)|each (?:day|night|week))\b", re.IGNORECASE)
 #: Restating or naming a plan: "we said we'd take twenty minutes apart", "I have to see the solicitor on Thursday".
 _PLAN_STATEMENT = re.compile(
     r"\b(?:we|i) (?:said|agreed|promised|decided) (?:we'd|i'd|to|that|we would|i would)\b|"
@@ -247,8 +302,8 @@ _PLAN_STATEMENT = re.compile(
 )
 #: The client taking up a suggestion question ("What about the walk in the morning?" / "I could do that.").
 _ACCEPT_START = re.compile(
-    r"^(?:(?:ugh|um|uh|erm|well|hmm|oh|a \w+),? )*(?:ok(?:ay)?|yes|yeah|yep|sure|fine|alright|i could|i can|i'll|i will|that(?:'s| sounds| would be) (?:good|fine|doable|fair|ok|great|nice)|"
-    r"deal|let's do|we could|we can|we'll|(?:he|she|they|i)'d (?:love|like) that)\b",
+    r"^(?:(?:ugh|um|uh|erm|well|hmm|oh|a \w+),? )*(?:ok(?:ay)?|yes|yeah|yep|sure|fine|alright|i could|i can|i'll|i will|that(?:'s| sounds| would be|'d be) (?:good|fine|doable|fair|ok|great|nice|lovely)|"
+    r"deal|let's do|we could|we can|we'll|we will|got it|will do|sounds (?:good|like a plan|fair|doable)|i like that|that works|(?:he|she|they|i)'d (?:love|like) that)\b",
     re.IGNORECASE,
 )
 _WHEN = re.compile(
@@ -265,40 +320,117 @@ _ROUTINE = re.compile(r"\b(?:as usual|like always|as normal|as always|like every
 _SUGGESTION_QUESTION = re.compile(r"\b(?:could|can|will|would) you\b|\bhow about\b|\bwhat if you\b|\bshall we\b|\bwould you be\b|"
                                   r"\b(?:can|could) we (?:ring|call|write|try|book|agree|plan|set)\b|\bhow (?:would|do) you feel about (?:that|trying|doing|\w+ing)\b|"
                                   r"\bwould (?:\w+ )?be (?:willing|up for|open) to\b|"
-                                  r"\bwhat about (?:the|a|trying|doing|you|if)\b", re.IGNORECASE)
+                                  r"\bwhat about (?:the|a|trying|doing|you|if)\b|\bwhat about\b(?=[^?]*\b(?:monday|tuesday|wednesday|thursday|friday|"
+                                  r"saturday|sunday|tomorrow|tonight|weekend|after (?:school|work|dinner|tea)|mornings?|evenings?)\b)", re.IGNORECASE)
 
 
 def _is_assignment(s: _Said) -> bool:
     """A therapist sentence that sets homework or proposes/confirms a plan."""
-    if s.text.rstrip().endswith("?") and not _SUGGESTION_QUESTION.search(s.text):
+    if s.text.rstrip().endswith("?") and not _SUGGESTION_QUESTION.search(s.text) and not _THERAPIST_OWN.search(normalize(s.text)):
         return False
     return bool(_HOMEWORK.search(s.text) or _AGREEMENT.search(s.text) or _THERAPIST_OWN.search(normalize(s.text)))
 
 
-def _action_sentences(segments: list[MergedSegment]) -> list[tuple[_Said, str]]:
-    """(sentence, owner) of every sentence where an action is set or agreed, in time order."""
+#: The therapist telling someone what to do ("If he stops sleeping, call the crisis team"): an
+#: item once the client takes it up ("We will.").
+_INSTRUCTION = re.compile(
+    r"(?:^|,\s*)(?:please |just |so |and )?(?:call|ring|go|keep|lock|take|try|write|bring|use|put|make|give|ask|tell|stay|remove|"
+    r"get|book|text|practi[cs]e|start|stop|don't wait|do not wait|phone)\b(?! (?:on|ahead|back to that)\b)", re.IGNORECASE)
+#: A question that asks for the plan ("So this week?", "What would a realistic cut-off be?").
+_PLAN_QUESTION = re.compile(
+    r"\b(?:this week|next week|realistic|what will you|what would you (?:like to )?(?:try|do)|when (?:could|will|would|can) you|"
+    r"(?:one|the first|a small|a first) (?:step|thing)|how (?:could|will|would|can) you|what could you|what's the plan|"
+    r"what (?:time|day) (?:would|could|will))\b[^?]*\?\s*$", re.IGNORECASE)
+#: Conditional plans in the client's words ("If I'm at a six I'll go out to the garage.").
+_IF_THEN_PLAN = re.compile(r"^(?:(?:and|so|okay|ok),?\s*)*(?:if|when|whenever) (?:i|we)\b[^.]*,?\s*(?:i'll|i will|we'll|we will|i'm going to)\b",
+                           re.IGNORECASE)
+_PRESENT_PLAN = re.compile(r"\b(?:i'm|we're|i am|we are) (?!going\b)(?:\w+ing)\b", re.IGNORECASE)
+#: An answer to a plan question is the plan when it says something concrete (not "Probably drink.").
+_CONCRETE_ANSWER = re.compile(r"\b(?:\d+|o'clock|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+                              r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|morning|evening|night|lunch|dinner|tea|"
+                              r"week|weekend|day|times?|minutes?|hours?)\b", re.IGNORECASE)
+
+
+@dataclass
+class _Turns:
+    """What the previous turns leave open for the next speaker to take up."""
+
+    prev_suggests: bool = False
+    pending: _Said | None = None  # a suggestion or instruction, an item once the next speaker takes it up
+    plan_question: bool = False  # "So this week?": a concrete answer is the plan
+
+
+def _therapist_turn_actions(said: list[_Said], state: _Turns) -> list[tuple[_Said, str]]:
+    hits = [x for x in said if _is_assignment(x)]
+    last = said[-1] if said else None
+    instruction = next((x for x in reversed(said) if _INSTRUCTION.search(x.text) and not x.text.rstrip().endswith("?")), None)
+    suggestion = last if last is not None and _SUGGESTION_QUESTION.search(last.text) else None
+    state.pending = (suggestion or instruction) if not hits else None
+    state.prev_suggests = bool(hits) or suggestion is not None
+    state.plan_question = bool(last is not None and _PLAN_QUESTION.search(last.text))
+    return [(x, "therapist" if _THERAPIST_OWN.search(normalize(x.text)) else "client") for x in hits]
+
+
+def _is_commitment(x: _Said, norm: str, state: _Turns, answering: bool) -> bool:
+    return bool((_COMMITMENT.search(norm) and (state.prev_suggests or _WHEN.search(x.text))) or _PLAN_STATEMENT.search(norm)
+                or (answering and (_OPEN_COMMITMENT.search(norm) or _IF_THEN_PLAN.search(norm)))
+                or (_PRESENT_PLAN.search(norm) and _PLAN_TIME.search(norm)))
+
+
+def _client_turn_actions(said: list[_Said], speaker: str, state: _Turns, answering: bool) -> list[tuple[_Said, str]]:
+    texts = [normalize(x.text) for x in said]
     out: list[tuple[_Said, str]] = []
-    prev_suggests = False
-    pending_question: _Said | None = None  # a suggestion question, kept if the client takes it up
+    if state.pending is not None and state.pending.segment.speaker != speaker and any(_ACCEPT_START.search(t) for t in texts[:2]):
+        out.append((state.pending, "client"))
+    for k, (x, norm) in enumerate(zip(said, texts)):
+        if _ACCEPTANCE_ONLY.search(norm) or _ROUTINE.search(norm):
+            # "Saturday pancakes. Just the two of us. I can do that.": the plan is what came before
+            if k > 0 and not out and answering and _ACCEPTANCE_ONLY.search(norm):
+                out.append((said[0], "client"))
+            continue  # "Okay, I can do that": agrees to the therapist's item, adds none
+        if _is_commitment(x, norm, state, answering):
+            out.append((x, "client"))
+    if (state.plan_question and not out and said and not re.match(r"^(?:no|not|nothing|i don't know|probably|maybe|um|uh)\b", texts[0])
+            and len(texts[0].split()) >= 3 and _CONCRETE_ANSWER.search(texts[0])):
+        out.append((said[0], "client"))  # the answer to "So this week?" is the plan
+    # A client's own suggestion question to another client ("Lily, what about nails on Wednesday?")
+    last = said[-1] if said else None
+    state.pending = last if last is not None and last.text.rstrip().endswith("?") and _SUGGESTION_QUESTION.search(last.text) else None
+    state.prev_suggests, state.plan_question = False, False
+    return out
+
+
+def _action_sentences(segments: list[MergedSegment]) -> list[tuple[_Said, str]]:
+    """(sentence, owner) of every sentence where an action is set or agreed, in time order.
+
+    Set by the therapist (homework language, a proposed or confirmed plan, their own next
+    step) or agreed by a client in answer to someone else's turn: a first-person future
+    commitment ("I'll ring the surgery this afternoon"), a conditional plan ("if I'm at a six
+    I'll go out"), a plan with a time ("I'm keeping my keys with me from now on"), an answer
+    to a plan question ("So this week?" / "Chopping vegetables four times."), or taking up a
+    suggestion or instruction ("What about nails on Wednesday?" / "That'd be nice.").
+    """
+    out: list[tuple[_Said, str]] = []
+    state = _Turns()
+    last_other_role = ""  # role of the last turn by someone other than the current speaker
+    prev_speaker = None
     for i, seg in enumerate(segments):
         said = [_Said(x, seg) for x in segment_sentences(segments, i)]
+        if prev_speaker is not None and prev_speaker != seg.speaker:
+            last_other_role = (segments[i - 1].role or "").upper()
+        answering = prev_speaker is not None and (prev_speaker != seg.speaker or bool(last_other_role))
         if (seg.role or "").upper() == "THERAPIST":
-            hits = [x for x in said if _is_assignment(x)]
-            out += [(x, "therapist" if _THERAPIST_OWN.search(normalize(x.text)) else "client") for x in hits]
-            last_q = said[-1] if said and _SUGGESTION_QUESTION.search(said[-1].text) else None
-            pending_question = last_q if last_q is not None and not hits else None
-            prev_suggests = bool(hits) or last_q is not None
-            continue
-        if pending_question is not None and said and _ACCEPT_START.search(normalize(said[0].text)):
-            out.append((pending_question, "client"))
-        for x in said:
-            norm = normalize(x.text)
-            if _ACCEPTANCE_ONLY.search(norm) or _ROUTINE.search(norm):
-                continue  # "Okay, I can do that": agrees to the therapist's item, adds none
-            if (_COMMITMENT.search(norm) and (prev_suggests or _WHEN.search(x.text))) or _PLAN_STATEMENT.search(norm):
-                out.append((x, "client"))
-        prev_suggests, pending_question = False, None
-    return sorted(out, key=lambda x: x[0].sentence.start)
+            out += _therapist_turn_actions(said, state)
+        else:
+            out += _client_turn_actions(said, seg.speaker, state, answering)
+        prev_speaker = seg.speaker
+    seen: set[float] = set()  # one item per sentence
+    uniq = []
+    for x, owner in sorted(out, key=lambda x: x[0].sentence.start):
+        if x.sentence.start not in seen:
+            seen.add(x.sentence.start)
+            uniq.append((x, owner))
+    return uniq
 
 
 def _extract_actions(segments: list[MergedSegment]) -> list[ActionItem]:

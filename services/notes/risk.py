@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 from shared.contracts.events import MergedSegment
 from shared.contracts.notes import RiskCategory, RiskEvidence, RiskFlag, Severity, sort_flags
 from services.notes.grounding import Sentence, normalize, segment_sentences
-from services.notes.risk_episodes import Mention, absorb, as_episode, episodes_to_flags, same_episode
-from services.notes.risk_rules import calibrate_episode, promote_weak, route_mention, weak_labels
+from services.notes.risk_episodes import OPENING_KINDS, PAST_GAP_S, Mention, absorb, as_episode, episodes_to_flags, same_episode
+from services.notes.risk_rules import calibrate_episode, promote_convergent_plan, promote_weak, route_mention, weak_labels
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ _ABUSE_VERBS = (
     r"(?:hits?|hit|hitting|beat|beats|beating|slapped|slaps|slapping|punched|punches|punching|kicked|kicks|"
     r"choked|chokes|choking|strangled|strangles|pushed|pushes|shoved|shoves|throws?|threw|burned|burnt|raped|"
     r"rapes|molested|touched|touches|hurt|hurts|hurting|locks?|locked|lock|grabbed|grabs|attacked|attacks|"
-    r"abused|abuses|abusing|bit|bites|dragged|drags|spat|spits)"
+    r"abused|abuses|abusing|bit|bites|dragged|drags|spat|spits|knock|knocks|knocked|knocking)"
 )
 _HARM_VERBS = (
     r"(?:kill|killing|killed|murder|murdering|stab|stabbing|stabbed|strangle|strangling|strangled|choke|choking|"
@@ -86,6 +86,7 @@ class Pattern:
     generic: bool = False  # bare keyword: needs a first-person clause and no education/media cue
     historical_ok: bool = True  # may be downgraded to a historical (low) flag
     third_party_ok: bool = False  # someone else is the subject by design ("they tell me to hurt myself")
+    multi_client_only: bool = False  # "you" is another client (couple/family), not the therapist
 
 
 def _p(cat: RiskCategory, rx: str, sev: Severity, label: str, **kw) -> Pattern:
@@ -124,14 +125,14 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:don't|do not|can't) see myself (?:being )?(?:around|here|alive) (?:much )?(?:longer|anymore|for long)\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\bdisappear (?:forever|permanently|for good)\b", MO, "passive ideation"),
     _p(SI, r"\b(?:think|thinking|thought|considered|considering|imagine|imagining) (?:about )?(?:jumping|overdosing|hanging myself|drowning myself|an overdose|taking an overdose|taking all my)\b", HI, "method ideation"),
-    _p(SI, r"\b(?:swerv(?:e|ing)|drive|driving|crash(?:ing)?) (?:my car )?(?:into|off) (?:a |the )?(?:tree|wall|bridge|traffic|lorry|truck|cliff|road)\b", HI, "method ideation"),
+    _p(SI, r"\b(?:swerv(?:e|ing|ed)|drive|driving|drove|crash(?:ing|ed)?|steer(?:ing|ed)?) (?:(?:my|the|our) (?:car|truck|van) )?(?:into|off) (?:a |the |an )?(?:tree|wall|bridge|traffic|lorry|truck|cliff|road|river|lake|sea|canal|quarry|reservoir|embankment|oncoming \w+)\b", HI, "method ideation"),
     _p(SI, r"\b(?:step|stepping|jump|jumping) in front of (?:a |the )?(?:train|bus|car|lorry|truck)\b", HI, "method ideation"),
-    _p(SI, r"\bhow many (?:of (?:my|these|the) )?(?:pills|tablets|paracetamol)\b", HI, "means research"),
+    _p(SI, r"\bhow many (?:of (?:my|these|the) )?(?:pills|tablets|paracetamol)\b(?=[^.]*\b(?:die|dying|kill|overdose|enough|fatal|lethal|all of them|would take|it'd take|would it take)\b)", HI, "means research"),
     _p(SI, r"\b(?:take|took|taking|swallow|swallowing) (?:the|a) whole (?:bottle|packet|box|lot)\b", HI, "method ideation"),
     _p(SI, r"\b(?:saving|saved|stockpiling|stockpiled|hoarding|hoarded|collecting) (?:up )?(?:all )?(?:my |some )?(?:sleeping )?(?:pills|tablets|meds|medication|painkillers)\b", HI, "stockpiling means"),
     _p(SI, r"\b(?:bought|got|buy|have|keep) (?:a|some) (?:rope|noose)\b", HI, "means acquired"),
     _p(SI, r"\b(?:use|using|used|turn|turning) (?:it|them|the gun|a gun|the rope|the pills) on myself\b", HI, "means"),
-    _p(SI, r"\bknow (?:where|how|when|exactly how) i(?:'d| would|'ll| will| could) do it\b", HI, "plan"),
+    _p(SI, r"\b(?:know|planning|planned|worked out|working out|figured out|decided) (?:where|how|when|exactly how) i(?:'d| would|'ll| will| could) do it\b", HI, "plan"),
     _p(SI, r"\b(?:plan|plans|planned|planning) (?:to|for|how to) (?:kill myself|end (?:it|my life|things)|die)\b", HI, "plan"),
     _p(SI, r"\b(?:goodbye|suicide) (?:letter|note|message)s?\b", HI, "preparatory behaviour"),
     _p(SI, r"\b(?:giving|give|gave|given) (?:away )?(?:all )?(?:my|some of my) (?:things|stuff|belongings|possessions)(?: away)?\b(?=.*\b(?:won't need|not need|won't be|after i'm gone|when i'm gone)\b)", HI, "preparatory behaviour"),
@@ -142,10 +143,19 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:happier|better|easier|fine)(?: off)? (?:if|when) i(?:'m| am| was| were)? (?:gone|dead|not here|not around|no longer here)\b", MO, "passive ideation / burdensomeness", negatable=False),
     _p(SI, r"\b(?:tired|sick|weary) of (?:living|being alive|life|existing)\b|\blife (?:isn't|is not|isn't really|is no longer) worth (?:living|it)\b|\bnot worth living\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:they|the voices?|it|he|she)(?: keep)? (?:say|says|said|tell|tells|told|telling|keeps? telling|keeps? saying)(?: me)?(?: (?:that )?i should| to| i ought to| i have to)? (?:go to the (?:bridge|tracks|railway|roof|edge)|jump|die|kill myself|end it|hang myself|step in front)\b", HI, "command hallucinations: suicide", third_party_ok=True, negatable=False),
+    # Means research in any voice ("she'd been looking up how many of the tablets it would take"),
+    # a wish not to exist, and rehearsal with a firearm.
+    _p(SI, r"\bhow (?:many|much)\b[^.]{0,50}\b(?:it would|it'd|would it|it will|it'll|does it|would) (?:take|kill|be enough)\b(?=[^.]*\b(?:die|dying|kill|overdose|enough|fatal|lethal)\b)|\bhow (?:many|much)\b[^.]{0,40}\bto (?:die|kill (?:me|myself|her|him))\b", HI, "means research"),
+    _p(SI, r"\b(?:hang|hanging|hanged|drown|drowning|drowned|gas|gassing|poison|poisoning|poisoned|suffocate|suffocating|electrocute|shoot|shooting|shot|stab|stabbing|stabbed|starve|starving) myself\b(?! in the foot)", HI, "method ideation"),
+    _p(SI, r"\b(?:isn't|is not|doesn't feel|does not feel|don't feel|no longer feels?|not) (?:\w+ )?worth (?:living|going on|being alive|staying alive|carrying on)\b|\b(?:letters?|notes?)\b[^.]{0,30}\bfor (?:after|when i'm gone|when i'm not here)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\bnot want(?:ing)? to (?:be alive|live|be here|exist|wake up|be around)\b|\b(?:want|wanted|wants|wish|wished|rather|prefer|just want) (?:to )?(?:just )?not (?:be here|be around|be alive|exist|wake up|be anywhere)\b", MO, "passive ideation", negatable=False),
+    _p(SI, r"\b(?:everyone|everybody|they|the kids|my family|people|the world)(?:'d| would| will|'ll)? (?:all )?(?:be )?better off (?:without me|if i (?:just )?(?:was|were|wasn't|weren't|'m not|am not) (?:gone|dead|here|around))\b", MO, "passive ideation / burdensomeness", negatable=False),
+    _p(SI, r"\b(?:check\w*|make sure|made sure) (?:it's|it is|it was|that it's|if it's|whether it's) loaded\b|\b(?:sit|sat|sitting) (?:there )?(?:and )?(?:hold|holding|with) (?:it|the gun|the pills|the rope|the blade)\b(?=[^.]*\b(?:night|alone|asleep|again)\b)", HI, "rehearsal with means"),
     # --- self-harm
     _p(SH, r"\bcut(?:ting)? myself\b(?! (?:some |a bit of |any )?slack| off| short| out)", MO, "cutting"),
     _p(SH, r"\b(?:started|start|keep|kept|been|i'm|i was|stop|stopped|urges? to|urge to|cutting) cutting\b|\bcutting again\b|\bi(?:'ve| have) been cutting\b|\bbeen cutting\b", MO, "cutting"),
     _p(SH, r"\burges? to (?:cut|hurt myself|harm myself|self[- ]?harm|burn myself)\b", MO, "self-harm urges"),
+    _p(SH, r"\b(?:cut|cutting) (?:into )?my (?:arms?|wrists?|thighs?|forearms?|stomach|hips?)\b(?! (?:on|with|while|shaving|by|open on))", MO, "cutting"),
     _p(SH, r"\bself[- ]?harm(?:ing|ed|s)?\b|\bself[- ]?injur(?:y|ing|ed)\b", MO, "self-harm", generic=True),
     _p(SH, r"\b(?:hurt|hurting|harm|harming|injure|injuring|injured|punish|punishing|punished) myself\b", MO, "self-harm"),
     _p(SH, r"\bburn(?:ing|ed|t|s)? (?:myself|my (?:arm|arms|skin|hand|hands|leg|legs|wrist|wrists|thigh|thighs|stomach))\b", MO, "burning"),
@@ -153,8 +163,9 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SH, r"\b(?:hit|hitting|punch|punching|slap|slapping) myself\b", MO, "self-hitting"),
     _p(SH, r"\b(?:bang|banged|banging|hit|hitting) my head (?:against|on|off)\b", MO, "head banging"),
     _p(SH, r"\bpunch(?:ed|ing)? (?:the )?walls?\b[^.]*\b(?:bleed|bled|bleeding|blood|broke|broken)\b", MO, "self-injury"),
-    _p(SH, r"\b(?:razor|blade|knife|scissors)\b[^.]*\b(?:on|into|across) my (?:arms?|thighs?|wrists?|legs?|skin|stomach)\b", MO, "cutting"),
+    _p(SH, r"\b(?:razor|blade|knife|scissors|lighter)\b[^.]*\b(?:on|into|across|to) my (?:arms?|thighs?|wrists?|legs?|skin|stomach)\b", MO, "cutting"),
     _p(SH, r"\bpick(?:ing|ed)? at (?:the |my )?(?:scars|wounds|cuts)\b", MO, "wound reopening"),
+    _p(SH, r"\b(?:fresh |new )?(?:cuts|burns|scratches|slashes)\b (?:all )?(?:on|across|up|down) (?:her|his|their|my) (?:arms?|wrists?|thighs?|legs?|stomach|forearms?)\b", MO, "self-harm injuries"),
     _p(SH, r"\bmarks from (?:where )?i(?:'ve| have)? (?:been )?(?:cutting|cut|burning)\b", MO, "cutting"),
     _p(SH, r"\b(?:bit|bite|biting|bitten) (?:my|myself on the) ?(?:arm|arms|hand|hands|wrist|wrists|skin|lip|lips|fingers?)\b[^.]*\b(?:bruise|bleed|bled|blood|hard|marks?)\b", MO, "self-injury"),
     # --- harm to others (the client as the one who might harm)
@@ -166,10 +177,20 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(HO, r"\bburn (?:his|her|their) (?:house|car|flat|place) down\b", HI, "threat"),
     _p(HO, r"\b(?:get|getting|buy|buying|got|bring|bringing) (?:a|my|the) (?:gun|knife|weapon|bat)\b(?=[^.]*\b(?:his|her|their|him|them)\b)", HI, "means to harm others"),
     _p(HO, r"\bmake (?:him|her|them) (?:pay|suffer|bleed)\b", MO, "revenge ideation"),
+    _p(HO, r"\b(?:knife|blade|gun|bat|weapon|hammer)\b[^.]{0,40}\b(?:in case|for when|for if) (?:i see|i run into|he|she|they)\b", HI, "means to harm others"),
     _p(HO, rf"\burges? to (?:{_HARM_VERBS}) (?:{_PERSON})\b", MO, "urges to harm others"),
+    _p(HO, r"\b(?:wipe|knock|smack|punch|slap|beat) (?:that|the) (?:\w+ )?(?:smirk|grin|look|smile) off (?:his|her|their) (?:\w+ )?face\b", MO, "violent imagery"),
+    _p(HO, r"\bi (?:put|sent|landed) (?:a (?:guy|man|bloke|woman|lad)|someone|somebody|him|her|\w+) in (?:the )?hospital\b|\bi broke (?:his|her|a guy's|someone's) (?:jaw|nose|arm|ribs|cheekbone)\b|\b(?:i (?:got|was|have been|'ve been) )?(?:charged with|arrested for|convicted of|done for) (?:assault|gbh|abh|battery|attacking|wounding)\b", MO, "violence to others"),
     # --- abuse or violence experienced by the client
-    _p(AV, rf"\b(?:he|she|they|(?:my|his|her) {_FAMILY})\b(?:'s| has| had| was| is| would| used to| keeps| kept| always| sometimes| never)*[^.;]{{0,25}}?\b{_ABUSE_VERBS}\b[^.;]{{0,22}}?\b(?:me|us)\b", MO, "physical/sexual abuse"),
+    _p(AV, rf"\b(?:he|she|they|(?:my|his|her) {_FAMILY})\b(?:'s| has| had| was| is| would| used to| keeps| kept| always| sometimes| never)*[^.;]{{0,25}}?\b{_ABUSE_VERBS}\b[^.;,]{{0,22}}?\b(?:me|us)\b", MO, "physical/sexual abuse"),
     _p(AV, r"\blaid (?:a )?hands? on me\b", MO, "physical abuse"),
+    _p(AV, rf"\b(?:he|she|they|(?:my|his|her) {_FAMILY})\b(?:'s| has| had| was| is| would| used to| keeps| kept| always| sometimes)*[^.;]{{0,25}}?\b(?:hits?|hitting|beat|beats|beating|slapped|slaps|punched|punches|kicked|kicks|choked|chokes|strangled|burned|burnt|whips?|whipped|belts?|belted) (?:my|our) (?:little |baby |younger |big |older |youngest |eldest )?(?:brother|sister|son|daughter|kids?|children|mum|mom|mother|baby|boy|girl)\b(?! (?:at|in) (?:chess|cards|tennis|the race|football|games?))", MO, "abuse of a family member"),
+    _p(AV, r"\b(?:put|puts|had|got|has) (?:your|his|her|their) hands? (?:on|round|around) (?:my (?:chest|neck|throat|arm|face)|me)\b", MO, "physical abuse"),
+    _p(AV, r"\byou\b[^.;]{0,40}?\b(?:hit|slapped|punched|kicked|choked|strangled|shoved|pushed|grabbed|shook|dragged|spat at|bit|threw \w+ at) (?:me|us)\b(?! to\b)", MO, "physical abuse (partner in the room)", multi_client_only=True),
+    _p(AV, r"\b(?:punch\w*|hit|hits|smash\w*|kick\w*|threw|throws?|throwing|slam\w*) (?:\w+ ){0,3}(?:right )?(?:next to|beside|by|near|past|at) my (?:head|face)\b", MO, "intimidation"),
+    _p(AV, r"\b(?:takes?|took|taking|hides?|hid|hiding|keeps?|kept) (?:away )?my (?:keys|car keys|phone|passport|bank cards?|cards?|money|wallet)\b(?=[^.]*\b(?:so (?:that )?i (?:can't|couldn't|cannot|don't|won't)|stop me|so i'd|won't let)\b)", MO, "coercive control", negatable=False),
+    _p(AV, r"\b(?:with|gets?|got|took|take|takes|taking|using|used|uses|get) (?:the|a|his|her|my|their|dad's|mum's) (?:belt|strap|cane|wooden spoon|slipper|switch|cord|hairbrush)\b(?! (?:for|to hold|loop|buckle))", MO, "physical punishment with an implement"),
+    _p(AV, r"\b(?:welts|bruises|bruising|lash marks|belt marks|red marks|marks|handprints?)\b[^.]{0,30}\b(?:on|across|down|all over) (?:the back of )?(?:his|her|their) (?:legs?|back|arms?|bottom|backside|face|body|neck|thighs?)\b", MO, "injuries from abuse"),
     _p(AV, r"\b(?:forces?|forced|made|makes|pressures?|pressured) me (?:to )?(?:have sex|into sex|do sexual|sleep with)\b", HI, "sexual violence"),
     _p(AV, r"\b(?:kill|hurt|hit|beat|find) me if i (?:go|leave|tell|call|report|ever leave)\b|\b(?:he|she|they)(?:'ll| will|'d| would) kill me\b(?=[^.]*\bif\b)", HI, "threat to client"),
     _p(AV, r"\b(?:i was|i've been|i have been|i got|got|been) (?:sexually |physically )?(?:assaulted|raped|abused|molested|attacked|beaten(?: up)?|mugged|jumped|groomed|stabbed|strangled)\b", MO, "victim of violence"),
@@ -177,7 +198,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(AV, r"\bif i (?:ever )?(?:leave|left|go|went|tell|told|call|called|report|take|took)\b[^.]{0,40}\b(?:he|she|they)(?:'ll| will|'d| would|'s going to| is going to)? (?:kill|hurt|find) me\b", HI, "threat to client"),
     _p(AV, r"\b(?:scared|afraid|worried|frightened|terrified) (?:that )?(?:he|she|they)(?:'ll| will|'d| would| might|'s going to| is going to) (?:hurt|hit|kill|take|harm) (?:me|us|the baby|the kids|my \w+)\b", HI, "fear of harm"),
     _p(AV, r"\b(?:afraid|scared|terrified|frightened) (?:to go home|of going home|of what (?:he|she|they)(?:'ll| will|'d| would| might) do)\b|\bbecause of what (?:he|she|they)(?:'ll| will|'d| would| might) do\b", HI, "fear of partner"),
-    _p(AV, r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|ex))(?:'s| is)? (?:won't|doesn't|does not|will not|wouldn't) let me (?:see|go|leave|have|talk|work|use)\b|\bchecks? my (?:phone|messages|texts)\b(?! bill)|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
+    _p(AV, r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|ex))(?:'s| is)? (?:won't|doesn't|does not|will not|wouldn't|didn't) let me (?:see|go|leave|have|talk|work|use|past|out|through|in|get past|near)\b|\bchecks? my (?:phone|messages|texts)\b(?! bill)|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
     _p(AV, r"\bstalk(?:ing|s|ed)? me\b|\b(?:turns?|turning|turned|keeps turning) up (?:outside|at) my\b|\bfollow(?:s|ing|ed) me (?:home|to work|around)\b", MO, "stalking"),
     _p(AV, r"\b(?:choked|strangled) me\b|\b(?:grabbed|grabs|held|holds|had|pinned|pinning) me (?:by|round|around) (?:my|the) (?:neck|throat)\b|\b(?:hands?|arm) (?:round|around|on) my (?:neck|throat)\b", HI, "strangulation"),
     _p(AV, r"\b(?:kicked|hit|punched|pushed|beat|hurt|shoved) me\b[^.]{0,40}\b(?:while|when) i was pregnant\b", HI, "violence in pregnancy"),
@@ -185,15 +206,16 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SU, rf"\b{_I}\b[^.;]{{0,25}}?\b(?:using|use|used|taking|take|took|smoke|smoking|smoked|doing|do|did|snort(?:ing|ed)?|inject(?:ing|ed)?|shooting up|on|popping|popped|buy|buying|bought|score|scoring)\b[^.;]{{0,25}}?\b{_DRUGS}\b", MO, "drug use"),
     _p(SU, r"\b(?:popping|popped|stealing|stole) (?:of )?(?:my |some |a few )?(?:\w+'s )?(?:painkillers|pills|tablets|meds)\b|\b(?:taking|take|took|using) (?:my |some of my )?\w+'s (?:painkillers|pills|tablets|prescription|meds)\b", MO, "prescription misuse"),
     _p(SU, r"\bextra (?:of )?(?:my )?\w*(?:codone|morphine|tramadol|codeine|xanax|valium|pills|tablets)\b", MO, "prescription misuse"),
-    _p(SU, r"\b(?:i|i'm|i've been|i was|i got|got|get|getting|been) (?:so )?(?:high|stoned|wasted|hammered|smashed|drunk|off my face|out of it)\b(?! (?:school|street|hopes|alert|functioning))", MO, "intoxication"),
+    _p(SU, r"\b(?:i|i'm|i've been|i was|i got|got|get|getting|been) (?:so )?(?:high|stoned|wasted|hammered|smashed|drunk|off my face|out of it)\b(?! (?:school|street|hopes|alert|functioning|it|the|that|this|my|those|them|a|an)\b)", MO, "intoxication"),
     _p(SU, r"\b(?:drove|drive|driving|drives)\b[^.]{0,15}\b(?:drunk|high|stoned|after drinking|over the limit)\b|\bdrink[- ]driving\b|\bdrunk[- ]driving\b", HI, "intoxicated driving"),
-    _p(SU, r"\brelaps(?:e|ed|ing)\b", MO, "relapse"),
+    _p(SU, r"\brelaps(?:e|ed|ing)\b|\b(?:used|using|drank|picked up|started using|started drinking|back on (?:the|it)) again\b", MO, "relapse"),
+    _p(SU, r"\b(?:had (?:a|some|a few) drinks?|been drinking|drunk|after (?:a|some|a few) drinks?)\b[^.]{0,60}\b(?:behind the wheel|drove|drive|driving|got in the car)\b|\b(?:drove|driven|driving|drive)\b[^.]{0,60}\b(?:still (?:be |been |was |am )?over|over the limit|still drunk|still tipsy|had a drink|been drinking)\b", HI, "intoxicated driving"),
     _p(SU, r"\bdrinking before (?:i |you |he |she )?(?:drove|drive|driving|got in the car)\b|\b(?:drove|driving|drives) (?:the )?(?:kids|boys|girls|children)\b[^.]*\b(?:drunk|drinking|had a few|over the limit)\b", HI, "intoxicated driving"),
     _p(SU, r"\b(?:the )?shakes\b[^.]*\b(?:drink|drop|whisky|vodka|can)\b|\b(?:drink|drop|whisky|vodka)\b[^.]*\b(?:steady|stop) (?:my|the) (?:hands|shakes|shaking)\b|\bfirst drink\b[^.]*\b(?:morning|wake)\b", MO, "physical dependence"),
     _p(SU, rf"\b(?:most of |half )?a (?:full )?bottle of {_ALCOHOL}\b[^.]*\b(?:a day|every day|by the end of the day|each day|a night)\b", MO, "heavy drinking"),
     _p(SU, r"\b(?:woke up|came to)\b[^.]{0,20}\b(?:on|in) (?:the )?(?:kitchen |bathroom |hall )?(?:floor|a cell|a&e|hospital)\b|\b(?:had|been) (?:dry|sober|clean) (?:for )?\w+ (?:weeks|months|years)\b[^.]*\b(?:had|one) (?:one|a) (?:beer|drink|glass)\b", MO, "relapse with harm"),
     _p(SU, r"\b(?:drink|drank|drinking|drunk|used|using) (?:a lot|too much|heavily|way too much)\b(?! of (?:water|tea|coffee|juice|milk))", MO, "heavy use"),
-    _p(SU, rf"\b(?:litre|liter|half a bottle|fifth|bottle|crate|case) of {_ALCOHOL}\b", MO, "heavy drinking"),
+    _p(SU, rf"\b(?:litre|liter|half a bottle|fifth|bottle|crate|case) of {_ALCOHOL}\b|\b(?:two|three|four|five|\d+) (?:bottles|litres|liters|cans|pints|crates) of {_ALCOHOL}\b", MO, "heavy drinking"),
     _p(SU, r"\b(?:doing|did|do|snorting|racking up) (?:a few |some )?(?:lines|bumps|key bumps)\b|\blines of (?:coke|cocaine|speed|ket)\b", MO, "drug use"),
     _p(SU, r"\bneed (?:a drink|a hit|a fix|to use|to get high)\b|\bdrink (?:as soon as|when|the moment) i wake\b", MO, "dependence"),
     _p(SU, r"\b(?:i|i've|i'd|i had|i was)\b[^.]{0,15}\bblack(?:ed|ing)? out\b(?! the| my| our)|\bblackouts\b", MO, "blackouts"),
@@ -226,11 +248,13 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(OT, r"\b(?:the )?(?:tv|telly|television|radio|songs?|adverts?)\b[^.]{0,25}\b(?:talking to me|talks to me|speaking to me|messages? (?:for|to) me)\b|\b(?:it's|it is|like) a sign\b|\b(?:been )?chosen for me\b|\b(?:are|is|were) in on it\b|\blisten(?:ing)? (?:to me )?through the walls?\b", MO, "psychotic experiences", third_party_ok=True),
     _p(OT, r"\b(?:fainted|passed out|collapsed|blacked out)\b[^.]{0,30}\b(?:twice|this week|again|times|yesterday|in the)\b|\b(?:twice|three times|again) this week\b(?=[^.]*\b(?:fainted|passed out|collapsed)\b)", HI, "acute medical danger (fainting)"),
     _p(OT, r"\b(?:(?:five|four|three|six) hundred|\d{3}) calories\b|\bperiods? (?:have |has )?stopped\b", MO, "restriction"),
+    _p(OT, r"(?<!nearly )(?<!almost )(?<!could have )(?<!could've )\b(?:fainted|passed out|collapsed)\b(?! (?:laughing|from laughing|drunk|after (?:the|a) (?:party|night out)|on the sofa|in front of the tv))", MO, "fainting"),
+    _p(OT, r"\b(?:had|have|'ve had|was diagnosed with|been diagnosed with|struggled with|developed|recovered from|relapse of) (?:\w+ )?(?:anorexia|bulimia|an eating disorder|binge[- ]eating disorder)\b|\b(?:heart rate|pulse)\b[^.]{0,30}\b(?:forty|thirty|fifty|\d\d)\b[^.]{0,30}\b(?:low|dangerous)\b", MO, "eating disorder"),
     _p(OT, r"\b(?:they've been|they keep|they're|they are|it keeps|they|it) (?:telling|tell|told|tells|ordering|order) me to (?:hurt|kill|harm|cut|burn) (?:myself|someone|him|her|people|them)\b", HI, "command hallucinations", third_party_ok=True),
     _p(OT, r"\bstopped (?:taking )?(?:my |the )?(?:meds|medication|medications|lithium|antipsychotics?|antidepressants?|pills|tablets|insulin)\b|\bcome off (?:my |the )?(?:meds|medication|lithium)\b", MO, "medication discontinuation"),
     _p(OT, r"\b(?:poison|poisoning|poisoned) me\b|\bputting (?:things|something|stuff) in my (?:food|drink|water)\b|\b(?:they're|they are|people are) (?:watching|following|after) me\b", MO, "paranoid ideation"),
     _p(OT, r"\b(?:don't|do not) care if i (?:crash|get hurt|get killed)\b|\b(?:driving|drive|drove) (?:really |so )?(?:fast|recklessly|dangerously) on purpose\b", MO, "reckless behaviour", negatable=False),
-    _p(OT, r"\b(?:sending|sends|sent|giving) me (?:secret |special |hidden )?(?:messages|signals|signs)\b|\b(?:talking|speaking) to me through\b", HI, "ideas of reference"),
+    _p(OT, r"\b(?:sending|sends|sent|giving) me (?:secret |special |hidden )?(?:messages|signals|signs)\b|\b(?:talking|speaking) to me through\b", MO, "ideas of reference"),
     _p(OT, r"\b(?:thoughts are|mind is|thoughts keep) racing\b|\bracing thoughts\b", MO, "possible mania", negatable=False),
     _p(OT, r"\bi(?:'ve| have| keep)? (?:los(?:e|ing|t)) (?:time|hours|chunks of (?:time|the day))\b|\bdon't know how i got there\b|\bfind myself (?:in )?(?:places|somewhere)\b", MO, "dissociation", negatable=False),
     _p(OT, r"\bleft (?:the|my) (?:baby|kids|children|son|daughter|toddler) (?:alone|on (?:his|her|their) own|home alone)\b", HI, "child safety"),
@@ -247,7 +271,8 @@ _HYPOTHETICAL = re.compile(
     r"\bif (?:i|you|someone|somebody|anyone|they|a person|people|one) (?:ever|were|was ever)\b|"
     r"\bwhat (?:should|would|do|can|does) (?:someone|somebody|people|you|a person|one) do\b|"
     r"\bhow (?:do|would|can|could) (?:you|i|people|we) (?:know|tell|help|spot)\b|\bhypothetically\b|\bwhat if\b|"
-    r"\b(?:in case|just so) (?:i|you) (?:ever )?(?:feel|felt)\b",
+    r"\b(?:in case|just so) (?:i|you) (?:ever )?(?:feel|felt)\b|\bif (?:someone|anyone|anybody|somebody|he|she|they) (?:ever )?(?:hurt|hurts|touched|touches|laid|harmed|harms|hit|hits|went near|came near)\b|\bwhat (?:would|will|might|could) happen if\b|"
+    r"\bif i'd\b[^.]*\b(?:i'd have|i would have|i'd've)\b|\b(?:imagine|imagining|picture|picturing) (?:if|what if|what would)\b",
     re.IGNORECASE,
 )
 _EDUCATION = re.compile(
@@ -271,7 +296,10 @@ _HISTORICAL = re.compile(
     r"eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen)\b|\bwhen i (?:was|got)\b[^.]{0,25}\bat (?:school|uni|college)\b|"
     r"\b(?:fine|well|okay|ok|good) (?:ever )?since\b|\bsince (?:early |late )?(?:then|that|summer|spring|autumn|winter)\b|"
     r"\bwhen it all (?:came out|happened|kicked off)\b|\b(?:back )?in (?:january|february|march|april|june|july|august|september|"
-    r"october|november|december)\b(?=[^.]*\b(?:was|were|had|did|thought|went|got)\b)|\b(?:i was|i got) (?:in|admitted|sectioned)\b[^.]*\b(?:weeks|months)\b",
+    r"october|november|december)\b(?=[^.]*\b(?:was|were|had|did|thought|went|got)\b)|"
+    r"\b(?:six|seven|eight|nine|ten|eleven|twelve|fifteen|eighteen|\d{2}|several|many) months (?:ago|back)\b|"
+    r"\b(?:most|all|much) of my (?:teens|twenties|thirties|forties|childhood|adolescence)\b|"
+    r"\b(?:sober|clean|dry|abstinent)\b[^.]{0,15}\b(?:\w+ )?(?:years?|months)\b|\b(?:i was|i got) (?:in|admitted|sectioned)\b[^.]*\b(?:weeks|months)\b",
     re.IGNORECASE,
 )
 _CURRENT = re.compile(r"\b(?:again|still|(?<!years )(?<!months )now|lately|recently|this week|last night|yesterday|at the moment|these days)\b", re.IGNORECASE)
@@ -317,8 +345,9 @@ def _is_negated(sentence: str, m: re.Match[str]) -> bool:
 
 
 _OTHER_PERSON = re.compile(
-    r"\b(?:he|she|they|he's|she's|they're|someone|somebody|people|a friend|my friend|(?:my|his|her) (?:friend|sister|brother|"
-    r"mum|mom|dad|son|daughter|cousin|partner|husband|wife|colleague|client|neighbou?r)\w*)\b",
+    r"\b(?:he|she|they|he's|she's|they're|someone|somebody|people|a friend|my friend|(?:my|his|her|our|a) (?:best |old |close )?(?:friend|sister|brother|"
+    r"mum|mom|dad|son|daughter|cousin|partner|husband|wife|colleague|client|neighbou?r|mate|pal|flatmate|roommate|classmate|teammate|"
+    r"boss|boyfriend|girlfriend|niece|nephew|uncle|aunt)\w*(?:'s)?)\b",
     re.IGNORECASE,
 )
 #: "I could kill him for eating my leftovers": exasperation, not a threat.
@@ -351,10 +380,10 @@ def _generic_applies(sentence: str, m: re.Match[str]) -> bool:
 #: Idioms built on risk words; blanked out before matching, so the rest of the sentence still counts.
 _IDIOM = re.compile(
     r"\b(?:is|are|was|were|'s|'re) killing me\b|\bkill(?:ing)? (?:time|two birds|it|the vibe|the mood)\b|"
-    r"\b(?:could|would|'d) (?:kill|murder|die) for\b|\bto die for\b|\b(?:dying|died|die) (?:of|from) "
+    r"\b(?:could|would|'d) (?:kill|murder|die) for\b|(?<!want )(?<!wants )(?<!wanted )(?<!wish )(?<!wished )(?<!wanting )\bto die for\b(?! (?:a (?:while|bit|long time|few|couple)|ages|months|years|weeks|some time|so long))|\b(?:dying|died|die) (?:of|from) "
     r"(?:embarrassment|boredom|laughter|shame|cringe)\b|\b(?:nearly|almost|literally|could have|could've) died "
     r"(?:laughing|of|when|at)\b|\bdying to\b|\bbored to death\b|\bscared (?:me )?to death\b|\bdrop dead\b|"
-    r"\bover my dead body\b|\bkill(?:s|ed)? (?:me|us) (?:if|when)\b(?=[^.]*\b(?:late|forget|find out|see|know)\b)|"
+    r"\bover my dead body\b|\b(?:suicide (?:mission|run|squad|doors?|bid|pact with (?:a|the) \w+)|(?:political|career|social|commercial) suicide)\b|\bkill(?:s|ed)? (?:me|us) (?:if|when)\b(?=[^.]*\b(?:late|forget|find out|see|know)\b)|"
     r"\bshoot me now\b|\brather die than\b|\b(?:the )?ground (?:to )?swallow me\b|\bmurder(?:ed)? (?:the|that) (?:song|exam|test|presentation|interview)\b|"
     r"\bcut(?:ting)? (?:me|myself|him|her) (?:some )?slack\b|\bcut (?:corners|ties|back|down)\b|\bkiller (?:workout|headache|hangover)\b|"
     r"\b(?:i'm|i am|i was) dead (?:tired|serious|on my feet)\b|\bdead (?:tired|serious)\b|\bkicking myself\b|"
@@ -403,6 +432,16 @@ _FAMILY_MEMBER_IN_ROOM = re.compile(
     r"^(?:my|our) (?:son|daughter|kid|child|boy|girl|teenager|husband|wife|partner|boyfriend|girlfriend)(?:'s)?\b")
 
 
+_MEDIA_QUOTE = re.compile(r"\b(?:go|goes|went|sings?|sang|says?|said|is like|was like|ends? with|about)\b")
+_TALK_ABOUT_TALK = re.compile(r"\b(?:when|what|that|how|after|before) i (?:said|mentioned|told you|brought up|talked about)\b")
+_NOMINAL_TAIL = re.compile(r"^\W*(?:\w+\W+)?(?:thing|stuff|bit|part|comment)\b")
+_IN_ROOM_PRONOUN = re.compile(r"^(?:he|she|he's|she's|he'd|she'd)$")
+_OUT_OF_ROOM = re.compile(
+    r"\b(?:friend|mate|colleague|coworker|co-worker|neighbou?r|cousin|aunt|uncle|sister|brother|boss|teacher|classmate|"
+    r"someone|somebody|a (?:guy|girl|man|woman|kid|boy)|character|celebrity|singer|actor|ex|flatmate|roommate|client|patient|"
+    r"grand(?:ma|pa|mother|father|dad)|nan|gran|in-law)\w*\b")
+
+
 def _own_experience(norm: str, m: re.Match[str], category: RiskCategory, family_session: bool = False) -> bool:
     """False for third-party talk, reported speech and quoted media.
 
@@ -413,8 +452,19 @@ def _own_experience(norm: str, m: re.Match[str], category: RiskCategory, family_
     cutting") is a disclosure about someone in the room and counts.
     """
     head = norm[:m.start()]
-    if _MEDIA.search(norm) and (_REPORTING_FRAME.search(head) or '"' in head or not _FIRST_PERSON.search(head)):
-        return False
+    media = _MEDIA.search(norm)
+    if media and (_REPORTING_FRAME.search(head) or '"' in head or not _FIRST_PERSON.search(head)
+                  or _MEDIA_QUOTE.search(head[media.end():] if media.end() <= len(head) else "")):
+        return False  # "the lyrics go something like I want to die tonight"
+    if _TALK_ABOUT_TALK.search(head) and _NOMINAL_TAIL.match(norm[m.end():]):
+        return False  # "...when I said the sleep and not wake up thing": naming an earlier disclosure
+    if category is HO:
+        # "her boyfriend said I looked like I wanted to kill them": someone else's account of the client
+        frame = None
+        for frame in _REPORTING_FRAME.finditer(head):
+            pass
+        return frame is None or bool(re.match(r"^(?:i|my)\b", frame.group(0))) or bool(
+            re.search(r"\b(?:and|but) (?:i|i'm|i've)\b", head[frame.end():]))
     if category not in _SELF_CATEGORIES:
         return True
     frame = None
@@ -429,6 +479,11 @@ def _own_experience(norm: str, m: re.Match[str], category: RiskCategory, family_
     subjects = [x.group(0) for x in _SUBJECT.finditer(head)]
     if family_session and subjects and _FAMILY_MEMBER_IN_ROOM.match(subjects[-1]):
         return True
+    if family_session and subjects and _IN_ROOM_PRONOUN.match(subjects[-1]) and not _OUT_OF_ROOM.search(norm):
+        # A parent or partner reporting on someone in the room ("she'd been looking up how many
+        # tablets it would take"): a collateral disclosure, unless the sentence names someone
+        # outside the session (a friend, a colleague, a sister) the pronoun can refer to.
+        return True
     return not subjects or bool(_FIRST_PERSON_SUBJECT.match(subjects[-1]))
 
 
@@ -440,7 +495,10 @@ _BENIGN_CONTEXT: dict[RiskCategory, re.Pattern[str]] = {
     AV: re.compile(r"\b(?:as a joke|joking|jokingly|playfully|messing (?:about|around)|play[- ]?fight\w*|tickl\w*)\b|"
                    r"\bpush(?:es|ed|ing)? (?:me|us) to (?!the\b)\w+|\b(?:threw|throws|throw|throwing) (?:the |a )?(?:ball|keys|frisbee)\b|"
                    r"\bbeat (?:me|us) (?:at|to|in)\b|\bphone bill\b|\bwork from home\b|\b(?:by|from) (?:a|the) (?:swan|dog|goose|bird|"
-                   r"wasp|bee|cat|seagull|horse)\b", re.IGNORECASE),
+                   r"wasp|bee|cat|seagull|horse)\b|"
+                   r"\b(?:kick|kicked|kicks|kicking|throw|threw|throws|chuck\w*|push\w*) (?:me|us) out\b|"
+                   r"\bdrag(?:s|ged|ging)? (?:me|us) (?:here|along|in|to (?:this|these|therapy|sessions?|church|parties|the shops|the gym))\b|"
+                   r"\b(?:anyone|anybody|someone|somebody|whoever|people|a (?:man|guy|woman|person)) (?:who|that) (?:\w+ )?(?:ever )?\w+ (?:me|us)\b(?=[^.]*\b(?:would|'d|will|'ll|said|says)\b)", re.IGNORECASE),
     SU: re.compile(r"\bhigh on (?:adrenaline|life|sugar|caffeine|love|endorphins)\b|\baddicted to (?:my |her |his |their |that |the )?"
                    r"(?:phone|show|series|tv|chocolate|coffee|netflix|games?|gaming|social media|tiktok|instagram|work|running|gym)\b|"
                    r"\bblack(?:ed|ing)? out the\b|\bdrink of (?:water|tea|coffee|juice|milk)\b|"
@@ -468,12 +526,35 @@ def _benign_context(pat: Pattern, norm: str, m: re.Match[str]) -> bool:
         return True
     if pat.category is HO and _FEARED_OTHER.search(norm):
         return True  # "I'm scared he'll hurt the baby": someone else is the danger
+    if pat.label in _COLLATERAL_LABELS and _NON_FAMILY.search(norm):
+        return True  # "my friend's dad hit her with a belt": someone outside the family's abuse
+    if pat.category is AV and _TRIVIAL_THREAT.search(norm):
+        return True  # "he said he'd kill me if I touched his stuff again": sibling exasperation
+    if pat.category in (HO, AV) and _RELATIVE_AGENT.search(m.group(0)):
+        return True  # "I read about a dad who hurt his kid": the agent is the relative clause's subject
+    if pat.category is HO and _INTRUSIVE_FEAR.search(norm) and not _INTENT_STRICT.search(norm):
+        return True  # "I'm terrified I might hurt the baby": an unwanted intrusive thought, not intent
     if pat.category is HO and _WHEN_TRIGGER.search(norm) and not _WEAPON.search(norm):
         return True  # "When he sees his report I'm going to murder him": exasperation at a trigger
     return pat.category is HO and bool(_EXASPERATION.search(norm)) and not _INTENT.search(norm)
 
 
-_WHEN_TRIGGER = re.compile(r"\bwhen (?:he|she|they|my \w+) (?:sees?|finds? out|hears?|gets (?:home|back)|reads?)\b")
+#: "a dad who actually hurt his kid", "anyone who hurt me": the verb belongs to someone else.
+_COLLATERAL_LABELS = {"physical punishment with an implement", "injuries from abuse", "abuse of a family member"}
+_NON_FAMILY = re.compile(r"\b(?:friend|mate|pal|colleague|coworker|co-worker|neighbou?r|classmate|boss|teacher|someone|somebody|"
+                         r"a (?:guy|girl|man|woman|kid|boy)|character|client|patient)\w*\b")
+_TRIVIAL_THREAT = re.compile(r"\bkill (?:me|us)\b[^.]*\bif (?:i|we)\b[^.]*\b(?:touch\w* (?:his|her|their|my) (?:stuff|things|phone|xbox|games?|clothes|room)|"
+                             r"(?:ate|eat|eats|finish\w*) (?:his|her|their) \w+|borrow\w*|(?:was|were|am|are|'m|'re) late|forg[eo]t)\b")
+#: Only an indefinite antecedent: "my husband who hits me" is a disclosure, "anyone who hurt me" is not.
+_RELATIVE_AGENT = re.compile(
+    r"\b(?:(?:anyone|anybody|someone|somebody|people|(?:a|an|some|any|this|that|these|those) \w+(?: \w+)?) (?:who|that)|whoever)"
+    r"\s+(?:\w+\s+){0,2}(?:" + _HARM_VERBS[3:-1] + "|" + _ABUSE_VERBS[3:-1] + r")\b")
+#: Ego-dystonic intrusive thoughts (harm OCD): fear of one's own thought, no wish or plan.
+_INTRUSIVE_FEAR = re.compile(r"\b(?:scared|afraid|terrified|frightened|worried|worry|panic\w*|horrified) (?:that )?i(?:'ll| will| might| could|'d| would| may)\b|"
+                             r"\bintrusive\b|\bwhat if i\b|\b(?:googl\w*|checking|check) (?:whether|if) i(?:'m| am)\b")
+_INTENT_STRICT = re.compile(r"\b(?:want to|wanted to|going to|gonna|plan(?:ning)? to|mean it|swear)\b")
+_WHEN_TRIGGER = re.compile(r"\bwhen (?:he|she|they|my \w+) (?:sees?|finds? out|hears?|gets (?:home|back)|reads?)\b|"
+                           r"\b(?:when|whenever|every time) (?:he|she|they) (?:does|do|says?|starts?|goes on|bangs on|talks?|chews|leaves)\b")
 _WEAPON = re.compile(r"\b(?:knife|knives|gun|bat|weapon|hammer|blade|machete|axe)\b")
 
 
@@ -484,7 +565,8 @@ _FEARED_OTHER = re.compile(r"\b(?:scared|afraid|worried|frightened|terrified) (?
 _NO_INTENT = re.compile(
     r"\b(?:would(?:n't| not| never)|'d never|never|not going to|won't|wouldn't ever) (?:actually |really )?"
     r"(?:do it|do that|act on (?:it|them|that)|go through with it|do anything(?: about it)?)\b|"
-    r"\bno (?:plan|plans|intention|intent)\b|\bnot (?:planning|going) to do anything\b",
+    r"\bno (?:plan|plans|intention|intent)\b|\bnot (?:planning|going) to do anything\b|\bnot (?:like,? )?(?:doing|do|to do) anything\b|"
+    r"\bmore (?:a|of a) \w+ than a plan\b|\bnot a plan\b",
     re.IGNORECASE,
 )
 _DISAVOWABLE = ("active ideation", "suicidal ideation", "wish to die", "wish to be dead")
@@ -546,6 +628,8 @@ def _scan_sentence_ex(text: str, family_session: bool = False) -> tuple[list[tup
     hits = []
     suppressed = False
     for pat in PATTERNS:
+        if pat.multi_client_only and not family_session:
+            continue
         for m in pat.regex.finditer(norm):
             if pat.negatable and _is_negated(norm, m):
                 suppressed = True
@@ -557,6 +641,10 @@ def _scan_sentence_ex(text: str, family_session: bool = False) -> tuple[list[tup
                 suppressed = True
                 continue
             if (not pat.third_party_ok and not _own_experience(norm, m, pat.category, family_session)) or _benign_context(pat, norm, m):
+                suppressed = True
+                continue
+            if historical and pat.label == "abuse of a family member":
+                # "My dad used to hit my mum when I was a kid": someone else's past, not a current risk
                 suppressed = True
                 continue
             severity, why = calibrate_severity(pat, norm, m.start())
@@ -611,22 +699,30 @@ def _semantic_guard(norm: str, suppressed: bool) -> str:
 #: Means access, plan details, a target's whereabouts: alarming inside an episode of their
 #: category (they make it high), meaningless alone ("my dad keeps a rifle for hunting").
 CONTEXT_PATTERNS: tuple[Pattern, ...] = (
-    _p(SI, r"\b(?:there's|there is|we have|we've got|i have|i've got|i got|he keeps|dad keeps|keeps|kept|still has|has)\b[^.]{0,30}\b(?:guns?|rifles?|shotguns?|pistols?|firearms?)\b", HI, "means access: firearm"),
+    _p(SI, r"\b(?:there's|there is|we have|we've got|i have|i've got|i got|he keeps|dad keeps|keeps|kept|still has|has)\b[^.]{0,30}\b(?:guns?|rifles?|shotguns?|pistols?|firearms?|handguns?|revolvers?|glock)\b|"
+       r"\b(?:my|the|his|dad's) (?:gun|rifle|shotgun|pistol|handgun|revolver|glock|firearm)\b[^.]{0,40}\b(?:safe|cabinet|drawer|garage|closet|wardrobe|loft|locked|loaded)\b|"
+       r"\b(?:it's|it is|they're|they are) (?:in|under) (?:the|my) (?:gun )?(?:safe|cabinet|drawer|glovebox|closet)\b", HI, "means access: firearm"),
     _p(SI, r"\b(?:pills|tablets|meds|medication|paracetamol|painkillers|insulin)\b[^.]{0,35}\b(?:drawer|cabinet|cupboard|bag|bedside|saved|put aside|kept|hidden|hid|enough)\b", HI, "means access: medication"),
     _p(SI, r"\b(?:saved|saving|kept|keeping|hidden|hiding|hid|put aside|collected|collecting|counted) (?:up )?(?:some|a few|enough|them|a lot)\b", HI, "means access: stockpiling"),
     _p(SI, r"\b(?:papers|affairs) in order\b|\bso nobody has to (?:do it|sort it|deal with it)\b|\bwill(?:'s| is) sorted\b|\bone (?:letter )?for each of them\b", HI, "preparatory behaviour"),
     _p(SI, r"\b(?:went|go|been going|drove|walked|stood|standing|looked down) (?:up )?(?:to|on|at|from|over|by) (?:the )?(?:bridge|top of the car park|cliffs?|edge|tracks|railway|roof|railings?|ledge)\b", HI, "rehearsal / method"),
     _p(SI, r"\b(?:i know|i've worked out|i've figured out|i worked out|i've decided) (?:where|how|when|what i'd use)\b|\b(?:i've|i have) (?:decided|picked) (?:a|the) (?:day|date|time|place)\b", HI, "plan"),
     _p(SI, r"\b(?:tonight|this weekend|after the (?:kids|funeral|wedding|holidays)|when (?:everyone|they)(?:'s| is| are)? (?:asleep|away|out))\b", HI, "intent: timing"),
-    _p(HO, r"\bknow where (?:he|she|they) (?:lives?|works?|parks?|drinks?|goes)\b|\b(?:wait|waiting|waited) for (?:him|her|them) (?:outside|after)\b", HI, "plan: target's whereabouts"),
-    _p(HO, r"\b(?:got|have|bought|keep|carry|carrying|took|brought) (?:a |my |the )?(?:knife|blade|bat|gun|weapon|hammer)\b", HI, "means to harm others"),
+    _p(AV, r"\b(?:bruis\w*|black eye|bled|bleeding|stitches|split lip|concussion|a ?& ?e|marks on my)\b", MO, "injury"),
+    _p(HO, r"\bknow where (?:he|she|they) (?:lives?|works?|parks?|drinks?|goes|sleeps|stays)\b|\b(?:wait|waiting|waited) for (?:him|her|them) (?:outside|after)\b|"
+       r"\b(?:found|find|looked up|worked out|know) (?:out )?(?:his|her|their) (?:address|new address|schedule|shifts?|route)\b|"
+       r"\b(?:i'll|i will|i'm going to|i'm gonna|gonna) (?:just )?(?:wait for|go after|get|sort|deal with|find|pay (?:him|her|them) a visit) (?:him|her|them)\b(?! (?:a|some|to|the|from|back|something))", HI, "plan: target's whereabouts"),
+    _p(HO, r"\b(?:got|have|bought|keep|carry|carrying|took|brought|there's|kept) (?:a |my |the |an |my (?:dad's|brother's) )?(?:old )?(?:knife|blade|bat|baseball bat|slugger|louisville slugger|gun|weapon|hammer|crowbar|machete|axe)\b|"
+       r"\b(?:knife|blade|bat|slugger|gun|hammer|crowbar|machete|axe)\b[^.]{0,20}\b(?:in|under) (?:the|my) (?:truck|car|van|bag|pocket|glovebox|seat)\b", HI, "means to harm others"),
+    _p(HO, r"\b(?:watch|watching|watched|followed|following|follow|sat outside|sitting outside|parked outside|drove past|driving past) (?:his|her|their) (?:car|house|flat|place|work|office|home|building|street)\b", HI, "surveillance of a target"),
 )
 
 _AFFIRMATIVE = re.compile(
     r"^(?:(?:um|uh|erm|er|well|honestly|i mean|mm|mhm|hmm|ok|okay|so),? )*(?:yes|yeah|yep|yup|yea|sometimes|a bit|a little|"
     r"kind of|kinda|sort of|i have|i do|i did|i guess|maybe|occasionally|lately|recently|more than|every day|most days|"
     r"most nights|at times|once or twice|a few times|i'd had|i had|i've had|i've been|i have been|(?:it's|they've|it has|they have) crossed my mind|on and off|"
-    r"on bad days|i think so|probably|a couple of times|more often)\b",
+    r"on bad days|i think so|probably|a couple of times|more often|some|i've thought about it|i have thought about it|"
+    r"i've thought about|it has crossed|it's crossed|it did cross|they have|they do|it has|it does|a few|more than)\b",
     re.IGNORECASE,
 )
 _DENIAL = re.compile(
@@ -675,11 +771,56 @@ _PAST_TENSE = re.compile(r"\b(?:was|were|did|didn't|had|thought|felt|took|tried|
 _PRESENT_TENSE = re.compile(r"\b(?:am|i'm|is|are|'s|'re|have been|i've been|keep|keeps|do|does|don't|can't)\b")
 
 
+#: "That was thirty years ago.": the speaker's next turn dates what they just told.
+_BACK_REFERENCE_PAST = re.compile(
+    r"^(?:\W*(?:um|uh|and|but|well|oh|yeah|no)\W+)*(?:that|this|it|all that|all of that|all this)(?:'s| was| were| happened| is)\b[^.]{0,30}\b"
+    r"(?:\w+ )?(?:years?|months?|decades?) (?:ago|back)\b", re.IGNORECASE)
+
+
+def _continue_history(mentions: list[Mention]) -> list[Mention]:
+    """``established_history``: once a speaker has told a category's risk as past history
+    ("from when I was nine he used to knock me about ... it stopped when I was fourteen"),
+    a later past-tense mention of that category with no present-time cue ("it's the one where
+    he locked me in the coal shed") is more of that history, not a new current episode."""
+    history: dict[tuple[RiskCategory, str | None], float] = {}
+    out = []
+    for m in sorted(mentions, key=lambda m: m.start):
+        key = (m.category, m.quotes[0].speaker)
+        norm = normalize(m.quotes[0].quote)
+        if m.past and m.kind in OPENING_KINDS:
+            history[key] = m.end
+        elif (key in history and m.start - history[key] <= PAST_GAP_S and m.kind == "lexicon" and not _CURRENT.search(norm)
+              and _PAST_VERB.search(norm) and not _CURRENT_HARM_CUE.search(norm) and _PRONOUN_SUBJECT.search(norm)):
+            m = Mention(m.category, LO, True, f"{m.why}; established history", m.kind, m.quotes)
+        out.append(m)
+    return out
+
+
+#: The person is one already spoken of ("he", "she"), not a new one ("my boyfriend").
+_PRONOUN_SUBJECT = re.compile(r"\b(?:he|she|they|it)\b")
+_PAST_VERB = re.compile(r"\b(?:\w+ed|was|were|did|had|took|got|went|made|hit|beat|threw|broke|told|said|left|kept|put|bit|held|ran|came|used to)\b")
+_CURRENT_HARM_CUE = re.compile(r"\b(?:this (?:week|month|morning)|last (?:night|week|weekend)|yesterday|today|on (?:monday|tuesday|wednesday|"
+                               r"thursday|friday|saturday|sunday)|again|still)\b")
+
+
+def _dated_by_next_turn(segments: list[MergedSegment], i: int) -> bool:
+    """The same speaker's next turn (within two turns) opens by dating the story as long past."""
+    for j in range(i + 1, min(i + 3, len(segments))):
+        if segments[j].speaker == segments[i].speaker:
+            return bool(_BACK_REFERENCE_PAST.search(normalize(segments[j].text)))
+    return False
+
+
+#: "after the funeral I used again": "again" inside a past-tense clause does not make it current.
+_PAST_AGAIN = re.compile(r"\b(?:used|drank|relapsed|started|picked up|went|did|was|were|got|had|took) (?:\w+ )?again\b")
+
+
 def _item_past(it: "_Item") -> bool:
     if _is_historical(it.norm):
         return True
-    return it.turn_past and not _CURRENT.search(it.norm) and bool(_PAST_TENSE.search(it.norm)) \
-        and not _PRESENT_TENSE.search(it.norm)
+    norm = _PAST_AGAIN.sub("", it.norm)
+    return it.turn_past and not _CURRENT.search(norm) and bool(_PAST_TENSE.search(it.norm) or _PAST_AGAIN.search(it.norm)) \
+        and not _PRESENT_TENSE.search(norm)
 
 
 def _weak_mentions(it: "_Item") -> list[Mention]:
@@ -768,18 +909,32 @@ def _screening_mentions(segments: list[MergedSegment]) -> list[Mention]:
         if not _is_screening_turn(asker, answer):
             continue
         question = segment_sentences(segments, i)[-1]
-        reply = segment_sentences(segments, i + 1)[0]
+        reply = _reply_opening(segment_sentences(segments, i + 1))
         reply_norm = normalize(reply.text)
         if not question.text.rstrip().endswith("?") or _DENIAL.match(reply_norm) or not _AFFIRMATIVE.match(reply_norm):
             continue
+        # Only what the QUESTION asks about: "How does it feel to have said it?" / "A little
+        # lighter ... when I said the not wake up thing" answers nothing about risk (the
+        # earlier disclosure is flagged where it was made).
+        asked = {p.category for p, _s, _w in _scan_sentence_ex(_first_person(question.text))[0]}
+        cap = _alternatives_cap(question.text)
         # The whole answer: "Sometimes, yeah. ... But I'd never do anything" disavows intent.
         hits, _supp = _scan_sentence_ex(_first_person(question.text) + " " + answer.text)
-        past = _is_historical(reply_norm)
+        answer_hits: dict[RiskCategory, bool] = {}
+        for sent in segment_sentences(segments, i + 1):
+            for p, _s, _w in _scan_sentence_ex(sent.text)[0]:
+                answer_hits[p.category] = True
+        past = _is_historical(normalize(answer.text))
         cats: dict[RiskCategory, tuple[Severity, str]] = {}
         for pat, sev, why in hits:
+            if pat.category not in asked:
+                continue
             if pat.category not in cats or _SEV_RANK[sev] > _SEV_RANK[cats[pat.category][0]]:
                 cats[pat.category] = (sev, why)
         for cat, (sev, why) in cats.items():
+            if cat in cap and _SEV_RANK[cap[cat]] < _SEV_RANK[sev] and not answer_hits.get(cat):
+                sev, why = cap[cat], f"{why}; the least severe of the alternatives asked"
+            sev, why = _thoughts_without_plan(cat, sev, why, question.text, answer.text, bool(answer_hits.get(cat)))
             out.append(Mention(cat, sev, past, f"affirmative answer to a screening question ({why})", "screening",
                                (_quote(answer, reply), _quote(asker, question))))
     return out
@@ -790,13 +945,16 @@ def _screening_mentions(segments: list[MergedSegment]) -> list[Mention]:
 #: Friday") are too often benign, and harm to others needs the client's own words.
 _THERAPIST_TOPIC: dict[RiskCategory, re.Pattern[str]] = {
     SH: re.compile(r"\bself[- ]?harm\w*|\bcut(?:ting|s)?\b(?! down| back| off| out)|\bhurt(?:ing)? yourself\b|"
-                   r"\bburn(?:ing|ed|t)? yourself\b|\bthe burns?\b|\burges? to (?:cut|hurt|harm|burn)\b|\bwhere on your body\b", re.IGNORECASE),
+                   r"\bburn(?:ing|ed|t)? yourself\b|\bthe burns?\b|\bthe (?:burning|cutting|scratching|picking)\b|\burges? to (?:cut|hurt|harm|burn)\b|\bwhere on your body\b", re.IGNORECASE),
     SI: re.compile(r"\bsuicid\w*|\bkill(?:ing)? yourself\b|\bend(?:ing)? your (?:own )?life\b|\bwant(?:ing|ed)? to die\b|"
                    r"\bthoughts? (?:of|about) (?:death|dying|not being here|not waking up)\b|\bbetter off dead\b|"
                    r"\b(?:after )?you(?:'ve| have)? died\b|\bthe bridge\b|\bnot (?:wanting|want) to be alive\b", re.IGNORECASE),
-    OT: re.compile(r"\bvoices?\b|\bhearing things\b|\bpurg\w*|\bmak(?:e|ing) yourself sick\b|\bfaint\w*|"
+    OT: re.compile(r"\b(?:hear(?:ing)?|the|any) voices\b|\bvoices (?:telling|saying|again)\b|\bhearing things\b|\bpurg\w*|\bmak(?:e|ing) yourself sick\b|\bfaint\w*|"
                    r"\bstop(?:ping|ped)? (?:the |your )?(?:tablets|meds|medication)\b", re.IGNORECASE),
     AV: re.compile(r"\b(?:hurt|hit|hits|hurts|hurting|hitting) you\b|\bsafe at home\b|\bscared of (?:him|her)\b", re.IGNORECASE),
+    # "Have you thought about actually hurting Rick?": the therapist names the target.
+    HO: re.compile(r"\b(?:thought|thoughts|thinking|urges?|plans?|intend\w*|going) (?:\w+ ){0,3}(?:hurt|hurting|harm|harming|kill|killing|attack|attacking|"
+                   r"stab|stabbing|shoot|shooting|get(?:ting)? back at|go(?:ing)? after) (?!yourself\b)\w+", re.IGNORECASE),
 }
 #: A follow-up question that keeps the previous topic ("and have you acted on them?").
 _FOLLOW_UP_QUESTION = re.compile(
@@ -811,10 +969,15 @@ _DISCLOSURE = re.compile(
     r"they (?:say|said|tell|told|keep)|he (?:did|does|hit|hits|grabbed|pushed)|she (?:did|does|hit|hits|grabbed|pushed)|"
     r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|bled|bleeding|blood|blistered|deeper|plasters?|stitches|"
     r"(?:a|the|my) (?:razor|blade|lighter|sharpener)|my (?:arms?|legs?|thighs?|wrists?|forearms?|stomach|hips?)|"
-    r"(?:saving|saved|counted|kept|hidden|stockpiled) them|railing|\w+ weeks? ago)\b",
+    r"(?:saving|saved|counted|kept|hidden|stockpiled) them|railing|\w+ weeks? ago|(?:weeks?|months?|days?) now|since the last time|"
+    r"this month|(?:a|the) (?:knife|bat|gun|weapon|lighter)|watching (?:his|her|their)|where (?:he|she|they) (?:lives?|parks?|works?))\b",
     re.IGNORECASE,
 )
-_TOPIC_DEFAULT_SEVERITY = {SH: HI, SI: MO, OT: MO, AV: MO}
+_SH_ACT = re.compile(r"\b(?:did it|done it|i did|cut|burned|burnt|scratched|again)\b")
+_TOPIC_DEFAULT_SEVERITY = {SH: HI, SI: MO, OT: MO, AV: MO, HO: MO}
+#: A reply that makes a plan ("We'll be there Thursday.") is not a disclosure.
+_FUTURE_PLAN = re.compile(r"^(?:(?:ok(?:ay)?|yes|yeah|sure|fine|right|so|and),?\s*)*(?:we'll|we will|i'll|i will|we're going to|we can|i can)\b",
+                          re.IGNORECASE)
 #: Therapist turns without topic words that still keep the topic ("Take your time.", "When was that?").
 TOPIC_TURNS = 3
 
@@ -871,10 +1034,10 @@ def _next_topics(topics: set[RiskCategory], age: int, turn: str, last: str) -> t
 
 def _topic_reply_mentions(topics: set[RiskCategory], asker: MergedSegment, question: Sentence,
                           answer: MergedSegment, segments: list[MergedSegment], answer_index: int) -> list[Mention]:
-    replies = segment_sentences(segments, answer_index)[:3]
-    if not replies or _DENIAL.match(normalize(replies[0].text)):
+    replies = segment_sentences(segments, answer_index)[:6]
+    if not replies or _DENIAL.match(normalize(_reply_opening(replies).text)):
         return []
-    said = next((r for r in replies if _DISCLOSURE.search(normalize(r.text))), None)
+    said = next((r for r in replies if _DISCLOSURE.search(normalize(r.text)) and not _FUTURE_PLAN.match(normalize(r.text))), None)
     if said is None or _HYPOTHETICAL.search(normalize(said.text)):
         return []
     hits, _supp = _scan_sentence_ex(_first_person(question.text) + " " + answer.text)
@@ -883,9 +1046,55 @@ def _topic_reply_mentions(topics: set[RiskCategory], asker: MergedSegment, quest
     for cat in topics:
         sevs = [sev for pat, sev, _w in hits if pat.category is cat]
         sev = max(sevs, key=lambda x: _SEV_RANK[x]) if sevs else _TOPIC_DEFAULT_SEVERITY[cat]
+        own = any(p.category is cat for r in replies for p, _s, _w in _scan_sentence_ex(r.text)[0])
+        sev, _why = _thoughts_without_plan(cat, sev, "", question.text, answer.text, own)
+        if cat is SH and _SH_ACT.search(normalize(said.text)) and not past:
+            sev = HI  # "Any urges?" / "I did it on Sunday.": an act, not an urge
         out.append(Mention(cat, LO if past and not sevs else sev, past, f"disclosure within the therapist's {cat.value} topic",
                            "screening", (_quote(answer, said), _quote(asker, question))))
     return out
+
+
+#: Hesitation before the answer: "I. Yeah. Some." / "Um. Yes."
+_FILLER_SENTENCE = re.compile(r"^\W*(?:i|um|uh|erm|er|well|so|hmm|mm|oh|honestly|i mean|i just|look|okay|ok|god)\W*$", re.IGNORECASE)
+
+
+def _thoughts_without_plan(cat: RiskCategory, sev: Severity, why: str, question: str, answer: str,
+                           answer_says_it: bool) -> tuple[Severity, str]:
+    """"Have you had thoughts of killing yourself?" / "Some, yeah.": ideation without a stated
+    plan, intent or means is moderate (plan or means told later join the episode and raise it)."""
+    if (cat is SI and sev is HI and _THOUGHTS_OF.search(question) and not answer_says_it
+            and not _PLAN_MEANS_STRICT.search(normalize(answer))):
+        return MO, f"{why}; thoughts without a stated plan or means"
+    return sev, why
+
+
+_THOUGHTS_OF = re.compile(r"\b(?:thoughts?|thinking|think|thought|ideas?|feel(?:ing)? like|urges?|wish(?:ed|ing)?)\b", re.IGNORECASE)
+
+
+def _alternatives_cap(question: str) -> dict[RiskCategory, Severity]:
+    """"Any thoughts about not wanting to be alive, or about ending your life?": a yes answers
+    at least the mildest alternative, so the question alone grades it at that one; the
+    client's own words can still raise it."""
+    parts = [x for x in re.split(r",? \bor\b ", question) if x.strip()]
+    if len(parts) < 2:
+        return {}
+    per_part = [{p.category: sev for p, sev, _w in _scan_sentence_ex(_first_person(x))[0]} for x in parts]
+    cap: dict[RiskCategory, Severity] = {}
+    for part in per_part:
+        for cat, sev in part.items():
+            if cat not in cap or _SEV_RANK[sev] < _SEV_RANK[cap[cat]]:
+                cap[cat] = sev
+    return cap
+
+
+def _reply_opening(sentences: list[Sentence]) -> Sentence:
+    """The reply's first sentence, skipping filler fragments; if it is a bare "Yeah." the next
+    sentence is appended to the check by the caller through the whole answer text."""
+    for sent in sentences[:3]:
+        if not _FILLER_SENTENCE.match(normalize(sent.text)):
+            return sent
+    return sentences[0]
 
 
 def _is_screening_turn(asker: MergedSegment, answer: MergedSegment) -> bool:
@@ -931,14 +1140,14 @@ class RiskDetector:
         episode. Sorted high severity first, then by time.
         """
         gap = self.config.episode_gap_s
-        flags = episodes_to_flags(promote_weak(self.mentions(segments), gap), gap)
+        flags = episodes_to_flags(promote_convergent_plan(promote_weak(self.mentions(segments), gap), gap), gap)
         return sort_flags([calibrate_episode(f) for f in flags])
 
     def mentions(self, segments: list[MergedSegment]) -> list[Mention]:
         """Every sentence-level finding, before episodes are formed."""
         items = []
         scanned = _scanned(segments)
-        turn_past = {i: bool(_HISTORICAL.search(normalize(segments[i].text))) for i in scanned}
+        turn_past = {i: bool(_HISTORICAL.search(normalize(segments[i].text))) or _dated_by_next_turn(segments, i) for i in scanned}
         family_session = len({segments[i].speaker for i in scanned}) > 1 and any(s.role for s in segments)
         for i in scanned:
             for sent in segment_sentences(segments, i):
@@ -949,7 +1158,7 @@ class RiskDetector:
         out = _screening_mentions(segments) + _topic_mentions(segments)
         for it, sem in zip(items, semantic):
             out += _lexicon_mentions(it) + _context_mentions(it) + _semantic_mentions(it, sem, config) + _weak_mentions(it)
-        return [r for r in (route_mention(m) for m in out) if r is not None]
+        return _continue_history([r for r in (route_mention(m) for m in out) if r is not None])
 
     def _semantic_hits(self, items: list[_Item]) -> list[list[tuple[str, float]]]:
         hits: list[list[tuple[str, float]]] = [[] for _ in items]

@@ -18,6 +18,7 @@ count only when the whole episode is past, which marks it ``temporal=past``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from shared.contracts.notes import FlagSource, RiskCategory, RiskEvidence, RiskFlag, Severity, Temporal
@@ -25,6 +26,8 @@ from shared.contracts.notes import sort_flags
 
 SEV_RANK = {Severity.low: 0, Severity.moderate: 1, Severity.high: 2}
 OPENING_KINDS = frozenset({"lexicon", "screening", "semantic"})
+#: Past mentions of one category (and victim) this close belong to one history episode.
+PAST_GAP_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,13 @@ def group_episodes(mentions: list[Mention], gap_s: float) -> list[list[Mention]]
     # are two episodes (two victims, two safety plans), so that category is keyed by speaker too.
     open_by_key: dict[tuple[RiskCategory, bool, str | None], list[Mention]] = {}
     for m in sorted((m for m in mentions if m.kind in OPENING_KINDS), key=lambda m: m.start):
-        key = (m.category, m.past, m.quotes[0].speaker if m.category is RiskCategory.abuse_or_violence else None)
+        key = (m.category, m.past, _victim(m) if m.category is RiskCategory.abuse_or_violence else None)
         ep = open_by_key.get(key)
-        if ep is not None and m.start - max(x.end for x in ep) <= gap_s:
+        # Past history told in one stretch of the session is one episode even with other talk
+        # between ("he used to knock me about" ... "the one where he locked me in the shed"):
+        # one history, one flag. PAST_GAP_S bounds the stretch.
+        limit = max(gap_s, PAST_GAP_S) if m.past else gap_s
+        if ep is not None and m.start - max(x.end for x in ep) <= limit:
             ep.append(m)
         else:
             ep = [m]
@@ -71,6 +78,15 @@ def group_episodes(mentions: list[Mention], gap_s: float) -> list[list[Mention]]
         if near:  # the nearest episode; a current one wins a tie
             min(near, key=lambda x: (x[1], x[2]))[0].append(m)
     return [sorted(ep, key=lambda m: m.start) for ep in episodes]
+
+
+def _victim(m: Mention) -> str | None:
+    """Abuse told by its victim ("he hits me") is keyed by the speaker; a collateral account
+    of someone else's abuse ("he gets the belt", "she had welts on her legs") by several
+    speakers is one episode about that person."""
+    q = m.quotes[0]
+    first = re.search(r"\b(?:me|us|my|i|i'm|i've|i was)\b", q.quote.lower())
+    return q.speaker if first else "collateral"
 
 
 def _distance(ep: list[Mention], m: Mention) -> float:

@@ -15,6 +15,10 @@ Rules (names appear in the flag's rationale):
 - ``acute_eating_danger``: fainting or collapsing, or purging every day -> high.
 - ``child_endangerment``: substance use with driving and children -> high.
 - ``strangulation``: violence to the neck or throat -> high.
+- ``child_abuse``: abuse with an implement or injuries and a child in the account -> high.
+- ``recent_injury``: current abuse that left an injury (bruises, bleeding, A&E) -> high.
+- ``convergent_plan`` (``promote_convergent_plan``): two different harm-to-others plan cues
+  (whereabouts, weapon at hand, watching the target) open a high episode.
 - ``resolved``: an episode whose client quotes say it is over ("haven't had a thought like
   that since", "fine since then", "he died") and that has no current cue -> low, past.
 
@@ -48,9 +52,24 @@ _SH_STOPPED = re.compile(r"\b\w+ weeks? (?:on \w+ )?(?:since|ago)\b|\bsince the 
 _SH_RECENT = re.compile(r"\b(?:again|this week|yesterday|last night|today|this morning)\b", _RX)
 _EATING_ACUTE = re.compile(
     r"\b(?:fainted|passed out|collapsed)\b|\b(?:purg\w*|sick|vomit\w*)\b[^.]*\b(?:every day|daily|most days|twice a day)\b|"
-    r"\b(?:yeah|yes)\W+(?:most days|every day|daily)\b", _RX)
+    r"\b(?:yeah|yes)\W+(?:most days|every day|daily)\b|\bheart rate\b|\b(?:admission|admitted|hospital)\b[^.]*\b(?:weight|heart|eating|bloods?|blood work)\b|"
+    r"\bdangerously (?:low|thin|underweight)\b", _RX)
 _DRIVING = re.compile(r"\b(?:drove|driving|drive|drives|crash\w*|roundabout|in the car|behind the wheel)\b", _RX)
-_CHILDREN = re.compile(r"\b(?:kids|children|boys|girls|the baby|my son|my daughter|our son|our daughter|toddler)\b", _RX)
+_CHILDREN = re.compile(r"\b(?:kids|children|boys|girls|the baby|my son|my daughter|our son|our daughter|toddler|to school|school run|"
+                       r"nursery|daycare|car seats?|in the back)\b", _RX)
+#: Current abuse of a child: an implement or injuries, and a child in the account.
+_CHILD_CUE = re.compile(r"\b(?:son|daughter|kids?|child|children|boy|girl|toddler|baby|bath|school|nursery|years? old|"
+                        r"(?:he's|she's) (?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\d+)\b)", _RX)
+_CHILD_HARM = re.compile(r"\b(?:belt|strap|cane|wooden spoon|welts|bruises|bruising|marks|screaming|locked (?:him|her|them) in)\b", _RX)
+#: Current abuse that left an injury (the labels' moderate is abuse "with no recent injury").
+_INJURY = re.compile(r"\b(?:bruis\w*|black eye|bled|bleeding|broken (?:nose|ribs?|arm|wrist|tooth|teeth|finger)|stitches|concussion|"
+                     r"split (?:lip|my)|fractur\w*|a ?& ?e|emergency room)\b", _RX)
+def _injured(text: str) -> bool:
+    """An injury word not denied just before it ("No bruises or anything", "not injured")."""
+    return any(not re.search(r"\b(?:no|not|never|without|any)\b|n't\b", text[max(0, m.start() - 25):m.start()], _RX)
+               for m in _INJURY.finditer(text))
+
+
 _NECK = re.compile(r"\b(?:neck|throat|strangl\w*|chok\w*)\b", _RX)
 _RESOLVED = re.compile(
     r"\bhaven't (?:had|felt|done|thought)\b[^.]{0,40}\bsince\b|\b(?:fine|well|okay) (?:ever )?since\b|"
@@ -95,7 +114,25 @@ def calibrate_episode(flag: RiskFlag) -> RiskFlag:
         return _with(flag, Severity.high, "child_endangerment")
     if cat is AV and _NECK.search(text):
         return _with(flag, Severity.high, "strangulation")
+    if cat is AV and _CHILD_HARM.search(text) and _CHILD_CUE.search(text):
+        return _with(flag, Severity.high, "child_abuse")
+    if cat is AV and _injured(text):
+        return _with(flag, Severity.high, "recent_injury")
     return flag
+
+
+def promote_convergent_plan(mentions: list[Mention], gap_s: float) -> list[Mention]:
+    """``convergent_plan``: harm-to-others context cues of two different kinds (a target's
+    whereabouts, a weapon kept at hand, watching the target) within ``gap_s`` describe a plan
+    even when no sentence states the intent: the earliest opens a (high) episode. One cue
+    alone ("my dad keeps a bat in the truck") stays a joining detail."""
+    ho = [m for m in mentions if m.kind == "context" and m.category is RiskCategory.harm_to_others and not m.past]
+    out = list(mentions)
+    for m in ho:
+        partners = [o for o in ho if o.why != m.why and abs(o.start - m.start) <= gap_s]
+        if partners and m.start <= min(o.start for o in partners):
+            out.append(Mention(m.category, Severity.high, False, f"episode rule: convergent_plan ({m.why})", "lexicon", m.quotes))
+    return out
 
 
 def route_mention(m: Mention) -> Mention | None:

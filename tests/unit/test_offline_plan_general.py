@@ -1,0 +1,104 @@
+"""Offline notes, second round (issue 14 item 2): agreed actions in the forms clients actually
+agree them, and interventions shown rather than named. Sentences are made up for the tests."""
+
+from __future__ import annotations
+
+from bench.risk_blind import to_segments
+from services.notes.offline import build_offline_notes
+
+
+def _notes(*turns: tuple[str, str]):
+    roles = {"T": "THERAPIST"}
+    segs = to_segments([{"speaker": sp, "role": roles.get(sp, "CLIENT"), "text": t} for sp, t in turns])
+    return segs, build_offline_notes(segs, [])
+
+
+def _evidence(notes) -> list[str]:
+    return [a.evidence for a in notes.action_items]
+
+
+def _grounded(notes, segs) -> None:
+    text = "\n".join(s.text for s in segs)
+    for item in list(notes.action_items) + list(notes.strategies):
+        assert item.evidence and item.evidence in text  # nothing invented
+
+
+def test_open_verb_commitment_answering_the_therapist_is_an_action():
+    segs, notes = _notes(("T", "If it helps, I can write a short note for the surgery."),
+                         ("C", "That would help. I'll ring the surgery this afternoon."))
+    assert "I'll ring the surgery this afternoon." in _evidence(notes)
+    _grounded(notes, segs)
+
+
+def test_narrative_future_is_not_an_action():
+    _segs, notes = _notes(("T", "How did the weekend go?"), ("C", "I'll be honest, it was rough. I'll probably fail the exam."))
+    assert notes.action_items == []
+
+
+def test_conditional_plan_and_plan_with_a_time():
+    _segs, notes = _notes(("T", "What will you do when it gets heated?"),
+                          ("C", "If I'm at a six I'll go out to the garage."),
+                          ("T", "And you?"), ("C2", "I'm keeping my keys with me from now on."))
+    ev = _evidence(notes)
+    assert "If I'm at a six I'll go out to the garage." in ev
+    assert "I'm keeping my keys with me from now on." in ev
+
+
+def test_answer_to_a_plan_question_is_the_plan_only_when_concrete():
+    _segs, notes = _notes(("T", "So this week?"), ("C", "Cooking with him in the kitchen four times, no googling."))
+    assert "Cooking with him in the kitchen four times, no googling." in _evidence(notes)
+    _segs, notes = _notes(("T", "So this week?"), ("C", "Probably nothing."))
+    assert notes.action_items == []
+
+
+def test_instruction_taken_up_and_suggestion_between_clients():
+    _segs, notes = _notes(("T", "If he stops sleeping, call the crisis team."), ("C", "We will. Thank you."))
+    assert "If he stops sleeping, call the crisis team." in _evidence(notes)
+    _segs, notes = _notes(("T", "Any ideas for time together?"), ("C", "Lily, what about nails on Wednesday?"),
+                          ("C2", "Okay. Yeah. That'd be nice."))
+    assert "Lily, what about nails on Wednesday?" in _evidence(notes)
+
+
+def test_plan_before_an_acceptance_in_the_same_turn():
+    _segs, notes = _notes(("T", "What would you two enjoy?"), ("C", "Saturday pancakes. Just the two of us. I can do that."))
+    assert "Saturday pancakes." in _evidence(notes)
+
+
+def test_therapist_own_next_steps_including_asking_consent():
+    _segs, notes = _notes(("T", "After that, I'll call the crisis team and walk you over."),
+                          ("T", "Would it be okay if I spoke to your keyworker?"), ("C", "Yeah, go for it."))
+    owners = {a.evidence: a.owner for a in notes.action_items}
+    assert owners.get("After that, I'll call the crisis team and walk you over.") == "therapist"
+    assert "Would it be okay if I spoke to your keyworker?" in owners
+
+
+def _names(*turns):
+    segs, notes = _notes(*turns)
+    _grounded(notes, segs)
+    return {s.name for s in notes.strategies}
+
+
+def test_psychoeducation_shown_not_named():
+    assert "psychoeducation" in _names(("T", "That pattern is really common after a loss."), ("C", "Okay."))
+    assert "psychoeducation" in _names(("T", "Those three a.m. thoughts are a symptom, not a verdict."), ("C", "Right."))
+    assert "psychoeducation" in _names(("T", "The brain stores the danger signal and fires the alarm."), ("C", "Huh."))
+    assert "psychoeducation" not in _names(("C", "That's really common for me."), ("T", "Tell me more."))  # client words
+
+
+def test_validation_reflection_and_mi_questions():
+    assert "validation" in _names(("T", "So what I'm hearing is that it feels unfair."), ("C", "Yes."))
+    assert "validation" in _names(("T", "It sounds like a big piece of you went with the job."), ("C", "Yeah."))
+    assert "motivational interviewing" in _names(("T", "Is that what you want him to feel toward you?"), ("C", "No."))
+
+
+def test_restructuring_safety_planning_and_problem_solving_shown():
+    assert "thought records / cognitive restructuring" in _names(("T", "Is it possible the same is true for you?"), ("C", "Maybe."))
+    assert "safety planning" in _names(("T", "Can we talk about getting the gun out of the house?"), ("C", "Okay."))
+    assert "problem solving" in _names(("T", "What if we set some ground rules for the meeting?"), ("C", "Fine."))
+
+
+def test_sleep_hygiene_breathing_and_relapse_prevention_shown():
+    assert "sleep hygiene" in _names(("T", "Lights off by midnight, phone in the kitchen."), ("C", "Okay."))
+    assert "breathing exercises" in _names(("T", "Breathe in for four, hold, out for six."), ("C", "Okay."))
+    assert "relapse prevention" in _names(("T", "So those are your red flags."), ("C", "Yeah."))
+    assert "relapse prevention" not in _names(("C", "The cravings are bad."), ("T", "Tell me more."))
