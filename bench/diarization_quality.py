@@ -92,7 +92,7 @@ FEATURE_KEYS = ("vad_threshold", "vad_pad_ms", "vad_min_silence_ms", "vad_min_sp
                 "min_window_s", "embedding")
 # Feature settings added later: part of the cache key only when not at these values, so
 # earlier cache entries stay valid.
-EXTRA_FEATURE_KEYS = {"embed_loudness": "recording"}
+EXTRA_FEATURE_KEYS = {"embed_loudness": "recording", "vad_model": "silero", "segmentation_step_s": 5.0}
 
 
 class FeatureCache:
@@ -122,11 +122,13 @@ class FeatureCache:
         if memo_key in self.memo:
             return self.memo[memo_key]
         fkey = self._file_key(item)
-        probs_path = CACHE / f"{fkey}.probs.npy"
+        vad = "" if cfg.vad_model == "silero" else f".{cfg.vad_model}{cfg.segmentation_step_s}"
+        probs_path = CACHE / f"{fkey}{vad}.probs.npy"
         audio = self._audio(item)
         if probs_path.exists():
             probs = np.load(probs_path)
         else:
+            self.diarizer.config = cfg
             probs = self.diarizer.speech_probabilities(audio)
             np.save(probs_path, probs)
         feat_path = CACHE / f"{fkey}.{hashlib.sha1(repr(fk).encode()).hexdigest()[:12]}.feat.pkl"
