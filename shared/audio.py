@@ -17,6 +17,7 @@ import numpy as np
 SAMPLE_RATE = 16000
 # Lossy formats may estimate their header duration from the bitrate, so allow slack.
 _EXACT_HEADER_FORMATS = {"wav", "flac"}
+_RESERVE_AT_MOST_S = 4 * 3600
 
 
 class AudioDecodeError(Exception):
@@ -67,12 +68,36 @@ def _frames(container, stream, max_duration_s: float | None):
         yield frame
 
 
+def _expected_samples(container, stream, sample_rate: int) -> int:
+    """What the header says the decoded length will be (0 when it does not say)."""
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / av.time_base
+    else:
+        return 0
+    return max(0, int(seconds * sample_rate))
+
+
 def _decode(container, sample_rate: int, max_duration_s: float | None = None) -> tuple[np.ndarray, object]:
+    """Blocks written into one buffer sized from the header (plus 1 s), so a 2-hour file
+    peaks at one copy of its samples, not two (a list of blocks and their concatenation:
+    0.9 GB instead of 0.46 GB at 16 kHz). A header that under-states the length grows the
+    buffer by half each time it fills; the result is a view of the filled part."""
     stream = _audio_stream(container)
-    chunks = list(_pcm_blocks(container, sample_rate, max_duration_s, stream))
-    if not chunks:
-        return np.zeros(0, dtype=np.float32), stream
-    return np.concatenate(chunks), stream
+    # A header is the uploader's claim: never reserve more than the cap (or 4 hours) on it.
+    cap_s = max_duration_s if max_duration_s is not None else _RESERVE_AT_MOST_S
+    expected = min(_expected_samples(container, stream, sample_rate), int(cap_s * sample_rate))
+    buf = np.empty(expected + sample_rate, dtype=np.float32)
+    filled = 0
+    for block in _pcm_blocks(container, sample_rate, max_duration_s, stream):
+        if filled + block.size > buf.size:
+            grown = np.empty(max(filled + block.size, buf.size + buf.size // 2), dtype=np.float32)
+            grown[:filled] = buf[:filled]
+            buf = grown
+        buf[filled : filled + block.size] = block
+        filled += block.size
+    return buf[:filled], stream
 
 
 def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_duration_s: float | None = None) -> np.ndarray:

@@ -28,3 +28,15 @@ def test_level_profile_has_one_value_per_hop_and_sees_speech_louder_than_the_qui
     levels = energy_profile(JFK, hop_s=0.02)
     assert abs(levels.size - whole.size / (0.02 * SAMPLE_RATE)) <= 1
     assert levels.max() - levels.min() > 20  # dB between speech and the pauses
+
+
+def test_decode_is_the_same_whether_the_header_tells_the_length_or_under_states_it(monkeypatch):
+    """The decode buffer is sized from the header; a header that under-states the length
+    makes it grow, and either way every sample arrives in order."""
+    import shared.audio as audio
+
+    whole = decode_audio(JFK)
+    assert abs(whole.size / SAMPLE_RATE - 11.0) < 0.1
+    monkeypatch.setattr(audio, "_expected_samples", lambda *a: SAMPLE_RATE // 10)  # claims 0.1 s
+    grown = decode_audio(JFK)
+    assert np.array_equal(grown, whole)
