@@ -2,11 +2,14 @@
 
 Pipeline (each step is a module-level pure function, so it can be unit tested alone):
 
-1. **Voice activity** (:func:`speech_probabilities`, :func:`speech_regions`): silero-vad
-   speech probabilities per 32 ms frame, computed for many parallel streams of the
-   recording at once (the model is recurrent and cheap per step, so one batched step costs
-   little more than a single one; this makes VAD ~5x faster on long audio), then silero's
-   own hysteresis rules (threshold, min silence, min speech, padding).
+1. **Voice activity** (:func:`speech_probabilities`, :func:`speech_regions`): by default
+   pyannote segmentation-3.0 (``services/diarizer/neural.py``, 10 s chunks every 5 s, two
+   at a time) gives per frame the probability of no, one and two speakers: speech is
+   1 - P(none), overlap P(two). silero-vad also runs, for turn edges (step 4): its speech
+   probabilities per 32 ms frame are computed for many parallel streams of the recording
+   at once (the model is recurrent and cheap per step, so one batched step costs little
+   more than a single one; this makes VAD ~5x faster on long audio). Regions follow
+   silero's hysteresis rules (threshold, min silence, min speech, padding).
 2. **Speaker embeddings** (:func:`plan_windows`, :func:`log_free_mel`, ``_embed``):
    resemblyzer d-vectors on 1.5 s windows with a 0.75 s hop inside speech regions, batched.
    Regions shorter than a window are embedded by tiling their own frames to the window
@@ -1061,7 +1064,8 @@ def turns_from_features(
 
 # --------------------------------------------------------------------------- the diarizer
 class BuiltinDiarizer:
-    """silero-vad + resemblyzer + NME spectral clustering; CPU only, weights ship in wheels.
+    """segmentation-3.0 (speech, overlap) + silero-vad (turn edges) + resemblyzer d-vectors +
+    agglomerative clustering (see DiarizerConfig); CPU only, weights ship in wheels.
 
     ``load()`` once, then call ``diarize()`` per recording. The silero model is stateful,
     so calls are serialised by an internal lock (run several diarizers for parallelism).
