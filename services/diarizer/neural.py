@@ -10,7 +10,7 @@ no hub access and without importing the packages that carry them:
   filterbanks (:func:`kaldi_fbank`).
 - :class:`DVectorEncoder`: resemblyzer's d-vector encoder (3-layer LSTM, 256-d; Apache-2.0),
   weights from the installed ``resemblyzer`` package. Importing that package pulls in
-  librosa, numba and scipy.signal (about 100 MB of resident memory for nothing the
+  librosa, numba and scipy.signal (about 130 MB of resident memory for nothing the
   diarizer uses), so the network and the mel filterbank (:func:`slaney_mel_filters`,
   librosa's default) are written here.
 
