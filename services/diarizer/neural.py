@@ -177,6 +177,14 @@ class Segmentation:
         counts, step, _, _ = self.run(audio)
         return counts, step
 
+    def _chunk_starts(self, n: int) -> list[int]:
+        """Sample offsets of the 10 s chunks, every ``step_s``, the last one flush with the end."""
+        step = int(self.step_s * SAMPLE_RATE)
+        starts = list(range(0, max(1, n - self.chunk + step), step))
+        if starts[-1] + self.chunk < n:
+            starts.append(n - self.chunk)
+        return starts
+
     def run(self, audio: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
         """Speaker-count probabilities and stitched local speaker activity over a recording.
 
@@ -191,14 +199,10 @@ class Segmentation:
         Returns ``(counts (F, 3), frame step s, local (F, 3) bool, owner chunk (F,))``.
         """
         n = len(audio)
-        step = int(self.step_s * SAMPLE_RATE)
-        starts = list(range(0, max(1, n - self.chunk + step), step))
-        if starts[-1] + self.chunk < n:
-            starts.append(n - self.chunk)
+        starts = self._chunk_starts(n)
         fstep = self.chunk / SAMPLE_RATE / self.frames_per_chunk  # ~0.0169 s
         total = int(math.ceil(n / SAMPLE_RATE / fstep)) + 1
-        # Whole-recording accumulators in float32 (a 2-hour file: ~430k frames, ~10 MB in all);
-        # the model's outputs are folded in batch by batch and never kept.
+        # float32 accumulators (2 hours: ~10 MB); model outputs are folded in per batch, not kept.
         acc = np.zeros((total, 3), dtype=np.float32)
         weight = np.full(total, 1e-9, dtype=np.float32)
         local = np.zeros((total, 3), dtype=bool)

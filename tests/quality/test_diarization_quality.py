@@ -66,8 +66,14 @@ def test_pyannote_sample(diarizer):
     result, dt = _run(diarizer, audio)
     value = der(ref, result.turns)
     print(f"\n[pyannote_sample] DER={value:.3f} speakers={result.speaker_count} time={dt:.1f}s {result.stats}")
+    # A real two-person recording, never tuned on. Told there are two (the upload's
+    # num_speakers), the answer must be as good: the segmentation settings of ADR 0011 pass 4
+    # found 3 here and, told 2, merged the two people (DER 0.43), which kept them off.
     assert result.speaker_count == 2
     assert value <= 0.15
+    hinted, _ = _run(diarizer, audio, num_speakers=2)
+    assert hinted.speaker_count == 2
+    assert der(ref, hinted.turns) <= 0.15
 
 
 def test_num_speakers_hint_is_honoured(diarizer):
@@ -130,10 +136,9 @@ def test_ami_excerpts(diarizer):
 
     The settings were chosen by cross-validation on tests/data/ami_train only (issue 17);
     these two files were never used to choose anything. Measured with the shipped
-    defaults (segmentation-3.0 VAD, bench/results/diarization_quality.json, pass 3):
-    dev00 0.355, dev01 0.220, mean 0.287 (the issue's goal is 0.30; the previous silero
-    defaults measured 0.358). The assertion is 0.32: a margin over the measured mean, and
-    below the previous defaults' figure.
+    defaults (bench/results/diarization_quality.json): dev00 0.436 (4 speakers found),
+    dev01 0.281 (3 found), mean 0.358, which misses the issue's 0.30 goal (the segmentation
+    settings, not shipped, measured 0.288: ADR 0011 pass 4). The assertion is 0.41.
     """
     refs = parse_rttm((DATA / "ami_dev.rttm").read_text())
     uem = {}
@@ -149,4 +154,4 @@ def test_ami_excerpts(diarizer):
         print(f"\n[AMI {uri}] DER={value:.3f} speakers={result.speaker_count} (reference 2)")
     mean = float(np.mean(values))
     print(f"[AMI] mean DER={mean:.3f}")
-    assert mean <= 0.32
+    assert mean <= 0.41

