@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from services.notes.risk import RiskDetector, detect_risk
-from services.notes.risk_classifier import NONE, WEIGHTS, RiskClassifier, Turn, context_texts
+from services.notes.risk_classifier import (
+    NONE,
+    WEIGHTS,
+    RiskClassifier,
+    Turn,
+    context_texts,
+)
 from shared.contracts.events import MergedSegment
 from shared.contracts.notes import RiskCategory
 
