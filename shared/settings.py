@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TB_"
 JWT_SECRET_MIN_BYTES = 32
+#: The supervised risk layer ships ON only if its leave-one-set-out numbers beat the rules alone
+#: (docs/risk-blind3.md, "Round 4: supervised layer").
+RISK_CLASSIFIER_DEFAULT = False
 # Secrets that were ever written in this repository or its manifests: public, so never
 # acceptable outside development, whatever their length.
 KNOWN_PLACEHOLDER_SECRETS = frozenset({
@@ -233,6 +236,11 @@ class Settings(BaseSettings):
     llm_retry_max_s: float = Field(60.0, description="Backoff cap.")
     risk_semantic: bool = Field(
         True, description="Add the semantic (MiniLM) layer to the lexicon risk safety net; loaded at start-up."
+    )
+    risk_classifier: bool = Field(
+        RISK_CLASSIFIER_DEFAULT,
+        description="Add the supervised turn-level risk classifier (services/notes/risk_classifier.npz, on the semantic "
+        "layer's MiniLM) to the safety net; it opens flags alone only above its cross-validated threshold.",
     )
     breaker_failure_threshold: int = Field(5, description="Consecutive failures that open a circuit breaker.")
     breaker_open_s: float = Field(120.0, description="How long an open breaker stays open.")

@@ -32,7 +32,15 @@ def build_risk_detector(settings: Settings) -> RiskDetector:
         log.warning("risk_semantic_unavailable", error=type(exc).__name__)
         return RiskDetector(semantic=None)
     log.info("risk_semantic_loaded", load_s=round(model.load_seconds, 1), prototypes_s=round(model.prototype_seconds, 1))
-    return RiskDetector(semantic=model)
+    classifier = None
+    if settings.risk_classifier:
+        try:
+            from services.notes.risk_classifier import RiskClassifier
+
+            classifier = RiskClassifier(model.encoder)  # the same MiniLM: only the weights file is added
+        except Exception as exc:  # the rules and prototypes stay on without it
+            log.warning("risk_classifier_unavailable", error=type(exc).__name__)
+    return RiskDetector(semantic=model, classifier=classifier)
 
 
 def build(settings: Settings) -> ServiceRuntime:

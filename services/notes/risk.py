@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from shared.contracts.events import MergedSegment
 from shared.contracts.notes import RiskCategory, RiskEvidence, RiskFlag, Severity, sort_flags
 from services.notes.grounding import Sentence, normalize, segment_sentences
@@ -38,6 +40,7 @@ from services.notes.risk_rules import calibrate_episode, promote_convergent_plan
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
+    from services.notes.risk_classifier import RiskClassifier
     from services.notes.risk_semantic import SemanticConfig, SemanticRiskModel
 
 log = get_logger(__name__)
@@ -1104,6 +1107,62 @@ def _is_screening_turn(asker: MergedSegment, answer: MergedSegment) -> bool:
     return not asker_role and not answer_role and asker.speaker != answer.speaker
 
 
+_CLASSIFIER_KIND = "classifier: "
+
+
+def _classifier_mentions(clf: "RiskClassifier", segments: list[MergedSegment], items: list[_Item],
+                         severity_mode: str) -> list[Mention]:
+    """The supervised layer's turn-level hits that may open an episode, each quoted on the
+    turn's sentence that carries the category most (its line-block score).
+
+    Vetoes (the rules stay authoritative where they are sure): no hit in a turn where the
+    rules suppressed a pattern (a negated, hypothetical, idiomatic, third-party or media
+    sentence: a rule-detected distractor); a category the lexicon found in the turn is the
+    rules'. The hit needs ``threshold`` (``guarded_threshold`` when a sentence of the turn
+    has a negation, hypothetical or third-party cue). Severity: its severity head (or the
+    plan/means cue), low when past; see ``_rules_keep_severity`` for episodes the rules own.
+    """
+    from services.notes.risk_classifier import Turn
+
+    turns = [Turn(s.speaker or "", (s.role or "").upper() == "THERAPIST", s.text) for s in segments]
+    by_seg: dict[int, list[_Item]] = {}
+    seg_index = {id(s): i for i, s in enumerate(segments)}
+    for it in items:
+        by_seg.setdefault(seg_index[id(it.seg)], []).append(it)
+    out: list[Mention] = []
+    for pred in clf.predict(turns):
+        its = [it for it in by_seg.get(pred.turn, []) if it.norm.strip()]
+        if not its or any(it.suppressed for it in its):
+            continue  # no sentence, or a rule-detected distractor in the turn: veto
+        guarded = any(_semantic_guard(it.norm, False) for it in its)
+        lexicon_cats = {h.category for x in its for h, _s, _w in x.hits}
+        for cat_name, p in pred.categories(clf.guarded_threshold if guarded else clf.threshold):
+            cat = RiskCategory(cat_name)
+            if cat in lexicon_cats:
+                continue
+            scores = clf.sentence_scores(cat_name, [it.sent.text for it in its])
+            it = its[int(np.argmax(scores))]
+            past = _item_past(it) or pred.past >= 0.5
+            if past:
+                sev = LO
+            elif severity_mode == "head":
+                sev = Severity(max(pred.severity.items(), key=lambda kv: kv[1])[0])
+            else:
+                sev = HI if _PLAN_MEANS.search(it.norm) and cat in _SEMANTIC_HIGH_OK else MO
+            out.append(Mention(cat, sev, past, f"classifier: p={p:.2f}", "semantic", (_quote(it.seg, it.sent),)))
+    return out
+
+
+def _rules_keep_severity(rule_mentions: list[Mention], clf_mentions: list[Mention], gap_s: float) -> list[Mention]:
+    """Episodes the rules open are theirs (severity, temporal, quotes): a classifier hit within
+    the episode gap of a rule mention of its category that opens an episode is dropped; the
+    classifier only opens episodes where the rules have none (its hit then gathers the rules'
+    joining mentions: means access, prototype corroboration)."""
+    ruled = [m for m in rule_mentions if m.kind in OPENING_KINDS]
+    return list(rule_mentions) + [m for m in clf_mentions if not any(
+        r.category is m.category and abs(r.start - m.start) <= gap_s for r in ruled)]
+
+
 class RiskDetector:
     """The safety net: lexicon patterns plus (optionally) the semantic prototype layer,
     merged into one flag per risk episode.
@@ -1114,10 +1173,14 @@ class RiskDetector:
     warning) if the model cannot be loaded. ``config``: the episode rules.
     """
 
-    def __init__(self, semantic: "SemanticRiskModel | None | str" = "auto", config: RiskConfig | None = None):
+    def __init__(self, semantic: "SemanticRiskModel | None | str" = "auto", config: RiskConfig | None = None,
+                 classifier: "RiskClassifier | None" = None, classifier_severity: str = "head"):
         self._semantic = semantic
         self._semantic_failed = False
         self.config = config or RiskConfig()
+        #: ``risk_classifier.RiskClassifier`` (the supervised layer) or None (off).
+        self.classifier = classifier
+        self.classifier_severity = classifier_severity  # "head" (its severity head) | "rules" (plan/means cue, else moderate)
 
     @property
     def semantic(self) -> "SemanticRiskModel | None":
@@ -1158,6 +1221,9 @@ class RiskDetector:
         out = _screening_mentions(segments) + _topic_mentions(segments)
         for it, sem in zip(items, semantic):
             out += _lexicon_mentions(it) + _context_mentions(it) + _semantic_mentions(it, sem, config) + _weak_mentions(it)
+        if self.classifier is not None:
+            out = _rules_keep_severity(out, _classifier_mentions(self.classifier, segments, items, self.classifier_severity),
+                                       self.config.episode_gap_s)
         return _continue_history([r for r in (route_mention(m) for m in out) if r is not None])
 
     def _semantic_hits(self, items: list[_Item]) -> list[list[tuple[str, float]]]:

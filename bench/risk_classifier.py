@@ -1,0 +1,163 @@
+"""Trains the supervised risk layer (services/notes/risk_classifier.py) and measures it honestly.
+
+1. Leave-one-set-out: for each blind set (blind_clinical, blind_clinical2, blind_clinical3)
+   train on the other two, then score the held-out set through ``bench.risk_blind``'s scorer
+   with the FULL detector (lexicon + prototype layer + classifier), for a grid of
+   regularisation strengths C and solo thresholds; also the detector without the classifier.
+2. ``--ship C THRESHOLD``: train on all three sets with the chosen C and write
+   services/notes/risk_classifier.npz (deterministic: lbfgs, sorted data, float32 weights).
+
+Data: each session's client lines; label = the category of the labelled episode containing
+the line (blind category names mapped as in bench.risk_blind), else "none" (distractor
+lines, hard negatives, are "none" like every other line). Severity and temporal heads are
+trained on the episode lines only. NEVER point this at blind_clinical4.
+
+Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|ship C THRESHOLD]
+-> bench/results/risk_classifier_folds.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.risk_blind import load_blind, run
+from services.notes.risk import RiskDetector
+from services.notes.risk_classifier import NONE, WEIGHTS, RiskClassifier, Turn, features
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ["blind_clinical", "blind_clinical2", "blind_clinical3"]
+RESULTS = ROOT / "bench" / "results"
+CLASSES = [NONE, "suicidal_ideation", "self_harm", "harm_to_others", "substance_use", "abuse_or_violence", "other"]
+SEV = ["low", "moderate", "high"]
+GUARD_OFFSET = 0.1
+CORROBORATE = 0.3
+CACHE = Path("/tmp/risk_classifier_embedding_cache.npz")
+
+
+class CachingEncoder:
+    """The bundled MiniLM with a per-text cache (the grid re-reads the same sentences)."""
+
+    def __init__(self) -> None:
+        from services.notes.risk_semantic import load_encoder
+
+        self.inner = load_encoder()
+        self.cache: dict[str, np.ndarray] = {}
+        if CACHE.exists():  # a scratch cache of this machine's embeddings (never committed)
+            z = np.load(CACHE, allow_pickle=False)
+            self.cache = dict(zip(z["texts"].tolist(), z["emb"]))
+
+    def save(self) -> None:
+        texts = sorted(self.cache)
+        np.savez(CACHE, texts=np.array(texts), emb=np.stack([self.cache[t] for t in texts]))
+
+    def encode(self, sentences: list[str], **kw) -> np.ndarray:
+        missing = sorted({s for s in sentences if s not in self.cache})
+        if missing:
+            emb = np.asarray(self.inner.encode(missing, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                                               show_progress_bar=False), dtype=np.float32)
+            self.cache.update(zip(missing, emb))
+        return np.stack([self.cache[s] for s in sentences])
+
+
+def turns_of(session: dict) -> list[Turn]:
+    return [Turn(ln["speaker"], ln["role"] == "THERAPIST", ln["text"]) for ln in session["lines"]]
+
+
+def dataset(encoder, sessions: list[dict]) -> dict[str, np.ndarray]:
+    xs, ys, sevs, pasts = [], [], [], []
+    for s in sessions:
+        turns = turns_of(s)
+        idx = [i for i, t in enumerate(turns) if not t.therapist and t.text.strip()]
+        label = {}
+        for e in s["episodes"]:
+            for i in e["lines"]:
+                label[i] = (e["category"], e["severity"], e["temporal"] == "past")
+        xs.append(features(encoder, turns, idx))
+        for i in idx:
+            cat, sev, past = label.get(i, (NONE, "", False))
+            ys.append(CLASSES.index(cat))
+            sevs.append(SEV.index(sev) if sev else -1)
+            pasts.append(int(past))
+    return {"X": np.concatenate(xs), "y": np.array(ys), "sev": np.array(sevs), "past": np.array(pasts)}
+
+
+def train(data: list[dict[str, np.ndarray]], C: float, threshold: float) -> dict[str, np.ndarray]:
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.concatenate([d["X"] for d in data]).astype(np.float64)
+    y = np.concatenate([d["y"] for d in data])
+    sev = np.concatenate([d["sev"] for d in data])
+    past = np.concatenate([d["past"] for d in data])
+    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit(X, y)
+    W = np.zeros((len(CLASSES), X.shape[1]))
+    b = np.zeros(len(CLASSES))
+    W[clf.classes_], b[clf.classes_] = clf.coef_, clf.intercept_
+    b[[k for k in range(len(CLASSES)) if k not in set(clf.classes_)]] = -50.0  # a class never seen never fires
+    pos = sev >= 0
+    sclf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit(X[pos], sev[pos])
+    Ws = np.zeros((len(SEV), X.shape[1]))
+    bs = np.full(len(SEV), -50.0)
+    Ws[sclf.classes_], bs[sclf.classes_] = sclf.coef_, sclf.intercept_
+    tclf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit(X[pos], past[pos])
+    return {"classes": np.array(CLASSES), "W": W.astype(np.float32), "b": b.astype(np.float32),
+            "sev_classes": np.array(SEV), "Ws": Ws.astype(np.float32), "bs": bs.astype(np.float32),
+            "Wt": tclf.coef_.astype(np.float32), "bt": tclf.intercept_.astype(np.float32),
+            "threshold": np.float32(threshold), "guarded_threshold": np.float32(min(0.99, threshold + GUARD_OFFSET)),
+            "corroborate": np.float32(CORROBORATE), "C": np.float32(C)}
+
+
+def with_threshold(w: dict, threshold: float) -> dict:
+    return {**w, "threshold": np.float32(threshold), "guarded_threshold": np.float32(min(0.99, threshold + GUARD_OFFSET))}
+
+
+def folds(Cs=(1.0, 4.0), thresholds=(0.5, 0.6, 0.7, 0.8, 0.9), severity_modes=("head",)) -> dict:
+    from services.notes.risk_semantic import SemanticRiskModel
+
+    enc = CachingEncoder()
+    semantic = SemanticRiskModel(encoder=enc)
+    sessions = {name: load_blind(ROOT / "tests" / "data" / name) for name in SETS}
+    data = {name: dataset(enc, ss) for name, ss in sessions.items()}
+    enc.save()
+    out: dict = {"baseline": {}, "grid": []}
+    for name in SETS:
+        out["baseline"][name] = run(sessions[name], RiskDetector(semantic=semantic))["summary"]
+        print("rules", name, out["baseline"][name], flush=True)
+    for C in Cs:
+        for held in SETS:
+            w = train([data[n] for n in SETS if n != held], C, thresholds[0])
+            for th in thresholds:
+                for mode in severity_modes:
+                    det = RiskDetector(semantic=semantic, classifier=RiskClassifier(enc, weights=with_threshold(w, th)),
+                                       classifier_severity=mode)
+                    summ = run(sessions[held], det)["summary"]
+                    row = {"C": C, "threshold": th, "severity": mode, "held_out": held, **summ}
+                    out["grid"].append(row)
+                    print(json.dumps({k: row[k] for k in ("C", "threshold", "severity", "held_out", "episode_recall",
+                                      "false_flags_per_session", "severity_agreement", "high_marked_high", "high_episodes")}),
+                          flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    enc.save()
+    (RESULTS / "risk_classifier_folds.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def ship(C: float, threshold: float) -> None:
+    enc = CachingEncoder()
+    data = [dataset(enc, load_blind(ROOT / "tests" / "data" / n)) for n in SETS]
+    w = train(data, C, threshold)
+    np.savez_compressed(WEIGHTS, **w)
+    print("wrote", WEIGHTS, WEIGHTS.stat().st_size, "bytes")
+
+
+if __name__ == "__main__":
+    t0 = time.time()
+    if len(sys.argv) > 1 and sys.argv[1] == "ship":
+        ship(float(sys.argv[2]), float(sys.argv[3]))
+    else:
+        folds()
+    print(f"{time.time() - t0:.0f} s")
