@@ -136,7 +136,7 @@ no code, prompts, rules, outputs, documentation, benchmarks or earlier evaluatio
 were read (only the source format and label definitions of set 2 were reused, so labels are comparable).
 All names and events are fictional, composed by hand as plain spoken English in many voices: clients of
 different ages, backgrounds and Englishes (Scottish, Irish, Welsh, Nigerian, Ghanaian-British,
-Jamaican-British, Australian, South African, American, and speakers of English as a second language),
+Jamaican-British, Australian, New Zealand, South African, Indian, American, and speakers of English as a second language),
 carried in vocabulary rather than phonetic spelling. Settings include prison in-reach, eating-disorder
 outpatients, older-adult services, LGBTQ+ counselling, refugee services, workplace EAP, an online
 text-to-voice session, early-intervention psychosis, addiction aftercare, bereavement and family work.
