@@ -147,6 +147,14 @@ def _detail(response: httpx.Response) -> str:
     return str(detail) if detail else (response.reason_phrase or f"HTTP {response.status_code}")
 
 
+def _reraise_interrupt(exc: Exception) -> None:
+    """Ctrl-C in the middle of reading a stream makes closing the response fail too, and
+    that error replaces the KeyboardInterrupt: it is still an interruption, not a network
+    fault."""
+    if isinstance(exc.__context__, KeyboardInterrupt):
+        raise KeyboardInterrupt from None
+
+
 def network_error(exc: Exception, server: str) -> CliError:
     """One line that says what went wrong with the connection, never a traceback."""
     text = str(exc) or type(exc).__name__
@@ -252,9 +260,11 @@ class Client:
                 if state["last_id"] != before:  # the stream moved on before it dropped
                     failures = 0
             except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                _reraise_interrupt(exc)
                 if failures >= 5:
                     raise network_error(exc, self.server) from exc
             except httpx.TransportError as exc:
+                _reraise_interrupt(exc)
                 if state["last_id"] is None or failures >= 5:  # refused at once: say so; mid-stream: retry
                     raise network_error(exc, self.server) from exc
             if state["done"]:

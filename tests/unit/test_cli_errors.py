@@ -309,3 +309,32 @@ def test_ctrl_c_while_watching_exits_130_without_a_traceback(signed_in):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+
+
+def test_ctrl_c_that_breaks_the_stream_on_its_way_out_is_still_an_interruption():
+    """Ctrl-C mid-read makes closing the response fail (httpx.ReadError whose context is
+    the KeyboardInterrupt); watching must end as interrupted (130), not as a network fault (6)."""
+    client = cli.Client.__new__(cli.Client)
+    client.server = "http://127.0.0.1:9"
+
+    def broken_on_exit(session_id, state):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise httpx.ReadError("connection closed while reading")
+        yield  # a generator, like the real one
+
+    client._stream_once = broken_on_exit
+    with pytest.raises(KeyboardInterrupt):
+        list(client.stream_status("s1"))
+    plain = cli.Client.__new__(cli.Client)
+    plain.server = "http://127.0.0.1:9"
+
+    def refused(session_id, state):
+        raise httpx.ConnectError("connection refused")
+        yield
+
+    plain._stream_once = refused
+    with pytest.raises(cli.CliError) as err:
+        list(plain.stream_status("s1"))
+    assert err.value.code == cli.EXIT_CONNECT
