@@ -301,14 +301,17 @@ def test_ctrl_c_while_watching_exits_130_without_a_traceback(signed_in):
             pass
 
     routes[("GET", f"/api/sessions/{SID}/status/stream")] = endless
+    # The CLI as a terminal starts it: SIGINT at its default. A runner started in the
+    # background (`cmd &`, nohup) ignores SIGINT, and children inherit an ignored signal.
     proc = subprocess.Popen([sys.executable, "-m", "services.gateway.cli", "watch", SID], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not any(h[1].endswith("/status/stream") for h in Scripted.seen) and time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, (proc.returncode, err)
 
 
 def test_ctrl_c_that_breaks_the_stream_on_its_way_out_is_still_an_interruption():
