@@ -112,8 +112,16 @@ def test_kill9_of_the_transcriber_mid_stage(faults):
     assert_once(faults, sid)
 
 
-def test_sigterm_of_a_worker_mid_session_then_restart(faults):
-    sid = faults.upload(SAMPLE)
+def test_sigterm_of_a_worker_mid_session_then_restart(faults, tmp_path):
+    # Ten minutes (the 30 s sample twenty times), so diarization runs for seconds and the
+    # poll sees it running on a quiet machine too (30 s diarized between two polls).
+    import numpy as np
+    import soundfile as sf
+
+    audio, rate = sf.read(SAMPLE, dtype="float32")
+    long_sample = tmp_path / "ten_minutes.wav"
+    sf.write(long_sample, np.tile(audio, 20), rate)
+    sid = faults.upload(long_sample)
     running = faults.wait([sid], lambda d: stage_running(d, "diarization") or d["status"] in ("processed", "failed"), 300)
     assert stage_running(running[sid], "diarization")
     process = faults.stack.processes["diarizer"]
