@@ -20,6 +20,8 @@ Data sets:
   detector), scored ONCE after the detector was frozen and committed.
 
 Run: .venv/bin/python -m bench.risk_blind [dev|blind|blind-posthoc|DIR] [name] -> bench/results/risk_<name>.json
+     .venv/bin/python -m bench.risk_blind held-out DIR [name] -> bench/results/risk_<name>_text.json
+     (a set neither layer saw: rules alone and rules + the shipped classifier, side by side)
 (``blind-posthoc`` re-scores the blind set after changes made once it had been read: not blind)
 """
 
@@ -141,6 +143,27 @@ def run(sessions: list[dict], detector: RiskDetector) -> dict:
     return {"summary": summarise(per), "sessions": per}
 
 
+def held_out(folder: Path, name: str | None = None) -> dict:
+    """A set neither layer was tuned or trained on, scored once: rules alone and rules +
+    the shipped classifier, side by side -> bench/results/risk_<name>_text.json."""
+    from services.notes.risk_classifier import RiskClassifier
+    from services.notes.risk_semantic import SemanticRiskModel
+
+    sessions, name = load_blind(Path(folder)), name or Path(folder).name
+    model = SemanticRiskModel()
+    result = {
+        "set": str(folder), "held_out": True,
+        "note": "scored once after freezing the rules and the shipped classifier weights",
+        "level": "text: reference transcript lines straight into the detector (no audio)",
+        "rules": run(sessions, RiskDetector(semantic=model)),
+        "rules_plus_classifier": run(sessions, RiskDetector(semantic=model, classifier=RiskClassifier(model.encoder))),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"risk_{name}_text.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k]["summary"] for k in ("rules", "rules_plus_classifier")}, indent=2))
+    return result
+
+
 def main(which: str = "dev", name: str | None = None) -> None:
     """``dev``, ``blind`` (tests/data/blind_clinical), ``blind-posthoc``, or a directory of
     ``session_*.json`` files in the blind schema (e.g. /work/blind/clinical2); results go to
@@ -182,4 +205,7 @@ def load_blind(folder: Path = BLIND) -> list[dict]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "held-out":  # held-out DIR [name]
+        held_out(Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
+        sys.exit(0)
     main(sys.argv[1] if len(sys.argv) > 1 else "dev", sys.argv[2] if len(sys.argv) > 2 else None)
