@@ -36,10 +36,14 @@ ACTION_WINDOW = 1
 INTERVENTION_WINDOW = 3
 
 #: Our strategy names -> the label vocabulary (issue 14's list; the blind README's types).
+#: Writers differ: one calls a breathing exercise "mindfulness/grounding", another
+#: "relaxation"; a strategy of ours counts for every label it names.
 TYPE_OF = {
-    "thought records / cognitive restructuring": "cognitive restructuring", "behavioral activation": "behavioural activation",
-    "grounding": "mindfulness/grounding", "mindfulness": "mindfulness/grounding", "breathing exercises": "mindfulness/grounding",
-    "progressive muscle relaxation": "mindfulness/grounding", "boundary setting": "communication skills",
+    "thought records / cognitive restructuring": ("cognitive restructuring",), "behavioral activation": ("behavioural activation",),
+    "grounding": ("mindfulness/grounding",), "mindfulness": ("mindfulness/grounding",),
+    "breathing exercises": ("mindfulness/grounding", "relaxation"),
+    "progressive muscle relaxation": ("mindfulness/grounding", "relaxation"), "relaxation": ("relaxation", "mindfulness/grounding"),
+    "boundary setting": ("communication skills",),
 }
 
 
@@ -67,7 +71,7 @@ def score_notes(session: dict, notes, segs: list, text: str) -> dict:
     text = normalise_quote(text)
     action_lines = [_line_of(a.start, segs) for a in notes.action_items if a.start is not None]
     found_actions = [a for a in session["action_items"] if any(abs(a["line"] - ln) <= ACTION_WINDOW for ln in action_lines)]
-    ours = {TYPE_OF.get(s.name, s.name).replace("behavioral", "behavioural"): s for s in notes.strategies}
+    ours = {label.replace("behavioral", "behavioural"): s for s in notes.strategies for label in TYPE_OF.get(s.name, (s.name,))}
     labelled = [(_label_type(i["type"]), i["line"]) for i in session["interventions"]]
     found_iv = [t for t, _ln in labelled if t in ours]
     found_iv_near = [t for t, ln in labelled if t in ours and ours[t].start is not None

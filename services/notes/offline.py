@@ -68,9 +68,9 @@ STRATEGIES: list[tuple[str, str, str]] = [
     ("physical activity", "behavioral", r"(?<!breathing )(?<!relaxation )\b(?:exercise|walks?|walking|running|a run|gym|yoga)\b"),
     ("psychoeducation", "psychoeducation", r"\b(?:it(?:'s| is) (?:really |very |incredibly )?(?:common|normal|natural) (?:to|for|that|when)|fight[- ]or[- ]flight|(?:this|that|it)(?:'s| is) called\b|let me explain|the way (?:anxiety|panic|depression|trauma|the brain|alcohol|grief|ocd|mania) works|your (?:brain|body|nervous system) (?:is|does|thinks|reacts)|a (?:common|normal|natural) (?:response|reaction|symptom|part)|what (?:we know|research shows)|(?:is|are) a symptom of|the cycle (?:of|where)|can i (?:explain|share|tell you)|(?:share|give you|go through) (?:a bit of |some )?(?:information|facts)|what (?:happens|is happening|goes on) in (?:the|your) (?:brain|body)|(?:a|this is a|it's a) (?:pattern|cycle) (?:we see|that|where)|(?:a |really |very )?common (?:experience|reaction|response) (?:after|in|with|for|when)|(?:comes?|come) in waves|(?:isn't|is not|it's not) a straight line|what we call|(?:is|are) called|the (?:thinking|rational|logical) (?:part|brain)|(?:your|the) (?:brain|body|mind|nervous system) (?:is still|goes|might|can|keeps|learns|gets)|(?:is|are) (?:normal|common),? (?:they're|it's|and)|(?:tends?|tend) to (?:tell|make|keep)|how (?:it|this|that|anxiety|ocd|depression|grief|trauma|alcohol|withdrawal|mania|psychosis) works|(?:physically|becomes?|become) dependent|a sign (?:that )?your (?:body|brain|mind)|when we(?:'re| are) (?:like that|exhausted|sleep-deprived|anxious|stressed))\b"),
     ("validation", "interpersonal", r"\b(?:(?:that|it) makes (?:complete |total |a lot of |so much )?sense|of course you (?:feel|felt|would)|anyone would (?:feel|be)|(?:completely |totally )?understandable|it(?:'s| is) okay to (?:feel|be)|your (?:feelings?|reaction) (?:are|is) valid|no wonder you|makes (?:complete |total |a lot of |so much )?sense|it's not (?:mad|stupid|silly|weird|crazy|your fault)|(?:both|two) things can be (?:true|there)|i (?:can )?hear (?:that|how|you)|(?:that|it) (?:sounds|must be|must have been) (?:really |so |incredibly )?(?:hard|painful|exhausting|frightening|awful|difficult|lonely|scary)|you're not (?:disgusting|stupid|weak|a failure|broken|mad|a bad)|(?:what you're feeling|your feelings?) (?:is|are) (?:huge|real|understandable)|(?:is|was) (?:his|her|their) responsibility|i can see (?:how|that|why)|anyone in your (?:position|shoes))\b"),
-    ("motivational interviewing", "motivational", r"\b(?:on a scale (?:of|from) (?:0|zero|one|1) to (?:10|ten),? how (?:important|confident|ready|much do you want)|how (?:important|confident|ready) (?:is it|are you|do you feel)|what do you (?:get|like) (?:from|about) (?:drinking|using|gaming|it)|part of you (?:wants|that wants)|ambivalen\w+|the good things (?:about|and)|what would (?:need to|have to) (?:happen|change)|what do you (?:feel|notice) when you say that|how (?:does|did) it feel (?:to say|saying) that|what (?:would|will) (?:it|life|things) (?:look|be) like if|what matters (?:most )?to you|on the one hand|(?:importance|confidence) (?:ruler|scale)|where would you (?:put|rate) (?:yourself|it))\b"),
+    ("motivational interviewing", "motivational", r"\b(?:on a scale (?:of|from) (?:0|zero|nought|one|1) to (?:10|ten),? how (?:important|confident|ready|much do you want)|how (?:important|confident|ready) (?:is it|are you|do you feel)|what do you (?:get|like) (?:from|about) (?:drinking|using|gaming|it)|part of you (?:wants|that wants)|ambivalen\w+|the good things (?:about|and)|what would (?:need to|have to) (?:happen|change)|what do you (?:feel|notice) when you say that|how (?:does|did) it feel (?:to say|saying) that|what (?:would|will) (?:it|life|things) (?:look|be) like if|what matters (?:most )?to you|on the one hand|(?:importance|confidence) (?:ruler|scale)|where would you (?:put|rate) (?:yourself|it))\b"),
     ("communication skills", "interpersonal", r"\b(?:i[- ]statements?|time[- ]?outs?|active listening|reflect (?:back|that back)|(?:say|repeat) (?:back )?what you (?:heard|just heard)|speaker[- ]listener|without interrupting|soft start[- ]?up|tell (?:her|him|each other|your partner) (?:how|what) you (?:feel|need)|(?:turn|talk) to each other|instead of (?:describing|blaming|saying|telling|criticising)|try saying|(?:could|can) you tell (?:him|her|them|\w+) (?:what|how)|make it safe for (?:him|her|them|each other)|(?:rather than|instead of) \"?you (?:never|always)|(?:talk|speak) (?:directly )?to (?:him|her|each other)|(?:neither|none) of you is the (?:enemy|problem)|got in between you|what you need (?:instead|rather)|(?:i hear|you heard) (?:that )?\w+ (?:landed|felt))\b"),
-    ("distress tolerance", "dbt", r"\b(?:distress tolerance|tipp\b|cold water on your face|(?:hold|holding) (?:some )?ice|ice (?:cube|pack)s?|paced breathing|urge surfing|ride (?:out )?the (?:urge|wave)|self[- ]soothe|radical acceptance)\b"),
+    ("distress tolerance", "dbt", r"\b(?:distress tolerance|tipp\b|cold water on your face|take the edge off|(?:cold|icy|freezing) shower|squeez\w* ice|(?:hold|holding) (?:some )?ice|ice (?:cube|pack)s?|paced breathing|urge surfing|ride (?:out )?the (?:urge|wave)|self[- ]soothe|radical acceptance)\b"),
     ("relapse prevention", "relapse prevention", r"\b(?:relapse prevention|relapse (?:plan|signature)|early (?:warning )?signs|high[- ]risk (?:situations?|times?)|(?:if|when) you (?:slip|lapse)|a lapse (?:isn't|is not|doesn't)|(?:if|when) you (?:did|do) (?:slip|drink|use)|(?:exit|leave|escape) (?:plan|strategy)|triggers? (?:list|plan))\b"),
     ("chain analysis", "dbt", r"\b(?:chain analysis|links? in the chain|walk (?:me )?through (?:the chain|what happened (?:just )?before)|vulnerability factors?|prompting event|walk (?:me )?through (?:\w+day|it|that|what happened)|what happened (?:just |right )?before)\b"),
     ("opposite action", "dbt", r"\b(?:opposite action|do the opposite of what the (?:urge|emotion|feeling))\b"),
@@ -86,38 +86,65 @@ STRATEGIES += [
      r"speaks? up|latch\w*|comes? back|gets? worse|feels?|makes?)\b|what (?:trauma|anxiety|depression|grief|ocd|panic|shame|alcohol|a \w+ response) "
      r"(?:does|do|memories do)\b|(?:the|your) (?:brain|body|nervous system|mind) (?:stores?|learns?|learned|reacted|reacts|flags?|fires?|tries|is trying|"
      r"starts?|responds?|slows?|filters?)\b|(?:grief|depression|anxiety|trauma|recovery|healing|withdrawal) (?:doesn't|does not|isn't|is not) (?:a |run|"
-     r"follow|linear)|(?:that's|this is|it's) what (?:a|an|the) \w+ (?:\w+ )?does\b|(?:is|are) (?:a |an )?(?:illness|condition)\b)")),
+     r"follow|linear)|(?:that's|this is|it's) what (?:a|an|the) \w+ (?:\w+ )?does\b|(?:is|are) (?:a |an )?(?:illness|condition)\b|"
+     # Naming and explaining a pattern: "that has a name", "what you're describing is...",
+     # "one of the things that keeps it going", "it's treatable", "more common than people think".
+     r"(?:has|there's|there is) a name\b|what you(?:'re| are|'ve been) describ\w+ (?:is|sounds like|can be|could be|are)\b|"
+     r"keeps? (?:it|this|that|the \w+|\w+) going\b|(?:is|it's|are) (?:very |highly )?treatable\b|more common than (?:people|you|most)|"
+     r"(?:can|may|might) be (?:early |warning |the first )?signs? (?:of|that)\b|(?:is|are) (?:usually|often|mostly) (?:a )?ways? (?:of|to)\b|"
+     r"(?:fight|survival|threat) mode\b|(?:our|the|your) (?:body|brain|mind|nervous system) (?:stays|goes|is) on (?:high )?alert|"
+     r"(?:can|does|will) (?:change|affect|alter) (?:how|the way) (?:the|your|our) (?:brain|body|mind)|puts? (?:a lot of |real |extra )?strain on|"
+     r"tends? to (?:shrink|grow|build|feed|narrow|spiral|escalate|get|make|keep|come|go)\b|learns? that\b)")),
     ("validation", "interpersonal", (r"\b(?:what i'?m hearing|it sounds like (?:you|there|when|a|the|part)|sounds like (?:you|there's|a lot)|thank you for "
      r"(?:being (?:so )?honest|telling me|sharing|trusting me)|i'?m on your side|you'?re in charge of|i'?m taking (?:it|this|that) seriously|"
      r"(?:that|it) took (?:guts|courage)|(?:a|that's a) (?:brave|hard|big) thing to (?:say|share))\b")),
     ("motivational interviewing", "motivational", (r"\b(?:is that what you want|what would help you|what do you want (?:for|to)|what (?:are|would be) the "
      r"(?:good|not so good|downsides?|upsides?)|how (?:does|would) (?:that|this) fit with|what (?:worries|concerns) you (?:about|most)|"
-     r"where does that leave you|(?:the )?good bits|what do you make of that|what would you (?:lose|gain)|(?:sounds like )?part of you)\b")),
+     r"where does that leave you|(?:the )?good bits|what do you make of that|what would you (?:lose|gain)|(?:sounds like )?part of you|"
+     r"what(?:'s| is) not so good|what do you (?:like|enjoy|get out of) (?:about )?(?:smoking|drinking|using|gambling|betting|gaming|it|that|them))\b")),
     ("problem solving", "cognitive", (r"\b(?:(?:a few|some|one|two|three) things? that (?:help|might help|can help|could help|often help)|ground rules|"
      r"what if we (?:set|made|tried|agreed|had)|write down (?:every|all|each)|divide (?:them|it|the \w+)|(?:owns?|owning) (?:it|each|the task|one)|"
-     r"(?:option|plan) (?:a|b)\b|what gets in the way)\b")),
+     r"(?:option|plan) (?:a|b)\b|what gets in the way|smallest (?:possible )?(?:piece|step|bit|part)|(?:broke|broken|breaking) (?:it|that|this|them) "
+     r"(?:down|into)|how about \w+ \w+ to start|to start with,? (?:how|what))\b")),
     ("safety planning", "safety", (r"\b(?:out of the house|intense but safe|put (?:them|it|those|the numbers?) in your phone|(?:lock|locking|locked) "
      r"(?:away|up|it|them)|lockbox|(?:give|giving|hand|handing) (?:it|them|the \w+) to (?:someone|a|your|me)|(?:warning|danger) signs?|"
-     r"who (?:could|can|would|will) you (?:reach|go to|turn to)|(?:call|ring) (?:an ambulance|999|911|the crisis|a crisis))\b")),
+     r"who (?:could|can|would|will) you (?:reach|go to|turn to)|(?:call|ring) (?:an ambulance|999|911|the crisis|a crisis)|"
+     r"(?:put together|make|build|write|draw up) a plan for (?:the nights?|tonight|when|if|the weekend|those)|a plan for if|safe (?:person|place to go)|"
+     r"(?:same[- ]day|urgent|emergency) (?:gp|doctor|appointment|review))\b")),
     ("thought records / cognitive restructuring", "cognitive", (r"\b(?:is it possible (?:that|the same|you|it)|the same (?:is|might be|could be) true for you|"
      r"(?:louder|bigger|stronger) than the (?:facts|evidence)|feelings? (?:aren't|are not|isn't|is not) facts?|would you say (?:that|the same) to|"
      r"(?:a|the) double standard|if (?:a|your) (?:friend|sister|brother|daughter|son) (?:said|told you|did)|(?:look|looking) at (?:the )?evidence|"
      r"what else (?:could|might) (?:explain|be going on))\b")),
     ("behavioral activation", "behavioral", (r"\b(?:(?:made|make|keep|keeping) (?:it|them) (?:really |very )?small|(?:really|very) small (?:step|thing|goal)|"
-     r"just out the door|tiny (?:step|goal)|(?:small|achievable) goal)\b")),
+     r"just out the door|tiny (?:step|goal)|(?:small|achievable) goal|small,? doable|doable version|build (?:it|them|that) up (?:slowly|gradually)|"
+     r"(?:go|stay|walk) for (?:ten|fifteen|twenty|thirty|\d+) minutes)\b")),
     ("sleep hygiene", "behavioral", (r"\b(?:before bed|lights (?:off|out) by|phones? in the kitchen|(?:get|getting|wake|waking) up at the same time|"
      r"wind[- ]down|in bed awake)\b")),
     ("communication skills", "interpersonal", (r"\b(?:in your own words|start with how (?:it|that) (?:affects|makes) you|putting (?:it|that) into words|"
      r"tell (?:him|her|them|\w+),? (?:directly|in your own words)|what you (?:imagine|think) it was like for (?:him|her|them)|(?:turn|speak) to (?:him|her) and|"
-     r"one person talks at a time|take turns)\b")),
+     r"one person talks at a time|take turns|say (?:it|that|this) to (?:him|her|them|\w+),? (?:rather than|instead of|not) (?:to )?me|"
+     r"say back to (?:the other|each other|him|her|them))\b")),
     ("relapse prevention", "relapse prevention", (r"\b(?:red flags?|warning signs?|getting wobbly|slippery slope|(?:old|using) (?:haunts|places|mates|friends)|"
      r"cravings?)\b")),
     ("breathing exercises", "breathing", (r"\b(?:breathe (?:in|out)|in for (?:four|4|five|5)|out for (?:six|6|seven|7|eight|8))\b")),
+    # Means restriction: putting distance between a person at risk and the means (guns, pills,
+    # blades, ligatures, car keys). Named separately from safety planning because clinicians
+    # record it as its own intervention; a sentence may count as both.
+    ("means restriction", "safety", (r"\b(?:means (?:restriction|safety)|lethal means|lock ?box|gun (?:safe|cabinet|lock)|trigger lock|"
+     r"(?:lock|locked|locking) (?:it|them|those|the \w+|your \w+) (?:away|up)|(?:lock|locked|locking) (?:away|up) (?:the|your|any|all)|"
+     r"(?:hold|keep|look after|store|take|mind) (?:onto |on to )?(?:your|the|his|her|their|those|any|all (?:the|your)) ?(?:\w+ )?"
+     r"(?:guns?|firearms?|rifles?|shotguns?|pistols?|ammunition|ammo|pills|tablets|medications?|meds|paracetamol|knives|blades?|razors?|"
+     r"ropes?|belts?|straps?|car keys|keys|cabinet key)|(?:out of|away from|off) (?:the|your|his|her) (?:house|home|flat|truck|car|farm|room|bedroom)|"
+     r"(?:leave|leaving|give|giving|hand|handing) (?:it|them|those|the \w+|your \w+) (?:over )?(?:with|to) (?:me|us|someone|a (?:friend|neighbour|neighbor)|your \w+)|"
+     r"where (?:could|would|can) (?:it|they|the \w+|those) (?:go|be kept|live)|(?:dispose|get rid) of (?:the|any|your|those) (?:spare |old |extra )?"
+     r"(?:pills|tablets|medication|meds|blades?|razors?)|(?:smaller|weekly|daily) (?:packs?|supplies|prescriptions?|dispensing)|blister packs?)\b")),
+    ("relaxation", "breathing", (r"\b(?:relaxation|relax (?:your|the|each)|(?:let|drop) your shoulders|(?:slow|slower|longer) (?:out[- ])?breath|"
+     r"breathe out (?:slowly|longer)|tense and release|unclench)\b")),
 ]
 #: Interventions only the therapist can "use": a client saying "that makes sense" is not validation.
 THERAPIST_ONLY = {"psychoeducation", "validation", "motivational interviewing", "communication skills",
                   "chain analysis", "problem solving", "thought records / cognitive restructuring", "safety planning",
-                  "relapse prevention"}
+                  "relapse prevention", "means restriction", "relaxation"}
 _STRATEGY_RX = [(n, c, re.compile(rx, re.IGNORECASE)) for n, c, rx in STRATEGIES]
 
 EMOTIONS: dict[str, str] = {

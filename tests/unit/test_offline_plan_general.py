@@ -102,3 +102,41 @@ def test_sleep_hygiene_breathing_and_relapse_prevention_shown():
     assert "breathing exercises" in _names(("T", "Breathe in for four, hold, out for six."), ("C", "Okay."))
     assert "relapse prevention" in _names(("T", "So those are your red flags."), ("C", "Yeah."))
     assert "relapse prevention" not in _names(("C", "The cravings are bad."), ("T", "Tell me more."))
+
+
+def _strategy_names(*turns: tuple[str, str]) -> set[str]:
+    segs, notes = _notes(*turns)
+    _grounded(notes, segs)
+    return {s.name for s in notes.strategies}
+
+
+def test_means_restriction_is_its_own_intervention_and_still_safety_planning():
+    names = _strategy_names(("C", "The tablets are in the bathroom cabinet."),
+                            ("T", "Could your brother hold onto the tablets for now, out of the flat?"))
+    assert "means restriction" in names
+    names = _strategy_names(("T", "Is there somewhere they could be locked away tonight, a gun safe at your dad's?"))
+    assert {"means restriction", "safety planning"} <= names
+    # The client's own talk of a cabinet is not the therapist restricting means.
+    assert "means restriction" not in _strategy_names(("C", "Could you hold onto the tablets for me? I lost the keys."),
+                                                      ("T", "How has the week been?"))
+
+
+def test_relaxation_shown_not_named():
+    names = _strategy_names(("T", "Let's try it now. Let your shoulders drop and breathe out slowly, longer than the in-breath."))
+    assert "relaxation" in names
+
+
+def test_psychoeducation_by_naming_and_explaining_a_pattern():
+    for line in ("That pattern has a name: boom and bust.",
+                 "What you're describing sounds like panic, and it's very treatable.",
+                 "Skipping meals all day is one of the things that keeps the bingeing going.",
+                 "When we've been scared for a long time, the body stays on alert."):
+        assert "psychoeducation" in _strategy_names(("C", "I don't know why it happens."), ("T", line)), line
+    assert "psychoeducation" not in _strategy_names(("T", "How was the drive in today?"), ("C", "Fine, thanks."))
+
+
+def test_shown_moves_for_problem_solving_activation_and_distress_tolerance():
+    assert "problem solving" in _strategy_names(("T", "If you broke it into the smallest possible piece, what would it be?"))
+    assert "behavioral activation" in _strategy_names(("T", "What would be a small, doable version of that this week?"))
+    assert "distress tolerance" in _strategy_names(("T", "Some people squeeze ice or take a cold shower to take the edge off."))
+    assert "motivational interviewing" in _strategy_names(("T", "On a scale of nought to ten, how ready are you to cut down?"))
