@@ -1,16 +1,16 @@
 """Trains the supervised risk layer (services/notes/risk_classifier.py) and measures it honestly.
 
-1. Leave-one-set-out: for each blind set (blind_clinical, blind_clinical2, blind_clinical3)
-   train on the other two, then score the held-out set through ``bench.risk_blind``'s scorer
+1. Leave-one-set-out: for each blind set in ``SETS`` (five writers' sets)
+   train on the other four, then score the held-out set through ``bench.risk_blind``'s scorer
    with the FULL detector (lexicon + prototype layer + classifier), for a grid of
    regularisation strengths C and solo thresholds; also the detector without the classifier.
-2. ``--ship C THRESHOLD``: train on all three sets with the chosen C and write
+2. ``ship C THRESHOLD``: train on all of ``SETS`` with the chosen C and write
    services/notes/risk_classifier.npz (deterministic: lbfgs, sorted data, float32 weights).
 
 Data: each session's client lines; label = the category of the labelled episode containing
 the line (blind category names mapped as in bench.risk_blind), else "none" (distractor
 lines, hard negatives, are "none" like every other line). Severity and temporal heads are
-trained on the episode lines only. NEVER point this at blind_clinical4.
+trained on the episode lines only. NEVER train on or choose with blind_clinical6 (``HELD_OUT``).
 
 Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|ship C THRESHOLD]
 -> bench/results/risk_classifier_folds.json
@@ -30,7 +30,10 @@ from services.notes.risk import RiskDetector
 from services.notes.risk_classifier import NONE, WEIGHTS, RiskClassifier, Turn, features
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = ["blind_clinical", "blind_clinical2", "blind_clinical3"]
+# Round 5: five writers' sets; blind_clinical6 is held out from training and choosing (scored once
+# with ``held-out`` after the weights are shipped).
+SETS = ["blind_clinical", "blind_clinical2", "blind_clinical3", "blind_clinical4", "blind_clinical5"]
+HELD_OUT = "blind_clinical6"
 RESULTS = ROOT / "bench" / "results"
 CLASSES = [NONE, "suicidal_ideation", "self_harm", "harm_to_others", "substance_use", "abuse_or_violence", "other"]
 SEV = ["low", "moderate", "high"]
