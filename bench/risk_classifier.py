@@ -12,7 +12,7 @@ the line (blind category names mapped as in bench.risk_blind), else "none" (dist
 lines, hard negatives, are "none" like every other line). Severity and temporal heads are
 trained on the episode lines only. NEVER train on or choose with blind_clinical6 (``HELD_OUT``).
 
-Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|ship C THRESHOLD]
+Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|veto|ship C THRESHOLD [WEAK_VETO]]
 -> bench/results/risk_classifier_folds.json
 """
 
@@ -149,10 +149,36 @@ def folds(Cs=(1.0, 4.0), thresholds=(0.5, 0.6, 0.7, 0.8, 0.9), severity_modes=("
     return out
 
 
-def ship(C: float, threshold: float) -> None:
+def veto_folds(C: float = 4.0, threshold: float = 0.7, vetoes=(None, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> dict:
+    """Leave-one-set-out for the weak-opener veto (``risk._veto_weak_openers``) at the chosen
+    C and threshold -> bench/results/risk_classifier_veto_folds.json."""
+    from services.notes.risk_semantic import SemanticRiskModel
+
+    enc = CachingEncoder()
+    semantic = SemanticRiskModel(encoder=enc)
+    sessions = {name: load_blind(ROOT / "tests" / "data" / name) for name in SETS}
+    data = {name: dataset(enc, ss) for name, ss in sessions.items()}
+    rows = []
+    for held in SETS:
+        w = train([data[n] for n in SETS if n != held], C, threshold)
+        for veto in vetoes:
+            wv = {**w, "weak_veto": np.float32(veto)} if veto is not None else w
+            summ = run(sessions[held], RiskDetector(semantic=semantic, classifier=RiskClassifier(enc, weights=wv)))["summary"]
+            rows.append({"C": C, "threshold": threshold, "weak_veto": veto, "held_out": held, **summ})
+            print(json.dumps({k: rows[-1][k] for k in ("weak_veto", "held_out", "episode_recall", "false_flags_per_session",
+                              "severity_agreement", "high_marked_high")}), flush=True)
+    enc.save()
+    out = {"sets": SETS, "grid": rows}
+    (RESULTS / "risk_classifier_veto_folds.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def ship(C: float, threshold: float, weak_veto: float | None = None) -> None:
     enc = CachingEncoder()
     data = [dataset(enc, load_blind(ROOT / "tests" / "data" / n)) for n in SETS]
     w = train(data, C, threshold)
+    if weak_veto is not None:
+        w["weak_veto"] = np.float32(weak_veto)
     np.savez_compressed(WEIGHTS, **w)
     print("wrote", WEIGHTS, WEIGHTS.stat().st_size, "bytes")
 
@@ -160,7 +186,9 @@ def ship(C: float, threshold: float) -> None:
 if __name__ == "__main__":
     t0 = time.time()
     if len(sys.argv) > 1 and sys.argv[1] == "ship":
-        ship(float(sys.argv[2]), float(sys.argv[3]))
+        ship(float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else None)
+    elif len(sys.argv) > 1 and sys.argv[1] == "veto":
+        veto_folds()
     else:
         folds()
     print(f"{time.time() - t0:.0f} s")

@@ -40,7 +40,7 @@ from services.notes.risk_rules import calibrate_episode, promote_convergent_plan
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
-    from services.notes.risk_classifier import RiskClassifier
+    from services.notes.risk_classifier import RiskClassifier, TurnPrediction
     from services.notes.risk_semantic import SemanticConfig, SemanticRiskModel
 
 log = get_logger(__name__)
@@ -1110,8 +1110,38 @@ def _is_screening_turn(asker: MergedSegment, answer: MergedSegment) -> bool:
 _CLASSIFIER_KIND = "classifier: "
 
 
+def _veto_weak_openers(mentions: list[Mention], segments: list[MergedSegment], preds: list["TurnPrediction"],
+                       veto: float | None) -> list[Mention]:
+    """Drop the rules' weakest openers where the supervised layer reads no risk at all.
+
+    A screening answer ("Monday's fine" after a risk question), a topic reply or a semantic
+    match opens an episode on context or resemblance, not on what was said; those made most
+    of the rules' false flags on blind sets they never saw. Such a mention is dropped when
+    the classifier (which reads the therapist's question with the turn) gives its turn
+    P(no risk) >= ``veto``. Lexicon and context mentions are never vetoed. ``veto`` None: off.
+    """
+    if veto is None:
+        return mentions
+    p_none = {p.turn: p.probs.get("none", 0.0) for p in preds}
+    seg_index = {(s.start, s.end, s.speaker): i for i, s in enumerate(segments)}
+
+    def turn_of(m: Mention) -> int | None:
+        q = m.quotes[0]
+        hit = [i for (a, b, _spk), i in seg_index.items() if a - 1e-6 <= q.start <= b + 1e-6]
+        return hit[0] if len(hit) == 1 else next((i for i in hit if i in p_none), None)
+
+    out = []
+    for m in mentions:
+        weak = m.kind == "screening" or (m.kind == "semantic" and not m.why.startswith("classifier"))
+        t = turn_of(m) if weak else None
+        if t is not None and p_none.get(t, 0.0) >= veto:
+            continue
+        out.append(m)
+    return out
+
+
 def _classifier_mentions(clf: "RiskClassifier", segments: list[MergedSegment], items: list[_Item],
-                         severity_mode: str) -> list[Mention]:
+                         severity_mode: str, preds: list["TurnPrediction"] | None = None) -> list[Mention]:
     """The supervised layer's turn-level hits that may open an episode, each quoted on the
     turn's sentence that carries the category most (its line-block score).
 
@@ -1130,7 +1160,7 @@ def _classifier_mentions(clf: "RiskClassifier", segments: list[MergedSegment], i
     for it in items:
         by_seg.setdefault(seg_index[id(it.seg)], []).append(it)
     out: list[Mention] = []
-    for pred in clf.predict(turns):
+    for pred in (preds if preds is not None else clf.predict(turns)):
         its = [it for it in by_seg.get(pred.turn, []) if it.norm.strip()]
         if not its or any(it.suppressed for it in its):
             continue  # no sentence, or a rule-detected distractor in the turn: veto
@@ -1222,8 +1252,12 @@ class RiskDetector:
         for it, sem in zip(items, semantic):
             out += _lexicon_mentions(it) + _context_mentions(it) + _semantic_mentions(it, sem, config) + _weak_mentions(it)
         if self.classifier is not None:
-            out = _rules_keep_severity(out, _classifier_mentions(self.classifier, segments, items, self.classifier_severity),
-                                       self.config.episode_gap_s)
+            from services.notes.risk_classifier import Turn
+
+            preds = self.classifier.predict([Turn(s.speaker or "", (s.role or "").upper() == "THERAPIST", s.text) for s in segments])
+            clf_mentions = _classifier_mentions(self.classifier, segments, items, self.classifier_severity, preds)
+            out = _veto_weak_openers(out, segments, preds, self.classifier.weak_veto)
+            out = _rules_keep_severity(out, clf_mentions, self.config.episode_gap_s)
         return _continue_history([r for r in (route_mention(m) for m in out) if r is not None])
 
     def _semantic_hits(self, items: list[_Item]) -> list[list[tuple[str, float]]]:

@@ -119,6 +119,9 @@ class RiskClassifier:
         self.threshold = float(w["threshold"])
         self.guarded_threshold = float(w["guarded_threshold"])
         self.corroborate = float(w["corroborate"])
+        #: P(no risk) at or above which the rules' weakest openers (screening answers, topic
+        #: replies, semantic matches) are dropped; absent from the weights file: off.
+        self.weak_veto = float(w["weak_veto"]) if "weak_veto" in w else None
 
     def predict_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if x.shape[0] == 0:

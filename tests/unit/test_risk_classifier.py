@@ -127,3 +127,29 @@ def test_setting_default_matches_the_documented_decision():
     from shared.settings import RISK_CLASSIFIER_DEFAULT, Settings
 
     assert Settings.model_fields["risk_classifier"].default is RISK_CLASSIFIER_DEFAULT
+
+
+def _never_risk(weak_veto: float | None) -> RiskClassifier:
+    """A classifier that gives every turn P(no risk) ~1, optionally with the weak-opener veto."""
+    classes = np.array([NONE, "suicidal_ideation"])
+    W = np.zeros((2, 3 * 384), dtype=np.float32)
+    W[0, 0] = W[0, 384] = W[0, 768] = 10.0
+    weights = {
+        "classes": classes, "W": W, "b": np.zeros(2, np.float32), "sev_classes": np.array(["low", "moderate", "high"]),
+        "Ws": np.zeros((3, 3 * 384), np.float32), "bs": np.zeros(3, np.float32),
+        "Wt": np.zeros((1, 3 * 384), np.float32), "bt": np.array([-5.0], np.float32),
+        "threshold": np.float32(0.7), "guarded_threshold": np.float32(0.8), "corroborate": np.float32(0.3)}
+    if weak_veto is not None:
+        weights["weak_veto"] = np.float32(weak_veto)
+    return RiskClassifier(_ConstEncoder(), weights=weights)
+
+
+def test_weak_veto_drops_screening_openers_the_classifier_reads_as_no_risk_but_never_the_lexicon():
+    screening = [_seg("THERAPIST", "Have you had any thoughts of ending your life?", 0.0),
+                 _seg("CLIENT", "Yes, sometimes.", 5.0)]
+    assert RiskDetector(semantic=None).detect(screening), "the rules flag an affirmative screening answer"
+    assert RiskDetector(semantic=None, classifier=_never_risk(None)).detect(screening), "no veto in the weights: kept"
+    assert RiskDetector(semantic=None, classifier=_never_risk(0.9)).detect(screening) == []
+    explicit = [_seg("CLIENT", "I have been thinking about killing myself every night.", 0.0)]
+    assert [f.category for f in RiskDetector(semantic=None, classifier=_never_risk(0.9)).detect(explicit)] == \
+        [RiskCategory.suicidal_ideation]
