@@ -40,7 +40,7 @@ from services.notes.risk_rules import calibrate_episode, promote_convergent_plan
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
-    from services.notes.risk_classifier import RiskClassifier, Turn, TurnPrediction
+    from services.notes.risk_classifier import RiskClassifier, TurnPrediction
     from services.notes.risk_semantic import SemanticConfig, SemanticRiskModel
 
 log = get_logger(__name__)
@@ -1110,27 +1110,8 @@ def _is_screening_turn(asker: MergedSegment, answer: MergedSegment) -> bool:
 _CLASSIFIER_KIND = "classifier: "
 
 
-def speaker_turns(segments: list[MergedSegment]) -> tuple[list["Turn"], list[int]]:
-    """The classifier's unit: a speaker turn, i.e. consecutive segments of one speaker joined
-    (it was trained on scripted turns; ASR cuts one turn into several segments, and a
-    fragment such as "Two weeks." read with the therapist's risk question as its context
-    looks like a disclosure). Returns the turns and, per segment, its turn's index."""
-    from services.notes.risk_classifier import Turn
-
-    turns: list[Turn] = []
-    turn_of: list[int] = []
-    for i, seg in enumerate(segments):
-        therapist = (seg.role or "").upper() == "THERAPIST"
-        if i and turns and segments[i - 1].speaker == seg.speaker and turns[-1].therapist == therapist:
-            turns[-1] = Turn(turns[-1].speaker, therapist, f"{turns[-1].text} {seg.text}".strip())
-        else:
-            turns.append(Turn(seg.speaker or "", therapist, seg.text))
-        turn_of.append(len(turns) - 1)
-    return turns, turn_of
-
-
-def _veto_weak_openers(mentions: list[Mention], segments: list[MergedSegment], turn_of_seg: list[int],
-                       preds: list["TurnPrediction"], veto: float | None) -> list[Mention]:
+def _veto_weak_openers(mentions: list[Mention], segments: list[MergedSegment], preds: list["TurnPrediction"],
+                       veto: float | None) -> list[Mention]:
     """Drop the rules' weakest openers where the supervised layer reads no risk at all.
 
     A screening answer ("Monday's fine" after a risk question), a topic reply or a semantic
@@ -1142,11 +1123,12 @@ def _veto_weak_openers(mentions: list[Mention], segments: list[MergedSegment], t
     if veto is None:
         return mentions
     p_none = {p.turn: p.probs.get("none", 0.0) for p in preds}
+    seg_index = {(s.start, s.end, s.speaker): i for i, s in enumerate(segments)}
 
     def turn_of(m: Mention) -> int | None:
         q = m.quotes[0]
-        hit = [turn_of_seg[i] for i, seg in enumerate(segments) if seg.start - 1e-6 <= q.start <= seg.end + 1e-6]
-        return next((t for t in hit if t in p_none), None)
+        hit = [i for (a, b, _spk), i in seg_index.items() if a - 1e-6 <= q.start <= b + 1e-6]
+        return hit[0] if len(hit) == 1 else next((i for i in hit if i in p_none), None)
 
     out = []
     for m in mentions:
@@ -1159,7 +1141,7 @@ def _veto_weak_openers(mentions: list[Mention], segments: list[MergedSegment], t
 
 
 def _classifier_mentions(clf: "RiskClassifier", segments: list[MergedSegment], items: list[_Item],
-                         severity_mode: str, turn_of_seg: list[int], preds: list["TurnPrediction"]) -> list[Mention]:
+                         severity_mode: str, preds: list["TurnPrediction"] | None = None) -> list[Mention]:
     """The supervised layer's turn-level hits that may open an episode, each quoted on the
     turn's sentence that carries the category most (its line-block score).
 
@@ -1170,13 +1152,16 @@ def _classifier_mentions(clf: "RiskClassifier", segments: list[MergedSegment], i
     has a negation, hypothetical or third-party cue). Severity: its severity head (or the
     plan/means cue), low when past; see ``_rules_keep_severity`` for episodes the rules own.
     """
-    by_turn: dict[int, list[_Item]] = {}
+    from services.notes.risk_classifier import Turn
+
+    turns = [Turn(s.speaker or "", (s.role or "").upper() == "THERAPIST", s.text) for s in segments]
+    by_seg: dict[int, list[_Item]] = {}
     seg_index = {id(s): i for i, s in enumerate(segments)}
     for it in items:
-        by_turn.setdefault(turn_of_seg[seg_index[id(it.seg)]], []).append(it)
+        by_seg.setdefault(seg_index[id(it.seg)], []).append(it)
     out: list[Mention] = []
-    for pred in preds:
-        its = [it for it in by_turn.get(pred.turn, []) if it.norm.strip()]
+    for pred in (preds if preds is not None else clf.predict(turns)):
+        its = [it for it in by_seg.get(pred.turn, []) if it.norm.strip()]
         if not its or any(it.suppressed for it in its):
             continue  # no sentence, or a rule-detected distractor in the turn: veto
         guarded = any(_semantic_guard(it.norm, False) for it in its)
@@ -1267,10 +1252,11 @@ class RiskDetector:
         for it, sem in zip(items, semantic):
             out += _lexicon_mentions(it) + _context_mentions(it) + _semantic_mentions(it, sem, config) + _weak_mentions(it)
         if self.classifier is not None:
-            turns, turn_of_seg = speaker_turns(segments)
-            preds = self.classifier.predict(turns)
-            clf_mentions = _classifier_mentions(self.classifier, segments, items, self.classifier_severity, turn_of_seg, preds)
-            out = _veto_weak_openers(out, segments, turn_of_seg, preds, self.classifier.weak_veto)
+            from services.notes.risk_classifier import Turn
+
+            preds = self.classifier.predict([Turn(s.speaker or "", (s.role or "").upper() == "THERAPIST", s.text) for s in segments])
+            clf_mentions = _classifier_mentions(self.classifier, segments, items, self.classifier_severity, preds)
+            out = _veto_weak_openers(out, segments, preds, self.classifier.weak_veto)
             out = _rules_keep_severity(out, clf_mentions, self.config.episode_gap_s)
         return _continue_history([r for r in (route_mention(m) for m in out) if r is not None])
 

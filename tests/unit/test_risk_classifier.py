@@ -153,20 +153,3 @@ def test_weak_veto_drops_screening_openers_the_classifier_reads_as_no_risk_but_n
     explicit = [_seg("CLIENT", "I have been thinking about killing myself every night.", 0.0)]
     assert [f.category for f in RiskDetector(semantic=None, classifier=_never_risk(0.9)).detect(explicit)] == \
         [RiskCategory.suicidal_ideation]
-
-
-def test_the_classifier_reads_speaker_turns_not_asr_segments():
-    from services.notes.risk import speaker_turns
-
-    segs = [_seg("THERAPIST", "How long has this been going on?", 0.0),
-            _seg("CLIENT", "Since the funeral.", 4.0), _seg("CLIENT", "Two weeks.", 8.0),
-            _seg("THERAPIST", "Thank you.", 12.0), _seg("CLIENT", "Okay.", 16.0)]
-    turns, turn_of = speaker_turns(segs)
-    assert [t.text for t in turns] == ["How long has this been going on?", "Since the funeral. Two weeks.", "Thank you.", "Okay."]
-    assert turn_of == [0, 1, 1, 2, 3]
-    assert [t.therapist for t in turns] == [True, False, True, False]
-    # One turn cut into two segments gives the detector the same classifier reading as one segment.
-    det = RiskDetector(semantic=None, classifier=_always_si())
-    whole = det.detect([_seg("CLIENT", "Some days everything feels grey and heavy. It has been weeks.", 0.0)])
-    cut = det.detect([_seg("CLIENT", "Some days everything feels grey and heavy.", 0.0), _seg("CLIENT", "It has been weeks.", 4.0)])
-    assert [(f.category, f.severity) for f in cut] == [(f.category, f.severity) for f in whole] != []
