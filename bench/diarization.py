@@ -105,7 +105,7 @@ def run(quick: bool) -> dict:
         "peak_rss_meets_goal": all(r["peak_rss_mb"] <= PEAK_GOAL_MB for r in rows),
     }
     out = envelope(NAME, {
-        "backend": "builtin (silero-vad + resemblyzer + AHC; DiarizerConfig defaults)",
+        "backend": "builtin (segmentation-3.0 + silero-vad + resemblyzer + AHC, speaker-change cuts; DiarizerConfig defaults, chosen by bench.diarization_quality)",
         "num_threads": cfg.num_threads, "num_speakers": None, "quick": quick,
         "der": "pyannote.metrics DiarizationErrorRate, skip_overlap=False, collars 0.25 and 0; AMI scored inside the UEM",
         "rtf": "diarize() wall seconds / audio seconds, model loaded, audio decoded (median of reps)",

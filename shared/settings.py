@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     openai_transcription_model: str = Field("whisper-1", description="Model for the openai transcription backend.")
 
     # --- Diarization ------------------------------------------------------------------
-    diarizer_backend: str = Field("builtin", description="builtin (silero-vad + resemblyzer + clustering) or pyannote.")
+    diarizer_backend: str = Field("builtin", description="builtin (segmentation-3.0 + silero-vad + resemblyzer + clustering) or pyannote.")
     pyannote_pipeline: str = Field(
         "pyannote/speaker-diarization-community-1", description="Local directory or hub id of a pyannote pipeline."
     )

@@ -15,9 +15,10 @@ from services.diarizer.voice_store import VoiceStore
 
 log = get_logger(__name__)
 
-# What the built-in backend's defaults run (DiarizerConfig): silero-vad for speech and turn
-# edges, resemblyzer d-vectors, agglomerative clustering (segmentation-3.0 is an option).
-BUILTIN_MODEL = "silero-vad+resemblyzer+ahc"
+# What the built-in backend's defaults run (DiarizerConfig): segmentation-3.0 for speech,
+# overlap and speaker-change cuts, silero-vad for turn edges, resemblyzer d-vectors,
+# agglomerative clustering.
+BUILTIN_MODEL = "segmentation-3.0+silero-vad+resemblyzer+ahc"
 
 
 def load_backend(settings: Settings):

@@ -174,7 +174,7 @@ class Segmentation:
 
     def count_probabilities(self, audio: np.ndarray) -> tuple[np.ndarray, float]:
         """(n_frames, 3) probabilities of 0, 1, 2 active speakers, and the frame step (s)."""
-        counts, step, _, _ = self.run(audio)
+        counts, step, _, _, _ = self.run(audio)
         return counts, step
 
     def _chunk_starts(self, n: int) -> list[int]:
@@ -185,7 +185,7 @@ class Segmentation:
             starts.append(n - self.chunk)
         return starts
 
-    def run(self, audio: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    def run(self, audio: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
         """Speaker-count probabilities and stitched local speaker activity over a recording.
 
         Chunks of 10 s every ``step_s``; each frame averages the chunks covering it with a
@@ -196,7 +196,14 @@ class Segmentation:
         the chunk it is most central in; that chunk's index comes with it (slot ``j`` means
         the same voice only within one chunk).
 
-        Returns ``(counts (F, 3), frame step s, local (F, 3) bool, owner chunk (F,))``.
+        Tracks are also followed across chunks: each chunk's slots are matched to the
+        previous chunk's where they talk in the same frames of the shared part
+        (:func:`stitch_slots`), which gives every frame the id of the one track talking
+        alone there (``track``: -1 nobody, -2 two at once). A change of that id is a change
+        of voice even where it falls between two chunks' most central parts.
+
+        Returns ``(counts (F, 3), frame step s, local (F, 3) bool, owner chunk (F,),
+        track (F,))``.
         """
         n = len(audio)
         starts = self._chunk_starts(n)
@@ -208,6 +215,9 @@ class Segmentation:
         local = np.zeros((total, 3), dtype=bool)
         owner = np.full(total, -1, dtype=np.int32)
         best = np.full(total, -1.0, dtype=np.float32)
+        track = np.full(total, -1, dtype=np.int32)
+        prev: tuple | None = None  # (first frame, slot activity, track ids) of the previous chunk
+        next_id = 0
         slots = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
         hann = (np.hanning(self.frames_per_chunk + 2)[1:-1] + 1e-3).astype(np.float32)
         onehot = np.eye(3, dtype=np.float32)[POWERSET_COUNT]  # (7, 3)
@@ -230,11 +240,48 @@ class Segmentation:
                     weight[f0:f1] += w
                     take = w > best[f0:f1]
                     idx = np.flatnonzero(take) + f0
-                    local[idx] = slots[power[i, : f1 - f0].argmax(axis=1)][take]
+                    act = slots[power[i, : f1 - f0].argmax(axis=1)]
+                    local[idx] = act[take]
                     owner[idx] = b0 + i
                     best[idx] = w[take]
+                    if prev is None:
+                        ids, next_id = np.arange(3), 3
+                    else:
+                        p0, pact, pids = prev
+                        shared = max(0, min(p0 + len(pact), f1) - f0)
+                        ids, next_id = stitch_slots(pact[f0 - p0 : f0 - p0 + shared], act[:shared], pids, next_id)
+                    prev = (f0, act, ids)
+                    alone = act[take].sum(axis=1)
+                    track[idx] = np.where(alone == 1, ids[act[take].argmax(axis=1)], np.where(alone == 0, -1, -2))
         acc /= weight[:, None]
-        return acc, fstep, local, owner
+        return acc, fstep, local, owner, track
+
+
+def stitch_slots(prev_act: np.ndarray, cur_act: np.ndarray, prev_ids: np.ndarray, next_id: int,
+                 min_agreement: float = 0.5) -> tuple[np.ndarray, int]:
+    """Track ids for a chunk's speaker slots, continuing the previous chunk's tracks.
+
+    ``prev_act`` and ``cur_act`` ((frames, 3) bool) are the two chunks' slot activity over
+    the frames they share; ``prev_ids`` are the previous chunk's track ids. Slots are paired
+    one-to-one to maximise the frames where both talk; a pair continues the previous track
+    only if those frames are at least ``min_agreement`` of the quieter slot's talking frames
+    (else a voice that only brushes another's would inherit it). Unpaired slots start new
+    tracks, numbered from ``next_id``. Returns ``(ids (3,), next free id)``.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    n = cur_act.shape[1]
+    ids = np.full(n, -1, dtype=np.int64)
+    if len(prev_act):
+        agree = cur_act.T.astype(np.int64) @ prev_act.astype(np.int64)  # (current slot, previous slot)
+        talk_cur, talk_prev = cur_act.sum(axis=0), prev_act.sum(axis=0)
+        for r, c in zip(*linear_sum_assignment(-agree)):
+            if agree[r, c] > 0 and agree[r, c] >= min_agreement * min(talk_cur[r], talk_prev[c]):
+                ids[r] = prev_ids[c]
+    for r in range(n):
+        if ids[r] < 0:
+            ids[r], next_id = next_id, next_id + 1
+    return ids, next_id
 
 
 # --------------------------------------------------------------------------- CAM++

