@@ -208,19 +208,7 @@ class Segmentation:
         n = len(audio)
         starts = self._chunk_starts(n)
         fstep = self.chunk / SAMPLE_RATE / self.frames_per_chunk  # ~0.0169 s
-        total = int(math.ceil(n / SAMPLE_RATE / fstep)) + 1
-        # float32 accumulators (2 hours: ~10 MB); model outputs are folded in per batch, not kept.
-        acc = np.zeros((total, 3), dtype=np.float32)
-        weight = np.full(total, 1e-9, dtype=np.float32)
-        local = np.zeros((total, 3), dtype=bool)
-        owner = np.full(total, -1, dtype=np.int32)
-        best = np.full(total, -1.0, dtype=np.float32)
-        track = np.full(total, -1, dtype=np.int32)
-        prev: tuple | None = None  # (first frame, slot activity, track ids) of the previous chunk
-        next_id = 0
-        slots = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
-        hann = (np.hanning(self.frames_per_chunk + 2)[1:-1] + 1e-3).astype(np.float32)
-        onehot = np.eye(3, dtype=np.float32)[POWERSET_COUNT]  # (7, 3)
+        out = _StitchedFrames(int(math.ceil(n / SAMPLE_RATE / fstep)) + 1, self.frames_per_chunk)
         with torch.inference_mode():
             for b0 in range(0, len(starts), self.batch):
                 group = starts[b0 : b0 + self.batch]
@@ -230,31 +218,53 @@ class Segmentation:
                     batch[i, 0, : len(seg)] = seg
                 power = self.net(torch.from_numpy(batch)).exp().numpy()  # (B, F, 7)
                 del batch
-                probs = power @ onehot  # (B, F, 3)
                 for i, s in enumerate(group):
                     f0 = int(round(s / SAMPLE_RATE / fstep))
                     valid = min(self.frames_per_chunk, int(math.ceil((n - s) / SAMPLE_RATE / fstep)))
-                    f1 = min(total, f0 + valid)
-                    w = hann[: f1 - f0]
-                    acc[f0:f1] += w[:, None] * probs[i, : f1 - f0]
-                    weight[f0:f1] += w
-                    take = w > best[f0:f1]
-                    idx = np.flatnonzero(take) + f0
-                    act = slots[power[i, : f1 - f0].argmax(axis=1)]
-                    local[idx] = act[take]
-                    owner[idx] = b0 + i
-                    best[idx] = w[take]
-                    if prev is None:
-                        ids, next_id = np.arange(3), 3
-                    else:
-                        p0, pact, pids = prev
-                        shared = max(0, min(p0 + len(pact), f1) - f0)
-                        ids, next_id = stitch_slots(pact[f0 - p0 : f0 - p0 + shared], act[:shared], pids, next_id)
-                    prev = (f0, act, ids)
-                    alone = act[take].sum(axis=1)
-                    track[idx] = np.where(alone == 1, ids[act[take].argmax(axis=1)], np.where(alone == 0, -1, -2))
-        acc /= weight[:, None]
-        return acc, fstep, local, owner, track
+                    out.add(b0 + i, f0, valid, power[i])
+        return out.acc / out.weight[:, None], fstep, out.local, out.owner, out.track
+
+
+class _StitchedFrames:
+    """Accumulators of :meth:`SegmentationModel.run` over the whole recording (float32 and
+    small: ~10 MB at 2 hours); each chunk's model output is folded in and dropped."""
+
+    SLOTS = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
+
+    def __init__(self, total: int, frames_per_chunk: int):
+        self.total = total
+        self.acc = np.zeros((total, 3), dtype=np.float32)
+        self.weight = np.full(total, 1e-9, dtype=np.float32)
+        self.local = np.zeros((total, 3), dtype=bool)
+        self.owner = np.full(total, -1, dtype=np.int32)
+        self.best = np.full(total, -1.0, dtype=np.float32)
+        self.track = np.full(total, -1, dtype=np.int32)
+        self.prev: tuple | None = None  # (first frame, slot activity, track ids) of the previous chunk
+        self.next_id = 0
+        self.hann = (np.hanning(frames_per_chunk + 2)[1:-1] + 1e-3).astype(np.float32)
+        self.onehot = np.eye(3, dtype=np.float32)[POWERSET_COUNT]  # (7, 3)
+
+    def add(self, chunk: int, f0: int, valid: int, power: np.ndarray) -> None:
+        """Fold in chunk ``chunk``'s powerset probabilities ``power`` (F, 7) from frame ``f0``."""
+        f1 = min(self.total, f0 + valid)
+        w = self.hann[: f1 - f0]
+        self.acc[f0:f1] += w[:, None] * (power[: f1 - f0] @ self.onehot)
+        self.weight[f0:f1] += w
+        take = w > self.best[f0:f1]
+        idx = np.flatnonzero(take) + f0
+        act = self.SLOTS[power[: f1 - f0].argmax(axis=1)]
+        self.local[idx] = act[take]
+        self.owner[idx] = chunk
+        self.best[idx] = w[take]
+        if self.prev is None:
+            ids, self.next_id = np.arange(3), 3
+        else:
+            p0, pact, pids = self.prev
+            shared = max(0, min(p0 + len(pact), f1) - f0)
+            ids, self.next_id = stitch_slots(pact[f0 - p0 : f0 - p0 + shared], act[:shared], pids, self.next_id)
+        self.prev = (f0, act, ids)
+        alone = act[take].sum(axis=1)
+        self.track[idx] = np.where(alone == 1, ids[act[take].argmax(axis=1)], np.where(alone == 0, -1, -2))
 
 
 def stitch_slots(prev_act: np.ndarray, cur_act: np.ndarray, prev_ids: np.ndarray, next_id: int,
