@@ -49,11 +49,17 @@ async def on_pipeline_event(event: Event, delivery: Envelope, deps: ProgressDeps
     async with deps.store.transaction() as tx:
         # Progress ticks are idempotent by construction (max fraction); everything else
         # is deduplicated by event id.
-        if not isinstance(event, SessionProgress) and not await tx.claim(delivery.event_id, sid):
+        claimed = isinstance(event, SessionProgress) or await tx.claim(delivery.event_id, sid)
+        maybe_undone = not claimed and isinstance(event, (NotesReady, NotesFailed)) and await tx.merged_version(sid) is not None
+        if not claimed and not maybe_undone:
             deps.metrics.duplicates.labels(deps.service).inc()
             log.info("duplicate_event_ignored")
             return
         view, seq = await tx.lock_view(sid, deps.clock())
+        if not claimed and not notes_result_undone(view, event, await tx.merged_version(sid)):
+            deps.metrics.duplicates.labels(deps.service).inc()
+            log.info("duplicate_event_ignored")
+            return
         if isinstance(event, TranscriptMerged) and event.version < (await tx.merged_version(sid) or 0):
             # An older merge arriving after a newer one changes neither result nor status.
             log.info("stale_merge_ignored", version=event.version)
@@ -67,6 +73,20 @@ async def on_pipeline_event(event: Event, delivery: Envelope, deps: ProgressDeps
         await _publish_status(tx, view, seq, deps, delivery.traceparent)
     if view.status in TERMINAL:
         deps.metrics.sessions.labels(view.status).inc()
+
+
+def notes_result_undone(view: SessionView, event: Event, merged_version: int | None) -> bool:
+    """A notes result seen before whose effect a late copy of the SAME merge undid.
+
+    After a broker loses its records the first delivery of transcript.merged can reach this
+    service after notes.ready (re-driven from the outbox): the merge reopens the notes stage
+    ("a re-merge re-runs notes"), but the notes service already has a run for that version
+    and writes none, so the re-driven notes.ready, a duplicate by event id, must be applied
+    again or the session waits in extracting_notes for ever. Never for notes of an older
+    transcript than the stored merge (a real re-merge waits for its own notes)."""
+    if not isinstance(event, (NotesReady, NotesFailed)) or view.stages["notes"].state in ("done", "failed"):
+        return False
+    return view.status not in TERMINAL and (event.transcript_version or 0) >= (merged_version or 0)
 
 
 async def on_session_deleted(event: SessionDeleted, delivery: Envelope, deps: ProgressDeps) -> None:

@@ -199,3 +199,24 @@ async def test_quality_warnings_of_the_merge_are_kept_for_the_api(progress):
         await progress.deliver(e)
     assert progress.store.results[sid]["quality_warnings"] == [
         {"kind": "long_silence", "severity": "info", "start_s": 3.0, "end_s": 48.0, "message": "No speech transcribed for 45 s"}]
+
+
+async def test_a_late_copy_of_the_same_merge_does_not_strand_the_session(progress):
+    # Seen after a broker lost its records: notes.ready (re-driven) arrives before the first
+    # delivery of the merge it was written from; that merge reopens the notes stage, the
+    # notes service has nothing new to say, and the re-driven notes.ready is a duplicate.
+    sid = uuid.uuid4()
+    for event in (uploaded(sid), transcript(sid), diarization(sid)):
+        await progress.deliver(event)
+    first_notes = await progress.deliver(notes(sid))
+    await progress.deliver(merged(sid, version=1))
+    assert progress.statuses(sid)[-1].status == "extracting_notes"
+    await progress.deliver(notes(sid), event_id=first_notes.event_id)  # the reconciler's re-drive
+    assert progress.statuses(sid)[-1].status == "processed"
+    # Still a duplicate once applied, and never for notes older than the stored merge.
+    count = len(progress.statuses(sid))
+    await progress.deliver(notes(sid), event_id=first_notes.event_id)
+    assert len(progress.statuses(sid)) == count
+    await progress.deliver(merged(sid, version=2))
+    await progress.deliver(notes(sid), event_id=first_notes.event_id)  # notes of version 1
+    assert progress.statuses(sid)[-1].status == "extracting_notes"
