@@ -50,16 +50,13 @@ async def on_pipeline_event(event: Event, delivery: Envelope, deps: ProgressDeps
         # Progress ticks are idempotent by construction (max fraction); everything else
         # is deduplicated by event id.
         claimed = isinstance(event, SessionProgress) or await tx.claim(delivery.event_id, sid)
-        maybe_undone = not claimed and isinstance(event, (NotesReady, NotesFailed)) and await tx.merged_version(sid) is not None
-        if not claimed and not maybe_undone:
-            deps.metrics.duplicates.labels(deps.service).inc()
-            log.info("duplicate_event_ignored")
-            return
+        # Only a duplicate notes result of a merged session may need applying again (the
+        # read model of a session never merged, or deleted, is not created for it).
+        if not claimed and not (isinstance(event, (NotesReady, NotesFailed)) and await tx.merged_version(sid) is not None):
+            return _duplicate(deps)
         view, seq = await tx.lock_view(sid, deps.clock())
         if not claimed and not notes_result_undone(view, event, await tx.merged_version(sid)):
-            deps.metrics.duplicates.labels(deps.service).inc()
-            log.info("duplicate_event_ignored")
-            return
+            return _duplicate(deps)
         if isinstance(event, TranscriptMerged) and event.version < (await tx.merged_version(sid) or 0):
             # An older merge arriving after a newer one changes neither result nor status.
             log.info("stale_merge_ignored", version=event.version)
@@ -73,6 +70,11 @@ async def on_pipeline_event(event: Event, delivery: Envelope, deps: ProgressDeps
         await _publish_status(tx, view, seq, deps, delivery.traceparent)
     if view.status in TERMINAL:
         deps.metrics.sessions.labels(view.status).inc()
+
+
+def _duplicate(deps: ProgressDeps) -> None:
+    deps.metrics.duplicates.labels(deps.service).inc()
+    log.info("duplicate_event_ignored")
 
 
 def notes_result_undone(view: SessionView, event: Event, merged_version: int | None) -> bool:
