@@ -1234,7 +1234,7 @@ class RiskDetector:
         """
         gap = self.config.episode_gap_s
         flags = episodes_to_flags(promote_convergent_plan(promote_weak(self.mentions(segments), gap), gap), gap)
-        return sort_flags([calibrate_episode(f) for f in flags])
+        return sort_flags([calibrate_episode(f, _span_text(f, segments)) for f in flags])
 
     def mentions(self, segments: list[MergedSegment]) -> list[Mention]:
         """Every sentence-level finding, before episodes are formed."""
@@ -1274,6 +1274,13 @@ class RiskDetector:
 
 # The lexicon alone is stateless and cheap: the fallback when no detector is injected.
 LEXICON_ONLY = RiskDetector(semantic=None)
+
+
+def _span_text(flag: RiskFlag, segments: list[MergedSegment]) -> str:
+    """What the clients said inside the episode's span (the episode rules' wider reading)."""
+    start = flag.episode_start if flag.episode_start is not None else flag.start
+    end = flag.episode_end if flag.episode_end is not None else (flag.end if flag.end is not None else start)
+    return " ".join(s.text for s in segments if (s.role or "").upper() != "THERAPIST" and s.start <= end and s.end >= start)
 
 
 def detect_risk(segments: list[MergedSegment], detector: RiskDetector | None = None) -> list[RiskFlag]:

@@ -12,8 +12,11 @@ Rules (names appear in the flag's rationale):
   letters or a will, a chosen time, a visit to a bridge or an edge -> high.
 - ``self_harm_stopped``: self-harm whose last act was weeks ago, with no act this week ->
   moderate (urges may remain); an act this week stays high.
-- ``acute_eating_danger``: fainting or collapsing, or purging every day -> high.
+- ``acute_eating_danger``: fainting or collapsing, purging every day, a slow pulse, periods
+  stopped -> high.
 - ``child_endangerment``: substance use with driving and children -> high.
+- ``acute_substance_danger``: an overdose, naloxone, withdrawal fits -> high (a blackout
+  alone is not).
 - ``strangulation``: violence to the neck or throat -> high.
 - ``child_abuse``: abuse with an implement or injuries and a child in the account -> high.
 - ``recent_injury``: current abuse that left an injury (bruises, bleeding, A&E) -> high.
@@ -53,7 +56,16 @@ _SH_RECENT = re.compile(r"\b(?:again|this week|yesterday|last night|today|this m
 _EATING_ACUTE = re.compile(
     r"\b(?:fainted|passed out|collapsed)\b|\b(?:purg\w*|sick|vomit\w*)\b[^.]*\b(?:every day|daily|most days|twice a day)\b|"
     r"\b(?:yeah|yes)\W+(?:most days|every day|daily)\b|\bheart rate\b|\b(?:admission|admitted|hospital)\b[^.]*\b(?:weight|heart|eating|bloods?|blood work)\b|"
-    r"\bdangerously (?:low|thin|underweight)\b", _RX)
+    r"\bdangerously (?:low|thin|underweight)\b|\bpulse\b[^.]{0,30}\b(?:forties|thirties|low|slow)\b|"
+    r"\bperiods? (?:have |has |had )?(?:stopped|gone)\b|\bstopped (?:having )?(?:my |her )?periods?\b", _RX)
+#: An overdose (reversed or not) or withdrawal fits: acute medical danger whatever the amount.
+#: Passing out or "couldn't wake him" alone is not: the blind sets' writers grade a blackout
+#: at a party "dangerous use without acute emergency" (moderate).
+_SUBSTANCE_ACUTE = re.compile(
+    r"\b(?:overdos\w*|od'd|narcan|naloxone|stopped breathing|turned blue|withdrawal (?:fits?|seizures?)|the dts|"
+    r"delirium tremens)\b", _RX)
+#: A child's age said as such ("He's six."): the child in a drink-driving account.
+_CHILD_AGE = re.compile(r"\b(?:he's|she's|he is|she is) (?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b", _RX)
 _DRIVING = re.compile(r"\b(?:drove|driving|drive|drives|crash\w*|roundabout|in the car|behind the wheel)\b", _RX)
 _CHILDREN = re.compile(r"\b(?:kids|children|boys|girls|the baby|my son|my daughter|our son|our daughter|toddler|to school|school run|"
                        r"nursery|daycare|car seats?|in the back)\b", _RX)
@@ -64,10 +76,18 @@ _CHILD_HARM = re.compile(r"\b(?:belt|strap|cane|wooden spoon|welts|bruises|bruis
 #: Current abuse that left an injury (the labels' moderate is abuse "with no recent injury").
 _INJURY = re.compile(r"\b(?:bruis\w*|black eye|bled|bleeding|broken (?:nose|ribs?|arm|wrist|tooth|teeth|finger)|stitches|concussion|"
                      r"split (?:lip|my)|fractur\w*|a ?& ?e|emergency room)\b", _RX)
+def _undenied(rx: re.Pattern[str], text: str, window: int = 25) -> bool:
+    """A cue not denied just before it ("No marks, nothing", "never overdosed", "not injured")."""
+    return any(not re.search(r"\b(?:no|not|never|without|any)\b|n't\b", text[max(0, m.start() - window):m.start()], _RX)
+               for m in rx.finditer(text))
+
+
+def _acute_substance(text: str) -> bool:
+    return _undenied(_SUBSTANCE_ACUTE, text, 20)
+
+
 def _injured(text: str) -> bool:
-    """An injury word not denied just before it ("No bruises or anything", "not injured")."""
-    return any(not re.search(r"\b(?:no|not|never|without|any)\b|n't\b", text[max(0, m.start() - 25):m.start()], _RX)
-               for m in _INJURY.finditer(text))
+    return _undenied(_INJURY, text)
 
 
 _NECK = re.compile(r"\b(?:neck|throat|strangl\w*|chok\w*)\b", _RX)
@@ -96,29 +116,38 @@ def _with(flag: RiskFlag, severity: Severity, rule: str, past: bool | None = Non
     return flag.model_copy(update=update)
 
 
-def calibrate_episode(flag: RiskFlag) -> RiskFlag:
-    """Apply the episode rules above to one safety-net flag (see the module doc)."""
+def calibrate_episode(flag: RiskFlag, span_text: str = "") -> RiskFlag:
+    """Apply the episode rules above to one safety-net flag (see the module doc).
+
+    ``span_text``: what the clients said inside the episode's span, quoted or not. The
+    grading detail is often in a line no pattern fired on ("the doctor said her pulse was in
+    the forties"), so the rules that RAISE severity read it too; the ``resolved`` rule, which
+    lowers it, reads the episode's own quotes only."""
     text = _client_text(flag)
     cat, current = flag.category, flag.temporal is Temporal.current
     if current and _RESOLVED.search(text) and not _CURRENT.search(text) and cat is not SH:
         return _with(flag, Severity.low, "resolved", past=True)
     if not current or flag.severity is Severity.high and cat is not SH:
         return flag
-    if cat is SI and _PREPARATION.search(text):
-        return _with(flag, Severity.high, "suicide_preparation")
     if cat is SH and flag.severity is Severity.high and _SH_STOPPED.search(text) and not _SH_RECENT.search(text):
         return _with(flag, Severity.moderate, "self_harm_stopped")
-    if cat is OT and _EATING_ACUTE.search(_all_text(flag)):
-        return _with(flag, Severity.high, "acute_eating_danger")
-    if cat is SU and _DRIVING.search(_all_text(flag)) and _CHILDREN.search(text):
-        return _with(flag, Severity.high, "child_endangerment")
-    if cat is AV and _NECK.search(text):
-        return _with(flag, Severity.high, "strangulation")
-    if cat is AV and _CHILD_HARM.search(text) and _CHILD_CUE.search(text):
-        return _with(flag, Severity.high, "child_abuse")
-    if cat is AV and _injured(text):
-        return _with(flag, Severity.high, "recent_injury")
-    return flag
+    rule = _raising_rule(cat, " ".join(x for x in (text, span_text) if x), " ".join(x for x in (_all_text(flag), span_text) if x))
+    return _with(flag, Severity.high, rule) if rule else flag
+
+
+def _raising_rule(cat: RiskCategory, text: str, with_questions: str) -> str | None:
+    """The name of the first rule that makes a current episode high priority, if any."""
+    checks = (
+        (cat is SI and bool(_PREPARATION.search(text)), "suicide_preparation"),
+        (cat is OT and bool(_EATING_ACUTE.search(with_questions)), "acute_eating_danger"),
+        (cat is SU and bool(_DRIVING.search(with_questions)) and bool(_CHILDREN.search(text) or _CHILD_AGE.search(text)),
+         "child_endangerment"),
+        (cat is SU and _acute_substance(text), "acute_substance_danger"),
+        (cat is AV and bool(_NECK.search(text)), "strangulation"),
+        (cat is AV and _undenied(_CHILD_HARM, text) and bool(_CHILD_CUE.search(text)), "child_abuse"),
+        (cat is AV and _injured(text), "recent_injury"),
+    )
+    return next((name for hit, name in checks if hit), None)
 
 
 def promote_convergent_plan(mentions: list[Mention], gap_s: float) -> list[Mention]:

@@ -77,6 +77,43 @@ def test_substance_use_with_driving_children_is_high():
     assert out.severity is Severity.high and "child_endangerment" in out.rationale
 
 
+def test_overdose_or_naloxone_makes_substance_use_high_a_blackout_does_not():
+    daily = _episode(SU, Severity.moderate, "Like eight, ten bags a day.")
+    assert calibrate_episode(daily).severity is Severity.moderate
+    out = calibrate_episode(_episode(SU, Severity.moderate, "Like eight, ten bags a day.",
+                                     "A guy I don't even know hit me with Narcan two weeks ago."))
+    assert out.severity is Severity.high and "acute_substance_danger" in out.rationale
+    blackout = _episode(SU, Severity.moderate, "We did a bottle of vodka.", "They couldn't wake me up for a bit.")
+    assert calibrate_episode(blackout).severity is Severity.moderate
+    denied = _episode(SU, Severity.moderate, "I drink every night.", "I've never overdosed, if that's what you mean.")
+    assert calibrate_episode(denied).severity is Severity.moderate
+
+
+def test_episode_rules_read_the_unquoted_lines_inside_the_episode():
+    """The grading detail sits in a line no pattern fired on: the span's text raises it."""
+    ep = _episode(OT, Severity.moderate, "She skips lunch and runs at night.")
+    assert calibrate_episode(ep).severity is Severity.moderate
+    out = calibrate_episode(ep, span_text="She holds the banister now. The doctor said her pulse was in the forties.")
+    assert out.severity is Severity.high and "acute_eating_danger" in out.rationale
+    stopped = calibrate_episode(ep, span_text="And her periods have stopped since the summer.")
+    assert stopped.severity is Severity.high
+    # the span never LOWERS: "fine since" outside the quotes does not make a current episode past
+    si = _episode(SI, Severity.moderate, "Most nights I'd not mind if I didn't wake.")
+    assert calibrate_episode(si, span_text="My sister's been fine since her operation.").temporal is Temporal.current
+
+
+def test_child_in_a_drink_driving_account_may_be_named_by_age_only():
+    ep = _episode(SU, Severity.moderate, "He drinks from the morning.", "And you drive him after.", "He's six.")
+    assert calibrate_episode(ep).severity is Severity.high
+
+
+def test_denied_marks_are_not_child_abuse():
+    ep = _episode(AV, Severity.moderate, "He held my wrists and pushed me to the fridge.", "No marks, nothing.")
+    assert calibrate_episode(ep, span_text="I do not want to wake the baby.").severity is Severity.moderate
+    hurt = _episode(AV, Severity.moderate, "My dad hit my little brother with the belt.", "He had marks on his legs at school.")
+    assert calibrate_episode(hurt).severity is Severity.high
+
+
 def test_strangulation_is_high():
     [flag] = _flags(("C", "He grabbed me by my neck against the wall."))
     assert flag.category is AV and flag.severity is Severity.high and flag.high_priority
