@@ -74,6 +74,10 @@ VAD_CHUNK = 512  # samples per silero step at 16 kHz (32 ms)
 MEL_HOP = 160  # 10 ms, resemblyzer's frame rate
 MEL_WIN = 400  # 25 ms
 N_MELS = 40
+# Batch sizes the results were first computed with; smaller batches for memory are cut
+# inside these (split_blocks), so the values stay the same.
+MEL_BLOCK = 6000
+EMBED_BLOCK = 64
 
 ProgressFn = Callable[[float, str], None]
 
@@ -113,9 +117,10 @@ class DiarizerConfig:
     window_s: float = 1.5
     hop_s: float = 0.75
     min_window_s: float = 0.4  # speech regions shorter than this get no own embedding
-    # Windows per encoder call, on each of num_threads threads: 32 windows' LSTM activations
-    # are ~20 MB per thread (64: ~40), and the embeddings do not depend on the batch.
-    embed_batch: int = 32
+    # Windows per encoder call, on each of num_threads threads (at most; cut inside blocks of
+    # EMBED_BLOCK, so the embeddings are the same): 16 windows' LSTM activations held
+    # ~30 MB less at peak than 32 with two threads, for ~3% more encoder time.
+    embed_batch: int = 16
     # Clustering.
     max_speakers: int = 8
     max_cluster_points: int = 600
@@ -442,28 +447,32 @@ def log_free_mel(audio: np.ndarray, mel_basis: np.ndarray, block_frames: int = 1
     Equivalent to ``librosa.feature.melspectrogram(n_fft=400, hop=160, center=True)`` but
     blockwise, so an hour of audio never materialises a 600 MB complex STFT. ``pool`` (an
     executor) computes blocks on its threads. A block of 1000 frames (10 s) holds about
-    10 MB of temporaries (6000 frames: 59 MB) for the same time.
+    10 MB of temporaries (6000 frames: 59 MB) for the same time and the same values
+    (:func:`split_blocks`).
     """
     n_frames = 1 + len(audio) // MEL_HOP
     mel = np.empty((n_frames, N_MELS), dtype=np.float32)
-    bounds = _mel_blocks(n_frames, block_frames)
+    bounds = split_blocks(n_frames, MEL_BLOCK, block_frames)
     block = partial(_mel_block, audio, mel_basis)
     for (b0, b1), values in zip(bounds, pool.map(block, bounds) if pool is not None else map(block, bounds)):
         mel[b0:b1] = values
     return mel
 
 
-def _mel_blocks(n_frames: int, block_frames: int, outer: int = 6000) -> list[tuple[int, int]]:
-    """Frame ranges of :func:`log_free_mel`'s blocks: the 6000-frame blocks it always used,
-    each split into near-equal parts of at most ``block_frames``. The values then match
-    the 6000-frame blocks bit for bit (measured on lengths from 1 to 35k frames): the rows
-    of the mel product came out the same for any block of hundreds of rows, but a block
-    of a frame or two (a recording's tail) goes through a matrix-vector routine that
-    rounds differently, so such a tail stays a block of its own as it was."""
+def split_blocks(n: int, outer: int, inner: int) -> list[tuple[int, int]]:
+    """``(start, end)`` ranges over ``n`` items: blocks of ``outer`` (the last one shorter),
+    each split into near-equal parts of at most ``inner``.
+
+    Batched computations keep the values they had with ``outer``-sized batches bit for
+    bit this way (measured: mel frames on lengths of 1 to 35k frames; d-vectors on 15
+    recordings): a matrix product's rows came out the same for any batch of more than a
+    few rows, but a batch of 1-3 rows (a recording's tail) goes through other kernels that
+    round differently in the last bit, so such a tail stays a batch of its own as it was.
+    """
     bounds = []
-    for a in range(0, n_frames, outer):
-        b = min(n_frames, a + outer)
-        cuts = np.linspace(a, b, -(-(b - a) // block_frames) + 1).round().astype(int)
+    for a in range(0, n, outer):
+        b = min(n, a + outer)
+        cuts = np.linspace(a, b, -(-(b - a) // inner) + 1).round().astype(int)
         bounds += [(int(x), int(y)) for x, y in pairwise(cuts)]
     return bounds
 
@@ -1356,16 +1365,24 @@ class BuiltinDiarizer:
         if len(fbank) == 0:
             return np.zeros((len(windows), 192), dtype=np.float32)
         emb = np.empty((len(windows), 192), dtype=np.float32)
-        bs = max(1, self.config.embed_batch)
-        for b0 in range(0, len(windows), bs):
-            group = windows[b0 : b0 + bs]
-            batch = np.empty((len(group), window, fbank.shape[1]), dtype=np.float32)
-            for i, (s, e, _) in enumerate(group):
-                seg = fbank[min(s, len(fbank) - 1) : min(e, len(fbank))]
-                batch[i] = seg if len(seg) == window else np.resize(seg, (window, fbank.shape[1]))
-            emb[b0 : b0 + len(group)] = self._campp.embed(batch)
-            report(0.25 + 0.6 * min(1.0, (b0 + len(group)) / len(windows)), "embedding speakers")
+        # Batches of EMBED_BLOCK whatever embed_batch says: CAM++'s convolutions round
+        # differently with the batch size (up to 4e-6 measured with 16).
+        bounds = split_blocks(len(windows), EMBED_BLOCK, EMBED_BLOCK)
+        batch = partial(self._campp_batch, fbank, window)
+        groups = [windows[a:b] for a, b in bounds]
+        for (a, b), values in zip(bounds, self._pool.map(batch, groups) if self._pool else map(batch, groups)):
+            emb[a:b] = values
+            report(0.25 + 0.6 * min(1.0, b / len(windows)), "embedding speakers")
         return emb
+
+    def _campp_batch(self, fbank: np.ndarray, window: int, group) -> np.ndarray:
+        """CAM++ embeddings (B, 192) of one batch of windows (CamPlusPlus.embed enters
+        inference_mode on the calling thread)."""
+        batch = np.empty((len(group), window, fbank.shape[1]), dtype=np.float32)
+        for i, (s, e, _) in enumerate(group):
+            seg = fbank[min(s, len(fbank) - 1) : min(e, len(fbank))]
+            batch[i] = seg if len(seg) == window else np.resize(seg, (window, fbank.shape[1]))
+        return self._campp.embed(batch)
 
     def _mel(self, audio: np.ndarray, regions: list[tuple[int, int]]) -> np.ndarray:
         """Mel frames of the whole recording, loudness-normalised on its speech (-30 dBFS).
@@ -1389,14 +1406,13 @@ class BuiltinDiarizer:
 
     def _embed(self, mel: np.ndarray, windows, window: int, report: ProgressFn) -> np.ndarray:
         emb = np.empty((len(windows), 256), dtype=np.float32)
-        bs = max(1, self.config.embed_batch)
-        starts = range(0, len(windows), bs)
+        bounds = split_blocks(len(windows), EMBED_BLOCK, max(1, self.config.embed_batch))
         batch = partial(self._embed_batch, mel, window)
-        groups = [windows[b0 : b0 + bs] for b0 in starts]
+        groups = [windows[a:b] for a, b in bounds]
         done = self._pool.map(batch, groups) if self._pool is not None else map(batch, groups)
-        for b0, values in zip(starts, done):
-            emb[b0 : b0 + len(values)] = values
-            report(0.25 + 0.6 * min(1.0, (b0 + len(values)) / len(windows)), "embedding speakers")
+        for (a, b), values in zip(bounds, done):
+            emb[a:b] = values
+            report(0.25 + 0.6 * min(1.0, b / len(windows)), "embedding speakers")
         return emb
 
     def _embed_batch(self, mel: np.ndarray, window: int, group) -> np.ndarray:
