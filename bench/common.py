@@ -150,7 +150,8 @@ def child_env() -> dict[str, str]:
 def run_child(task: str, params: dict, timeout_s: float = 3600) -> dict[str, Any]:
     """Run ``bench.worker <task>`` in a fresh Python process and return its JSON result,
     with the machine load sampled while it ran. Peak memory is the child's own
-    ru_maxrss, so each measurement starts from an empty process."""
+    VmHWM (not ru_maxrss, which inherits this parent's peak), so each measurement starts
+    from an empty process."""
     with tempfile.TemporaryDirectory(prefix="tb-bench-") as td:
         out = Path(td) / "result.json"
         cmd = [sys.executable, "-m", "bench.worker", task, json.dumps(params), str(out)]

@@ -109,7 +109,7 @@ def run(quick: bool) -> dict:
         "num_threads": cfg.num_threads, "num_speakers": None, "quick": quick,
         "der": "pyannote.metrics DiarizationErrorRate, skip_overlap=False, collars 0.25 and 0; AMI scored inside the UEM",
         "rtf": "diarize() wall seconds / audio seconds, model loaded, audio decoded (median of reps)",
-        "peak_rss": "ru_maxrss of a fresh child process (imports + models + audio + inference)",
+        "peak_rss": "VmHWM of a fresh child process (imports + models + audio + inference; not ru_maxrss, which inherits the parent's peak at exec)",
         "generated": f"tests.audio_gen long_session(minutes, 2, seed={SEED}), espeak-ng voices",
     }, started)
     out["results"] = rows

@@ -62,7 +62,7 @@ def run(quick: bool) -> dict:
         "beam_size": cfg.beam_size, "vad_filter": cfg.vad_filter, "quick": quick,
         "rtf": "transcribe() wall seconds / audio seconds, model loaded, audio decoded (median of reps)",
         "wer": "jiwer, lowercase, punctuation stripped",
-        "peak_rss": "ru_maxrss of a fresh child process (imports + model + audio + inference)",
+        "peak_rss": "VmHWM of a fresh child process (imports + model + audio + inference; not ru_maxrss, which inherits the parent's peak at exec)",
     }, started)
     out["results"] = rows
     return out

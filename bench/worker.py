@@ -1,6 +1,6 @@
 """One measurement in a fresh process: ``python -m bench.worker TASK PARAMS_JSON OUT_PATH``.
 
-Run by bench.common.run_child so that peak RSS (ru_maxrss of this process) belongs to one
+Run by bench.common.run_child so that peak RSS (VmHWM of this process) belongs to one
 measurement only. Only the code under test is imported here (no pyannote.metrics, no
 matplotlib), so the peak is what a service process would need. Quality metrics are
 computed by the parent from the turns/text written to OUT_PATH.
@@ -32,7 +32,14 @@ def _status_mb(field: str) -> float | None:
 
 
 def _peak_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """Peak resident memory of this process's own address space (VmHWM).
+
+    Not ru_maxrss: at exec Linux carries the old address space's peak (the parent's, after
+    fork or vfork) into the new process's ru_maxrss, so a parent or any ancestor with a
+    larger peak is what every child reports (one run read 635 MB on every input, 30 s or
+    30 minutes; a child of a 600 MB parent reads 600 MB with a VmHWM of 11 MB).
+    """
+    return _status_mb("VmHWM") or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _cpu_s() -> float:

@@ -60,7 +60,10 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import pairwise
 
 import numpy as np
 
@@ -71,6 +74,10 @@ VAD_CHUNK = 512  # samples per silero step at 16 kHz (32 ms)
 MEL_HOP = 160  # 10 ms, resemblyzer's frame rate
 MEL_WIN = 400  # 25 ms
 N_MELS = 40
+# Batch sizes the results were first computed with; smaller batches for memory are cut
+# inside these (split_blocks), so the values stay the same.
+MEL_BLOCK = 6000
+EMBED_BLOCK = 64
 
 ProgressFn = Callable[[float, str], None]
 
@@ -110,7 +117,10 @@ class DiarizerConfig:
     window_s: float = 1.5
     hop_s: float = 0.75
     min_window_s: float = 0.4  # speech regions shorter than this get no own embedding
-    embed_batch: int = 64
+    # Windows per encoder call, on each of num_threads threads (at most; cut inside blocks of
+    # EMBED_BLOCK, so the embeddings are the same): 16 windows' LSTM activations held
+    # ~30 MB less at peak than 32 with two threads, for ~3% more encoder time.
+    embed_batch: int = 16
     # Clustering.
     max_speakers: int = 8
     max_cluster_points: int = 600
@@ -201,7 +211,10 @@ class DiarizerConfig:
     # resemblyzer: all window pairs of one voice have a 10th percentile of 0.70-0.73
     # (is_single_speaker), so adjacent windows of one voice rarely fall below this.
     change_similarity: float = 0.65
-    # Runtime.
+    # Runtime: CPU cores used. Whole batches (segmentation chunks, embedding windows, mel
+    # blocks) and silero go to this many threads, each op single-threaded: the models are
+    # small LSTMs whose ops parallelise poorly inside (a sync per time step; on a shared
+    # core a 2-thread op ran 10-100x slower than a 1-thread one).
     num_threads: int = 2
     seed: int = 0
 
@@ -428,31 +441,59 @@ def embedding_change_cuts(
     return sorted(cuts)
 
 
-def log_free_mel(audio: np.ndarray, mel_basis: np.ndarray, block_frames: int = 6000) -> np.ndarray:
+def log_free_mel(audio: np.ndarray, mel_basis: np.ndarray, block_frames: int = 1000, pool=None) -> np.ndarray:
     """resemblyzer's (linear power) mel spectrogram, (n_frames, 40), computed in blocks.
 
     Equivalent to ``librosa.feature.melspectrogram(n_fft=400, hop=160, center=True)`` but
-    blockwise, so an hour of audio never materialises a 600 MB complex STFT.
+    blockwise, so an hour of audio never materialises a 600 MB complex STFT. ``pool`` (an
+    executor) computes blocks on its threads. A block of 1000 frames (10 s) holds about
+    10 MB of temporaries (6000 frames: 59 MB) for the same time and the same values
+    (:func:`split_blocks`).
     """
     n_frames = 1 + len(audio) // MEL_HOP
+    mel = np.empty((n_frames, N_MELS), dtype=np.float32)
+    bounds = split_blocks(n_frames, MEL_BLOCK, block_frames)
+    block = partial(_mel_block, audio, mel_basis)
+    for (b0, b1), values in zip(bounds, pool.map(block, bounds) if pool is not None else map(block, bounds)):
+        mel[b0:b1] = values
+    return mel
+
+
+def split_blocks(n: int, outer: int, inner: int) -> list[tuple[int, int]]:
+    """``(start, end)`` ranges over ``n`` items: blocks of ``outer`` (the last one shorter),
+    each split into near-equal parts of at most ``inner``.
+
+    Batched computations keep the values they had with ``outer``-sized batches bit for
+    bit this way (measured: mel frames on lengths of 1 to 35k frames; d-vectors on 15
+    recordings): a matrix product's rows came out the same for any batch of more than a
+    few rows, but a batch of 1-3 rows (a recording's tail) goes through other kernels that
+    round differently in the last bit, so such a tail stays a batch of its own as it was.
+    """
+    bounds = []
+    for a in range(0, n, outer):
+        b = min(n, a + outer)
+        cuts = np.linspace(a, b, -(-(b - a) // inner) + 1).round().astype(int)
+        bounds += [(int(x), int(y)) for x, y in pairwise(cuts)]
+    return bounds
+
+
+def _mel_block(audio: np.ndarray, mel_basis: np.ndarray, bounds: tuple[int, int]) -> np.ndarray:
+    """Mel frames ``b0..b1-1`` of :func:`log_free_mel`."""
+    b0, b1 = bounds
     half = MEL_WIN // 2
     n = len(audio)
     # periodic Hann (scipy.signal.get_window("hann", fftbins=True)), as librosa uses
     win = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(MEL_WIN) / MEL_WIN)).astype(np.float32)
-    mel = np.empty((n_frames, N_MELS), dtype=np.float32)
-    for b0 in range(0, n_frames, block_frames):
-        b1 = min(n_frames, b0 + block_frames)
-        # Samples for frames b0..b1-1 (frame t is centred on sample t * hop); zero padding
-        # at the recording's edges as librosa's center=True, without copying the audio.
-        lo = b0 * MEL_HOP - half
-        hi = (b1 - 1) * MEL_HOP - half + MEL_WIN
-        seg = np.asarray(audio[max(0, lo) : min(n, hi)], dtype=np.float32)
-        if lo < 0 or hi > n:
-            seg = np.pad(seg, (max(0, -lo), max(0, hi - n)))
-        frames = np.lib.stride_tricks.sliding_window_view(seg, MEL_WIN)[::MEL_HOP][: b1 - b0]
-        spec = np.abs(np.fft.rfft(frames * win, axis=1)) ** 2
-        mel[b0:b1] = (spec @ mel_basis.T).astype(np.float32)
-    return mel
+    # Samples for frames b0..b1-1 (frame t is centred on sample t * hop); zero padding
+    # at the recording's edges as librosa's center=True, without copying the audio.
+    lo = b0 * MEL_HOP - half
+    hi = (b1 - 1) * MEL_HOP - half + MEL_WIN
+    seg = np.asarray(audio[max(0, lo) : min(n, hi)], dtype=np.float32)
+    if lo < 0 or hi > n:
+        seg = np.pad(seg, (max(0, -lo), max(0, hi - n)))
+    frames = np.lib.stride_tricks.sliding_window_view(seg, MEL_WIN)[::MEL_HOP][: b1 - b0]
+    spec = np.abs(np.fft.rfft(frames * win, axis=1)) ** 2
+    return (spec @ mel_basis.T).astype(np.float32)
 
 
 def logmel_stats_embeddings(mel: np.ndarray, windows: Sequence[tuple[int, int, int]]) -> np.ndarray:
@@ -1164,6 +1205,7 @@ class BuiltinDiarizer:
         self._mel_basis: np.ndarray | None = None
         self._segmentation = None
         self._campp = None
+        self._pool: ThreadPoolExecutor | None = None  # num_threads > 1: batches run on it
         self._lock = threading.Lock()
 
     @property
@@ -1178,7 +1220,7 @@ class BuiltinDiarizer:
 
         from services.diarizer.neural import DVectorEncoder, slaney_mel_filters
 
-        torch.set_num_threads(max(1, self.config.num_threads))
+        torch.set_num_threads(1)  # parallel by batches on self._pool instead (DiarizerConfig.num_threads)
         # Model files first: a missing wheel raises neural.ModelFilesMissing (with the install
         # command), which the service reports as backend_unavailable.
         self._load_neural()
@@ -1191,6 +1233,8 @@ class BuiltinDiarizer:
         # startup, not on the first session.
         speech_probabilities(np.zeros(SAMPLE_RATE * 12, dtype=np.float32), self._vad, 5.0, 4)
         speech_probabilities(np.zeros(SAMPLE_RATE, dtype=np.float32), self._vad, 5.0, 4)
+        if self.config.num_threads > 1:
+            self._pool = ThreadPoolExecutor(max_workers=self.config.num_threads, thread_name_prefix="diarizer")
 
     def diarize(
         self,
@@ -1242,11 +1286,15 @@ class BuiltinDiarizer:
         import torch
 
         cfg = self.config
-        torch.set_num_threads(max(1, cfg.num_threads))
+        torch.set_num_threads(1)  # see load()
         if cfg.vad_model == "segmentation":
             self._load_neural()
-            counts, step, local, owner, track = self._segmentation.run(audio)
-            silero = speech_probabilities(audio, self._vad, cfg.vad_min_stream_s, cfg.vad_max_streams)
+            # silero on one thread while the segmentation batches take the others (or after it)
+            silero = _submit(self._pool, speech_probabilities, audio, self._vad, cfg.vad_min_stream_s,
+                             cfg.vad_max_streams)
+            counts, step, local, owner, track = self._segmentation.run(audio, self._pool)
+            silero = silero.result()
+            release_freed_memory()
             return np.concatenate([segmentation_to_chunks(counts, step, len(audio), local, owner, track),
                                    silero[:, None]], axis=1)
         return speech_probabilities(audio, self._vad, cfg.vad_min_stream_s, cfg.vad_max_streams)
@@ -1301,11 +1349,13 @@ class BuiltinDiarizer:
         elif windows:
             if not mel:
                 mel.append(self._mel(audio, regions))
+                release_freed_memory()
             if cfg.embedding == "logmel_stats":
                 emb = logmel_stats_embeddings(mel[0], windows)
             else:
                 frames = window_level_mel(mel[0], windows) if cfg.embed_loudness == "window" else mel[0]
                 emb = self._embed(frames, windows, window, report)
+                release_freed_memory()
         return emb
 
     def _embed_campp(self, audio: np.ndarray, windows, window: int, report: ProgressFn) -> np.ndarray:
@@ -1315,16 +1365,24 @@ class BuiltinDiarizer:
         if len(fbank) == 0:
             return np.zeros((len(windows), 192), dtype=np.float32)
         emb = np.empty((len(windows), 192), dtype=np.float32)
-        bs = max(1, self.config.embed_batch)
-        for b0 in range(0, len(windows), bs):
-            group = windows[b0 : b0 + bs]
-            batch = np.empty((len(group), window, fbank.shape[1]), dtype=np.float32)
-            for i, (s, e, _) in enumerate(group):
-                seg = fbank[min(s, len(fbank) - 1) : min(e, len(fbank))]
-                batch[i] = seg if len(seg) == window else np.resize(seg, (window, fbank.shape[1]))
-            emb[b0 : b0 + len(group)] = self._campp.embed(batch)
-            report(0.25 + 0.6 * min(1.0, (b0 + len(group)) / len(windows)), "embedding speakers")
+        # Batches of EMBED_BLOCK whatever embed_batch says: CAM++'s convolutions round
+        # differently with the batch size (up to 4e-6 measured with 16).
+        bounds = split_blocks(len(windows), EMBED_BLOCK, EMBED_BLOCK)
+        batch = partial(self._campp_batch, fbank, window)
+        groups = [windows[a:b] for a, b in bounds]
+        for (a, b), values in zip(bounds, self._pool.map(batch, groups) if self._pool else map(batch, groups)):
+            emb[a:b] = values
+            report(0.25 + 0.6 * min(1.0, b / len(windows)), "embedding speakers")
         return emb
+
+    def _campp_batch(self, fbank: np.ndarray, window: int, group) -> np.ndarray:
+        """CAM++ embeddings (B, 192) of one batch of windows (CamPlusPlus.embed enters
+        inference_mode on the calling thread)."""
+        batch = np.empty((len(group), window, fbank.shape[1]), dtype=np.float32)
+        for i, (s, e, _) in enumerate(group):
+            seg = fbank[min(s, len(fbank) - 1) : min(e, len(fbank))]
+            batch[i] = seg if len(seg) == window else np.resize(seg, (window, fbank.shape[1]))
+        return self._campp.embed(batch)
 
     def _mel(self, audio: np.ndarray, regions: list[tuple[int, int]]) -> np.ndarray:
         """Mel frames of the whole recording, loudness-normalised on its speech (-30 dBFS).
@@ -1342,26 +1400,33 @@ class BuiltinDiarizer:
             count += b - a
         rms = math.sqrt(sq / max(count, 1)) + 1e-9
         gain = 10 ** (-30 / 20) / rms
-        mel = log_free_mel(audio, self._mel_basis)
+        mel = log_free_mel(audio, self._mel_basis, pool=self._pool)
         mel *= gain * gain  # power spectrum scales with the square of the gain
         return mel
 
     def _embed(self, mel: np.ndarray, windows, window: int, report: ProgressFn) -> np.ndarray:
+        emb = np.empty((len(windows), 256), dtype=np.float32)
+        bounds = split_blocks(len(windows), EMBED_BLOCK, max(1, self.config.embed_batch))
+        batch = partial(self._embed_batch, mel, window)
+        groups = [windows[a:b] for a, b in bounds]
+        done = self._pool.map(batch, groups) if self._pool is not None else map(batch, groups)
+        for (a, b), values in zip(bounds, done):
+            emb[a:b] = values
+            report(0.25 + 0.6 * min(1.0, b / len(windows)), "embedding speakers")
+        return emb
+
+    def _embed_batch(self, mel: np.ndarray, window: int, group) -> np.ndarray:
+        """d-vectors (B, 256) of one batch of windows (on whichever thread runs it)."""
         import torch
 
-        emb = np.empty((len(windows), 256), dtype=np.float32)
-        bs = max(1, self.config.embed_batch)
-        with torch.inference_mode():
-            for b0 in range(0, len(windows), bs):
-                batch = np.empty((min(bs, len(windows) - b0), window, N_MELS), dtype=np.float32)
-                for i, (s, e, _) in enumerate(windows[b0 : b0 + bs]):
-                    seg = mel[s:e]
-                    if e - s < window:  # tile a short region's own frames to full length
-                        seg = np.resize(seg, (window, N_MELS)) if len(seg) else np.zeros((window, N_MELS))
-                    batch[i] = seg
-                emb[b0 : b0 + len(batch)] = self._encoder(torch.from_numpy(batch)).numpy()
-                report(0.25 + 0.6 * min(1.0, (b0 + len(batch)) / len(windows)), "embedding speakers")
-        return emb
+        batch = np.empty((len(group), window, N_MELS), dtype=np.float32)
+        for i, (s, e, _) in enumerate(group):
+            seg = mel[s:e]
+            if e - s < window:  # tile a short region's own frames to full length
+                seg = np.resize(seg, (window, N_MELS)) if len(seg) else np.zeros((window, N_MELS))
+            batch[i] = seg
+        with torch.inference_mode():  # per thread
+            return self._encoder(torch.from_numpy(batch)).numpy()
 
     def voice_embedding(self, audio: np.ndarray) -> np.ndarray:
         """The enrolment embedding of a one-speaker sample, computed exactly as a
@@ -1373,6 +1438,37 @@ class BuiltinDiarizer:
         with self._lock:
             features = self.speech_features(audio, self.speech_probabilities(audio))
         return voice_embedding(features.emb)
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by a finished stage back to the OS (glibc ``malloc_trim``).
+
+    Each worker thread has its own malloc arena, which keeps what a stage freed (tens of
+    MB of network activations) unless trimmed; the next stage's peak then sits on top of
+    it. A no-op where the C library has no ``malloc_trim``.
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        import ctypes
+
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+        except (AttributeError, OSError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = None
+
+
+def _submit(pool: ThreadPoolExecutor | None, fn: Callable, *args) -> Future:
+    """``fn(*args)`` on ``pool``, or right here (a finished future) without one."""
+    if pool is not None:
+        return pool.submit(fn, *args)
+    done: Future = Future()
+    done.set_result(fn(*args))
+    return done
 
 
 def split_probabilities(probs: np.ndarray):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ class _SincNet(nn.Module):
         for i, (conv, norm) in enumerate(zip(self.conv1d, self.norm1d)):
             x = conv(x)
             if i == 0:
-                x = x.abs()
+                x = x.abs_()  # in place: the conv's output is 80 x 16k floats per chunk, used once
             x = F.leaky_relu(norm(F.max_pool1d(x, 3, 3)))
         return x
 
@@ -185,7 +186,7 @@ class Segmentation:
             starts.append(n - self.chunk)
         return starts
 
-    def run(self, audio: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    def run(self, audio: np.ndarray, pool=None) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
         """Speaker-count probabilities and stitched local speaker activity over a recording.
 
         Chunks of 10 s every ``step_s``; each frame averages the chunks covering it with a
@@ -202,6 +203,10 @@ class Segmentation:
         alone there (``track``: -1 nobody, -2 two at once). A change of that id is a change
         of voice even where it falls between two chunks' most central parts.
 
+        ``pool`` (an executor): batches of chunks go through the network on its threads
+        (each batch is the same as without it, so the outputs are too); they are folded in
+        in chunk order, as the stitching needs.
+
         Returns ``(counts (F, 3), frame step s, local (F, 3) bool, owner chunk (F,),
         track (F,))``.
         """
@@ -209,20 +214,25 @@ class Segmentation:
         starts = self._chunk_starts(n)
         fstep = self.chunk / SAMPLE_RATE / self.frames_per_chunk  # ~0.0169 s
         out = _StitchedFrames(int(math.ceil(n / SAMPLE_RATE / fstep)) + 1, self.frames_per_chunk)
-        with torch.inference_mode():
-            for b0 in range(0, len(starts), self.batch):
-                group = starts[b0 : b0 + self.batch]
-                batch = np.zeros((len(group), 1, self.chunk), dtype=np.float32)
-                for i, s in enumerate(group):
-                    seg = audio[s : s + self.chunk]
-                    batch[i, 0, : len(seg)] = seg
-                power = self.net(torch.from_numpy(batch)).exp().numpy()  # (B, F, 7)
-                del batch
-                for i, s in enumerate(group):
-                    f0 = int(round(s / SAMPLE_RATE / fstep))
-                    valid = min(self.frames_per_chunk, int(math.ceil((n - s) / SAMPLE_RATE / fstep)))
-                    out.add(b0 + i, f0, valid, power[i])
+        groups = [starts[b0 : b0 + self.batch] for b0 in range(0, len(starts), self.batch)]
+        forward = partial(self._forward, audio)
+        powers = pool.map(forward, groups) if pool is not None else map(forward, groups)
+        for b0, group, power in zip(range(0, len(starts), self.batch), groups, powers):
+            for i, s in enumerate(group):
+                f0 = int(round(s / SAMPLE_RATE / fstep))
+                valid = min(self.frames_per_chunk, int(math.ceil((n - s) / SAMPLE_RATE / fstep)))
+                out.add(b0 + i, f0, valid, power[i])
         return out.acc / out.weight[:, None], fstep, out.local, out.owner, out.track
+
+    def _forward(self, audio: np.ndarray, group: list[int]) -> np.ndarray:
+        """Powerset probabilities (B, F, 7) of the 10 s chunks starting at ``group``."""
+        batch = np.zeros((len(group), 1, self.chunk), dtype=np.float32)
+        for i, s in enumerate(group):
+            seg = audio[s : s + self.chunk]
+            batch[i, 0, : len(seg)] = seg
+        # inference_mode is per thread: entered here, on whichever thread runs the batch.
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(batch)).exp().numpy()
 
 
 class _StitchedFrames:
