@@ -143,23 +143,33 @@ def run(sessions: list[dict], detector: RiskDetector) -> dict:
     return {"summary": summarise(per), "sessions": per}
 
 
-def held_out(folder: Path, name: str | None = None) -> dict:
+def held_out(folder: Path, name: str | None = None, asr_shaped: bool = False) -> dict:
     """A set neither layer was tuned or trained on, scored once: rules alone and rules +
-    the shipped classifier, side by side -> bench/results/risk_<name>_text.json."""
+    the shipped classifier, side by side -> bench/results/risk_<name>_text.json, or with
+    ``asr_shaped`` on the set's ASR-shaped copy (bench/asr_shaped.py: the transcriber's
+    fragments with its errors, as the detector reads them through the system)
+    -> risk_<name>_asr_shaped.json."""
     from services.notes.risk_classifier import RiskClassifier
     from services.notes.risk_semantic import SemanticRiskModel
 
-    sessions, name = load_blind(Path(folder)), name or Path(folder).name
+    name = name or Path(folder).name
+    if asr_shaped:
+        from bench import asr_shaped as shaped
+
+        sessions = shaped.load(Path(folder).name)
+    else:
+        sessions = load_blind(Path(folder))
     model = SemanticRiskModel()
     result = {
         "set": str(folder), "held_out": True,
         "note": "scored once after freezing the rules and the shipped classifier weights",
-        "level": "text: reference transcript lines straight into the detector (no audio)",
+        "level": ("asr-shaped: the shipped transcriber's fragments of the voiced session (bench/asr_shaped.py)"
+                  if asr_shaped else "text: reference transcript lines straight into the detector (no audio)"),
         "rules": run(sessions, RiskDetector(semantic=model)),
         "rules_plus_classifier": run(sessions, RiskDetector(semantic=model, classifier=RiskClassifier(model.encoder))),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"risk_{name}_text.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"risk_{name}_{'asr_shaped' if asr_shaped else 'text'}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k]["summary"] for k in ("rules", "rules_plus_classifier")}, indent=2))
     return result
 
@@ -205,7 +215,7 @@ def load_blind(folder: Path = BLIND) -> list[dict]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "held-out":  # held-out DIR [name]
-        held_out(Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
+    if len(sys.argv) > 2 and sys.argv[1] in ("held-out", "held-out-asr"):  # held-out[-asr] DIR [name]
+        held_out(Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None, asr_shaped=sys.argv[1] == "held-out-asr")
         sys.exit(0)
     main(sys.argv[1] if len(sys.argv) > 1 else "dev", sys.argv[2] if len(sys.argv) > 2 else None)

@@ -12,7 +12,7 @@ the line (blind category names mapped as in bench.risk_blind), else "none" (dist
 lines, hard negatives, are "none" like every other line). Severity and temporal heads are
 trained on the episode lines only. NEVER train on or choose with blind_clinical6 (``HELD_OUT``).
 
-Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|veto|ship C THRESHOLD [WEAK_VETO]]
+Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|veto|shaped|ship C THRESHOLD [WEAK_VETO]|ship6 C THRESHOLD WEAK_VETO]
 -> bench/results/risk_classifier_folds.json
 """
 
@@ -34,6 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # with ``held-out`` after the weights are shipped).
 SETS = ["blind_clinical", "blind_clinical2", "blind_clinical3", "blind_clinical4", "blind_clinical5"]
 HELD_OUT = "blind_clinical6"
+# Round 6: set 6 was looked at through the system in round 5, so it joins the training sets and
+# set 7 (a new writer) is held out; the classifier also learns from ASR-shaped copies of the
+# sets (bench/asr_shaped.py): what it reads in production.
+SETS_R6 = SETS + ["blind_clinical6"]
+HELD_OUT_R6 = "blind_clinical7"
 RESULTS = ROOT / "bench" / "results"
 CLASSES = [NONE, "suicidal_ideation", "self_harm", "harm_to_others", "substance_use", "abuse_or_violence", "other"]
 SEV = ["low", "moderate", "high"]
@@ -173,10 +178,55 @@ def veto_folds(C: float = 4.0, threshold: float = 0.7, vetoes=(None, 0.5, 0.6, 0
     return out
 
 
-def ship(C: float, threshold: float, weak_veto: float | None = None) -> None:
+def shaped_folds(Cs=(1.0, 4.0), thresholds=(0.6, 0.7, 0.8, 0.9), sets=tuple(SETS_R6)) -> dict:
+    """Round 6, leave-one-set-out scored on the held-out set's ASR-SHAPED copy (what the
+    detector reads through the system): classifier trained on script lines only (as
+    shipped in round 5) against script lines plus ASR-shaped fragments of the training sets
+    -> bench/results/risk_classifier_shaped_folds.json."""
+    from bench import asr_shaped
+    from services.notes.risk_semantic import SemanticRiskModel
+
     enc = CachingEncoder()
-    data = [dataset(enc, load_blind(ROOT / "tests" / "data" / n)) for n in SETS]
-    w = train(data, C, threshold)
+    semantic = SemanticRiskModel(encoder=enc)
+    script = {n: dataset(enc, load_blind(ROOT / "tests" / "data" / n)) for n in sets}
+    shaped_sessions = {n: asr_shaped.load(n) for n in sets}
+    shaped = {n: dataset(enc, ss) for n, ss in shaped_sessions.items()}
+    enc.save()
+    rows = [{"train": "rules only", "held_out": held, **run(shaped_sessions[held], RiskDetector(semantic=semantic))["summary"]}
+            for held in sets]
+    for row in rows:
+        print(json.dumps(_brief_row(row)), flush=True)
+    for C in Cs:
+        for held in sets:
+            others = [n for n in sets if n != held]
+            for train_on, data in (("script", [script[n] for n in others]),
+                                   ("script+shaped", [script[n] for n in others] + [shaped[n] for n in others])):
+                w = train(data, C, thresholds[0])
+                for th in thresholds:
+                    det = RiskDetector(semantic=semantic, classifier=RiskClassifier(enc, weights={**with_threshold(w, th), "weak_veto": np.float32(0.8)}))
+                    row = {"train": train_on, "C": C, "threshold": th, "held_out": held,
+                           **run(shaped_sessions[held], det)["summary"]}
+                    rows.append(row)
+                    print(json.dumps(_brief_row(row)), flush=True)
+    enc.save()
+    out = {"sets": list(sets), "level": "ASR-shaped held-out set (bench/asr_shaped.py)", "weak_veto": 0.8, "grid": rows}
+    (RESULTS / "risk_classifier_shaped_folds.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def _brief_row(row: dict) -> dict:
+    keys = ("train", "C", "threshold", "held_out", "episode_recall", "false_flags_per_session", "severity_agreement",
+            "high_marked_high", "high_episodes")
+    return {k: row[k] for k in keys if k in row}
+
+
+def ship(C: float, threshold: float, weak_veto: float | None = None, sets: list[str] = SETS) -> None:
+    """Train on ``sets``' script lines (round 5: sets 1-5; round 6, ``ship6``: sets 1-6) and
+    write the shipped weights. Round 6 measured adding the sets' ASR-shaped copies
+    (``shaped``): no better on the ASR-shaped folds at any matched false-flag rate, so the
+    shipped weights are trained on script lines."""
+    enc = CachingEncoder()
+    w = train([dataset(enc, load_blind(ROOT / "tests" / "data" / n)) for n in sets], C, threshold)
     if weak_veto is not None:
         w["weak_veto"] = np.float32(weak_veto)
     np.savez_compressed(WEIGHTS, **w)
@@ -185,8 +235,11 @@ def ship(C: float, threshold: float, weak_veto: float | None = None) -> None:
 
 if __name__ == "__main__":
     t0 = time.time()
-    if len(sys.argv) > 1 and sys.argv[1] == "ship":
-        ship(float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else None)
+    if len(sys.argv) > 1 and sys.argv[1] in ("ship", "ship6"):
+        ship(float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else None,
+             sets=SETS_R6 if sys.argv[1] == "ship6" else SETS)
+    elif len(sys.argv) > 1 and sys.argv[1] == "shaped":
+        shaped_folds()
     elif len(sys.argv) > 1 and sys.argv[1] == "veto":
         veto_folds()
     else:
