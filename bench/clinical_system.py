@@ -17,6 +17,9 @@ still reports what it measured (``completed`` in the JSON).
 
 Run: .venv/bin/python -m bench.clinical_system DIR [name] [--limit N]
      -> bench/results/system_<name>.json
+With TB_BENCH_DUMP_DIR set, each session's full API detail (the system's transcript, speakers,
+roles and notes) is also written there as <id>.json, to read a miss line by line. It holds
+transcript text: keep it out of the repo.
 """
 
 from __future__ import annotations
@@ -157,6 +160,7 @@ def run(folder: Path, name: str, limit: int | None = None) -> dict:
                         lab, gen = flying.pop(sid)
                         row = score(lab, gen, detail)
                         row["wall_s"] = round(time.monotonic() - started[sid], 1)
+                        _dump(row["id"], detail)
                         per.append(row)
                         _write(out, folder, name, per, len(labels), synth_s, t0)
                         print(f"[system] {row['id']}: {row['status']} in {row['wall_s']}s; "
@@ -169,6 +173,13 @@ def run(folder: Path, name: str, limit: int | None = None) -> dict:
 
         asyncio.run(drop_database(db_url))
     return json.loads(out.read_text())
+
+
+def _dump(session_id: str, detail: dict) -> None:
+    folder = os.environ.get("TB_BENCH_DUMP_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{session_id}.json").write_text(json.dumps(detail, indent=1, default=str))
 
 
 def _write(out: Path, folder: Path, name: str, per: list[dict], total: int, synth_s: float, t0: float) -> None:
