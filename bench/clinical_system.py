@@ -15,11 +15,13 @@ Sessions go shortest first and are uploaded two at a time (transcriber and diari
 in parallel); results are written after every finished session, so a run stopped early
 still reports what it measured (``completed`` in the JSON).
 
-Run: .venv/bin/python -m bench.clinical_system DIR [name] [--limit N]
+Run: .venv/bin/python -m bench.clinical_system DIR [name] [--limit N] [--seed-offset K]
      -> bench/results/system_<name>.json
 With TB_BENCH_DUMP_DIR set, each session's full API detail (the system's transcript, speakers,
 roles and notes) is also written there as <id>.json, to read a miss line by line. It holds
 transcript text: keep it out of the repo.
+The generator's seed (gaps, loudness, noise floor) is the session's rank plus ``--seed-offset``:
+the same scripts under another offset measure how much of a figure is the draw of the audio.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def _done(detail: dict) -> bool:
     return bool(detail.get("extracted_notes") or detail.get("notes_error") or detail.get("status") == "failed")
 
 
-def run(folder: Path, name: str, limit: int | None = None) -> dict:
+def run(folder: Path, name: str, limit: int | None = None, seed_offset: int = 0) -> dict:
     paths = sorted(folder.glob("session_*.json"))
     # Shortest first: on a loaded machine a run cut short still measures as many sessions as possible.
     labels = sorted((_labels(p) for p in paths), key=lambda lab: sum(len(ln["text"].split()) for ln in lab["raw"]["lines"]))[:limit]
@@ -136,7 +138,7 @@ def run(folder: Path, name: str, limit: int | None = None) -> dict:
                 while pending and len(flying) < IN_FLIGHT:
                     seed, lab = pending.pop(0)
                     t_syn = time.monotonic()
-                    gen = synthesise(lab["raw"], seed=seed)
+                    gen = synthesise(lab["raw"], seed=seed_offset + seed)
                     synth_s += time.monotonic() - t_syn
                     n = len({ln["speaker"] for ln in lab["raw"]["lines"]})
                     with open(gen.wav, "rb") as fh:
@@ -162,7 +164,7 @@ def run(folder: Path, name: str, limit: int | None = None) -> dict:
                         row["wall_s"] = round(time.monotonic() - started[sid], 1)
                         _dump(row["id"], detail)
                         per.append(row)
-                        _write(out, folder, name, per, len(labels), synth_s, t0)
+                        _write(out, folder, name, per, len(labels), synth_s, t0, seed_offset)
                         print(f"[system] {row['id']}: {row['status']} in {row['wall_s']}s; "
                               f"{len(per)}/{len(labels)} done", flush=True)
     finally:
@@ -182,13 +184,14 @@ def _dump(session_id: str, detail: dict) -> None:
         (Path(folder) / f"{session_id}.json").write_text(json.dumps(detail, indent=1, default=str))
 
 
-def _write(out: Path, folder: Path, name: str, per: list[dict], total: int, synth_s: float, t0: float) -> None:
+def _write(out: Path, folder: Path, name: str, per: list[dict], total: int, synth_s: float, t0: float,
+           seed_offset: int) -> None:
     risk = risk_blind.summarise([p["risk"] for p in per])
     plan = notes_blind.summarise([p["notes"] for p in per if p["notes"]])
     result = {
         "name": name, "set": str(folder), "level": "system: espeak-ng audio -> upload -> transcription -> "
         "diarization -> join -> offline notes (risk safety net with its semantic layer)",
-        "completed": len(per), "sessions_in_set": total, "synthesis_s": round(synth_s, 1),
+        "seed_offset": seed_offset, "completed": len(per), "sessions_in_set": total, "synthesis_s": round(synth_s, 1),
         "wall_s": round(time.monotonic() - t0, 1), "risk": risk, "notes": plan,
         "failed_or_no_notes": [p["id"] for p in per if not p["notes"]], "sessions": per,
     }
@@ -196,15 +199,19 @@ def _write(out: Path, folder: Path, name: str, per: list[dict], total: int, synt
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
+def _option(argv: list[str], flag: str) -> tuple[int | None, list[str]]:
+    if flag not in argv:
+        return None, argv
+    i = argv.index(flag)
+    return int(argv[i + 1]), argv[:i] + argv[i + 2:]
+
+
 def main(argv: list[str]) -> None:
-    limit = None
-    if "--limit" in argv:
-        i = argv.index("--limit")
-        limit = int(argv[i + 1])
-        argv = argv[:i] + argv[i + 2:]
+    limit, argv = _option(argv, "--limit")
+    seed_offset, argv = _option(argv, "--seed-offset")
     folder = Path(argv[0])
     name = argv[1] if len(argv) > 1 else folder.name
-    result = run(folder, name, limit)
+    result = run(folder, name, limit, seed_offset or 0)
     print(json.dumps({"completed": result["completed"], "risk": result["risk"], "notes": result["notes"]}, indent=2))
 
 
