@@ -145,7 +145,43 @@ STRATEGIES += [
 THERAPIST_ONLY = {"psychoeducation", "validation", "motivational interviewing", "communication skills",
                   "chain analysis", "problem solving", "thought records / cognitive restructuring", "safety planning",
                   "relapse prevention", "means restriction", "relaxation"}
-_STRATEGY_RX = [(n, c, re.compile(rx, re.IGNORECASE)) for n, c, rx in STRATEGIES]
+#: Moves that are a technique only when the THERAPIST makes them, whatever the technique: a
+#: client saying "I'm starting next Monday" schedules nothing (issue 14, round 7: the shapes
+#: of proposals, referrals and explanations that sets 1-7 show but name nowhere).
+THERAPIST_MOVES: list[tuple[str, str, str]] = [
+    # Scheduling a concrete activity: "Could you go to the co-op three evenings this week?",
+    # "would you try it, starting next Monday?", "let's try pacing".
+    ("behavioral activation", "behavioral", (r"\b(?:(?:could|would|can|will) you (?:go|get|try|do|walk|join|visit|call|ring) .{0,50}?"
+     r"(?:this week|(?:once|twice|\w+ (?:evenings?|mornings?|afternoons?|times|days)) (?:a|this|next) week)|starting (?:next |this |on )?"
+     r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|week|weekend)|pacing|what if (?:\w+day|\w+ (?:morning|evening|night)) (?:was|were|is))\b")),
+    # Linking to a resource or proposing a concrete fix: "Have you spoken to a financial
+    # counsellor?", "Has anyone told you about the Disability Service?", "I can set up an
+    # appointment with legal aid", "There are day care centres...", "What if we asked for...".
+    ("problem solving", "cognitive", (r"\b(?:ha(?:ve|s) (?:you|anyone|anybody) (?:spoken|talked|told you|been) (?:to|about|in touch with) (?:a|an|the)\b|"
+     r"i (?:can|could) (?:set up|book|arrange|make) (?:an?|the) (?:appointment|referral|call|meeting)|"
+     r"there (?:are|is|'s) (?:a |an )?(?:\w+ ){0,3}(?:services?|cent(?:re|er)s?|groups?|programm?es?|clinics?|helplines?|counsellors?|counselors?) "
+     r"(?:where|that|who|for|at|in|run)|what if,? (?:for|when|we|you|on)\b|would you (?:bring|take|raise) (?:it|that|this) (?:to|with))")),
+    # Explaining a mechanism: "can look a lot like", "can be the start of a manic episode",
+    # "That's what causes the cramps".
+    ("psychoeducation", "psychoeducation", (r"\b(?:can (?:look|feel|sound) (?:a lot |a bit |very )?like|can be the (?:start|beginning|first sign) of|"
+     r"(?:that's|that is|this is) what (?:causes|happens|drives|makes)|(?:your|the) nervous system)\b")),
+    # Putting distance between a person and the means: "put time and distance between you and
+    # them", "leave it here with me", "get it to the pharmacy", "Is the shed locked?".
+    ("means restriction", "safety", (r"\b(?:(?:time and )?distance between (?:you|him|her|them) and|(?:leave|give|hand) (?:it|them|that|those) "
+     r"(?:here )?with me|(?:to|at) the pharmacy|(?:is|are) the \w+ (?:locked|lockable)|(?:talk|do something) about (?:the|those|your) "
+     r"(?:guns?|firearms?|pills|tablets|medications?|knife|knives|rifles?|weapons?))\b")),
+    ("safety planning", "safety", (r"\b(?:let's (?:make|write|build) (?:a|the|your) plan|what could you do instead|who (?:else )?(?:you|we) (?:can|could) "
+     r"(?:reach out to|call|ring|text)|(?:write|writing) down who)\b")),
+    ("sleep hygiene", "behavioral", r"\b(?:blackout curtains|sleep block|same (?:bedtime|sleep time)|bedtime every)\b"),
+    ("distress tolerance", "dbt", r"\b(?:(?:ice|something cold) in your hand|(?:face|hands?) in (?:a bowl of )?cold water)\b"),
+    ("validation", "interpersonal", r"\b(?:any(?:one|body) would be|of course you(?:'re| are) (?:\w+ )?(?:exhausted|tired|angry|upset|scared|worried|hurt))\b"),
+    ("communication skills", "interpersonal", (r"\b(?:(?:tell|say) (?:him|her|them|it|that) (?:that |this |it )?directly|each of you tell the other|"
+     r"start with i feel|the other (?:one )?(?:just )?listens)\b")),
+    ("thought records / cognitive restructuring", "cognitive", (r"\b(?:look at (?:that|this|the) (?:belief|rule|thought|idea)|"
+     r"where did you learn (?:that|this))\b")),
+]
+_STRATEGY_RX = [(n, c, re.compile(rx, re.IGNORECASE), n in THERAPIST_ONLY) for n, c, rx in STRATEGIES] + [
+    (n, c, re.compile(rx, re.IGNORECASE), True) for n, c, rx in THERAPIST_MOVES]
 
 EMOTIONS: dict[str, str] = {
     "anxiety and worry": r"\b(?:anxious|anxiety|worr\w+|nervous|panic\w*|scared|afraid|fear\w*|on edge|dread\w*|tense)\b",
@@ -484,8 +520,8 @@ def _extract_strategies(client: list[_Said], therapist: list[_Said]) -> list[Str
     everything = sorted(client + therapist, key=lambda s: s.sentence.start)
     for s in everything:
         is_client = (s.segment.role or "").upper() != "THERAPIST"
-        for name, cat, rx in _STRATEGY_RX:
-            if not rx.search(s.text) or (is_client and name in THERAPIST_ONLY):
+        for name, cat, rx, therapist_only in _STRATEGY_RX:
+            if not rx.search(s.text) or (is_client and therapist_only):
                 continue
             if is_client and re.search(r"\b(?:tried|did|used|practi[cs]ed|been doing|helped|kept)\b", s.text, re.I):
                 status = "practiced"
