@@ -323,7 +323,9 @@ _AGREEMENT = re.compile(
     r"arrange|start|do)|i'm going to ask you to|(?:for|over) (?:this|the) (?:coming )?week,? (?:try|see if|notice|aim|keep|"
     r"practi[cs]e|have a go)|(?:this|next|over the) (?:coming )?week,? (?:when|if|whenever)|either of you (?:can|could)|"
     r"you (?:can|could) both)\b|^(?:so,? |and |okay,? )?try (?:the|to|and|a|doing|using|one|some)\b|^so\s*[:\u2014]|^(?:good|great|okay|ok|right)?[.,]?\s*so,? (?:this|next) week\b|"
-    r"^(?:and |so |also |now |okay,? )?(?:keep|practi[cs]e|write down|track|record|rate|fill in|bring|schedule|plan) (?!going\b)\w+",
+    r"^(?:and |so |also |now |okay,? )?(?:keep|practi[cs]e|write down|track|record|rate|fill in|bring|schedule|plan|save) (?!going\b)\w+|"
+    r"^(?:and |so |also |now |okay,? )?do (?:that|this|it) (?:when|every|each|twice|once|before|after)\b|"
+    r"\bi'?d (?:also |really )?like (?:the|all|both|each) (?:\w+ ){0,2}to (?!know|hear|understand|ask)\w+",
     re.IGNORECASE,
 )
 #: The therapist's own next steps ("I'll send you the worksheet", "I'll write to your GP").
@@ -366,7 +368,9 @@ _PLAN_STATEMENT = re.compile(
 #: The client taking up a suggestion question ("What about the walk in the morning?" / "I could do that.").
 _ACCEPT_START = re.compile(
     r"^(?:(?:ugh|um|uh|erm|well|hmm|oh|a \w+),? )*(?:ok(?:ay)?|yes|yeah|yep|sure|fine|alright|i could|i can|i'll|i will|that(?:'s| sounds| would be|'d be) (?:good|fine|doable|fair|ok|great|nice|lovely)|"
-    r"deal|let's do|we could|we can|we'll|we will|got it|will do|sounds (?:good|like a plan|fair|doable)|i like that|that works|(?:he|she|they|i)'d (?:love|like) that)\b",
+    r"deal|let's do|we could|we can|we'll|we will|got it|will do|sounds (?:good|like a plan|fair|doable)|i like that|that works|(?:he|she|they|i)'d (?:love|like) that|"
+    # "She'd do that.", "Brother Omar can do it.", "I would like that.", "I suppose Linda can."
+    r"(?:\w+ ){0,2}\w+(?: can| could| will| would|'ll|'d) do (?:that|it)|i would (?:love|like) that|i (?:suppose|guess) \w+ (?:can|could|will))\b",
     re.IGNORECASE,
 )
 _WHEN = re.compile(
@@ -380,7 +384,9 @@ _ACCEPTANCE_ONLY = re.compile(
     r"(?:that|it|this|them)\b(?: one| too| again)?[^a-z]*$"
 )
 _ROUTINE = re.compile(r"\b(?:as usual|like always|as normal|as always|like every)\b")
-_SUGGESTION_QUESTION = re.compile(r"\b(?:could|can|will|would) you\b|\bhow about\b|\bwhat if you\b|\bshall we\b|\bwould you be\b|"
+_SUGGESTION_QUESTION = re.compile(r"\b(?:could|can|will|would) you\b|\bhow about\b|\bwhat if (?:you|we|the|your)\b|\bshall we\b|\bwould you be\b|"
+                                  # "Could Dale come by tonight?", "could Ashley drive?"
+                                  r"^(?:\w+,? ){0,8}(?:could|can|would) (?-i:[A-Z])\w+ (?:come|drive|take|go|do|help|fill|hold|keep|call|ring|stay|look after|bring|pick|have|sit)\b|"
                                   r"\b(?:can|could) we (?:ring|call|write|try|book|agree|plan|set)\b|\bhow (?:would|do) you feel about (?:that|trying|doing|\w+ing)\b|"
                                   r"\bwould (?:\w+ )?be (?:willing|up for|open) to\b|"
                                   r"\bwhat about (?:the|a|trying|doing|you|if)\b|\bwhat about\b(?=[^?]*\b(?:monday|tuesday|wednesday|thursday|friday|"

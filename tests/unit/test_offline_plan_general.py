@@ -140,3 +140,37 @@ def test_shown_moves_for_problem_solving_activation_and_distress_tolerance():
     assert "behavioral activation" in _strategy_names(("T", "What would be a small, doable version of that this week?"))
     assert "distress tolerance" in _strategy_names(("T", "Some people squeeze ice or take a cold shower to take the edge off."))
     assert "motivational interviewing" in _strategy_names(("T", "On a scale of nought to ten, how ready are you to cut down?"))
+
+
+def test_round7_suggestion_about_a_named_person_taken_up_in_other_words():
+    # Round 7 (issue 14): a proposal about someone else in the room or outside it, agreed
+    # without an "okay" first; made-up sentences in the shapes set 7 showed.
+    _segs, notes = _notes(("T", "Could Marta come over tomorrow?"), ("C", "Tomorrow. She'd do that."))
+    assert "Could Marta come over tomorrow?" in _evidence(notes)
+    _segs, notes = _notes(("T", "What if the shop phone went to your nephew after eight?"), ("C", "Rafi can do it. He's up late."))
+    assert "What if the shop phone went to your nephew after eight?" in _evidence(notes)
+    # Lower-case "could it" is not a named person: a question, nobody agreed to anything.
+    _segs, notes = _notes(("T", "So could it go wrong again?"), ("C", "Tomorrow. She'd do that."))
+    assert notes.action_items == []
+
+
+def test_round7_therapist_imperatives_and_family_requests_are_set_items():
+    _segs, notes = _notes(("T", "Save the number under your gym's name."), ("C", "Doing it now."))
+    assert "Save the number under your gym's name." in _evidence(notes)
+    _segs, notes = _notes(("T", "I'd like the whole family to walk together twice this week."), ("C", "Hm."))
+    assert "I'd like the whole family to walk together twice this week." in _evidence(notes)
+    _segs, notes = _notes(("T", "I'd like the family to know you're doing well."), ("C", "Hm."))
+    assert notes.action_items == []  # "like ... to know" is a wish, not a task
+
+
+def _strategies(*turns: tuple[str, str]) -> set[str]:
+    return {s.name for s in _notes(*turns)[1].strategies}
+
+
+def test_round7_techniques_shown_only_count_from_the_therapist():
+    assert "behavioral activation" in _strategies(("T", "Could you go to the pool two mornings this week?"))
+    assert "behavioral activation" not in _strategies(("T", "How was it?"), ("C", "I'm starting next Monday at the depot."))
+    assert "problem solving" in _strategies(("T", "Has anyone told you about the carers' allowance?"))
+    assert "psychoeducation" in _strategies(("T", "Panic can feel a lot like a heart attack."))
+    assert "means restriction" in _strategies(("T", "Would you leave them here with me today?"))
+    assert "means restriction" not in _strategies(("T", "And then?"), ("C", "I left them here with me. I mean with her."))
