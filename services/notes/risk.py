@@ -121,7 +121,8 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:took|taken|swallowed|had) (?:\w+ ){0,3}(?:pills|tablets|paracetamol|painkillers)\b[^.]*\bon purpose\b|\bon purpose\b[^.]*\b(?:pills|tablets|overdose)\b", HI, "possible attempt"),
     _p(SI, r"\bbetter off (?:without me|if i (?:was|were)n't (?:here|around)|dead)\b", MO, "passive ideation / burdensomeness", negatable=False),
     _p(SI, r"\beasier (?:for (?:everyone|everybody|them|you|my \w+) )?if i (?:just )?(?:wasn't|weren't|was not|were not) (?:here|around|alive)\b", MO, "passive ideation", negatable=False),
-    _p(SI, r"\b(?:not|never|don't|didn't) wake up\b", MO, "passive ideation", negatable=False),
+    # "(She) just went to sleep and didn't wake up": how someone died, not a wish.
+    _p(SI, r"(?<!went to sleep and )(?<!fell asleep and )\b(?:not|never|don't|didn't) wake up\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:don't|do not|didn't) want to (?:be alive|exist|wake up)\b|\b(?:don't|do not|didn't) want to (?:live|be here|be around|go on|keep going|keep living)\b(?! (?:at|in|with|for|on|today) )", MO, "passive ideation", negatable=False),
     _p(SI, r"\b(?:not sure|don't know if|don't know whether|not certain) i (?:want|wanna) to (?:live|be alive|be here|go on|keep living|keep going)\b", MO, "passive ideation", negatable=False),
     _p(SI, r"\bthought of not (?:being|existing)(?: here| alive| around)?\b", MO, "passive ideation", negatable=False),
@@ -192,7 +193,8 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(AV, r"\byou\b[^.;]{0,40}?\b(?:hit|slapped|punched|kicked|choked|strangled|shoved|pushed|grabbed|shook|dragged|spat at|bit|threw \w+ at) (?:me|us)\b(?! to\b)", MO, "physical abuse (partner in the room)", multi_client_only=True),
     _p(AV, r"\b(?:punch\w*|hit|hits|smash\w*|kick\w*|threw|throws?|throwing|slam\w*) (?:\w+ ){0,3}(?:right )?(?:next to|beside|by|near|past|at) my (?:head|face)\b", MO, "intimidation"),
     _p(AV, r"\b(?:takes?|took|taking|hides?|hid|hiding|keeps?|kept) (?:away )?my (?:keys|car keys|phone|passport|bank cards?|cards?|money|wallet)\b(?=[^.]*\b(?:so (?:that )?i (?:can't|couldn't|cannot|don't|won't)|stop me|so i'd|won't let)\b)", MO, "coercive control", negatable=False),
-    _p(AV, r"\b(?:with|gets?|got|took|take|takes|taking|using|used|uses|get) (?:the|a|his|her|my|their|dad's|mum's) (?:belt|strap|cane|wooden spoon|slipper|switch|cord|hairbrush)\b(?! (?:for|to hold|loop|buckle))", MO, "physical punishment with an implement"),
+    # "walking with a cane" is a walking aid, not an implement.
+    _p(AV, r"(?<!walking )(?<!walks )(?<!walked )(?<!walk )\b(?:with|gets?|got|took|take|takes|taking|using|used|uses|get) (?:the|a|his|her|my|their|dad's|mum's) (?:belt|strap|cane|wooden spoon|slipper|switch|cord|hairbrush)\b(?! (?:for|to hold|loop|buckle))", MO, "physical punishment with an implement"),
     _p(AV, r"\b(?:welts|bruises|bruising|lash marks|belt marks|red marks|marks|handprints?)\b[^.]{0,30}\b(?:on|across|down|all over) (?:the back of )?(?:his|her|their) (?:legs?|back|arms?|bottom|backside|face|body|neck|thighs?)\b", MO, "injuries from abuse"),
     _p(AV, r"\b(?:forces?|forced|made|makes|pressures?|pressured) me (?:to )?(?:have sex|into sex|do sexual|sleep with)\b", HI, "sexual violence"),
     _p(AV, r"\b(?:kill|hurt|hit|beat|find) me if i (?:go|leave|tell|call|report|ever leave)\b|\b(?:he|she|they)(?:'ll| will|'d| would) kill me\b(?=[^.]*\bif\b)", HI, "threat to client"),
@@ -201,7 +203,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(AV, r"\bif i (?:ever )?(?:leave|left|go|went|tell|told|call|called|report|take|took)\b[^.]{0,40}\b(?:he|she|they)(?:'ll| will|'d| would|'s going to| is going to)? (?:kill|hurt|find) me\b", HI, "threat to client"),
     _p(AV, r"\b(?:scared|afraid|worried|frightened|terrified) (?:that )?(?:he|she|they)(?:'ll| will|'d| would| might|'s going to| is going to) (?:hurt|hit|kill|take|harm) (?:me|us|the baby|the kids|my \w+)\b", HI, "fear of harm"),
     _p(AV, r"\b(?:afraid|scared|terrified|frightened) (?:to go home|of going home|of what (?:he|she|they)(?:'ll| will|'d| would| might) do)\b|\bbecause of what (?:he|she|they)(?:'ll| will|'d| would| might) do\b", HI, "fear of partner"),
-    _p(AV, r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|ex))(?:'s| is)? (?:won't|doesn't|does not|will not|wouldn't|didn't) let me (?:see|go|leave|have|talk|work|use|past|out|through|in|get past|near)\b|\bchecks? my (?:phone|messages|texts)\b(?! bill)|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
+    _p(AV, r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|ex))(?:'s| is)? (?:won't|doesn't|does not|will not|wouldn't|didn't) let me (?:see|go|leave|have|talk|work|use|past|out|through|in|get past|near)\b|(?<!\bi )(?<!to )(?<!'ll )\bchecks? my (?:phone|messages|texts)\b(?! bill)|\bcontrols? (?:all )?(?:the|my|our) (?:money|finances|phone)\b|\bnot allowed to (?:work|leave|see|go out|have)\b", MO, "coercive control", negatable=False),
     _p(AV, r"\bstalk(?:ing|s|ed)? me\b|\b(?:turns?|turning|turned|keeps turning) up (?:outside|at) my\b|\bfollow(?:s|ing|ed) me (?:home|to work|around)\b", MO, "stalking"),
     _p(AV, r"\b(?:choked|strangled) me\b|\b(?:grabbed|grabs|held|holds|had|pinned|pinning) me (?:by|round|around) (?:my|the) (?:neck|throat)\b|\b(?:hands?|arm) (?:round|around|on) my (?:neck|throat)\b", HI, "strangulation"),
     _p(AV, r"\b(?:kicked|hit|punched|pushed|beat|hurt|shoved) me\b[^.]{0,40}\b(?:while|when) i was pregnant\b", HI, "violence in pregnancy"),
@@ -291,7 +293,7 @@ _THIRD_PARTY_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _HISTORICAL = re.compile(
-    r"\bused to\b|\byears ago\b|\b(?:a|many|several|few) years back\b|\bwhen i was (?:a |an )?(?:kid|child|teen|teenager|"
+    r"\bused to\b|\byears ago\b|\b(?:in|back in|since) (?:19\d\d|20[01]\d)\b|\b(?:a|many|several|few) years back\b|\bwhen i was (?:a |an )?(?:kid|child|teen|teenager|"
     r"little|young|younger|small|at school|in school|\w*teen|\d+|twenty|thirty)\b|\bas a (?:kid|child|teenager)\b|"
     r"\bin my (?:teens|twenties|thirties|twenties|youth)\b|\bhaven't (?:done it |since|for (?:years|ages))|"
     r"\bnot (?:since|for years|in (?:over |more than )?(?:\w+|\d+) (?:years|months))\b|\b(?:sober|clean) (?:for|since)\b|"
@@ -531,6 +533,8 @@ def _benign_context(pat: Pattern, norm: str, m: re.Match[str]) -> bool:
         return True  # "I'm scared he'll hurt the baby": someone else is the danger
     if pat.label in _COLLATERAL_LABELS and _NON_FAMILY.search(norm):
         return True  # "my friend's dad hit her with a belt": someone outside the family's abuse
+    if pat.category is AV and _DETENTION.search(norm):
+        return True  # "If I go, will they lock me up?": fear of being detained, not abuse
     if pat.category is AV and _TRIVIAL_THREAT.search(norm):
         return True  # "he said he'd kill me if I touched his stuff again": sibling exasperation
     if pat.category in (HO, AV) and _RELATIVE_AGENT.search(m.group(0)):
@@ -548,6 +552,8 @@ _NON_FAMILY = re.compile(r"\b(?:friend|mate|pal|colleague|coworker|co-worker|nei
                          r"a (?:guy|girl|man|woman|kid|boy)|character|client|patient)\w*\b")
 _TRIVIAL_THREAT = re.compile(r"\bkill (?:me|us)\b[^.]*\bif (?:i|we)\b[^.]*\b(?:touch\w* (?:his|her|their|my) (?:stuff|things|phone|xbox|games?|clothes|room)|"
                              r"(?:ate|eat|eats|finish\w*) (?:his|her|their) \w+|borrow\w*|(?:was|were|am|are|'m|'re) late|forg[eo]t)\b")
+_DETENTION = re.compile(r"\b(?:will|would|could|might|are|do|did) (?:they|you|the (?:police|hospital|doctors?|staff|cops))(?: \w+)?(?: to)? "
+                        r"(?:lock|locked|put|take|send|commit|section) (?:me|us|him|her|them) (?:up|away|in hospital|inside)\b")
 #: Only an indefinite antecedent: "my husband who hits me" is a disclosure, "anyone who hurt me" is not.
 _RELATIVE_AGENT = re.compile(
     r"\b(?:(?:anyone|anybody|someone|somebody|people|(?:a|an|some|any|this|that|these|those) \w+(?: \w+)?) (?:who|that)|whoever)"

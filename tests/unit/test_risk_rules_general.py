@@ -264,3 +264,33 @@ def test_collateral_abuse_outside_the_family_and_trivial_threats():
     assert AV not in _cats("My friend's dad hit her with a belt, she showed me the marks.")
     assert AV not in _cats("He said he'd kill me if I touched his stuff again.")
     assert AV in _cats("He said he'd kill me if I told anyone.")
+
+
+# --- round 7: words that look like risk in everyday shapes (made-up sentences) --------------------
+
+
+def test_a_walking_cane_is_not_an_implement_but_a_cane_used_on_a_child_is():
+    assert AV not in _cats("Grandad's round most days now, walking with a cane.", family=True)
+    assert AV in _cats("He took a cane to my little brother.", family=True)
+
+
+def test_how_someone_died_in_their_sleep_is_not_a_wish_to_not_wake_up():
+    assert SI not in _cats("Just went to sleep and didn't wake up.")
+    assert SI in _cats("Some nights I hope I don't wake up.")
+
+
+def test_checking_ones_own_phone_is_not_coercive_control():
+    assert AV not in _cats("I'll try not to check my phone at dinner.")
+    assert AV in _cats("He checks my phone every night.")
+
+
+def test_fear_of_being_detained_is_not_abuse():
+    assert not [f for f in _flags(("T", "Would you see the crisis team?"), ("C", "If I go, will they lock me up?"))
+                if f.category is AV]
+    assert [f for f in _flags(("T", "What happens when he's angry?"), ("C", "He locks me in the bedroom."))
+            if f.category is AV]
+
+
+def test_an_explicit_year_long_past_makes_a_disclosure_historical():
+    flags = _flags(("T", "Has anything like that happened to you?"), ("C", "I was stabbed outside a club in 2016."))
+    assert flags and all(f.temporal is Temporal.past for f in flags if f.category is AV)
