@@ -1,8 +1,9 @@
-"""Risk flags and offline notes on the blind set held out from every choice of round 6
-(tests/data/blind_clinical7: written by a writer who saw no code and no other set; never
+"""Risk flags and offline notes on the blind set held out from every choice of round 7
+(tests/data/blind_clinical8: written by a writer who saw no code and no other set; never
 trained on, tuned on or used to choose a threshold). Guards the measured figures
-(docs/risk-blind3.md, "Round 6") with a margin, so a change that quietly costs recall or adds
-false flags on unseen phrasing fails here. Text level: the script's lines go straight in."""
+(docs/risk-blind3.md, "Round 7") with a margin, so a change that quietly costs recall or adds
+false flags on unseen phrasing fails here. Set 7, held out in round 6 and a tuning set since,
+keeps its round-7 figures as an in-sample guard. Text level: the script's lines go straight in."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from bench import notes_blind, risk_blind
 from services.notes.risk import RiskDetector
 from services.notes.risk_classifier import RiskClassifier
 
-HELD_OUT = Path(__file__).resolve().parents[1] / "data" / "blind_clinical7"
+DATA = Path(__file__).resolve().parents[1] / "data"
+HELD_OUT = DATA / "blind_clinical8"
+SET7 = DATA / "blind_clinical7"
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +29,12 @@ def shipped_detector(risk_detector) -> RiskDetector:
 
 def test_risk_episodes_on_the_held_out_set(shipped_detector):
     summary = risk_blind.run(risk_blind.load_blind(HELD_OUT), shipped_detector)["summary"]
-    # Measured: recall 1.00, 1.08 false flags per session, 7 of 8 high marked high.
-    assert summary["episodes"] == 22 and summary["sessions"] == 24
-    assert summary["episode_recall"] >= 0.95, summary
-    assert summary["false_flags_per_session"] <= 1.25, summary
-    assert summary["high_marked_high"] >= 6, summary
-    # The rules alone find far less on this writer's phrasing: the layer is doing the work.
+    # Measured: recall 0.85, 0.40 false flags per session, 6 of 7 high marked high.
+    assert summary["episodes"] == 20 and summary["sessions"] == 20
+    assert summary["episode_recall"] >= 0.80, summary
+    assert summary["false_flags_per_session"] <= 0.55, summary
+    assert summary["high_marked_high"] >= 5, summary
+    # The rules alone find less on this writer's phrasing (0.70): the layer is doing the work.
     rules = risk_blind.run(risk_blind.load_blind(HELD_OUT), RiskDetector(semantic=shipped_detector.semantic))["summary"]
     assert rules["episode_recall"] < summary["episode_recall"]
 
@@ -39,7 +42,17 @@ def test_risk_episodes_on_the_held_out_set(shipped_detector):
 def test_offline_notes_on_the_held_out_set():
     per = [notes_blind.score_session(s) for s in notes_blind.load_blind(HELD_OUT)]
     summary = notes_blind.summarise(per)
-    # Measured: action-item recall 0.73, intervention recall 0.51, nothing invented.
+    # Measured: action-item recall 0.635, intervention recall 0.54, nothing invented.
     assert summary["invented_items"] == 0
-    assert summary["action_item_recall"] >= 0.68, summary
-    assert summary["intervention_recall"] >= 0.45, summary
+    assert summary["action_item_recall"] >= 0.60, summary
+    assert summary["intervention_recall"] >= 0.50, summary
+
+
+def test_set7_in_sample_since_round_7(shipped_detector):
+    """Set 7 was tuned on in round 7: its figures are in-sample and guard against regressions only."""
+    risk = risk_blind.run(risk_blind.load_blind(SET7), shipped_detector)["summary"]
+    # Measured: recall 1.00, 0.92 false flags per session, 7 of 8 high.
+    assert risk["episode_recall"] >= 0.95 and risk["false_flags_per_session"] <= 1.0 and risk["high_marked_high"] >= 7, risk
+    notes = notes_blind.summarise([notes_blind.score_session(s) for s in notes_blind.load_blind(SET7)])
+    # Measured: actions 0.84, interventions 0.88, nothing invented.
+    assert notes["invented_items"] == 0 and notes["action_item_recall"] >= 0.80 and notes["intervention_recall"] >= 0.84, notes
