@@ -12,7 +12,7 @@ the line (blind category names mapped as in bench.risk_blind), else "none" (dist
 lines, hard negatives, are "none" like every other line). Severity and temporal heads are
 trained on the episode lines only. NEVER train on or choose with blind_clinical6 (``HELD_OUT``).
 
-Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|veto|shaped|ship C THRESHOLD [WEAK_VETO]|ship6 C THRESHOLD WEAK_VETO]
+Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|veto|shaped|ship C THRESHOLD [WEAK_VETO]|ship6|ship7 C THRESHOLD WEAK_VETO]
 -> bench/results/risk_classifier_folds.json
 """
 
@@ -39,6 +39,10 @@ HELD_OUT = "blind_clinical6"
 # sets (bench/asr_shaped.py): what it reads in production.
 SETS_R6 = SETS + ["blind_clinical6"]
 HELD_OUT_R6 = "blind_clinical7"
+# Round 7: set 7 was read line by line (system misses, notes and risk cues), so it joins the
+# training sets and set 8 (a new writer) is held out.
+SETS_R7 = SETS_R6 + ["blind_clinical7"]
+HELD_OUT_R7 = "blind_clinical8"
 RESULTS = ROOT / "bench" / "results"
 CLASSES = [NONE, "suicidal_ideation", "self_harm", "harm_to_others", "substance_use", "abuse_or_violence", "other"]
 SEV = ["low", "moderate", "high"]
@@ -154,6 +158,40 @@ def folds(Cs=(1.0, 4.0), thresholds=(0.5, 0.6, 0.7, 0.8, 0.9), severity_modes=("
     return out
 
 
+def folds7(C: float = 4.0, thresholds=(0.7, 0.8, 0.85, 0.9, 0.95), weak_veto: float = 0.8) -> dict:
+    """Round 7: leave-one-set-out over the seven tuning writers (``SETS_R7``) at the shipped C and
+    weak-opener veto, for the solo threshold -> bench/results/risk_classifier_folds7.json. The
+    rule, fixed before the run: ship the lowest threshold whose pooled false flags per session
+    are <= 0.5 at text level (the held-out set 8 plays no part)."""
+    from services.notes.risk_semantic import SemanticRiskModel
+
+    enc = CachingEncoder()
+    semantic = SemanticRiskModel(encoder=enc)
+    sessions = {name: load_blind(ROOT / "tests" / "data" / name) for name in SETS_R7}
+    data = {name: dataset(enc, ss) for name, ss in sessions.items()}
+    enc.save()
+    rows = []
+    for held in SETS_R7:
+        w = train([data[n] for n in SETS_R7 if n != held], C, thresholds[0])
+        for th in thresholds:
+            weights = {**with_threshold(w, th), "weak_veto": np.float32(weak_veto)}
+            summ = run(sessions[held], RiskDetector(semantic=semantic, classifier=RiskClassifier(enc, weights=weights)))["summary"]
+            rows.append({"C": C, "threshold": th, "weak_veto": weak_veto, "held_out": held, **summ})
+            print(json.dumps({k: rows[-1][k] for k in ("threshold", "held_out", "episode_recall", "false_flags_per_session")}), flush=True)
+    pooled = {}
+    for th in thresholds:
+        rs = [r for r in rows if r["threshold"] == th]
+        eps = sum(r["episodes"] for r in rs)
+        pooled[str(th)] = {"episode_recall": round(sum(r["episode_recall"] * r["episodes"] for r in rs) / eps, 3),
+                           "false_flags_per_session": round(sum(r["false_flags"] for r in rs) / sum(r["sessions"] for r in rs), 3),
+                           "high_marked_high": sum(r["high_marked_high"] for r in rs), "high_episodes": sum(r["high_episodes"] for r in rs)}
+    out = {"sets": SETS_R7, "rows": rows, "pooled": pooled}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "risk_classifier_folds7.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(pooled, indent=2))
+    return out
+
+
 def veto_folds(C: float = 4.0, threshold: float = 0.7, vetoes=(None, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> dict:
     """Leave-one-set-out for the weak-opener veto (``risk._veto_weak_openers``) at the chosen
     C and threshold -> bench/results/risk_classifier_veto_folds.json."""
@@ -221,7 +259,8 @@ def _brief_row(row: dict) -> dict:
 
 
 def ship(C: float, threshold: float, weak_veto: float | None = None, sets: list[str] = SETS) -> None:
-    """Train on ``sets``' script lines (round 5: sets 1-5; round 6, ``ship6``: sets 1-6) and
+    """Train on ``sets``' script lines (round 5: sets 1-5; round 6, ``ship6``: sets 1-6; round 7,
+    ``ship7``: sets 1-7) and
     write the shipped weights. Round 6 measured adding the sets' ASR-shaped copies
     (``shaped``): no better on the ASR-shaped folds at any matched false-flag rate, so the
     shipped weights are trained on script lines."""
@@ -235,11 +274,13 @@ def ship(C: float, threshold: float, weak_veto: float | None = None, sets: list[
 
 if __name__ == "__main__":
     t0 = time.time()
-    if len(sys.argv) > 1 and sys.argv[1] in ("ship", "ship6"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("ship", "ship6", "ship7"):
         ship(float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else None,
-             sets=SETS_R6 if sys.argv[1] == "ship6" else SETS)
+             sets={"ship6": SETS_R6, "ship7": SETS_R7}.get(sys.argv[1], SETS))
     elif len(sys.argv) > 1 and sys.argv[1] == "shaped":
         shaped_folds()
+    elif len(sys.argv) > 1 and sys.argv[1] == "folds7":
+        folds7()
     elif len(sys.argv) > 1 and sys.argv[1] == "veto":
         veto_folds()
     else:
