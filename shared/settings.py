@@ -243,6 +243,13 @@ class Settings(BaseSettings):
         description="Add the supervised turn-level risk classifier (services/notes/risk_classifier.npz, on the semantic "
         "layer's MiniLM) to the safety net; it opens flags alone only above its cross-validated threshold.",
     )
+    risk_classifier_threshold: float | None = Field(
+        None, ge=0.5, le=0.99,
+        description="The probability at which the risk classifier may open a flag alone. Unset: the shipped "
+        "cross-validated 0.7. Higher trades recall for fewer false flags (weights trained as the shipped ones, left out one "
+        "writer at a time over seven: "
+        "0.7 -> 0.92 recall / 0.73 false flags per session, 0.8 -> 0.85 / 0.48, 0.9 -> 0.69 / 0.26; docs/risk-blind3.md).",
+    )
     breaker_failure_threshold: int = Field(5, description="Consecutive failures that open a circuit breaker.")
     breaker_open_s: float = Field(120.0, description="How long an open breaker stays open.")
     breaker_half_open_calls: int = Field(2, description="Trial calls let through when half-open.")

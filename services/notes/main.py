@@ -37,7 +37,8 @@ def build_risk_detector(settings: Settings) -> RiskDetector:
         try:
             from services.notes.risk_classifier import RiskClassifier
 
-            classifier = RiskClassifier(model.encoder)  # the same MiniLM: only the weights file is added
+            # the same MiniLM: only the weights file is added
+            classifier = RiskClassifier(model.encoder, threshold=settings.risk_classifier_threshold)
         except Exception as exc:  # the rules and prototypes stay on without it
             log.warning("risk_classifier_unavailable", error=type(exc).__name__)
     return RiskDetector(semantic=model, classifier=classifier)

@@ -108,8 +108,12 @@ class RiskClassifier:
     which a hit joins an episode the rules opened.
     """
 
-    def __init__(self, encoder: Encoder, path: Path | str = WEIGHTS, weights: dict[str, np.ndarray] | None = None):
+    def __init__(self, encoder: Encoder, path: Path | str = WEIGHTS, weights: dict[str, np.ndarray] | None = None,
+                 threshold: float | None = None):
         w = dict(weights) if weights is not None else dict(np.load(str(path), allow_pickle=False))
+        if threshold is not None:  # an operator's operating point; the guard keeps its offset above it
+            offset = float(w["guarded_threshold"]) - float(w["threshold"])
+            w["threshold"], w["guarded_threshold"] = threshold, min(0.99, threshold + offset)
         self.encoder = encoder
         self.classes = [str(c) for c in w["classes"]]
         self.W, self.b = w["W"].astype(np.float32), w["b"].astype(np.float32)

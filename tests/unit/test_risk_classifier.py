@@ -153,3 +153,21 @@ def test_weak_veto_drops_screening_openers_the_classifier_reads_as_no_risk_but_n
     explicit = [_seg("CLIENT", "I have been thinking about killing myself every night.", 0.0)]
     assert [f.category for f in RiskDetector(semantic=None, classifier=_never_risk(0.9)).detect(explicit)] == \
         [RiskCategory.suicidal_ideation]
+
+
+def test_an_operator_threshold_moves_the_solo_and_guarded_thresholds_together(classifier):
+    stricter = RiskClassifier(classifier.encoder, threshold=0.8)
+    assert stricter.threshold == 0.8
+    assert stricter.guarded_threshold - stricter.threshold == pytest.approx(classifier.guarded_threshold - classifier.threshold, abs=1e-6)
+    assert stricter.corroborate == classifier.corroborate  # corroboration is not the operator's dial
+    assert RiskClassifier(classifier.encoder, threshold=0.97).guarded_threshold == 0.99
+
+
+def test_the_notes_service_passes_the_operator_threshold(risk_detector):
+    from services.notes.main import build_risk_detector
+    from shared.settings import Settings
+
+    detector = build_risk_detector(Settings(risk_classifier_threshold=0.85))
+    assert detector.classifier is not None and detector.classifier.threshold == 0.85
+    with pytest.raises(ValueError):
+        Settings(risk_classifier_threshold=0.2)  # below any measured operating point: refused at start-up
