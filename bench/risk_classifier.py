@@ -127,13 +127,26 @@ def with_threshold(w: dict, threshold: float) -> dict:
     return {**w, "threshold": np.float32(threshold), "guarded_threshold": np.float32(min(0.99, threshold + GUARD_OFFSET))}
 
 
-def folds(Cs=(1.0, 4.0), thresholds=(0.5, 0.6, 0.7, 0.8, 0.9), severity_modes=("head",)) -> dict:
+def _fold_inputs(sets: list[str]):
+    """The caching encoder, the semantic layer on it, each set's sessions and its training data."""
     from services.notes.risk_semantic import SemanticRiskModel
 
     enc = CachingEncoder()
     semantic = SemanticRiskModel(encoder=enc)
-    sessions = {name: load_blind(ROOT / "tests" / "data" / name) for name in SETS}
-    data = {name: dataset(enc, ss) for name, ss in sessions.items()}
+    sessions = {name: load_blind(ROOT / "tests" / "data" / name) for name in sets}
+    return enc, semantic, sessions, {name: dataset(enc, ss) for name, ss in sessions.items()}
+
+
+def _pooled(rows: list[dict]) -> dict:
+    """Leave-one-set-out rows of one setting pooled over sessions and episodes."""
+    eps = sum(r["episodes"] for r in rows)
+    return {"episode_recall": round(sum(r["episode_recall"] * r["episodes"] for r in rows) / eps, 3),
+            "false_flags_per_session": round(sum(r["false_flags"] for r in rows) / sum(r["sessions"] for r in rows), 3),
+            "high_marked_high": sum(r["high_marked_high"] for r in rows), "high_episodes": sum(r["high_episodes"] for r in rows)}
+
+
+def folds(Cs=(1.0, 4.0), thresholds=(0.5, 0.6, 0.7, 0.8, 0.9), severity_modes=("head",)) -> dict:
+    enc, semantic, sessions, data = _fold_inputs(SETS)
     enc.save()
     out: dict = {"baseline": {}, "grid": []}
     for name in SETS:
@@ -163,12 +176,7 @@ def folds7(C: float = 4.0, thresholds=(0.7, 0.8, 0.85, 0.9, 0.95), weak_veto: fl
     weak-opener veto, for the solo threshold -> bench/results/risk_classifier_folds7.json. The
     rule, fixed before the run: ship the lowest threshold whose pooled false flags per session
     are <= 0.5 at text level (the held-out set 8 plays no part)."""
-    from services.notes.risk_semantic import SemanticRiskModel
-
-    enc = CachingEncoder()
-    semantic = SemanticRiskModel(encoder=enc)
-    sessions = {name: load_blind(ROOT / "tests" / "data" / name) for name in SETS_R7}
-    data = {name: dataset(enc, ss) for name, ss in sessions.items()}
+    enc, semantic, sessions, data = _fold_inputs(SETS_R7)
     enc.save()
     rows = []
     for held in SETS_R7:
@@ -178,13 +186,7 @@ def folds7(C: float = 4.0, thresholds=(0.7, 0.8, 0.85, 0.9, 0.95), weak_veto: fl
             summ = run(sessions[held], RiskDetector(semantic=semantic, classifier=RiskClassifier(enc, weights=weights)))["summary"]
             rows.append({"C": C, "threshold": th, "weak_veto": weak_veto, "held_out": held, **summ})
             print(json.dumps({k: rows[-1][k] for k in ("threshold", "held_out", "episode_recall", "false_flags_per_session")}), flush=True)
-    pooled = {}
-    for th in thresholds:
-        rs = [r for r in rows if r["threshold"] == th]
-        eps = sum(r["episodes"] for r in rs)
-        pooled[str(th)] = {"episode_recall": round(sum(r["episode_recall"] * r["episodes"] for r in rs) / eps, 3),
-                           "false_flags_per_session": round(sum(r["false_flags"] for r in rs) / sum(r["sessions"] for r in rs), 3),
-                           "high_marked_high": sum(r["high_marked_high"] for r in rs), "high_episodes": sum(r["high_episodes"] for r in rs)}
+    pooled = {str(th): _pooled([r for r in rows if r["threshold"] == th]) for th in thresholds}
     out = {"sets": SETS_R7, "rows": rows, "pooled": pooled}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "risk_classifier_folds7.json").write_text(json.dumps(out, indent=2) + "\n")
@@ -195,12 +197,7 @@ def folds7(C: float = 4.0, thresholds=(0.7, 0.8, 0.85, 0.9, 0.95), weak_veto: fl
 def veto_folds(C: float = 4.0, threshold: float = 0.7, vetoes=(None, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> dict:
     """Leave-one-set-out for the weak-opener veto (``risk._veto_weak_openers``) at the chosen
     C and threshold -> bench/results/risk_classifier_veto_folds.json."""
-    from services.notes.risk_semantic import SemanticRiskModel
-
-    enc = CachingEncoder()
-    semantic = SemanticRiskModel(encoder=enc)
-    sessions = {name: load_blind(ROOT / "tests" / "data" / name) for name in SETS}
-    data = {name: dataset(enc, ss) for name, ss in sessions.items()}
+    enc, semantic, sessions, data = _fold_inputs(SETS)
     rows = []
     for held in SETS:
         w = train([data[n] for n in SETS if n != held], C, threshold)

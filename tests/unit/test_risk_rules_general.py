@@ -293,4 +293,5 @@ def test_fear_of_being_detained_is_not_abuse():
 
 def test_an_explicit_year_long_past_makes_a_disclosure_historical():
     flags = _flags(("T", "Has anything like that happened to you?"), ("C", "I was stabbed outside a club in 2016."))
-    assert flags and all(f.temporal is Temporal.past for f in flags if f.category is AV)
+    violence = [f for f in flags if f.category is AV]
+    assert violence and all(f.temporal is Temporal.past for f in violence)
