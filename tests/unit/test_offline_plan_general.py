@@ -3,6 +3,8 @@ agree them, and interventions shown rather than named. Sentences are made up for
 
 from __future__ import annotations
 
+import pytest
+
 from bench.risk_blind import to_segments
 from services.notes.offline import build_offline_notes
 
@@ -174,3 +176,12 @@ def test_round7_techniques_shown_only_count_from_the_therapist():
     assert "psychoeducation" in _strategies(("T", "Panic can feel a lot like a heart attack."))
     assert "means restriction" in _strategies(("T", "Would you leave them here with me today?"))
     assert "means restriction" not in _strategies(("T", "And then?"), ("C", "I left them here with me. I mean with her."))
+
+
+@pytest.mark.timeout(120)  # a hang, not a slow run: catastrophic backtracking would never end
+def test_hostile_one_sentence_turns_against_the_round7_patterns_finish_and_invent_nothing():
+    # One "sentence" of tens of thousands of words, shaped to make the round-7 patterns
+    # (bounded repeats before "could <Name>", "there are ... services", "... can do it") backtrack.
+    for hostile in ("a, " * 30000 + "could Dale come", "there are " + "big " * 20000 + "x", "I " + "can " * 20000 + "do it"):
+        segs, notes = _notes(("T", hostile), ("C", hostile))
+        _grounded(notes, segs)
