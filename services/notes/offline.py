@@ -172,6 +172,29 @@ THERAPIST_MOVES: list[tuple[str, str, str]] = [
      r"(?:guns?|firearms?|pills|tablets|medications?|knife|knives|rifles?|weapons?))\b")),
     ("safety planning", "safety", (r"\b(?:let's (?:make|write|build) (?:a|the|your) plan|what could you do instead|who (?:else )?(?:you|we) (?:can|could) "
      r"(?:reach out to|call|ring|text)|(?:write|writing) down who)\b")),
+    # Round 8 (sets 1-8): the mechanism explained in plain words ("the body loses potassium",
+    # "the brain often grabs one detail", "it's a loop", "which is why it's hard to stop",
+    # "a wiring difference, not laziness", "what we call hypomania", "let me share something about").
+    ("psychoeducation", "psychoeducation", (r"\b(?:(?:the|your) (?:body|brain)(?:'s)? (?:\w+ )?(?:loses|salts|alarm|grabs|chases|stops|"
+     r"switches|shifts|gets|needs|keeps|goes|can|does|often)|keeps? the brain|it's a (?:loop|cycle|vicious (?:circle|cycle))|"
+     r"which is why (?:it|people|they|you|so)\b|(?:a|an) [\w -]{2,25}, not (?:a |an )?(?:sign|flaw|weakness|laziness|willpower|"
+     r"character)|not a (?:willpower|character|moral) (?:problem|failing|flaw)|what we call\b|(?:i'?d like to|i want to|let me) "
+     r"(?:explain|share something)|(?:very |really )?typical of\b|(?:children|kids|teenagers|teens|young people|people|couples|"
+     r"families|parents) (?:often|usually|tend to|commonly) (?!say\b)\w+|(?:are|is) signs? (?:that )?the body)")),
+    ("means restriction", "safety", (r"\b(?:(?:make|keep) (?:the |those |your |that )?(?:\w+ )?unavailable|(?:bring|hand|give) "
+     r"(?:them|it|those|that) (?:to me|in)\b|keep (?:it|them) (?:for you|somewhere (?:safe|locked)|locked)|(?:back )?to the chemist)")),
+    ("safety planning", "safety", (r"\b(?:what (?:you'd|you would|you'll|you will) do (?:first )?(?:if|when)|(?:make|write) a plan "
+     r"(?:in case|for (?:if|when))|(?:if|in case) things get worse|put (?:that|this|the|those)(?: numbers?)? in your phone|"
+     r"next time (?:the|it|you|that)\b[^.?]{0,40}?,? what (?:could|can|will|would) you|code ?word|agree a word|a word you "
+     r"(?:could|can) (?:text|say|send|use)|can(?:'t|not) keep (?:that|this|it) (?:between us|to myself|confidential)|"
+     r"(?:see|meet) each of you on your own|(?:pause|stop) (?:the )?joint sessions)")),
+    ("problem solving", "cognitive", (r"\b(?:here's what i'?d suggest|i (?:want|'d like) to suggest a\b|could there be\b|"
+     r"(?:could|can|shall) we (?:draft|write|plan|work out|figure out) (?:the|a|it|that|an?) ?\w* ?together|"
+     r"what if (?:it's|it were|it was|there (?:was|were))|there's (?:the|an?) (?:\w+ ){0,2}(?:process|route|scheme|procedure))")),
+    # Scaling and the other side of ambivalence: "What makes it a four and not a two?",
+    # "Why six and not three?", "What does the other part of you want?".
+    ("motivational interviewing", "motivational", (r"\b(?:(?:what makes it|why) (?:a |an )?\w+ and not (?:a |an )?\w+|"
+     r"the other part of you|what would you (?:want|like) to be different)")),
     ("sleep hygiene", "behavioral", r"\b(?:blackout curtains|sleep block|same (?:bedtime|sleep time)|bedtime every)\b"),
     ("distress tolerance", "dbt", r"\b(?:(?:ice|something cold) in your hand|(?:face|hands?) in (?:a bowl of )?cold water)\b"),
     ("validation", "interpersonal", r"\b(?:any(?:one|body) would be|of course you(?:'re| are) (?:\w+ )?(?:exhausted|tired|angry|upset|scared|worried|hurt))\b"),
@@ -333,6 +356,10 @@ _THERAPIST_OWN = re.compile(
     r"^(?:(?:and|so|ok(?:ay)?|alright|right|after that|then|first|next|today|also|good|great),?\s*)*(?:(?:i'd like to|i want to) (?:call|ring|contact|refer|write to|book|"
     r"talk to you|speak to you|see you|check in)|(?:i'll|i will|i'm going to|i am going to) (?:also |just |then )?(?:send|email|write|call|refer|book|ring|"
     r"contact|speak|look into|print|check|get|put|find|pass|let|give|liaise|arrange|make|type|walk|phone|see|talk))\b|"
+    # "I'd also like to talk to Danylo's school counsellor", "I can walk with you to the hall now",
+    # "We can ring her together from here".
+    r"\bi'?d (?:also )?like to (?:talk|speak) to (?!you\b|each\b|both\b|all\b|the two\b)|\b(?:i|we) can (?:walk|ring|call|phone|text|go|come)\b"
+    r"(?: \w+){0,3} (?:together|with you|from here)\b|"
     r"\b(?:would it be (?:okay|ok|alright|all right)|is it (?:okay|ok|alright)|would you mind|are you (?:okay|ok) with|do i have your (?:permission|consent)) "
     r"(?:if i|for me to) (?:spoke|speak|talked|talk|called|call|rang|ring|wrote|write|contacted|contact|shared|share|referred|refer|let|sent|send|told|tell)\b",
     re.IGNORECASE,
@@ -369,6 +396,8 @@ _PLAN_STATEMENT = re.compile(
 _ACCEPT_START = re.compile(
     r"^(?:(?:ugh|um|uh|erm|well|hmm|oh|a \w+),? )*(?:ok(?:ay)?|yes|yeah|yep|sure|fine|alright|i could|i can|i'll|i will|that(?:'s| sounds| would be|'d be) (?:good|fine|doable|fair|ok|great|nice|lovely)|"
     r"deal|let's do|we could|we can|we'll|we will|got it|will do|sounds (?:good|like a plan|fair|doable)|i like that|that works|(?:he|she|they|i)'d (?:love|like) that|"
+    # "That's grand.", "Everton would like that.", "Same time." (to "Same time next week?")
+    r"that's grand|(?:\w+ ){0,2}\w+ would (?:love|like) that|same time|"
     # "She'd do that.", "Brother Omar can do it.", "I would like that.", "I suppose Linda can."
     r"(?:\w+ ){0,2}\w+(?: can| could| will| would|'ll|'d) do (?:that|it)|i would (?:love|like) that|i (?:suppose|guess) \w+ (?:can|could|will))\b",
     re.IGNORECASE,
@@ -388,7 +417,9 @@ _SUGGESTION_QUESTION = re.compile(r"\b(?:could|can|will|would) you\b|\bhow about
                                   # "Could Dale come by tonight?", "could Ashley drive?"
                                   r"^(?:\w+,? ){0,8}(?:could|can|would) (?-i:[A-Z])\w+ (?:come|drive|take|go|do|help|fill|hold|keep|call|ring|stay|look after|bring|pick|have|sit)\b|"
                                   r"\b(?:can|could) we (?:ring|call|write|try|book|agree|plan|set)\b|\bhow (?:would|do) you feel about (?:that|trying|doing|\w+ing)\b|"
-                                  r"\bwould (?:\w+ )?be (?:willing|up for|open) to\b|"
+                                  r"\bwould (?:\w+ )?be (?:willing|up for|open) to\b|\bwould it be (?:okay|ok|alright|all right) if (?:you|we)\b|"
+                                  # The next appointment: "Same time next Wednesday?", "Two weeks from today?"
+                                  r"\bsame time\b[^?]{0,80}\?\s*$|\b(?:two|three|four|a couple of) weeks(?: from (?:today|now)|'? time)?[^?]{0,80}\?\s*$|"
                                   r"\bwhat about (?:the|a|trying|doing|you|if)\b|\bwhat about\b(?=[^?]*\b(?:monday|tuesday|wednesday|thursday|friday|"
                                   r"saturday|sunday|tomorrow|tonight|weekend|after (?:school|work|dinner|tea)|mornings?|evenings?)\b)", re.IGNORECASE)
 

@@ -185,3 +185,53 @@ def test_hostile_one_sentence_turns_against_the_round7_patterns_finish_and_inven
     for hostile in ("a, " * 30000 + "could Dale come", "there are " + "big " * 20000 + "x", "I " + "can " * 20000 + "do it"):
         segs, notes = _notes(("T", hostile), ("C", hostile))
         _grounded(notes, segs)
+
+
+# --- round 8 (issue 14): shapes sets 1-8 show; made-up sentences -------------------------------
+
+
+def test_round8_next_appointment_agreed_is_an_action():
+    _segs, notes = _notes(("T", "That's a good place to stop. Same time next Thursday?"), ("C", "Yeah, go on."))
+    assert "Same time next Thursday?" in _evidence(notes)
+    _segs, notes = _notes(("T", "Three weeks from today, then?"), ("C", "That's grand."))
+    assert "Three weeks from today, then?" in _evidence(notes)
+    _segs, notes = _notes(("T", "Same time next week?"), ("C", "Same time."))
+    assert "Same time next week?" in _evidence(notes)
+    # Not a proposal: a question about the past, and a refusal.
+    _segs, notes = _notes(("T", "Was it the same time as last year?"), ("C", "No, earlier."))
+    assert notes.action_items == []
+
+
+def test_round8_therapist_steps_with_someone_and_third_person_acceptance():
+    _segs, notes = _notes(("T", "I'd also like to talk to your son's teacher, with your permission."), ("C", "Please do."))
+    assert "I'd also like to talk to your son's teacher, with your permission." in _evidence(notes)
+    _segs, notes = _notes(("T", "We can ring the clinic together from here."), ("C", "Alright."))
+    assert "We can ring the clinic together from here." in _evidence(notes)
+    _segs, notes = _notes(("T", "Would you take the car to your cousin's tonight?"), ("C", "Marco would like that."))
+    assert "Would you take the car to your cousin's tonight?" in _evidence(notes)
+    # Talking about something is a topic, not a step; "we can talk about it" neither.
+    _segs, notes = _notes(("T", "I'd like to talk about your mum."), ("C", "Okay."))
+    assert notes.action_items == []
+    _segs, notes = _notes(("T", "We can talk about who is told."), ("C", "Fine."))
+    assert notes.action_items == []
+
+
+def test_round8_techniques_shown_only_count_from_the_therapist():
+    assert "psychoeducation" in _strategies(("T", "When someone stops eating, the body switches things off to save energy."))
+    assert "psychoeducation" in _strategies(("T", "It's a loop, not a flaw in you."))
+    assert "psychoeducation" in _strategies(("T", "It's a wiring difference, not laziness."))
+    assert "psychoeducation" not in _strategies(("T", "How was it?"), ("C", "It's a loop, the whole thing."))
+    assert "means restriction" in _strategies(("T", "Could your brother keep them somewhere locked for now?"))
+    assert "safety planning" in _strategies(("T", "Next time the urge gets loud, what could you try first?"))
+    assert "safety planning" in _strategies(("T", "Shall we agree a word you could text me if it gets bad?"))
+    assert "safety planning" not in _strategies(("T", "What did you do next?"), ("C", "Next time it happens, what could you even say?"))
+    assert "motivational interviewing" in _strategies(("T", "What makes it a five and not a two?"))
+    assert "problem solving" in _strategies(("T", "Could there be one night a week that's just for the two of you?"))
+
+
+@pytest.mark.timeout(120)
+def test_hostile_turns_against_the_round8_patterns_finish_and_invent_nothing():
+    for hostile in ("same time " * 20000 + "x", "two weeks " * 20000, "a " + "b " * 20000 + ", not x",
+                    "next time the " + "x " * 20000 + "what could you"):
+        segs, notes = _notes(("T", hostile), ("C", hostile))
+        _grounded(notes, segs)
