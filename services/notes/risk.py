@@ -75,7 +75,7 @@ _ABUSE_VERBS = (
 _HARM_VERBS = (
     r"(?:kill|killing|killed|murder|murdering|stab|stabbing|stabbed|strangle|strangling|strangled|choke|choking|"
     r"hurt|hurting|harm|harming|shoot|shooting|shot|beat|beating|hit|hitting|punch|punching|punched|attack|"
-    r"attacking|smash|smashing|shove|shoved|push|pushed|run over)"
+    r"attacking|smash|smashing|shove|shoved|push|pushed|run over|chop|chopping|chopped|slash|slashing|slashed)"
 )
 
 
@@ -194,7 +194,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(AV, r"\b(?:punch\w*|hit|hits|smash\w*|kick\w*|threw|throws?|throwing|slam\w*) (?:\w+ ){0,3}(?:right )?(?:next to|beside|by|near|past|at) my (?:head|face)\b", MO, "intimidation"),
     _p(AV, r"\b(?:takes?|took|taking|hides?|hid|hiding|keeps?|kept) (?:away )?my (?:keys|car keys|phone|passport|bank cards?|cards?|money|wallet)\b(?=[^.]*\b(?:so (?:that )?i (?:can't|couldn't|cannot|don't|won't)|stop me|so i'd|won't let)\b)", MO, "coercive control", negatable=False),
     # "walking with a cane" is a walking aid, not an implement.
-    _p(AV, r"(?<!walking )(?<!walks )(?<!walked )(?<!walk )\b(?:with|gets?|got|took|take|takes|taking|using|used|uses|get) (?:the|a|his|her|my|their|dad's|mum's) (?:belt|strap|cane|wooden spoon|slipper|switch|cord|hairbrush)\b(?! (?:for|to hold|loop|buckle))", MO, "physical punishment with an implement"),
+    _p(AV, r"(?<!walking )(?<!walks )(?<!walked )(?<!walk )\b(?:with|gets?|got|took|take|takes|taking|using|used|uses|get) (?:the|a|his|her|my|their|dad's|mum's) (?:belt|strap|cane|wooden spoon|slipper|switch|cord|hairbrush)\b(?! (?:for(?! nothing| no reason| anything)|to hold|loop|buckle))", MO, "physical punishment with an implement"),
     _p(AV, r"\b(?:welts|bruises|bruising|lash marks|belt marks|red marks|marks|handprints?)\b[^.]{0,30}\b(?:on|across|down|all over) (?:the back of )?(?:his|her|their) (?:legs?|back|arms?|bottom|backside|face|body|neck|thighs?)\b", MO, "injuries from abuse"),
     _p(AV, r"\b(?:forces?|forced|made|makes|pressures?|pressured) me (?:to )?(?:have sex|into sex|do sexual|sleep with)\b", HI, "sexual violence"),
     _p(AV, r"\b(?:kill|hurt|hit|beat|find) me if i (?:go|leave|tell|call|report|ever leave)\b|\b(?:he|she|they)(?:'ll| will|'d| would) kill me\b(?=[^.]*\bif\b)", HI, "threat to client"),
@@ -258,6 +258,13 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(OT, r"\b(?:they've been|they keep|they're|they are|it keeps|they|it) (?:telling|tell|told|tells|ordering|order) me to (?:hurt|kill|harm|cut|burn) (?:myself|someone|him|her|people|them)\b", HI, "command hallucinations", third_party_ok=True),
     _p(OT, r"\bstopped (?:taking )?(?:my |the )?(?:meds|medication|medications|lithium|antipsychotics?|antidepressants?|pills|tablets|insulin)\b|\bcome off (?:my |the )?(?:meds|medication|lithium)\b", MO, "medication discontinuation"),
     _p(OT, r"\b(?:poison|poisoning|poisoned) me\b|\bputting (?:things|something|stuff) in my (?:food|drink|water)\b|\b(?:they're|they are|people are) (?:watching|following|after) me\b", MO, "paranoid ideation"),
+    # Round 8: ideas of reference and persecution in everyday words, often told by a relative:
+    # "it's meant for me, it's instructions", "the FBI been sitting outside the house", "said it was a camera".
+    _p(OT, r"\b(?:it's|it is|they're|they are|that's|it was) (?:meant|intended) for me\b|\bit's (?:instructions|a code|code)\b|"
+       r"\b(?:there's|there are|there is) people watching\b|\b(?:fbi|cia|mi5|feds|secret service|government)\b[^.]{0,30}\b(?:watching|following|"
+       r"sitting outside|parked outside|listening|tapped|bugged)\b|\b(?:said|says|thinks|thought|convinced) (?:it|that|the \w+) (?:was|is) (?:a )?"
+       r"(?:camera|bug|listening device|microphone|tracker)\b|\b(?:phone|house|flat|room) (?:is|was) (?:bugged|tapped)\b", MO,
+       "ideas of reference or persecution", third_party_ok=True),
     _p(OT, r"\b(?:don't|do not) care if i (?:crash|get hurt|get killed)\b|\b(?:driving|drive|drove) (?:really |so )?(?:fast|recklessly|dangerously) on purpose\b", MO, "reckless behaviour", negatable=False),
     _p(OT, r"\b(?:sending|sends|sent|giving) me (?:secret |special |hidden )?(?:messages|signals|signs)\b|\b(?:talking|speaking) to me through\b", MO, "ideas of reference"),
     _p(OT, r"\b(?:thoughts are|mind is|thoughts keep) racing\b|\bracing thoughts\b", MO, "possible mania", negatable=False),
@@ -276,7 +283,9 @@ _HYPOTHETICAL = re.compile(
     r"\bif (?:i|you|someone|somebody|anyone|they|a person|people|one) (?:ever|were|was ever)\b|"
     r"\bwhat (?:should|would|do|can|does) (?:someone|somebody|people|you|a person|one) do\b|"
     r"\bhow (?:do|would|can|could) (?:you|i|people|we) (?:know|tell|help|spot)\b|\bhypothetically\b|\bwhat if\b|"
-    r"\b(?:in case|just so) (?:i|you) (?:ever )?(?:feel|felt)\b|\bif (?:someone|anyone|anybody|somebody|he|she|they) (?:ever )?(?:hurt|hurts|touched|touches|laid|harmed|harms|hit|hits|went near|came near)\b|\bwhat (?:would|will|might|could) happen if\b|"
+    r"\b(?:in case|just so) (?:i|you) (?:ever )?(?:feel|felt)\b|\bif (?:someone|anyone|anybody|somebody|he|she|they) (?:ever )?(?:hurt|hurts|touched|touches|laid|harmed|harms|hit|hits|went near|came near)\b(?![^.]{0,60}\bagain\b)|"
+    # ("...if he hits her again": it has happened, a conditional threat over real harm, not a hypothetical)
+    r"\bwhat (?:would|will|might|could) happen if\b|"
     r"\bif i'd\b[^.]*\b(?:i'd have|i would have|i'd've)\b|\b(?:imagine|imagining|picture|picturing) (?:if|what if|what would)\b",
     re.IGNORECASE,
 )
@@ -294,7 +303,7 @@ _THIRD_PARTY_SUBJECT = re.compile(
 )
 _HISTORICAL = re.compile(
     r"\bused to\b|\byears ago\b|\b(?:in|back in|since) (?:19\d\d|20[01]\d)\b|\b(?:a|many|several|few) years back\b|\bwhen i was (?:a |an )?(?:kid|child|teen|teenager|"
-    r"little|young|younger|small|at school|in school|\w*teen|\d+|twenty|thirty)\b|\bas a (?:kid|child|teenager)\b|"
+    r"little|young|younger|small|at school|in school|\w*teen|\d+|twenty|thirty)\b|\bas a (?:kid|child|teenager|boy|girl|lad|lass|wean|bairn|youngster)\b|\bin the (?:fifties|sixties|seventies|eighties|'?[5-8]0s)\b|"
     r"\bin my (?:teens|twenties|thirties|twenties|youth)\b|\bhaven't (?:done it |since|for (?:years|ages))|"
     r"\bnot (?:since|for years|in (?:over |more than )?(?:\w+|\d+) (?:years|months))\b|\b(?:sober|clean) (?:for|since)\b|"
     r"\bgrowing up\b|\bback then\b|\bin the past\b|\b(?:i was|until i was|since i was) (?:about |around )?(?:\d+|five|six|seven|"
@@ -417,7 +426,8 @@ _REPORTING_FRAME = re.compile(
 _SUBJECT = re.compile(
     r"\b(?:i|i'm|i've|i'd|i'll|we|we're|he|she|they|he's|she's|they're|he'd|she'd|they'd|"
     r"(?:my|our) (?:friend|mate|sister|brother|mum|mom|dad|cousin|son|daughter|partner|husband|wife|boyfriend|"
-    r"girlfriend|colleague|flatmate|roommate|neighbou?r|uncle|aunt|nan|gran)(?:'s)?)\b",
+    r"girlfriend|colleague|flatmate|roommate|neighbou?r|uncle|aunt|nan|gran)(?:'s)?|"
+    r"a (?:lad|guy|girl|man|woman|kid|boy|patient|client|student|teenager|young (?:man|woman|lad|girl|guy)))\b",
     re.IGNORECASE,
 )
 _FIRST_PERSON_SUBJECT = re.compile(r"^(?:i|i'm|i've|i'd|i'll|we|we're)$", re.IGNORECASE)
@@ -428,6 +438,15 @@ _TRIVIAL_TRIGGER = re.compile(
     r"\b(?:kill|murder|strangle) (?:him|her|them|my \w+)\b[^.]*\b(?:if|when|for) (?:he|she|they|it)?\b[^.]*\b(?:late|"
     r"forgets?|eats?|ate|finish(?:es|ed)?|leaves? the|left the|dishes|milk|leftovers|chocolate|spoil|remote|socks|"
     r"touches? my (?:phone|stuff|food)|again)\b",
+    re.IGNORECASE,
+)
+
+
+#: ...unless the trigger is harm: "I'll kill him if he hits her again" is a conditional threat
+#: to protect someone, not exasperation (round 8: found while checking the trivial-trigger rule).
+_HARM_CONDITION = re.compile(
+    r"\b(?:if|when|for) (?:he|she|they|it|\w+)\b[^.]{0,40}\b(?:hits?|hitting|hurts?|hurting|touch(?:es|ed)?|lays? (?:a )?(?:hand|finger)|"
+    r"(?:comes?|goes?|gets?) near|beats?|rapes?|abuses?|threatens?|harms?|kills?|chokes?|strangles?|stabs?) (?:her|him|them|me|us|my|our|the (?:kids?|children|baby))\b",
     re.IGNORECASE,
 )
 
@@ -646,7 +665,8 @@ def _scan_sentence_ex(text: str, family_session: bool = False) -> tuple[list[tup
             if pat.generic and not _generic_applies(norm, m):
                 suppressed = True
                 continue
-            if pat.category is HO and (_ANNOYANCE_IDIOM.match(norm[m.end():]) or _TRIVIAL_TRIGGER.search(norm)):
+            if pat.category is HO and (_ANNOYANCE_IDIOM.match(norm[m.end():]) or (_TRIVIAL_TRIGGER.search(norm)
+                                                                                and not _HARM_CONDITION.search(norm))):
                 suppressed = True
                 continue
             if (not pat.third_party_ok and not _own_experience(norm, m, pat.category, family_session)) or _benign_context(pat, norm, m):
@@ -719,10 +739,13 @@ CONTEXT_PATTERNS: tuple[Pattern, ...] = (
     _p(SI, r"\b(?:tonight|this weekend|after the (?:kids|funeral|wedding|holidays)|when (?:everyone|they)(?:'s| is| are)? (?:asleep|away|out))\b", HI, "intent: timing"),
     _p(AV, r"\b(?:bruis\w*|black eye|bled|bleeding|stitches|split lip|concussion|a ?& ?e|marks on my)\b", MO, "injury"),
     _p(HO, r"\bknow where (?:he|she|they) (?:lives?|works?|parks?|drinks?|goes|sleeps|stays)\b|\b(?:wait|waiting|waited) for (?:him|her|them) (?:outside|after)\b|"
+       r"\b(?:wait|waiting|waited) (?:by|at|outside) (?:the|his|her|their) (?:gate|door|house|flat|car|work|school)\b|"
        r"\b(?:found|find|looked up|worked out|know) (?:out )?(?:his|her|their) (?:address|new address|schedule|shifts?|route)\b|"
        r"\b(?:i'll|i will|i'm going to|i'm gonna|gonna) (?:just )?(?:wait for|go after|get|sort|deal with|find|pay (?:him|her|them) a visit) (?:him|her|them)\b(?! (?:a|some|to|the|from|back|something))", HI, "plan: target's whereabouts"),
     _p(HO, r"\b(?:got|have|bought|keep|carry|carrying|took|brought|there's|kept) (?:a |my |the |an |my (?:dad's|brother's) )?(?:old )?(?:knife|blade|bat|baseball bat|slugger|louisville slugger|gun|weapon|hammer|crowbar|machete|axe)\b|"
-       r"\b(?:knife|blade|bat|slugger|gun|hammer|crowbar|machete|axe)\b[^.]{0,20}\b(?:in|under) (?:the|my) (?:truck|car|van|bag|pocket|glovebox|seat)\b", HI, "means to harm others"),
+       r"\b(?:knife|blade|bat|slugger|gun|hammer|crowbar|machete|axe)\b[^.]{0,20}\b(?:in|under) (?:the|my) (?:truck|car|van|bag|pocket|glovebox|seat|bed|mattress|pillow)\b|"
+       # "wait by the gate with the machete" (round 8)
+       r"\bwith (?:a|the|my) (?:knife|blade|bat|gun|hammer|crowbar|machete|axe|cutlass)\b", HI, "means to harm others"),
     _p(HO, r"\b(?:watch|watching|watched|followed|following|follow|sat outside|sitting outside|parked outside|drove past|driving past) (?:his|her|their) (?:car|house|flat|place|work|office|home|building|street)\b", HI, "surveillance of a target"),
 )
 
@@ -776,7 +799,9 @@ class _Item:
 
 #: A sentence in the past tense with no present-tense verb: inside a turn that narrates the
 #: past, it is part of that history ("I didn't want to be alive for a while.").
-_PAST_TENSE = re.compile(r"\b(?:was|were|did|didn't|had|thought|felt|took|tried|got|went|used to|would|he'd|she'd|they'd)\b")
+_PAST_TENSE = re.compile(r"\b(?:was|were|did|didn't|had|thought|felt|took|tried|got|went|used to|would|he'd|she'd|they'd|"
+                         # a past beating in a turn that dates itself ("as a wean, in the fifties ... leathered us")
+                         r"used|beat|leathered|belted|whipped|thrashed|battered|caned|punched|kicked|slapped)\b")
 _PRESENT_TENSE = re.compile(r"\b(?:am|i'm|is|are|'s|'re|have been|i've been|keep|keeps|do|does|don't|can't)\b")
 
 
@@ -875,6 +900,22 @@ def _context_mentions(it: _Item) -> list[Mention]:
     return out
 
 
+#: The opposite of ideation: "I want to be here.", "I want to see her grow up." (round 8).
+_PROTECTIVE = re.compile(r"^(?:(?:and|but|so|because|i mean|honestly),? )*i (?:really |do |still |just )?(?:want|wanna|need) to "
+                         r"(?:be here|live|be alive|stay alive|be around|see (?:him|her|them|my \w+) grow)\b", re.IGNORECASE)
+#: Retold news: "On the news last night they were saying...", "I read in the paper that..." (round 8).
+_NEWS_FRAME = re.compile(r"^(?:\w+,? )?(?:on|in) the (?:radio|news|telly|tv|paper|papers)\b|^i (?:read|saw|heard) (?:in|on) the\b", re.IGNORECASE)
+
+
+def _not_a_disclosure(norm: str, cat: RiskCategory) -> bool:
+    """Sentences the learned layers (semantic, classifier) may not open or corroborate an
+    episode on: a protective statement read as ideation, retold news, or a sentence wholly
+    about someone outside the room (a colleague, a roommate's cousin) with no first person."""
+    norm = norm.strip()
+    return bool((cat is SI and _PROTECTIVE.search(norm) and not _NEGATION.search(norm)) or _NEWS_FRAME.search(norm)
+                or (_OUT_OF_ROOM.search(norm) and not _FIRST_PERSON.search(norm)))
+
+
 def _semantic_mentions(it: _Item, sem: list[tuple[str, float]], config: "SemanticConfig | None") -> list[Mention]:
     """Semantic hits of categories the lexicon did not find in this sentence.
 
@@ -892,7 +933,7 @@ def _semantic_mentions(it: _Item, sem: list[tuple[str, float]], config: "Semanti
         cat = RiskCategory(cat_name)
         if cat is HO and _ME_OBJECT.search(it.norm) and not _I_SUBJECT.search(it.norm):
             cat = AV  # "my husband choked me": the embedding sees violence, the grammar the victim
-        if cat in lexicon_cats:
+        if cat in lexicon_cats or _not_a_disclosure(it.norm, cat):
             continue
         quote = (_quote(it.seg, it.sent),)
         if config is not None and sim >= config.solo_threshold_for(cat_name, guard):
@@ -1178,6 +1219,8 @@ def _classifier_mentions(clf: "RiskClassifier", segments: list[MergedSegment], i
                 continue
             scores = clf.sentence_scores(cat_name, [it.sent.text for it in its])
             it = its[int(np.argmax(scores))]
+            if _not_a_disclosure(it.norm, cat):
+                continue
             past = _item_past(it) or pred.past >= 0.5
             if past:
                 sev = LO

@@ -295,3 +295,55 @@ def test_an_explicit_year_long_past_makes_a_disclosure_historical():
     flags = _flags(("T", "Has anything like that happened to you?"), ("C", "I was stabbed outside a club in 2016."))
     violence = [f for f in flags if f.category is AV]
     assert violence and all(f.temporal is Temporal.past for f in violence)
+
+
+# --- round 8 (made-up sentences in the shapes sets 1-8 showed) ------------------------------------
+
+
+def test_learned_layers_may_not_flag_protective_statements_news_or_people_outside_the_room():
+    from services.notes.risk import _not_a_disclosure
+
+    assert _not_a_disclosure("i want to be here.", SI)
+    assert _not_a_disclosure("but i want to see my grandson grow up.", SI)
+    assert not _not_a_disclosure("i don't want to be here any more.", SI)  # the opposite, negated: ideation
+    assert _not_a_disclosure("on the radio they were saying one farmer a week takes his own life.", SI)
+    assert _not_a_disclosure("my roommate's cousin had a stroke at thirty.", OT)
+    assert not _not_a_disclosure("my roommate found me after i took the pills.", SI)  # first person: own story
+
+
+def test_ideas_of_reference_and_persecution_in_everyday_words_flag_also_from_a_relative():
+    assert OT in _cats("When they play certain songs in a certain order, it's meant for me.")
+    assert OT in _cats("The FBI been sitting outside the house for weeks.")
+    assert OT in _cats("He took the batteries out of the smoke alarm, said it was a camera.", family=True)
+    assert OT not in _cats("The present was meant for my sister.")
+    assert OT not in _cats("The police were sitting outside the pub.")
+
+
+def test_a_beating_with_an_implement_for_nothing_counts_and_dates_with_its_turn():
+    assert AV in _cats("They leathered us with a strap for nothing.")
+    assert AV not in _cats("He bought a new strap for his watch.")
+    flags = _flags(("T", "Has anything like this happened before?"),
+                   ("C", "I was in a children's home as a boy, in the sixties. The staff leathered us with a strap for nothing."))
+    violence = [f for f in flags if f.category is AV]
+    assert violence and all(f.temporal is Temporal.past and f.severity is Severity.low for f in violence)
+
+
+def test_a_threat_conditioned_on_harm_that_happened_is_not_exasperation_or_hypothetical():
+    assert HO in _cats("I swear I'll kill him if he hits her again.")
+    assert HO in _cats("I'll kill him if he touches my daughter again.")
+    assert HO not in _cats("I'll kill him if he leaves the dishes in the sink again.")
+    assert HO not in _cats("If anyone ever touched my kids I'd kill them.")
+
+
+def test_an_overdose_told_about_someone_else_is_not_the_speakers():
+    assert SI not in _cats("We had a lad in last week, nineteen, took an overdose, and I sat with him.")
+    assert SI in _cats("I met a guy at a party and then I took an overdose.")
+
+
+def test_a_named_attack_with_a_weapon_and_a_place_to_wait_is_high():
+    flags = _flags(("T", "What's on your mind?"),
+                   ("C", "I going to chop him. Saturday I going to wait by the gate with the machete."))
+    harm = [f for f in flags if f.category is HO]
+    assert harm and harm[0].severity is Severity.high and harm[0].high_priority
+    assert not [f for f in _flags(("T", "How was the weekend?"), ("C", "I chopped wood with the axe all Saturday."))
+                if f.category is HO]
