@@ -1,9 +1,10 @@
 """Risk flags and offline notes on the blind set held out from every choice of round 8
-(tests/data/blind_clinical9: written by a writer who saw no code and no other set; never
+(tests/data/blind_clinical10: written by a writer who saw no code and no other set; never
 trained on, tuned on or used to choose a threshold). Guards the measured figures
 (docs/risk-blind3.md, "Round 8") with a margin, so a change that quietly costs recall or adds
-false flags on unseen phrasing fails here. Sets 7 and 8, each held out once and tuning sets
-since, keep their figures as in-sample guards. Text level: the script's lines go straight in."""
+false flags on unseen phrasing fails here. Set 9 (held out from the round-8 patterns, read
+before the short-answer rule) and sets 7 and 8 (tuning sets) keep their figures as guards
+against regressions. Text level: the script's lines go straight in."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from services.notes.risk import RiskDetector
 from services.notes.risk_classifier import RiskClassifier
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-HELD_OUT = DATA / "blind_clinical9"
+HELD_OUT = DATA / "blind_clinical10"
+SET9 = DATA / "blind_clinical9"
 SET8 = DATA / "blind_clinical8"
 SET7 = DATA / "blind_clinical7"
 
@@ -30,12 +32,12 @@ def shipped_detector(risk_detector) -> RiskDetector:
 
 def test_risk_episodes_on_the_held_out_set(shipped_detector):
     summary = risk_blind.run(risk_blind.load_blind(HELD_OUT), shipped_detector)["summary"]
-    # Measured: recall 0.85, 0.90 false flags per session, 3 of 7 high marked high.
+    # Measured: recall 1.00, 0.45 false flags per session, 6 of 7 high marked high.
     assert summary["episodes"] == 20 and summary["sessions"] == 20
-    assert summary["episode_recall"] >= 0.80, summary
-    assert summary["false_flags_per_session"] <= 1.05, summary
-    assert summary["high_marked_high"] >= 2, summary
-    # The rules alone find less on this writer's phrasing (0.60): the layer is doing the work.
+    assert summary["episode_recall"] >= 0.95, summary
+    assert summary["false_flags_per_session"] <= 0.6, summary
+    assert summary["high_marked_high"] >= 5, summary
+    # The rules alone find less on this writer's phrasing (0.80): the layer is doing the work.
     rules = risk_blind.run(risk_blind.load_blind(HELD_OUT), RiskDetector(semantic=shipped_detector.semantic))["summary"]
     assert rules["episode_recall"] < summary["episode_recall"]
 
@@ -43,10 +45,20 @@ def test_risk_episodes_on_the_held_out_set(shipped_detector):
 def test_offline_notes_on_the_held_out_set():
     per = [notes_blind.score_session(s) for s in notes_blind.load_blind(HELD_OUT)]
     summary = notes_blind.summarise(per)
-    # Measured: action-item recall 0.656, intervention recall 0.46, nothing invented.
+    # Measured: action-item recall 0.785, intervention recall 0.525, nothing invented.
     assert summary["invented_items"] == 0
-    assert summary["action_item_recall"] >= 0.62, summary
-    assert summary["intervention_recall"] >= 0.42, summary
+    assert summary["action_item_recall"] >= 0.75, summary
+    assert summary["intervention_recall"] >= 0.48, summary
+
+
+def test_set9_held_out_from_the_round8_patterns(shipped_detector):
+    """Set 9 was scored once after the round-8 patterns, then read: a regression guard only."""
+    risk = risk_blind.run(risk_blind.load_blind(SET9), shipped_detector)["summary"]
+    # Measured: recall 0.85, 0.85 false flags per session (0.90 before the short-answer rule), 3 of 7 high.
+    assert risk["episode_recall"] >= 0.80 and risk["false_flags_per_session"] <= 1.0 and risk["high_marked_high"] >= 2, risk
+    notes = notes_blind.summarise([notes_blind.score_session(s) for s in notes_blind.load_blind(SET9)])
+    # Measured: actions 0.656, interventions 0.46, nothing invented.
+    assert notes["invented_items"] == 0 and notes["action_item_recall"] >= 0.62 and notes["intervention_recall"] >= 0.42, notes
 
 
 def test_set8_in_sample_since_round_8(shipped_detector):

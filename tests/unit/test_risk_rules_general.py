@@ -347,3 +347,28 @@ def test_a_named_attack_with_a_weapon_and_a_place_to_wait_is_high():
     assert harm and harm[0].severity is Severity.high and harm[0].high_priority
     assert not [f for f in _flags(("T", "How was the weekend?"), ("C", "I chopped wood with the axe all Saturday."))
                 if f.category is HO]
+
+
+class _EveryTurnSuicidal:
+    """A stand-in for the trained classifier (its weights are tested elsewhere): every client
+    turn reads as suicidal ideation at p=0.95, so only the detector's own gates decide."""
+
+    threshold, guarded_threshold, weak_veto = 0.7, 0.8, 0.8
+
+    def predict(self, turns):
+        from services.notes.risk_classifier import TurnPrediction
+
+        return [TurnPrediction(i, {"none": 0.05, "suicidal_ideation": 0.95}, {"low": 0.1, "moderate": 0.8, "high": 0.1}, 0.0)
+                for i, t in enumerate(turns) if not t.therapist]
+
+    def sentence_scores(self, category, sentences):
+        return [1.0] * len(sentences)
+
+
+def test_the_classifier_may_not_open_an_episode_alone_on_a_short_answer():
+    detector = RiskDetector(semantic=None, classifier=_EveryTurnSuicidal())
+    short = detector.detect(_session(("T", "Have you had thoughts of ending your life?"), ("C", "Four in the morning.")))
+    assert not [f for f in short if f.category is SI]
+    long = detector.detect(_session(("T", "How have the nights been?"),
+                                    ("C", "Most nights I lie there until four in the morning going over all of it again and again.")))
+    assert [f for f in long if f.category is SI]
