@@ -109,7 +109,7 @@ def test_rule_detected_distractor_vetoes_the_classifier():
     for text in ("I would never kill myself.", "My friend said she wanted to die.", "This commute is killing me."):
         assert det.detect([_seg("CLIENT", text, 0.0)]) == [], text
     # Control: the same classifier does flag a sentence the rules have no opinion on.
-    flags = det.detect([_seg("CLIENT", "Some days everything feels grey and heavy.", 0.0)])
+    flags = det.detect([_seg("CLIENT", "Some days everything feels grey and heavy from the moment I wake up.", 0.0)])
     assert [f.category for f in flags] == [RiskCategory.suicidal_ideation]
     assert "classifier" in flags[0].rationale
     assert flags[0].severity.value == "moderate"  # from its severity head
