@@ -445,7 +445,7 @@ _TRIVIAL_TRIGGER = re.compile(
 #: ...unless the trigger is harm: "I'll kill him if he hits her again" is a conditional threat
 #: to protect someone, not exasperation (round 8: found while checking the trivial-trigger rule).
 _HARM_CONDITION = re.compile(
-    r"\b(?:if|when|for) (?:he|she|they|it|\w+)\b[^.]{0,40}\b(?:hits?|hitting|hurts?|hurting|touch(?:es|ed)?|lays? (?:a )?(?:hand|finger)|"
+    r"\b(?:if|when|for) \w+\b[^.]{0,40}\b(?:hits?|hitting|hurts?|hurting|touch(?:es|ed)?|lays? (?:a )?(?:hand|finger)|"
     r"(?:comes?|goes?|gets?) near|beats?|rapes?|abuses?|threatens?|harms?|kills?|chokes?|strangles?|stabs?) (?:her|him|them|me|us|my|our|the (?:kids?|children|baby))\b",
     re.IGNORECASE,
 )
@@ -1218,10 +1218,10 @@ def _classifier_mentions(clf: "RiskClassifier", segments: list[MergedSegment], i
         its = [it for it in by_seg.get(pred.turn, []) if it.norm.strip()]
         if not its or any(it.suppressed for it in its):
             continue  # no sentence, or a rule-detected distractor in the turn: veto
-        guarded = any(_semantic_guard(it.norm, False) for it in its)
-        lexicon_cats = {h.category for x in its for h, _s, _w in x.hits}
         if len(segments[pred.turn].text.split()) < CLASSIFIER_MIN_WORDS:
             continue  # a short answer ("Never.", "Four in the morning."): its meaning is the question's
+        guarded = any(_semantic_guard(it.norm, False) for it in its)
+        lexicon_cats = {h.category for x in its for h, _s, _w in x.hits}
         for cat_name, p in pred.categories(clf.guarded_threshold if guarded else clf.threshold):
             cat = RiskCategory(cat_name)
             if cat in lexicon_cats:
