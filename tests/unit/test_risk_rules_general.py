@@ -6,6 +6,8 @@ evaluation set."""
 
 from __future__ import annotations
 
+import pytest
+
 from services.notes.risk import RiskDetector, _scan_sentence_ex
 from shared.contracts.events import MergedSegment
 from shared.contracts.notes import RiskCategory, RiskFlag, Severity, Temporal
@@ -372,3 +374,11 @@ def test_the_classifier_may_not_open_an_episode_alone_on_a_short_answer():
     long = detector.detect(_session(("T", "How have the nights been?"),
                                     ("C", "Most nights I lie there until four in the morning going over all of it again and again.")))
     assert [f for f in long if f.category is SI]
+
+
+@pytest.mark.timeout(120)  # a hang, not a slow run: catastrophic backtracking would never end
+def test_hostile_turns_against_the_round8_risk_patterns_finish():
+    for hostile in ("if he " + "x " * 20000 + "hits her again", "the fbi " + "a " * 20000 + "watching",
+                    "i want to " * 10000, "a " * 30000 + "with the machete", "on the news " * 10000):
+        flags = _flags(("T", "How have things been?"), ("C", hostile))
+        assert all(f.evidence and f.evidence in hostile for f in flags)
