@@ -60,7 +60,8 @@ TAIL_GRID = {
     "ahc_threshold": [0.3, 0.35],
     "merge_gap_s": [0.1, 0.3],
     "trim_source": ["vad", "silero"],
-    "overlap_threshold": [0.0, 0.5],
+    "trim_energy_db": [0.0, 6.0],
+    "overlap_threshold": [0.0, 0.3, 0.5],
 }
 # Knobs that only act with the segmentation model (skipped for silero: same result).
 SEGMENTATION_ONLY = ("trim_source", "overlap_threshold", "resegment", "reseg_purity")
@@ -146,6 +147,10 @@ class FeatureCache:
         feat_path = CACHE / f"{fkey}.{hashlib.sha1(repr(fk).encode()).hexdigest()[:12]}.feat.pkl"
         if feat_path.exists():
             feat = pickle.loads(feat_path.read_bytes())
+            if feat.frame_db is None:  # cached before the energy gate (pass 8)
+                from services.diarizer.diarization import frame_levels_db
+
+                feat.frame_db = frame_levels_db(audio)
         else:
             self.diarizer.config = cfg
             feat = self.diarizer.speech_features(audio, probs)
@@ -269,6 +274,8 @@ def ablations(chosen) -> dict[str, object]:
     other = "eigengap" if chosen.count_method == "ahc" else "ahc"
     rows[f"counting {other}"] = r(chosen, count_method=other)
     rows["turn trimming off"] = r(chosen, trim_to_activity=False)
+    rows["energy gate off" if chosen.trim_energy_db else "energy gate on (6 dB)"] = r(
+        chosen, trim_energy_db=0.0 if chosen.trim_energy_db else 6.0)
     rows["overlap off" if chosen.overlap_margin else "overlap on (margin 0.05)"] = r(
         chosen, overlap_margin=0.0 if chosen.overlap_margin else 0.05)
     rows["interjection overlap off" if chosen.bridge_max_s else "interjection overlap on (4 s)"] = r(

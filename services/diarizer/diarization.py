@@ -164,6 +164,13 @@ class DiarizerConfig:
     trim_threshold: float = 0.35
     trim_min_silence_ms: int = 100
     trim_pad_ms: int = 60
+    # ... and frames quieter than the recording's noise floor (its ``trim_floor_percentile``
+    # quietest 10 ms frame) plus ``trim_energy_db`` are cut too (0 turns this off): a
+    # speech model's probability decays over a few hundred ms after a voice stops, so it
+    # runs turns on into the pause that follows; the signal level there is the room's own.
+    # Gaps inside speech shorter than ``trim_min_silence_ms`` are kept, as for the model.
+    trim_energy_db: float = 0.0
+    trim_floor_percentile: float = 5.0
     # Overlap: a speech frame also gets the second-best speaker when that speaker's window
     # similarity is within ``overlap_margin`` of the best and at least
     # ``overlap_min_similarity``; runs shorter than ``overlap_min_s`` are dropped.
@@ -241,6 +248,8 @@ class SpeechFeatures:
     local: tuple | None = None
     # speaker-change cuts (10 ms frames) the windows were planned around (change_cuts)
     cuts: list[int] = field(default_factory=list)
+    # signal level per 10 ms frame in dB (frame_levels_db), for the turn-edge energy gate
+    frame_db: np.ndarray | None = None
 
 
 @dataclass
@@ -956,6 +965,37 @@ def activity_frames(probs: np.ndarray, n_samples: int, n_frames: int, cfg: Diari
     return active
 
 
+def frame_levels_db(audio: np.ndarray, block_frames: int = 1000) -> np.ndarray:
+    """Mean power of each 10 ms frame in dB (frame i covers samples i*MEL_HOP onward, the
+    last one zero-padded), computed in blocks so a long recording is never copied whole."""
+    n_frames = 1 + len(audio) // MEL_HOP
+    out = np.empty(n_frames, dtype=np.float32)
+    for f0 in range(0, n_frames, block_frames):
+        f1 = min(n_frames, f0 + block_frames)
+        block = np.zeros((f1 - f0) * MEL_HOP, dtype=np.float64)
+        piece = audio[f0 * MEL_HOP : f1 * MEL_HOP]
+        block[: len(piece)] = piece
+        out[f0:f1] = 10.0 * np.log10((block.reshape(-1, MEL_HOP) ** 2).mean(axis=1) + 1e-12)
+    return out
+
+
+def energy_activity(frame_db: np.ndarray, cfg: DiarizerConfig) -> np.ndarray:
+    """10 ms frames louder than the recording's noise floor by ``trim_energy_db``, with
+    quieter gaps shorter than ``trim_min_silence_ms`` inside speech kept and
+    ``trim_pad_ms`` of padding each side (the same edges as :func:`activity_frames`)."""
+    floor = float(np.percentile(frame_db, cfg.trim_floor_percentile))
+    loud = frame_db >= floor + cfg.trim_energy_db
+    min_gap = max(1, cfg.trim_min_silence_ms // 10)
+    pad = cfg.trim_pad_ms // 10
+    active = np.zeros_like(loud)
+    runs = frame_runs(loud)
+    for i, (a, b) in enumerate(runs):
+        if i + 1 < len(runs) and runs[i + 1][0] - b < min_gap:
+            b = runs[i + 1][0]  # bridge a short gap to the next loud run
+        active[max(0, a - pad) : b + pad] = True
+    return active
+
+
 def frame_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of each run of True in a boolean frame mask."""
     padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
@@ -1165,7 +1205,10 @@ def turns_from_features(
     segments = feat.regions_f
     if cfg.trim_to_activity:
         trim_probs = feat.silero_probs if cfg.trim_source == "silero" and feat.silero_probs is not None else feat.probs
-        flabels = np.where(activity_frames(trim_probs, feat.n_samples, n_frames, cfg), flabels, -1)
+        active = activity_frames(trim_probs, feat.n_samples, n_frames, cfg)
+        if cfg.trim_energy_db > 0 and feat.frame_db is not None:
+            active &= energy_activity(feat.frame_db[:n_frames], cfg)
+        flabels = np.where(active, flabels, -1)
         segments = frame_runs(flabels >= 0)
     if cfg.resegment and feat.local is not None and cents.shape[0] > 1:
         keep = None
@@ -1330,7 +1373,8 @@ class BuiltinDiarizer:
                 new = self._window_embeddings(audio, regions, todo, window, mel, report)
                 known.update(zip([(s, e) for s, e, _ in todo], new))
                 emb = np.stack([known[(s, e)] for s, e, _ in windows]).astype(np.float32)
-        return SpeechFeatures(len(audio), probs, regions, regions_f, windows, emb, window, overlap, silero, local, cuts)
+        return SpeechFeatures(len(audio), probs, regions, regions_f, windows, emb, window, overlap, silero, local, cuts,
+                              frame_levels_db(audio))
 
     def _independent_windows(self) -> bool:
         """Whether a window's embedding depends on its own frames only (not on the others)."""

@@ -222,6 +222,54 @@ def test_activity_trims_turns_but_keeps_short_pauses():
     assert runs[1][0] == pytest.approx(3.6, abs=0.04)
 
 
+def test_frame_levels_are_per_10ms_frame_and_blockwise_equal():
+    from services.diarizer.diarization import frame_levels_db
+
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(16_000 * 3 + 37) * 0.01).astype(np.float32)
+    audio[16_000:32_000] *= 100  # the middle second is 40 dB louder
+    whole = frame_levels_db(audio, block_frames=10_000)
+    assert len(whole) == 1 + len(audio) // 160
+    np.testing.assert_allclose(frame_levels_db(audio, block_frames=7), whole, atol=1e-4)
+    assert np.median(whole[100:200]) - np.median(whole[:100]) == pytest.approx(40, abs=1)
+    assert np.isfinite(frame_levels_db(np.zeros(500, np.float32))).all()  # digital silence
+
+
+def test_energy_gate_cuts_quiet_pauses_but_keeps_short_gaps_and_pads():
+    from services.diarizer.diarization import DiarizerConfig, energy_activity, frame_runs
+
+    # 10 ms frames at a -60 dB floor; speech (-20 dB) 1.0-2.0 s, an 80 ms gap, 2.08-3.0 s,
+    # a 0.4 s pause, 3.4-4.0 s; the pause is exactly where a speech model's decay runs on.
+    db = np.full(500, -60.0)
+    for a, b in ((100, 200), (208, 300), (340, 400)):
+        db[a:b] = -20.0
+    cfg = DiarizerConfig(trim_energy_db=6.0, trim_min_silence_ms=100, trim_pad_ms=60)
+    runs = frame_runs(energy_activity(db, cfg))
+    assert runs == [(94, 306), (334, 406)]  # 80 ms gap bridged, 0.4 s pause cut, 60 ms pads
+    # A talker 10 dB over the floor is speech at 6 dB, not at 12.
+    db[340:400] = -50.0
+    assert len(frame_runs(energy_activity(db, cfg))) == 2
+    assert len(frame_runs(energy_activity(db, DiarizerConfig(trim_energy_db=12.0)))) == 1
+
+
+def test_energy_gate_only_narrows_turns_and_can_be_switched_off():
+    from services.diarizer.diarization import DiarizerConfig, SpeechFeatures, turns_from_features
+
+    # One voice, windows over 0-6 s; silence (floor) from 3.0 to 3.5 s that the speech
+    # model (probability 0.9 throughout) does not see.
+    n = 6 * 16_000
+    windows = [(s, s + 150, 0) for s in range(0, 450, 75)]
+    emb = np.tile(np.eye(256, dtype=np.float32)[0], (len(windows), 1))
+    probs = np.full(1 + n // 512, 0.9)
+    db = np.full(1 + n // 160, -20.0, dtype=np.float32)
+    db[300:350] = -70.0
+    feat = SpeechFeatures(n, probs, [(0, n)], [(0, 601)], windows, emb, 150, frame_db=db)
+    gated, _ = turns_from_features(feat, config=DiarizerConfig(merge_gap_s=0.1, trim_energy_db=6.0))
+    plain, _ = turns_from_features(feat, config=DiarizerConfig(merge_gap_s=0.1, trim_energy_db=0.0))
+    assert len(plain) == 1 and len(gated) == 2
+    assert gated[0][1] == pytest.approx(3.06, abs=0.02) and gated[1][0] == pytest.approx(3.44, abs=0.02)
+
+
 def test_overlap_gives_the_runner_up_speaker_a_turn_only_when_close():
     from services.diarizer.diarization import DiarizerConfig, overlap_turns
 
