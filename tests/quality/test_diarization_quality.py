@@ -118,8 +118,11 @@ def der_detail(reference, hypothesis, uem: Timeline | None = None) -> dict:
 # (minutes, speakers, seed) as in bench/diarization_quality.py. False alarm before turns were
 # trimmed to voice activity was 0.046-0.057 on these sessions (issue 17): it must be at
 # least halved, and DER must stay within the issue's 0.03 with the exact speaker count.
+# With the energy gate on turn edges (ADR 0011 pass 8) it is 0.000-0.002 (silero trimming
+# alone: 0.005-0.008); 0.004 keeps a margin and fails if the gate stops acting.
 GENERATED_SESSIONS = {"2spk_1.5min": (1.5, 2, 0), "2spk_3min": (3, 2, 0), "3spk_3min": (3, 3, 2), "2spk_10min": (10, 2, 1)}
 FALSE_ALARM_BEFORE_TRIMMING = 0.046
+FALSE_ALARM_WITH_GATE = 0.004
 
 
 @pytest.mark.parametrize("name", list(GENERATED_SESSIONS))
@@ -132,7 +135,7 @@ def test_generated_sessions(diarizer, name):
           f"miss={d['missed']:.4f} conf={d['confusion']:.4f} speakers={result.speaker_count} rtf={dt / gen.duration_s:.3f}")
     assert result.speaker_count == n_speakers
     assert d["der"] <= 0.03
-    assert d["false_alarm"] <= FALSE_ALARM_BEFORE_TRIMMING / 2
+    assert d["false_alarm"] <= min(FALSE_ALARM_BEFORE_TRIMMING / 2, FALSE_ALARM_WITH_GATE)
 
 
 def test_ami_excerpts(diarizer):
