@@ -12,7 +12,7 @@ the line (blind category names mapped as in bench.risk_blind), else "none" (dist
 lines, hard negatives, are "none" like every other line). Severity and temporal heads are
 trained on the episode lines only. NEVER train on or choose with blind_clinical6 (``HELD_OUT``).
 
-Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|veto|shaped|ship C THRESHOLD [WEAK_VETO]|ship6|ship7 C THRESHOLD WEAK_VETO]
+Run: nice -n 19 .venv/bin/python -m bench.risk_classifier [folds|folds7|folds11|veto|shaped|ship C THRESHOLD [WEAK_VETO]|ship6|ship7|ship11 C THRESHOLD WEAK_VETO]
 -> bench/results/risk_classifier_folds.json
 """
 
@@ -43,6 +43,10 @@ HELD_OUT_R6 = "blind_clinical7"
 # training sets and set 8 (a new writer) is held out.
 SETS_R7 = SETS_R6 + ["blind_clinical7"]
 HELD_OUT_R7 = "blind_clinical8"
+# Round 9: sets 8-11 were each read after their held-out scoring, so eleven writers train and
+# choose; set 12 (a new writer) is held out.
+SETS_R9 = SETS_R7 + ["blind_clinical8", "blind_clinical9", "blind_clinical10", "blind_clinical11"]
+HELD_OUT_R9 = "blind_clinical12"
 RESULTS = ROOT / "bench" / "results"
 CLASSES = [NONE, "suicidal_ideation", "self_harm", "harm_to_others", "substance_use", "abuse_or_violence", "other"]
 SEV = ["low", "moderate", "high"]
@@ -171,26 +175,39 @@ def folds(Cs=(1.0, 4.0), thresholds=(0.5, 0.6, 0.7, 0.8, 0.9), severity_modes=("
     return out
 
 
-def folds7(C: float = 4.0, thresholds=(0.7, 0.8, 0.85, 0.9, 0.95), weak_veto: float = 0.8) -> dict:
+def folds7(C: float = 4.0, thresholds=(0.7, 0.8, 0.85, 0.9, 0.95), weak_veto: float = 0.8,
+           sets: list[str] = SETS_R7, name: str = "folds7", shipped_on: list[str] = ()) -> dict:
     """Round 7: leave-one-set-out over the seven tuning writers (``SETS_R7``) at the shipped C and
     weak-opener veto, for the solo threshold -> bench/results/risk_classifier_folds7.json. The
     rule, fixed before the run: ship the lowest threshold whose pooled false flags per session
-    are <= 0.5 at text level (the held-out set 8 plays no part)."""
-    enc, semantic, sessions, data = _fold_inputs(SETS_R7)
+    are <= 0.5 at text level (the held-out set 8 plays no part).
+
+    Round 9 (``folds11``): the same over the eleven writers of ``SETS_R9``, and on ``shipped_on``
+    (the writers the shipped weights never saw) the shipped weights beside the folds, so more
+    writers' worth of training is compared with the weights it would replace on the same sets."""
+    enc, semantic, sessions, data = _fold_inputs(sets)
     enc.save()
     rows = []
-    for held in SETS_R7:
-        w = train([data[n] for n in SETS_R7 if n != held], C, thresholds[0])
+    for held in sets:
+        w = train([data[n] for n in sets if n != held], C, thresholds[0])
         for th in thresholds:
             weights = {**with_threshold(w, th), "weak_veto": np.float32(weak_veto)}
             summ = run(sessions[held], RiskDetector(semantic=semantic, classifier=RiskClassifier(enc, weights=weights)))["summary"]
             rows.append({"C": C, "threshold": th, "weak_veto": weak_veto, "held_out": held, **summ})
             print(json.dumps({k: rows[-1][k] for k in ("threshold", "held_out", "episode_recall", "false_flags_per_session")}), flush=True)
     pooled = {str(th): _pooled([r for r in rows if r["threshold"] == th]) for th in thresholds}
-    out = {"sets": SETS_R7, "rows": rows, "pooled": pooled}
+    out: dict = {"sets": sets, "rows": rows, "pooled": pooled}
+    if shipped_on:
+        shipped = RiskClassifier(enc)
+        ship_rows = [{"held_out": held, **run(sessions[held], RiskDetector(semantic=semantic, classifier=shipped))["summary"]}
+                     for held in shipped_on]
+        out["shipped_weights_on"] = {"sets": list(shipped_on), "rows": ship_rows, "pooled": _pooled(ship_rows)}
+        out["folds_on_the_same_sets"] = {str(th): _pooled([r for r in rows if r["threshold"] == th and r["held_out"] in shipped_on])
+                                         for th in thresholds}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "risk_classifier_folds7.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(pooled, indent=2))
+    enc.save()
+    (RESULTS / f"risk_classifier_{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in out.items() if k not in ("rows", "sets")}, indent=2, default=str))
     return out
 
 
@@ -271,13 +288,15 @@ def ship(C: float, threshold: float, weak_veto: float | None = None, sets: list[
 
 if __name__ == "__main__":
     t0 = time.time()
-    if len(sys.argv) > 1 and sys.argv[1] in ("ship", "ship6", "ship7"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("ship", "ship6", "ship7", "ship11"):
         ship(float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else None,
-             sets={"ship6": SETS_R6, "ship7": SETS_R7}.get(sys.argv[1], SETS))
+             sets={"ship6": SETS_R6, "ship7": SETS_R7, "ship11": SETS_R9}.get(sys.argv[1], SETS))
     elif len(sys.argv) > 1 and sys.argv[1] == "shaped":
         shaped_folds()
     elif len(sys.argv) > 1 and sys.argv[1] == "folds7":
         folds7()
+    elif len(sys.argv) > 1 and sys.argv[1] == "folds11":
+        folds7(thresholds=(0.6, 0.7, 0.8, 0.9), sets=SETS_R9, name="folds11", shipped_on=SETS_R9[6:])
     elif len(sys.argv) > 1 and sys.argv[1] == "veto":
         veto_folds()
     else:
