@@ -202,9 +202,37 @@ THERAPIST_MOVES: list[tuple[str, str, str]] = [
      r"start with i feel|the other (?:one )?(?:just )?listens)\b")),
     ("thought records / cognitive restructuring", "cognitive", (r"\b(?:look at (?:that|this|the) (?:belief|rule|thought|idea)|"
      r"where did you learn (?:that|this))\b")),
+    # Round 9 (sets 1-12): moves named in no earlier round.
+    # A reframe offered as another way of seeing the problem.
+    ("reframing", "cognitive", (r"\b(?:another way (?:to|of) (?:look|looking|see|seeing|think|thinking)|(?:see|look at) it (?:this|another|a different) way|"
+     r"what if (?:we|you) (?:looked|saw|tried to see)|(?:a|the) (?:different|other) way (?:to|of) (?:see|seeing|look|looking))\b")),
+    # Mechanisms in plain words: "many young people who cut say", "that's normal", "rum is a
+    # depressant", "what anger does is", "the urge is a wave".
+    ("psychoeducation", "psychoeducation", (r"\b(?:many (?:\w+ )?(?:people|couples|families|parents|teenagers|men|women) (?:who|with|in|after|say|find|feel)|"
+     r"(?:that's|that is|it's|it is) (?:very |really |completely |quite )?(?:normal|common)(?: for| in| after| when|\.|,)|"
+     r"(?:is|are) a depressant|what (?:anger|anxiety|panic|grief|alcohol|drinking|shame|fear|worry|the urge|trauma) does\b|"
+     r"(?:the|an|that) urge (?:is|comes) (?:like )?a wave)")),
+    # A concrete proposal to solve a practical problem.
+    ("problem solving", "cognitive", (r"\b(?:would it help if|can i suggest something|could we try this|let's (?:make (?:that|it|this) concrete|"
+     r"think (?:it|this|that) through|write (?:it|that|this) down)|(?:a|the) third option|(?:sketch|draft|write up|draw up) (?:a|an) "
+     r"(?:\w+ ){0,2}(?:agreement|rota|schedule|budget|list))\b")),
+]
+#: Moves that are a technique only in a couple or family session (two or more clients): a
+#: systemic reframe of what the clients share ("you both want the same thing", "the problem
+#: isn't Chidinma, it's the pressure", "it landed as 'you're useless'") and family work
+#: (circular questions, speaking to the family as a whole, pairing members up).
+MULTI_CLIENT_MOVES: list[tuple[str, str, str]] = [
+    ("reframing", "cognitive", (r"\b(?:you(?:'re| are)? both (?:want|wanting|coming|have|after|trying|care|carrying|worried)|each of you "
+     r"(?:hears?|is|feels?|wants?|sees?)|(?:it's|it is|this is) not (?:really )?about (?:the )?\w+(?: \w+)?[,.;]? (?:it's|it is)(?: really)? about|"
+     r"the problem (?:isn't|is not|in the room)|(?:landed|lands|came across|comes across) as|that's the pattern|not either of you)\b")),
+    ("family work", "interpersonal", (r"\b(?:what do you notice when you hear|when you hear (?:him|her|them|your \w+|\w+) (?:say|talk)|"
+     r"(?:the|your) whole family|(?:both|all) of you (?:want|are|have|love|care)|can i (?:say|ask) (?:something|this) (?:to|of) "
+     r"(?:you both|both of you|all of you|each of you)|(?:see|saw|notice|hear) how much (?:\w+ )?(?:you (?:both |all )?)?(?:care|love|fear)|"
+     r"could you and (?:\w+ ){1,2}(?:spend|do|go|have|try|sit)|what's underneath (?:it|that))\b")),
 ]
 _STRATEGY_RX = [(n, c, re.compile(rx, re.IGNORECASE), n in THERAPIST_ONLY) for n, c, rx in STRATEGIES] + [
     (n, c, re.compile(rx, re.IGNORECASE), True) for n, c, rx in THERAPIST_MOVES]
+_MULTI_CLIENT_RX = [(n, c, re.compile(rx, re.IGNORECASE), True) for n, c, rx in MULTI_CLIENT_MOVES]
 
 EMOTIONS: dict[str, str] = {
     "anxiety and worry": r"\b(?:anxious|anxiety|worr\w+|nervous|panic\w*|scared|afraid|fear\w*|on edge|dread\w*|tense)\b",
@@ -555,9 +583,11 @@ def _extract_strategies(client: list[_Said], therapist: list[_Said]) -> list[Str
     found: dict[str, Strategy] = {}
     order: list[str] = []
     everything = sorted(client + therapist, key=lambda s: s.sentence.start)
+    several_clients = len({s.segment.speaker for s in client}) >= 2
+    patterns = _STRATEGY_RX + (_MULTI_CLIENT_RX if several_clients else [])
     for s in everything:
         is_client = (s.segment.role or "").upper() != "THERAPIST"
-        for name, cat, rx, therapist_only in _STRATEGY_RX:
+        for name, cat, rx, therapist_only in patterns:
             if not rx.search(s.text) or (is_client and therapist_only):
                 continue
             if is_client and re.search(r"\b(?:tried|did|used|practi[cs]ed|been doing|helped|kept)\b", s.text, re.I):

@@ -57,6 +57,7 @@ _FAMILY = (
 )
 _PERSON = (
     rf"(?:him|her|them|someone|somebody|anyone|anybody|everyone|people|the baby|the kids|"
+    rf"(?:a|some|this|that) (?:lad|bloke|guy|fella|fellow|man|woman|stranger|kid)|"
     rf"(?:my|his|her|their) {_FAMILY}|the (?:guy|man|woman|person|one|people|kid)|that (?:guy|man|woman|bastard|bitch|prick))"
 )
 _DRUGS = (
@@ -75,7 +76,13 @@ _ABUSE_VERBS = (
 _HARM_VERBS = (
     r"(?:kill|killing|killed|murder|murdering|stab|stabbing|stabbed|strangle|strangling|strangled|choke|choking|"
     r"hurt|hurting|harm|harming|shoot|shooting|shot|beat|beating|hit|hitting|punch|punching|punched|attack|"
-    r"attacking|smash|smashing|shove|shoved|push|pushed|run over|chop|chopping|chopped|slash|slashing|slashed)"
+    r"attacking|smash|smashing|shove|shoved|push|pushed|run over|chop|chopping|chopped|slash|slashing|slashed|"
+    # Everyday words for an assault (British, Irish, Australian, American): "I want to flatten
+    # them", "I glassed a lad", "I decked him". Each needs a person after it, so "flatten the
+    # box" or "deck the halls" never match.
+    r"flatten|flattening|flattened|deck|decking|decked|thump|thumping|thumped|smack|smacking|smacked|"
+    r"batter|battering|battered|bash|bashing|bashed|clobber|clobbered|headbutt|headbutted|glass|glassed|"
+    r"swing at|swung at|swinging at|lay into|laid into|go for|went for|king-hit|king hit|king-hitting|sucker-punched|sucker punched)"
 )
 
 

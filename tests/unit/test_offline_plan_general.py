@@ -235,3 +235,36 @@ def test_hostile_turns_against_the_round8_patterns_finish_and_invent_nothing():
                     "next time the " + "x " * 20000 + "what could you"):
         segs, notes = _notes(("T", hostile), ("C", hostile))
         _grounded(notes, segs)
+
+
+def test_round9_reframes_and_plain_mechanisms_and_concrete_proposals_from_the_therapist():
+    assert "reframing" in _strategies(("T", "Is there another way to look at what happened on Friday?"))
+    assert "psychoeducation" in _strategies(("T", "Many people who lose a parent young say the same thing."))
+    assert "psychoeducation" in _strategies(("T", "Wine is a depressant, so the lift doesn't last."))
+    assert "psychoeducation" in _strategies(("T", "What panic does is convince you that you're in danger."))
+    assert "problem solving" in _strategies(("T", "Would it help if your sister held the card for a while?"))
+    assert "problem solving" in _strategies(("T", "Could you draft a simple rota for the school runs?"))
+    # The same words from a client are not a technique.
+    assert "psychoeducation" not in _strategies(("T", "How was the week?"), ("C", "It's normal for me to feel like this."))
+    assert "problem solving" not in _strategies(("T", "What happened?"), ("C", "Would it help if I just left?"))
+
+
+def test_round9_systemic_reframes_and_family_work_need_two_or_more_clients_in_the_room():
+    couple = (("C", "She never listens."), ("C2", "He never asks."))
+    assert "reframing" in _strategies(*couple, ("T", "It sounds like you both want the same thing, to be heard."))
+    assert "reframing" in _strategies(*couple, ("T", "So the note landed as criticism, when it was meant as a plea for help."))
+    assert "family work" in _strategies(*couple, ("T", "Rosa, what do you notice when you hear your father say that?"))
+    assert "family work" in _strategies(*couple, ("T", "Could you and your brother spend one evening together this week?"))
+    # One client: the same words are not family work or a couple's reframe.
+    alone = (("C", "My boss never listens."),)
+    assert "family work" not in _strategies(*alone, ("T", "What do you notice when you hear your father say that?"))
+    assert "reframing" not in _strategies(*alone, ("T", "It sounds like you both want the same thing."))
+    assert "family work" not in _strategies(*couple, ("C", "What do you notice when you hear him say that?"))
+
+
+@pytest.mark.timeout(120)
+def test_hostile_turns_against_the_round9_patterns_finish_and_invent_nothing():
+    for hostile in ("many " + "x " * 20000 + "people who", "could you and " + "x " * 20000 + "spend",
+                    "it's not about " + "x " * 20000 + "it's about", "you both " * 10000):
+        segs, notes = _notes(("C", "x"), ("C2", "y"), ("T", hostile))
+        _grounded(notes, segs)

@@ -382,3 +382,14 @@ def test_hostile_turns_against_the_round8_risk_patterns_finish():
                     "i want to " * 10000, "a " * 30000 + "with the machete", "on the news " * 10000):
         flags = _flags(("T", "How have things been?"), ("C", hostile))
         assert all(f.evidence and f.evidence in hostile for f in flags)
+
+
+def test_everyday_words_for_an_assault_need_a_person_after_them():
+    assert HO in _cats("When I've had a few I want to flatten them.")
+    assert HO in _cats("I decked him outside the club.")
+    assert HO in _cats("I swung at a bloke at the bar.")
+    assert HO in _cats("Twenty years ago I glassed a lad in a pub.")
+    assert HO not in _cats("I flattened the boxes for the recycling.")
+    assert HO not in _cats("I went for a walk with a guy from work.")
+    assert HO not in _cats("My mate decked him.")  # someone else's assault is not the client's
+    assert HO not in _cats("I'd never thump anyone.")
