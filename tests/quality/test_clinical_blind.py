@@ -1,10 +1,10 @@
-"""Risk flags and offline notes on the blind set held out from every choice of round 8
-(tests/data/blind_clinical10: written by a writer who saw no code and no other set; never
+"""Risk flags and offline notes on the blind set held out from every choice of round 9
+(tests/data/blind_clinical13: written by a writer who saw no code and no other set; never
 trained on, tuned on or used to choose a threshold). Guards the measured figures
-(docs/risk-blind3.md, "Round 8") with a margin, so a change that quietly costs recall or adds
-false flags on unseen phrasing fails here. Set 9 (held out from the round-8 patterns, read
-before the short-answer rule) and sets 7 and 8 (tuning sets) keep their figures as guards
-against regressions. Text level: the script's lines go straight in."""
+(docs/risk-blind3.md, "Round 9") with a margin, so a change that quietly costs recall or adds
+false flags on unseen phrasing fails here. Sets 10-12 (each held out once, then read) and
+sets 7 and 8 (tuning sets) keep their figures as guards against regressions. Text level: the
+script's lines go straight in."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from services.notes.risk import RiskDetector
 from services.notes.risk_classifier import RiskClassifier
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-HELD_OUT = DATA / "blind_clinical10"
+HELD_OUT = DATA / "blind_clinical13"
+SET12 = DATA / "blind_clinical12"
+SET11 = DATA / "blind_clinical11"
+SET10 = DATA / "blind_clinical10"
 SET9 = DATA / "blind_clinical9"
 SET8 = DATA / "blind_clinical8"
 SET7 = DATA / "blind_clinical7"
@@ -32,12 +35,12 @@ def shipped_detector(risk_detector) -> RiskDetector:
 
 def test_risk_episodes_on_the_held_out_set(shipped_detector):
     summary = risk_blind.run(risk_blind.load_blind(HELD_OUT), shipped_detector)["summary"]
-    # Measured: recall 1.00, 0.45 false flags per session, 6 of 7 high marked high.
+    # Measured: recall 0.85, 0.70 false flags per session, 3 of 7 high marked high.
     assert summary["episodes"] == 20 and summary["sessions"] == 20
-    assert summary["episode_recall"] >= 0.95, summary
-    assert summary["false_flags_per_session"] <= 0.6, summary
-    assert summary["high_marked_high"] >= 5, summary
-    # The rules alone find less on this writer's phrasing (0.80): the layer is doing the work.
+    assert summary["episode_recall"] >= 0.80, summary
+    assert summary["false_flags_per_session"] <= 0.85, summary
+    assert summary["high_marked_high"] >= 2, summary
+    # The rules alone find less on this writer's phrasing (0.60): the learned layers are doing the work.
     rules = risk_blind.run(risk_blind.load_blind(HELD_OUT), RiskDetector(semantic=shipped_detector.semantic))["summary"]
     assert rules["episode_recall"] < summary["episode_recall"]
 
@@ -45,10 +48,27 @@ def test_risk_episodes_on_the_held_out_set(shipped_detector):
 def test_offline_notes_on_the_held_out_set():
     per = [notes_blind.score_session(s) for s in notes_blind.load_blind(HELD_OUT)]
     summary = notes_blind.summarise(per)
-    # Measured: action-item recall 0.785, intervention recall 0.525, nothing invented.
+    # Measured: action-item recall 0.804, intervention recall 0.627 (both targets met), nothing invented.
     assert summary["invented_items"] == 0
     assert summary["action_item_recall"] >= 0.75, summary
-    assert summary["intervention_recall"] >= 0.48, summary
+    assert summary["intervention_recall"] >= 0.58, summary
+
+
+@pytest.mark.parametrize("folder,risk_floor,notes_floor", [
+    # set: (recall, false flags per session, high marked high), (actions, interventions); measured with round 9:
+    # set 12 0.90 / 0.50 / 6, 0.804 / 0.684; set 11 0.85 / 0.40 / 6, 0.841 / 0.667; set 10 1.00 / 0.45 / 6, 0.785 / 0.627.
+    (SET12, (0.85, 0.6, 5), (0.76, 0.64)),
+    (SET11, (0.80, 0.5, 5), (0.80, 0.62)),
+    (SET10, (0.95, 0.6, 5), (0.75, 0.58)),
+], ids=["set12", "set11", "set10"])
+def test_sets_held_out_once_then_read(shipped_detector, folder, risk_floor, notes_floor):
+    """Sets 10-12 were each scored once held out, then read (11 and 12 tuned on in round 9): regression guards."""
+    risk = risk_blind.run(risk_blind.load_blind(folder), shipped_detector)["summary"]
+    recall, false_flags, high = risk_floor
+    assert risk["episode_recall"] >= recall and risk["false_flags_per_session"] <= false_flags and risk["high_marked_high"] >= high, risk
+    notes = notes_blind.summarise([notes_blind.score_session(s) for s in notes_blind.load_blind(folder)])
+    actions, interventions = notes_floor
+    assert notes["invented_items"] == 0 and notes["action_item_recall"] >= actions and notes["intervention_recall"] >= interventions, notes
 
 
 def test_set9_held_out_from_the_round8_patterns(shipped_detector):
