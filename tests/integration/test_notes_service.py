@@ -206,14 +206,20 @@ class Tail:
 TAILS: dict[str, Tail] = {}
 
 
-@pytest.fixture(scope="module")
-def notes_db(infra):
+@contextmanager
+def private_database(infra):
     db_url = f"{infra[0].rsplit('/', 1)[0]}/tb_notes_{uuid.uuid4().hex[:8]}"
     asyncio.run(prepare_database(db_url))
     try:
         yield db_url
     finally:
         asyncio.run(drop_database(db_url))
+
+
+@pytest.fixture(scope="module")
+def notes_db(infra):
+    with private_database(infra) as db_url:
+        yield db_url
 
 
 @contextmanager
@@ -247,8 +253,11 @@ def notes_process(service_env: dict[str, str], db_url: str, label: str, extra_en
 
 
 @pytest.fixture
-def offline_service(service_env, notes_db):
-    with notes_process(service_env, notes_db, "notes-offline", {"TB_LLM_BASE_URL": ""}) as env:
+def offline_service(service_env, infra):
+    """Its own database: the module's LLM-configured service may still be running on
+    ``notes_db``, and its outbox relay would publish this service's events to its own broker."""
+    with private_database(infra) as db_url, \
+            notes_process(service_env, db_url, "notes-offline", {"TB_LLM_BASE_URL": ""}) as env:
         yield env
 
 
@@ -311,10 +320,12 @@ async def wait_metric(url: str, name: str, labels: str, at_least: float, timeout
 
 
 # --- tests -------------------------------------------------------------------------------------
-async def test_offline_notes_from_transcript_merged(offline_service, db):
+async def test_offline_notes_from_transcript_merged(offline_service):
     """No LLM endpoint: the offline backend, labelled as such, with the safety net's risk
     flag and the homework the therapist set."""
     env = offline_service
+    engine = create_engine(Settings(database_url=env["TB_DATABASE_URL"]))
+    db = create_session_factory(engine)
     event = merged_event()
     sid = event.session_id
     t1 = time.monotonic()
@@ -346,6 +357,7 @@ async def test_offline_notes_from_transcript_merged(offline_service, db):
         assert stored == 1
         assert (await s.execute(select(inbox.c.event_id).where(inbox.c.consumer == "notes",
                                                                 inbox.c.session_id == sid))).all()
+    await engine.dispose()
     print(f"\n[notes] offline: merged->notes.ready {latency:.2f}s, "
           f"{len(notes.risk_flags)} risk flag(s), {len(notes.action_items)} action item(s)")
 
@@ -572,7 +584,7 @@ async def test_offline_request_never_reaches_the_configured_llm(llm_service, db)
     assert fake.count == before, "an offline request must never call the LLM"
 
 
-async def test_llm_request_without_an_llm_fails_with_a_clear_message(offline_service, db):
+async def test_llm_request_without_an_llm_fails_with_a_clear_message(offline_service):
     """notes_backend="llm" on a server with no LLM endpoint: notes.failed, permanent, with a
     message that says what happened and what to do (regenerate offline); no silent fallback."""
     env = offline_service
