@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from shared.db.bootstrap import prepare_database
-from devtools.localbroker import LocalBroker, ensure_topics, free_port, wait_for_port
+from devtools.localbroker import LocalBroker, ensure_topics, free_ports, wait_for_port
 from shared.private_files import open_private, private_dir, write_private
 from shared.settings import Settings, load_settings
 
@@ -59,7 +59,8 @@ def partitions_for(settings: Settings, names: list[str]) -> int:
 def metrics_ports(labels: list[str]) -> dict[str, int]:
     """A free port per worker process for its /metrics (one TB_METRICS_PORT for all would
     collide on one machine). The gateway serves /metrics on its own HTTP port."""
-    return {label: free_port() for label in labels if label != "gateway"}
+    workers = [label for label in labels if label != "gateway"]
+    return dict(zip(workers, free_ports(len(workers))))
 
 
 def metrics_env(ports: dict[str, int], label: str) -> dict[str, str]:

@@ -25,9 +25,9 @@ import httpx
 import pytest
 import yaml
 
-from devtools.localbroker import free_port, wait_for_port
+from devtools.localbroker import free_ports, wait_for_port
 from devtools.observe import local_config, start_prometheus, wait_until_ready
-from devtools.stack import available_services, metrics_env, metrics_ports, scrape_targets, write_targets
+from devtools.stack import available_services, metrics_env, scrape_targets, write_targets
 from tests.helpers import ARTIFACTS, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,9 +121,12 @@ def observed_stack(service_env, tmp_path_factory):
     """Every service with its own metrics port and a file_sd targets file (what `make run`
     does), and Prometheus scraping them every second (what `make observe` does)."""
     work = tmp_path_factory.mktemp("prometheus")
-    gateway_port = free_port()
     services = available_services()
-    ports = metrics_ports(services)
+    workers = [name for name in services if name != "gateway"]
+    # One batch of distinct ports: Prometheus binds its port before the workers start, and a
+    # worker whose metrics port it took fails while Prometheus answers that target itself.
+    gateway_port, prom_port, *worker_ports = free_ports(2 + len(workers))
+    ports = dict(zip(workers, worker_ports))
     targets = scrape_targets(f"127.0.0.1:{gateway_port}", ports)
     targets_file = write_targets(targets, work / "targets.json")
     env = {**service_env, "TB_GATEWAY_PORT": str(gateway_port), "TB_CREATE_DEMO_USER": "true",
@@ -131,7 +134,6 @@ def observed_stack(service_env, tmp_path_factory):
     log_dir = ARTIFACTS / "prometheus"
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(env=env, log_dir=log_dir, echo=False)
-    prom_port = free_port()
     prometheus = start_prometheus(local_config(targets_file, scrape_interval="1s"), work, prom_port,
                                   log_path=log_dir / "prometheus.log")
     try:
