@@ -1165,16 +1165,18 @@ _CLASSIFIER_KIND = "classifier: "
 
 
 def _veto_weak_openers(mentions: list[Mention], segments: list[MergedSegment], preds: list["TurnPrediction"],
-                       veto: float | None) -> list[Mention]:
-    """Drop the rules' weakest openers where the supervised layer reads no risk at all.
+                       veto: float | None, lexicon_veto: float | None = None) -> list[Mention]:
+    """Drop the rules' openers where the supervised layer reads no risk at all.
 
     A screening answer ("Monday's fine" after a risk question), a topic reply or a semantic
     match opens an episode on context or resemblance, not on what was said; those made most
     of the rules' false flags on blind sets they never saw. Such a mention is dropped when
     the classifier (which reads the therapist's question with the turn) gives its turn
-    P(no risk) >= ``veto``. Lexicon and context mentions are never vetoed. ``veto`` None: off.
+    P(no risk) >= ``veto``. A lexicon match is dropped only at the stricter ``lexicon_veto``
+    (round 10: a threat idiom or a retold fight the patterns took literally). Context
+    mentions (means, timing) never open an episode and are never vetoed. None: off.
     """
-    if veto is None:
+    if veto is None and lexicon_veto is None:
         return mentions
     p_none = {p.turn: p.probs.get("none", 0.0) for p in preds}
     seg_index = {(s.start, s.end, s.speaker): i for i, s in enumerate(segments)}
@@ -1187,8 +1189,9 @@ def _veto_weak_openers(mentions: list[Mention], segments: list[MergedSegment], p
     out = []
     for m in mentions:
         weak = m.kind == "screening" or (m.kind == "semantic" and not m.why.startswith("classifier"))
-        t = turn_of(m) if weak else None
-        if t is not None and p_none.get(t, 0.0) >= veto:
+        limit = veto if weak else lexicon_veto if m.kind == "lexicon" else None
+        t = turn_of(m) if limit is not None else None
+        if t is not None and p_none.get(t, 0.0) >= limit:
             continue
         out.append(m)
     return out
@@ -1321,7 +1324,7 @@ class RiskDetector:
 
             preds = self.classifier.predict([Turn(s.speaker or "", (s.role or "").upper() == "THERAPIST", s.text) for s in segments])
             clf_mentions = _classifier_mentions(self.classifier, segments, items, self.classifier_severity, preds)
-            out = _veto_weak_openers(out, segments, preds, self.classifier.weak_veto)
+            out = _veto_weak_openers(out, segments, preds, self.classifier.weak_veto, self.classifier.lexicon_veto)
             out = _rules_keep_severity(out, clf_mentions, self.config.episode_gap_s)
         return _continue_history([r for r in (route_mention(m) for m in out) if r is not None])
 

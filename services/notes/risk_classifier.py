@@ -100,6 +100,15 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+#: Round 10 (docs/risk-blind3.md), measured and NOT shipped: drop a lexicon match in a turn
+#: the classifier reads as "no risk" with P >= 0.9. On sets 7-13 (text) false flags fell by a
+#: net 8 of 79 with no episode lost, but on set 11 it dropped a high-severity mention (one
+#: fewer high marked high, one more false flag) and on ASR-shaped set 4 it lost an episode;
+#: the rule fixed before the run was "no worse on every set". Off by default (None); the
+#: bench passes ``lexicon_veto=MEASURED_LEXICON_VETO``.
+MEASURED_LEXICON_VETO = 0.9
+
+
 class RiskClassifier:
     """Loads the shipped weights (or ``weights`` arrays, for tests) and scores client turns.
 
@@ -109,7 +118,7 @@ class RiskClassifier:
     """
 
     def __init__(self, encoder: Encoder, path: Path | str = WEIGHTS, weights: dict[str, np.ndarray] | None = None,
-                 threshold: float | None = None):
+                 threshold: float | None = None, lexicon_veto: float | None = None):
         w = dict(weights) if weights is not None else dict(np.load(str(path), allow_pickle=False))
         if threshold is not None:  # an operator's operating point; the guard keeps its offset above it
             offset = float(w["guarded_threshold"]) - float(w["threshold"])
@@ -126,6 +135,9 @@ class RiskClassifier:
         #: P(no risk) at or above which the rules' weakest openers (screening answers, topic
         #: replies, semantic matches) are dropped; absent from the weights file: off.
         self.weak_veto = float(w["weak_veto"]) if "weak_veto" in w else None
+        #: P(no risk) at or above which even a lexicon match is dropped (None, the default:
+        #: never); see ``MEASURED_LEXICON_VETO``.
+        self.lexicon_veto = lexicon_veto
 
     def predict_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if x.shape[0] == 0:

@@ -8,6 +8,7 @@ import pytest
 
 from services.notes.risk import RiskDetector, detect_risk
 from services.notes.risk_classifier import (
+    MEASURED_LEXICON_VETO,
     NONE,
     WEIGHTS,
     RiskClassifier,
@@ -129,11 +130,12 @@ def test_setting_default_matches_the_documented_decision():
     assert Settings.model_fields["risk_classifier"].default is RISK_CLASSIFIER_DEFAULT
 
 
-def _never_risk(weak_veto: float | None) -> RiskClassifier:
-    """A classifier that gives every turn P(no risk) ~1, optionally with the weak-opener veto."""
+def _never_risk(weak_veto: float | None, lexicon_veto: float | None = None, none_logit: float = 10.0) -> RiskClassifier:
+    """A classifier that gives every turn P(no risk) ~1 (``none_logit`` lowers it), optionally
+    with the weak-opener veto and the lexicon veto."""
     classes = np.array([NONE, "suicidal_ideation"])
     W = np.zeros((2, 3 * 384), dtype=np.float32)
-    W[0, 0] = W[0, 384] = W[0, 768] = 10.0
+    W[0, 0] = W[0, 384] = W[0, 768] = none_logit
     weights = {
         "classes": classes, "W": W, "b": np.zeros(2, np.float32), "sev_classes": np.array(["low", "moderate", "high"]),
         "Ws": np.zeros((3, 3 * 384), np.float32), "bs": np.zeros(3, np.float32),
@@ -141,10 +143,10 @@ def _never_risk(weak_veto: float | None) -> RiskClassifier:
         "threshold": np.float32(0.7), "guarded_threshold": np.float32(0.8), "corroborate": np.float32(0.3)}
     if weak_veto is not None:
         weights["weak_veto"] = np.float32(weak_veto)
-    return RiskClassifier(_ConstEncoder(), weights=weights)
+    return RiskClassifier(_ConstEncoder(), weights=weights, lexicon_veto=lexicon_veto)
 
 
-def test_weak_veto_drops_screening_openers_the_classifier_reads_as_no_risk_but_never_the_lexicon():
+def test_weak_veto_drops_screening_openers_the_classifier_reads_as_no_risk_but_not_the_lexicon():
     screening = [_seg("THERAPIST", "Have you had any thoughts of ending your life?", 0.0),
                  _seg("CLIENT", "Yes, sometimes.", 5.0)]
     assert RiskDetector(semantic=None).detect(screening), "the rules flag an affirmative screening answer"
@@ -153,6 +155,35 @@ def test_weak_veto_drops_screening_openers_the_classifier_reads_as_no_risk_but_n
     explicit = [_seg("CLIENT", "I have been thinking about killing myself every night.", 0.0)]
     assert [f.category for f in RiskDetector(semantic=None, classifier=_never_risk(0.9)).detect(explicit)] == \
         [RiskCategory.suicidal_ideation]
+
+
+def test_lexicon_veto_needs_the_classifier_all_but_certain_of_no_risk():
+    """Round 10 (measured, off by default): a lexicon match is dropped only at P(no risk) >=
+    lexicon_veto, stricter than the weak openers' 0.8."""
+    explicit = [_seg("CLIENT", "I have been thinking about killing myself every night.", 0.0)]
+    assert RiskDetector(semantic=None, classifier=_never_risk(None, lexicon_veto=0.9)).detect(explicit) == []
+    assert RiskDetector(semantic=None, classifier=_never_risk(None, lexicon_veto=None)).detect(explicit), "veto off: kept"
+    unsure = _never_risk(None, lexicon_veto=0.9, none_logit=0.6)  # P(no risk) ~0.86
+    p_none = unsure.predict([Turn("S", False, explicit[0].text)])[0].probs["none"]
+    assert 0.8 <= p_none < 0.9
+    assert RiskDetector(semantic=None, classifier=unsure).detect(explicit), "below the lexicon veto: kept"
+
+
+def test_the_measured_lexicon_veto_never_drops_plain_disclosures(classifier):
+    """The lexicon veto is off in the shipped detector; with the real weights and the measured
+    0.9, first-person disclosures of every category stay flagged."""
+    assert classifier.lexicon_veto is None
+    detector = RiskDetector(semantic=None, classifier=RiskClassifier(classifier.encoder, lexicon_veto=MEASURED_LEXICON_VETO))
+    disclosures = {
+        RiskCategory.self_harm: "I cut my arm again last night, deeper than before.",
+        RiskCategory.suicidal_ideation: "I've been planning to kill myself, I've saved up my tablets.",
+        RiskCategory.harm_to_others: "I'm going to stab him when he comes home on Friday, I've got the knife ready.",
+        RiskCategory.substance_use: "I've been drinking two bottles of vodka a day and I can't stop.",
+        RiskCategory.abuse_or_violence: "My husband hit me again on Saturday and I'm scared to go home.",
+    }
+    for category, text in disclosures.items():
+        flags = detector.detect([_seg("THERAPIST", "How has the week been?", 0.0), _seg("CLIENT", text, 4.0)])
+        assert category in {f.category for f in flags}, text
 
 
 def test_an_operator_threshold_moves_the_solo_and_guarded_thresholds_together(classifier):
