@@ -18,6 +18,7 @@ from services.notes.risk_classifier import RiskClassifier
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HELD_OUT = DATA / "blind_clinical13"
+SET14 = DATA / "blind_clinical14"
 SET12 = DATA / "blind_clinical12"
 SET11 = DATA / "blind_clinical11"
 SET10 = DATA / "blind_clinical10"
@@ -52,6 +53,18 @@ def test_offline_notes_on_the_held_out_set():
     assert summary["invented_items"] == 0
     assert summary["action_item_recall"] >= 0.75, summary
     assert summary["intervention_recall"] >= 0.58, summary
+
+
+def test_set14_held_out_from_round_10(shipped_detector):
+    """Set 14 (a fourteenth writer) was scored once after round 10's decision, not read: the
+    shipped code's figures on it, guarded with a margin (docs/risk-blind3.md, Round 10)."""
+    risk = risk_blind.run(risk_blind.load_blind(SET14), shipped_detector)["summary"]
+    # Measured: recall 0.905 (19 of 21), 0.15 false flags per session, 4 of 7 high marked high.
+    assert risk["episodes"] == 21 and risk["sessions"] == 20
+    assert risk["episode_recall"] >= 0.85 and risk["false_flags_per_session"] <= 0.3 and risk["high_marked_high"] >= 3, risk
+    notes = notes_blind.summarise([notes_blind.score_session(s) for s in notes_blind.load_blind(SET14)])
+    # Measured: actions 0.81, interventions 0.559, nothing invented.
+    assert notes["invented_items"] == 0 and notes["action_item_recall"] >= 0.76 and notes["intervention_recall"] >= 0.52, notes
 
 
 @pytest.mark.parametrize("folder,risk_floor,notes_floor", [
