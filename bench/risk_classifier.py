@@ -212,7 +212,7 @@ def folds7(C: float = 4.0, thresholds=(0.7, 0.8, 0.85, 0.9, 0.95), weak_veto: fl
 
 
 def veto_folds(C: float = 4.0, threshold: float = 0.7, vetoes=(None, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> dict:
-    """Leave-one-set-out for the weak-opener veto (``risk._veto_weak_openers``) at the chosen
+    """Leave-one-set-out for the weak-opener veto (``risk._veto_openers``) at the chosen
     C and threshold -> bench/results/risk_classifier_veto_folds.json."""
     enc, semantic, sessions, data = _fold_inputs(SETS)
     rows = []

@@ -1164,7 +1164,7 @@ def _is_screening_turn(asker: MergedSegment, answer: MergedSegment) -> bool:
 _CLASSIFIER_KIND = "classifier: "
 
 
-def _veto_weak_openers(mentions: list[Mention], segments: list[MergedSegment], preds: list["TurnPrediction"],
+def _veto_openers(mentions: list[Mention], segments: list[MergedSegment], preds: list["TurnPrediction"],
                        veto: float | None, lexicon_veto: float | None = None) -> list[Mention]:
     """Drop the rules' openers where the supervised layer reads no risk at all.
 
@@ -1324,7 +1324,7 @@ class RiskDetector:
 
             preds = self.classifier.predict([Turn(s.speaker or "", (s.role or "").upper() == "THERAPIST", s.text) for s in segments])
             clf_mentions = _classifier_mentions(self.classifier, segments, items, self.classifier_severity, preds)
-            out = _veto_weak_openers(out, segments, preds, self.classifier.weak_veto, self.classifier.lexicon_veto)
+            out = _veto_openers(out, segments, preds, self.classifier.weak_veto, self.classifier.lexicon_veto)
             out = _rules_keep_severity(out, clf_mentions, self.config.episode_gap_s)
         return _continue_history([r for r in (route_mention(m) for m in out) if r is not None])
 

@@ -355,7 +355,7 @@ class _EveryTurnSuicidal:
     """A stand-in for the trained classifier (its weights are tested elsewhere): every client
     turn reads as suicidal ideation at p=0.95, so only the detector's own gates decide."""
 
-    threshold, guarded_threshold, weak_veto, lexicon_veto = 0.7, 0.8, 0.8, 0.9
+    threshold, guarded_threshold, weak_veto, lexicon_veto = 0.7, 0.8, 0.8, None  # as shipped
 
     def predict(self, turns):
         from services.notes.risk_classifier import TurnPrediction
