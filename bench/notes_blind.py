@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from bench.risk_blind import load_dev, to_segments
+from services.notes.intervention_classifier import InterventionClassifier, normalise_label
 from services.notes.offline import build_offline_notes
 from shared.contracts.events import MergedSegment
 
@@ -49,9 +50,7 @@ TYPE_OF = {
 
 def _label_type(t: str) -> str:
     # Label vocabularies differ between writers: "safety_planning", "mindfulness_grounding".
-    t = t.lower().strip().replace("_", " ").replace("behavioral", "behavioural")
-    return {"grounding": "mindfulness/grounding", "mindfulness": "mindfulness/grounding",
-            "mindfulness grounding": "mindfulness/grounding"}.get(t, t)
+    return normalise_label(t)
 
 
 def _line_of(t: float, segments: list[MergedSegment]) -> int:
@@ -59,9 +58,10 @@ def _line_of(t: float, segments: list[MergedSegment]) -> int:
                else min(abs(segments[i].start - t), abs(segments[i].end - t)))
 
 
-def score_session(session: dict) -> dict:
+def score_session(session: dict, interventions: InterventionClassifier | None = None) -> dict:
+    """``interventions``: the supervised layer beside the patterns (None: patterns alone)."""
     segs = to_segments(session["lines"])
-    notes = build_offline_notes(segs, [])
+    notes = build_offline_notes(segs, [], interventions=interventions)
     return score_notes(session, notes, segs, "\n".join(s.text for s in segs))
 
 
@@ -118,6 +118,14 @@ def load_blind(folder: Path = BLIND) -> list[dict]:
     return out
 
 
+def optional_interventions() -> InterventionClassifier:
+    """The intervention layer as the notes service loads it when TB_NOTES_INTERVENTION_CLASSIFIER
+    is on (the safety net's MiniLM)."""
+    from services.notes.risk_semantic import load_encoder
+
+    return InterventionClassifier(load_encoder())
+
+
 def main(which: str = "dev", name: str | None = None) -> None:
     """``dev``, ``blind`` (tests/data/blind_clinical) or a directory of session_*.json files."""
     if which in ("dev", "blind"):
@@ -125,11 +133,16 @@ def main(which: str = "dev", name: str | None = None) -> None:
     else:
         sessions, name = load_blind(Path(which)), name or Path(which).name
     per = [score_session(s) for s in sessions]
+    layer = optional_interventions()
+    with_clf = [score_session(s, layer) for s in sessions]
     result = {"summary": summarise(per), "sessions": per,
+              "configuration": "shipped defaults: the pattern extractor (TB_NOTES_INTERVENTION_CLASSIFIER off)",
+              "with_intervention_classifier": {"summary": summarise(with_clf), "sessions": with_clf},
               "level": "text: reference transcript lines straight into the offline extractor (no audio)"}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"notes_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["summary"], indent=2))
+    print(json.dumps({"shipped": result["summary"], "with_intervention_classifier": result["with_intervention_classifier"]["summary"]},
+                     indent=2))
 
 
 if __name__ == "__main__":

@@ -250,6 +250,13 @@ class Settings(BaseSettings):
         "writer at a time over seven: "
         "0.7 -> 0.92 recall / 0.73 false flags per session, 0.8 -> 0.85 / 0.48, 0.9 -> 0.69 / 0.26; docs/risk-blind3.md).",
     )
+    notes_intervention_classifier: bool = Field(
+        False,
+        description="Offline notes: add the supervised intervention classifier (services/notes/intervention_classifier.npz, "
+        "on the semantic layer's MiniLM) to the pattern extractor; it adds techniques the patterns missed, never removes one. "
+        "Off by default: left out one writer at a time over fourteen it raised intervention recall 0.702 -> 0.722 but only "
+        "0.43 of what it added was labelled (the patterns' own: 0.55); docs/risk-blind3.md, Round 11. Needs TB_RISK_SEMANTIC.",
+    )
     breaker_failure_threshold: int = Field(5, description="Consecutive failures that open a circuit breaker.")
     breaker_open_s: float = Field(120.0, description="How long an open breaker stays open.")
     breaker_half_open_calls: int = Field(2, description="Trial calls let through when half-open.")

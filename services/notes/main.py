@@ -13,6 +13,7 @@ from shared.runtime import ServiceRuntime, run_service
 from shared.settings import Settings
 from shared.topology import NOTES
 from services.notes import handlers
+from services.notes.intervention_classifier import InterventionClassifier
 from services.notes.risk import RiskDetector
 from services.notes.service import NotesGenerator, breaker_from
 
@@ -44,6 +45,18 @@ def build_risk_detector(settings: Settings) -> RiskDetector:
     return RiskDetector(semantic=model, classifier=classifier)
 
 
+def build_intervention_classifier(settings: Settings, detector: RiskDetector) -> InterventionClassifier | None:
+    """The offline notes' supervised intervention layer, on the safety net's MiniLM (no
+    second model in memory); None when disabled or the semantic layer is off."""
+    if not settings.notes_intervention_classifier or detector.semantic is None:
+        return None
+    try:
+        return InterventionClassifier(detector.semantic.encoder)
+    except Exception as exc:  # the patterns stay on without it
+        log.warning("intervention_classifier_unavailable", error=type(exc).__name__)
+        return None
+
+
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime.create(settings, "notes")
     runtime.metrics.declare_stage("notes", llm=True)
@@ -57,7 +70,8 @@ def build(settings: Settings) -> ServiceRuntime:
 
     breaker.on_state_change(on_breaker)
     detector = build_risk_detector(settings)
-    generator = NotesGenerator.from_settings(settings, runtime.run_blocking, breaker, detector)
+    generator = NotesGenerator.from_settings(settings, runtime.run_blocking, breaker, detector,
+                                             build_intervention_classifier(settings, detector))
     deps = handlers.NotesDeps.on_runtime(runtime, generator, breaker)
     runtime.on_stop(generator.aclose)
     log.info("notes_backend_configured", default_backend=generator.default_backend,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from services.notes.grounding import Sentence, normalize, segment_sentences, tokens
 from services.notes.risk import RiskDetector, detect_risk
@@ -27,6 +28,9 @@ from shared.contracts.notes import (
     SignificantQuote,
     Strategy,
 )
+
+if TYPE_CHECKING:
+    from services.notes.intervention_classifier import InterventionClassifier
 
 OFFLINE_LABEL = "Generated offline (extractive); review before use."
 
@@ -729,10 +733,37 @@ def _patient_summary(topics: list[str], actions: list, strategies: list) -> str:
     return " ".join(p)
 
 
+def _classified_strategies(found: list[Strategy], segments: list[MergedSegment],
+                           classifier: InterventionClassifier) -> list[Strategy]:
+    """The patterns' strategies plus the techniques the classifier finds that they missed;
+    each added one's evidence is the verbatim sentence of its best therapist turn."""
+    from services.notes.intervention_classifier import STRATEGY_OF, TherapistTurn
+
+    turns = [TherapistTurn(s.speaker or "", (s.role or "").upper() == "THERAPIST", s.text) for s in segments]
+    several_clients = len({s.speaker for s in segments if (s.role or "").upper() != "THERAPIST"}) >= 2
+    names = {s.name for s in found}
+    out = list(found)
+    for hit in classifier.detect(turns, several_clients):
+        name, category = STRATEGY_OF[hit.label]
+        said = _sentences(segments, [hit.turn])
+        if name in names or not said:
+            continue
+        best = said[classifier.best_sentence(hit.label, [x.text for x in said])]
+        out.append(Strategy(name=name, category=category, status="assigned" if _HOMEWORK.search(best.text) else "introduced",
+                            context=f"therapist at {best.sentence.start:.1f}s (intervention classifier, p={hit.probability:.2f})",
+                            evidence=best.text, start=best.sentence.start, end=best.sentence.end))
+        names.add(name)
+    return out
+
+
 def build_offline_notes(
-    segments: list[MergedSegment], speakers: list[SpeakerInfo], detector: RiskDetector | None = None
+    segments: list[MergedSegment], speakers: list[SpeakerInfo], detector: RiskDetector | None = None,
+    interventions: InterventionClassifier | None = None,
 ) -> ClinicalNotes:
-    """Extractive clinical notes; every quote and evidence string is verbatim transcript text."""
+    """Extractive clinical notes; every quote and evidence string is verbatim transcript text.
+
+    ``interventions``: the supervised intervention layer; it adds techniques the patterns
+    missed and never removes one."""
     client_idx, therapist_idx = _roles(segments)
     client = _sentences(segments, client_idx)
     therapist = _sentences(segments, therapist_idx)
@@ -740,6 +771,8 @@ def build_offline_notes(
     quotes = _extract_quotes(client)
     actions = _extract_actions(segments)
     strategies = _extract_strategies(client, therapist)
+    if interventions is not None and therapist_idx:
+        strategies = _classified_strategies(strategies, segments, interventions)
     emotions = _extract_emotions(client)
     mood, trajectory = _mood(client)
     follow, concerns = _follow_ups(therapist, client, segments)

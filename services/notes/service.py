@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from services.notes.intervention_classifier import InterventionClassifier
 from services.notes.risk import RiskDetector
 from services.notes.llm import LLMConfig, LLMNotesBackend
 from services.notes.offline import build_offline_notes
@@ -55,17 +56,20 @@ def breaker_from(settings: Settings, name: str = "llm") -> CircuitBreaker:
 class NotesGenerator:
     """One per process: owns the LLM backend (and through it the breaker) when configured."""
 
-    def __init__(self, run_blocking: RunBlocking, llm: LLMNotesBackend | None, detector: RiskDetector | None = None) -> None:
+    def __init__(self, run_blocking: RunBlocking, llm: LLMNotesBackend | None, detector: RiskDetector | None = None,
+                 interventions: InterventionClassifier | None = None) -> None:
         self._run_blocking = run_blocking
         self.llm = llm
         self.detector = detector
+        self.interventions = interventions
 
     @classmethod
     def from_settings(cls, settings: Settings, run_blocking: RunBlocking, breaker: CircuitBreaker,
-                      detector: RiskDetector | None = None) -> "NotesGenerator":
+                      detector: RiskDetector | None = None,
+                      interventions: InterventionClassifier | None = None) -> "NotesGenerator":
         llm = (LLMNotesBackend(llm_config_from(settings), breaker, detector=detector)
                if settings.llm_base_url else None)
-        return cls(run_blocking, llm, detector)
+        return cls(run_blocking, llm, detector, interventions)
 
     @property
     def default_backend(self) -> str:
@@ -91,7 +95,7 @@ class NotesGenerator:
         if backend == LLM:
             assert self.llm is not None
             return await self.llm.generate(segments, speakers)
-        notes = await self._run_blocking(build_offline_notes, segments, speakers, self.detector)
+        notes = await self._run_blocking(build_offline_notes, segments, speakers, self.detector, self.interventions)
         return notes, NotesEngine(backend=OFFLINE, model="extractive-lexicon", device="cpu")
 
     async def aclose(self) -> None:
