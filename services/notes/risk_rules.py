@@ -9,17 +9,25 @@ together, after the sentence-level mentions were merged into episodes.
 
 Rules (names appear in the flag's rationale):
 - ``suicide_preparation``: suicidal ideation with a plan, means being kept or counted,
-  letters or a will, a chosen time, a visit to a bridge or an edge -> high.
+  letters or a will, a chosen time, a visit to a bridge or an edge (or going there and
+  standing), looking up the method ("checked the tide times") -> high.
 - ``self_harm_stopped``: self-harm whose last act was weeks ago, with no act this week ->
   moderate (urges may remain); an act this week stays high.
-- ``acute_eating_danger``: fainting or collapsing, purging every day, a slow pulse, periods
-  stopped -> high.
+- ``self_harm_recent_act``: self-harm found without a pattern's grade (a screening answer,
+  a semantic or classifier hit) whose account describes an act (a blade, bleeding, a
+  dressing) within weeks (a named day, "the week before") -> high, unless it has stopped.
+- ``acute_eating_danger``: fainting or collapsing, purging every day (the frequency may be
+  the answer to the next question), a slow pulse or a racing heart, periods stopped -> high.
+- ``harm_to_others_means_intent``: harm to others where a weapon is named and an intent to
+  use it on someone ("I was gonna cut him", "thinking about walking up to his door" with the
+  rifle behind the seat) -> high.
 - ``child_endangerment``: substance use with driving and children -> high.
 - ``acute_substance_danger``: an overdose, naloxone, withdrawal fits -> high (a blackout
   alone is not).
 - ``strangulation``: violence to the neck or throat -> high.
 - ``child_abuse``: abuse with an implement or injuries and a child in the account -> high.
-- ``recent_injury``: current abuse that left an injury (bruises, bleeding, A&E) -> high.
+- ``recent_injury``: current abuse that left an injury (bruises, welts, marks on the body,
+  bleeding, A&E) -> high.
 - ``convergent_plan`` (``promote_convergent_plan``): two different harm-to-others plan cues
   (whereabouts, weapon at hand, watching the target) open a high episode.
 - ``resolved``: an episode whose client quotes say it is over ("haven't had a thought like
@@ -42,22 +50,57 @@ from services.notes.risk_episodes import Mention
 
 SI, SH, SU, HP, OT, AV = (RiskCategory.suicidal_ideation, RiskCategory.self_harm, RiskCategory.substance_use,
                           RiskCategory.hopelessness, RiskCategory.other, RiskCategory.abuse_or_violence)
+HO = RiskCategory.harm_to_others
 _RX = re.IGNORECASE
 
 _PREPARATION = re.compile(
     r"\b(?:saving|saved|stockpil\w*|hoard\w*|collecting|counted|counting) (?:them|up|the (?:tablets|pills))\b|"
     r"\b(?:papers|affairs|things) in order\b|\bwill(?:'s| is)? (?:sorted|done|written|made)\b|\b(?:sorted|made|wrote|updated) (?:my|the) will\b|"
     r"\b(?:letters?|notes?) (?:for|to) (?:each|every|my|the kids|them)\b|\bone for each of them\b|\bso nobody has to\b|"
-    r"\b(?:stood|standing|sat|went|go) (?:at|on|by|to) the (?:railing|edge|ledge|bridge|tracks|roof)\b|"
+    r"\b(?:stood|standing|sat|went|go) (?:at|on|by|to) the (?:railing|edge|ledge|bridge|tracks|roof|pier|cliffs?|quarry|viaduct|"
+    r"overpass|railway|train line|level crossing)\b|"
+    # Rehearsal, research and a chosen time (issue 14, round 11: set 14): "I went down and
+    # stood there", "I've checked the tide times", "that'd be the time".
+    r"\b(?:went|walked|drove|got) (?:down|up|out)(?: there| to the \w+)? and (?:stood|sat|waited|looked)\b|"
+    r"\b(?:checked|looked up|googled|researched|read up on) (?:the )?(?:tide times|train times|how (?:deep|high|far|many|much|long))\b|"
+    r"\b(?:look|looked|looking|stare|stared|staring) (?:at|down at|over) the (?:water|drop|edge|tracks|river) (?:off|from|below|under)\b|"
+    r"\b(?:that'd|that would|that'll|that will) be (?:the|my) (?:time|day|chance)\b|\bwhen i(?:'d| would) do it\b|"
     r"\b(?:picked|chosen|decided on) (?:a|the) (?:day|date|time|place)\b|\bthe (?:monday|tuesday|wednesday|thursday|friday|"
     r"saturday|sunday|day|week) after\b|\b(?:tramadol|amitriptyline|paracetamol|co-codamol)\b", _RX)
 _SH_STOPPED = re.compile(r"\b\w+ weeks? (?:on \w+ )?(?:since|ago)\b|\bsince the last time\b|\bhaven't (?:done it|cut|burned|hurt myself)\b", _RX)
 _SH_RECENT = re.compile(r"\b(?:again|this week|yesterday|last night|today|this morning)\b", _RX)
+#: An act of self-harm described (not an urge): the instrument, the wound, its dressing.
+_SH_ACT = re.compile(
+    r"\b(?:blade|razor|sharpener|bled|bleeding|blood|deeper|stitches|plasters?|band-?aids?|bandaged?|steri-?strips?|"
+    r"burn(?:ed|t) (?:myself|my|it)|cut (?:myself|my|it|again)|scratch(?:ed|es|ing)? (?:myself|my|it|till|until)|"
+    r"(?:carved|scratched|cut|burned|burnt)\b)", _RX)
+#: Within weeks: a named day, "last week", "the week before", "a few days ago".
+_SH_WITHIN_WEEKS = re.compile(
+    r"\b(?:again|this week|last week|the week before|yesterday|last night|today|this morning|tonight|the other (?:day|night)|"
+    r"(?:a|two|three|four|five|few|couple of) days ago|(?:on )?(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?|"
+    r"(?:this|last) weekend)\b", _RX)
+#: Purging (a verb in one line) and how often (a number in the answer to the next question).
+_PURGE = re.compile(r"\b(?:purg\w*|vomit\w*|make (?:myself|yourself|herself|himself) sick|made (?:myself|herself|himself) sick|throw(?:ing)? up)\b", _RX)
+_DAILY = re.compile(r"\b(?:every day|daily|most days|twice a day|after every meal)\b", _RX)
+#: Harm to others with the means named and an intent to use them (round 11: sets 10-11).
+_HO_MEANS = re.compile(r"\b(?:knife|knives|gun|rifle|shotgun|pistol|firearm|machete|hammer|baseball bat|crowbar|axe)\b", _RX)
+_HO_DISAVOWED = re.compile(r"\b(?:never would|would never|i'd never|wouldn't (?:actually |really |ever )?do|won't (?:actually |really )?do|"
+                           r"not going to do)\b", _RX)
+_HO_INTENT = re.compile(
+    r"\b(?:going to|gonna|was going to|i'll|i will|want(?:ed)? to|plan(?:ned|ning)? to|thinking about|thought about)\b[^.?!]{0,40}?"
+    r"\b(?:hurt|kill|shoot|stab|cut|hit|beat|bleed|smash|walk(?:ing)? up to (?:his|her|their) door|go after)\b", _RX)
 _EATING_ACUTE = re.compile(
     r"\b(?:fainted|passed out|collapsed)\b|\b(?:purg\w*|sick|vomit\w*)\b[^.]*\b(?:every day|daily|most days|twice a day)\b|"
     r"\b(?:yeah|yes)\W+(?:most days|every day|daily)\b|\bheart rate\b|\b(?:admission|admitted|hospital)\b[^.]*\b(?:weight|heart|eating|bloods?|blood work)\b|"
     r"\bdangerously (?:low|thin|underweight)\b|\bpulse\b[^.]{0,30}\b(?:forties|thirties|low|slow)\b|"
     r"\bperiods? (?:have |has |had )?(?:stopped|gone)\b|\bstopped (?:having )?(?:my |her )?periods?\b", _RX)
+#: A collapse or a racing heart told plainly (round 11: set 13); acute only in an account of
+#: eating ("Imran nearly fell over" in a manic episode is surprise, not a faint).
+_COLLAPSE = re.compile(
+    r"(?<!nearly )(?<!almost )\b(?:fell|passed) (?:down|over)\b|\bwent (?:grey|gray|black|dark)\b|\bblacked out\b|"
+    r"\bheart (?:races|racing|pounds|pounding|goes (?:very |really |so )?fast|(?:is|was) (?:racing|pounding|jumping))\b", _RX)
+_EATING = re.compile(r"\b(?:eat\w*|ate|food|meals?|weight|lunch|dinner|breakfast|calories|vomit\w*|purg\w*|starv\w*|skip\w*|"
+                     r"make (?:myself|herself|himself) sick)\b", _RX)
 #: An overdose (reversed or not) or withdrawal fits: acute medical danger whatever the amount.
 #: Passing out or "couldn't wake him" alone is not: the blind sets' writers grade a blackout
 #: at a party "dangerous use without acute emergency" (moderate).
@@ -71,15 +114,27 @@ _CHILDREN = re.compile(r"\b(?:kids|children|boys|girls|the baby|my son|my daught
                        r"nursery|daycare|car seats?|in the back)\b", _RX)
 #: Current abuse of a child: an implement or injuries, and a child in the account.
 _CHILD_CUE = re.compile(r"\b(?:son|daughter|kids?|child|children|boy|girl|toddler|baby|bath|school|nursery|years? old|"
+                        r"teachers?|pe|playground|homework|wets? the bed|wetting the bed|bed-?wetting|stepson|stepdaughter|"
+                        r"grandson|granddaughter|little one|"
                         r"(?:he's|she's) (?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\d+)\b)", _RX)
-_CHILD_HARM = re.compile(r"\b(?:belt|strap|cane|wooden spoon|welts|bruises|bruising|marks|screaming|locked (?:him|her|them) in)\b", _RX)
+_CHILD_HARM = re.compile(r"\b(?:belt|strap|cane|wooden spoon|cord|welts?|bruises|bruising|marks|screaming|locked (?:him|her|them|us) in)\b", _RX)
 #: Current abuse that left an injury (the labels' moderate is abuse "with no recent injury").
-_INJURY = re.compile(r"\b(?:bruis\w*|black eye|bled|bleeding|broken (?:nose|ribs?|arm|wrist|tooth|teeth|finger)|stitches|concussion|"
+_INJURY = re.compile(r"\b(?:welts?|(?:red|purple|blue|long) (?:marks|lines)|marks on (?:his|her|my|their|the back of) (?:back|legs?|arms?|bottom|"
+                     r"backside)|bruis\w*|black eye|bled|bleeding|broken (?:nose|ribs?|arm|wrist|tooth|teeth|finger)|stitches|concussion|"
                      r"split (?:lip|my)|fractur\w*|a ?& ?e|emergency room)\b", _RX)
 def _undenied(rx: re.Pattern[str], text: str, window: int = 25) -> bool:
     """A cue not denied just before it ("No marks, nothing", "never overdosed", "not injured")."""
     return any(not re.search(r"\b(?:no|not|never|without|any)\b|n't\b", text[max(0, m.start() - window):m.start()], _RX)
                for m in rx.finditer(text))
+
+
+_SH_NOT_ACT = re.compile(r"\b(?:no|not|never|without|any|urges?|want(?:ed|ing)? to|tempted|thought about|thinking about|think about|"
+                         r"scared|afraid|worried|might|could)\b|n't\b", _RX)
+
+
+def _self_harm_act(text: str) -> bool:
+    """An act described, not an urge or a denial ("strong urges to cut this week", "no blade")."""
+    return any(not _SH_NOT_ACT.search(text[max(0, m.start() - 30):m.start()]) for m in _SH_ACT.finditer(text))
 
 
 def _acute_substance(text: str) -> bool:
@@ -129,8 +184,9 @@ def calibrate_episode(flag: RiskFlag, span_text: str = "") -> RiskFlag:
         return _with(flag, Severity.low, "resolved", past=True)
     if not current or flag.severity is Severity.high and cat is not SH:
         return flag
-    if cat is SH and flag.severity is Severity.high and _SH_STOPPED.search(text) and not _SH_RECENT.search(text):
-        return _with(flag, Severity.moderate, "self_harm_stopped")
+    if cat is SH and flag.severity is Severity.high:
+        stopped = _SH_STOPPED.search(text) and not _SH_RECENT.search(text)
+        return _with(flag, Severity.moderate, "self_harm_stopped") if stopped else flag
     rule = _raising_rule(cat, " ".join(x for x in (text, span_text) if x), " ".join(x for x in (_all_text(flag), span_text) if x))
     return _with(flag, Severity.high, rule) if rule else flag
 
@@ -139,7 +195,13 @@ def _raising_rule(cat: RiskCategory, text: str, with_questions: str) -> str | No
     """The name of the first rule that makes a current episode high priority, if any."""
     checks = (
         (cat is SI and bool(_PREPARATION.search(text)), "suicide_preparation"),
-        (cat is OT and bool(_EATING_ACUTE.search(with_questions)), "acute_eating_danger"),
+        (cat is SH and _self_harm_act(text) and _undenied(_SH_WITHIN_WEEKS, text)
+         and not (_SH_STOPPED.search(text) and not _SH_RECENT.search(text)), "self_harm_recent_act"),
+        (cat is OT and (bool(_EATING_ACUTE.search(with_questions))
+                        or _undenied(_PURGE, text) and bool(_DAILY.search(with_questions))
+                        or bool(_COLLAPSE.search(text)) and bool(_EATING.search(with_questions))), "acute_eating_danger"),
+        (cat is HO and _undenied(_HO_MEANS, text) and bool(_HO_INTENT.search(text)) and not _HO_DISAVOWED.search(text),
+         "harm_to_others_means_intent"),
         (cat is SU and bool(_DRIVING.search(with_questions)) and bool(_CHILDREN.search(text) or _CHILD_AGE.search(text)),
          "child_endangerment"),
         (cat is SU and _acute_substance(text), "acute_substance_danger"),

@@ -61,10 +61,63 @@ def test_self_harm_stopped_weeks_ago_is_moderate_an_act_this_week_high():
     assert flag.category is SH and flag.severity is Severity.moderate
 
 
+def test_self_harm_act_within_weeks_found_without_a_pattern_is_high_an_urge_or_a_stopped_act_is_not():
+    """Round 11 (set 14): a self-harm episode opened by a screening answer or a semantic hit
+    has no pattern grade; the account (a blade, bleeding, a named day) makes it high."""
+    act = _episode(SH, Severity.moderate, "It's on my leg, I took the blade out of a pencil sharpener.",
+                   "Thursday. And twice the week before. It bled through my leggings a bit.")
+    out = calibrate_episode(act)
+    assert out.severity is Severity.high and out.high_priority and "self_harm_recent_act" in out.rationale
+    urge = _episode(SH, Severity.moderate, "I get the urge on Thursdays when the house is quiet.")
+    assert calibrate_episode(urge).severity is Severity.moderate
+    stopped = _episode(SH, Severity.moderate, "I used a blade on my leg on a Sunday, six weeks ago now.")
+    assert calibrate_episode(stopped).severity is Severity.moderate
+    denied = _episode(SH, Severity.moderate, "I think about it on Fridays but there's no blade in the house.")
+    assert calibrate_episode(denied).severity is Severity.moderate
+
+
+def test_rehearsal_research_or_a_chosen_time_makes_ideation_high():
+    """Round 11 (set 14): a plan drawn out by questions is told without the word "plan"."""
+    for detail in ("I went down and stood there and then I came home.", "I've checked the tide times on my phone.",
+                   "Saturdays he takes her out. I've thought that'd be the time.",
+                   "I look at the water off the end of the pier most days."):
+        ep = _episode(SI, Severity.moderate, "It'd be easier for everyone if I wasn't here.", detail)
+        out = calibrate_episode(ep)
+        assert out.severity is Severity.high and "suicide_preparation" in out.rationale, detail
+    walk = _episode(SI, Severity.moderate, "It'd be easier for everyone if I wasn't here.", "I walk by the water most days.")
+    assert calibrate_episode(walk).severity is Severity.moderate
+
+
+def test_harm_to_others_with_a_weapon_and_intent_is_high_anger_alone_is_not():
+    """Round 11 (sets 10-11): the weapon and the intent are often in different sentences."""
+    armed = _episode(HO, Severity.moderate, "I found his hunting knife wrapped in a gym shirt.",
+                     "I was gonna cut him. Make him bleed, so he'd know what it feels like.")
+    out = calibrate_episode(armed)
+    assert out.severity is Severity.high and "harm_to_others_means_intent" in out.rationale
+    angry = _episode(HO, Severity.moderate, "Some days I want to hurt him for what he did.")
+    assert calibrate_episode(angry).severity is Severity.moderate
+    hunter = _episode(HO, Severity.moderate, "I keep the rifle for deer season.", "I want to hurt him, but I never would.")
+    assert calibrate_episode(hunter).severity is Severity.moderate  # intent disavowed
+    unarmed = _episode(HO, Severity.moderate, "There's no gun in the house.", "I was going to hit him.")
+    assert calibrate_episode(unarmed).severity is Severity.moderate
+
+
 def test_acute_eating_danger_is_high():
     assert calibrate_episode(_episode(OT, Severity.moderate, "I've been making myself sick.")).severity is Severity.moderate
     assert calibrate_episode(_episode(OT, Severity.moderate, "I've been making myself sick.",
                                       "I fainted twice this week.")).severity is Severity.high
+    # round 11 (set 13): the frequency in the answer to the next question; a collapse told plainly
+    told = _episode(OT, Severity.moderate, "I hear her vomiting after meals.", "Maybe every day. Most days.")
+    assert calibrate_episode(told).severity is Severity.high
+    assert calibrate_episode(_episode(OT, Severity.moderate, "I never make myself sick.", "I eat every day, just small.")
+                             ).severity is Severity.moderate
+    for detail in ("At church she just fell down during the hymn.", "Everything went grey and I was on the floor.",
+                   "At night my heart goes very fast."):
+        ep = _episode(OT, Severity.moderate, "I skip lunch and most dinners.", detail)
+        assert calibrate_episode(ep).severity is Severity.high, detail
+    mania = _episode(OT, Severity.moderate, "I'm sleeping two hours a night and I've started three projects.",
+                     "I paid a developer on Tuesday. Imran nearly fell over.")
+    assert calibrate_episode(mania).severity is Severity.moderate  # surprise, not a faint
     [flag] = _flags(("T", "And the purging, has that been happening?"), ("C", "Yeah. Most days."))
     assert flag.category is OT and flag.severity is Severity.high
 
@@ -112,6 +165,17 @@ def test_denied_marks_are_not_child_abuse():
     assert calibrate_episode(ep, span_text="I do not want to wake the baby.").severity is Severity.moderate
     hurt = _episode(AV, Severity.moderate, "My dad hit my little brother with the belt.", "He had marks on his legs at school.")
     assert calibrate_episode(hurt).severity is Severity.high
+    # the child named only through school life ("his teacher called", "won't change for PE")
+    belt = _episode(AV, Severity.moderate, "He uses his belt when Mateo talks back.", "There were marks on the back of his legs.")
+    assert calibrate_episode(belt).severity is Severity.moderate
+    assert calibrate_episode(belt, span_text="His teacher called again. He won't change for PE.").severity is Severity.high
+
+
+def test_welts_and_marks_from_current_abuse_are_an_injury():
+    ep = _episode(AV, Severity.moderate, "He hits me with the cord when he's loud.", "There was a welt on my leg on Sunday.")
+    assert calibrate_episode(ep).severity is Severity.high
+    old_marks = _episode(AV, Severity.moderate, "He shouts at me when he's drunk.", "No marks, he's never hit me.")
+    assert calibrate_episode(old_marks).severity is Severity.moderate
 
 
 def test_strangulation_is_high():
