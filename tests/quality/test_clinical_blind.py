@@ -1,6 +1,6 @@
-"""Risk flags and offline notes on the blind set held out from every choice of round 9
-(tests/data/blind_clinical13: written by a writer who saw no code and no other set; never
-trained on, tuned on or used to choose a threshold). Guards the measured figures
+"""Risk flags and offline notes on the blind sets held out from every choice (set 15 from
+round 11, set 13 from round 9: each written by a writer who saw no code and no other set;
+never trained on, tuned on or used to choose a threshold). Guards the measured figures
 (docs/risk-blind3.md, "Round 9") with a margin, so a change that quietly costs recall or adds
 false flags on unseen phrasing fails here. Sets 10-12 (each held out once, then read) and
 sets 7 and 8 (tuning sets) keep their figures as guards against regressions. Text level: the
@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from bench import notes_blind, risk_blind
+from services.notes.intervention_classifier import InterventionClassifier
 from services.notes.risk import RiskDetector
 from services.notes.risk_classifier import RiskClassifier
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HELD_OUT = DATA / "blind_clinical13"
+SET15 = DATA / "blind_clinical15"
 SET14 = DATA / "blind_clinical14"
 SET12 = DATA / "blind_clinical12"
 SET11 = DATA / "blind_clinical11"
@@ -55,13 +57,32 @@ def test_offline_notes_on_the_held_out_set():
     assert summary["intervention_recall"] >= 0.58, summary
 
 
-def test_set14_held_out_from_round_10(shipped_detector):
-    """Set 14 (a fourteenth writer) was scored once after round 10's decision, not read: the
-    shipped code's figures on it, guarded with a margin (docs/risk-blind3.md, Round 10)."""
+def test_set15_held_out_from_round_11(shipped_detector, risk_detector):
+    """Set 15 (a fifteenth writer) was scored once after round 11's choices, not read: the
+    shipped code's figures on it, guarded with a margin (docs/risk-blind3.md, Round 11)."""
+    risk = risk_blind.run(risk_blind.load_blind(SET15), shipped_detector)["summary"]
+    # Measured: recall 0.85 (17 of 20), 0.35 false flags per session, 6 of 7 high marked high.
+    assert risk["episodes"] == 20 and risk["sessions"] == 20
+    assert risk["episode_recall"] >= 0.80 and risk["false_flags_per_session"] <= 0.5 and risk["high_marked_high"] >= 5, risk
+    sessions = notes_blind.load_blind(SET15)
+    notes = notes_blind.summarise([notes_blind.score_session(s) for s in sessions])
+    # Measured: actions 0.871, interventions 0.567, nothing invented.
+    assert notes["invented_items"] == 0 and notes["action_item_recall"] >= 0.82 and notes["intervention_recall"] >= 0.52, notes
+    # The intervention layer (off by default, TB_NOTES_INTERVENTION_CLASSIFIER): measured 0.683, nothing invented.
+    layer = InterventionClassifier(risk_detector.semantic.encoder)
+    optional = notes_blind.summarise([notes_blind.score_session(s, layer) for s in sessions])
+    assert optional["invented_items"] == 0 and optional["intervention_recall"] >= 0.62, optional
+    assert optional["intervention_recall"] > notes["intervention_recall"]
+
+
+def test_set14_held_out_from_round_10_then_read_in_round_11(shipped_detector):
+    """Set 14 (a fourteenth writer) was scored once after round 10's decision, then read in
+    round 11 for severity (docs/risk-blind3.md, Round 11): now a tuning set."""
     risk = risk_blind.run(risk_blind.load_blind(SET14), shipped_detector)["summary"]
-    # Measured: recall 0.905 (19 of 21), 0.15 false flags per session, 4 of 7 high marked high.
+    # Measured: recall 0.905 (19 of 21), 0.15 false flags per session, 7 of 7 high marked high
+    # (4 of 7 when held out, before round 11's severity rules).
     assert risk["episodes"] == 21 and risk["sessions"] == 20
-    assert risk["episode_recall"] >= 0.85 and risk["false_flags_per_session"] <= 0.3 and risk["high_marked_high"] >= 3, risk
+    assert risk["episode_recall"] >= 0.85 and risk["false_flags_per_session"] <= 0.3 and risk["high_marked_high"] >= 6, risk
     notes = notes_blind.summarise([notes_blind.score_session(s) for s in notes_blind.load_blind(SET14)])
     # Measured: actions 0.81, interventions 0.559, nothing invented.
     assert notes["invented_items"] == 0 and notes["action_item_recall"] >= 0.76 and notes["intervention_recall"] >= 0.52, notes
