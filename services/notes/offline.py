@@ -761,9 +761,7 @@ def build_offline_notes(
     interventions: InterventionClassifier | None = None,
 ) -> ClinicalNotes:
     """Extractive clinical notes; every quote and evidence string is verbatim transcript text.
-
-    ``interventions``: the supervised intervention layer; it adds techniques the patterns
-    missed and never removes one."""
+    ``interventions`` (optional) only adds techniques the patterns missed."""
     client_idx, therapist_idx = _roles(segments)
     client = _sentences(segments, client_idx)
     therapist = _sentences(segments, therapist_idx)
