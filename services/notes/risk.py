@@ -34,7 +34,7 @@ import numpy as np
 
 from shared.contracts.events import MergedSegment
 from shared.contracts.notes import RiskCategory, RiskEvidence, RiskFlag, Severity, sort_flags
-from services.notes.grounding import Sentence, normalize, segment_sentences
+from services.notes.grounding import Sentence, normalize, segment_sentences, speaker_turns
 from services.notes.risk_episodes import OPENING_KINDS, PAST_GAP_S, Mention, absorb, as_episode, episodes_to_flags, same_episode
 from services.notes.risk_rules import calibrate_episode, promote_convergent_plan, promote_weak, route_mention, weak_labels
 from shared.logging import get_logger
@@ -188,6 +188,10 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(HO, r"\bburn (?:his|her|their) (?:house|car|flat|place) down\b", HI, "threat"),
     _p(HO, r"\b(?:get|getting|buy|buying|got|bring|bringing) (?:a|my|the) (?:gun|knife|weapon|bat)\b(?=[^.]*\b(?:his|her|their|him|them)\b)", HI, "means to harm others"),
     _p(HO, r"\bmake (?:him|her|them) (?:pay|suffer|bleed)\b", MO, "revenge ideation"),
+    # Slang threats ("I'm going to do him", "I'll batter him"), round 12: the object ends the
+    # clause, so "I'll do her hair" and "going to do them" (homework) never match.
+    _p(HO, r"\b(?:i'm going to|i am going to|i'm gonna|gonna|i'll|i will) (?:do (?:him|her)(?: in| over)?|batter (?:him|her)|deck (?:him|her)|glass (?:him|her)|shank (?:him|her)|stripe (?:him|her)|do (?:him|her) some damage)(?=\s*(?:[.!;,]|$))", HI, "threat"),
+    _p(HO, rf"\b{_I}\b[^.;]{{0,20}}?\b(?:go|going to go|gonna go) for (?:his|her|their) (?:face|throat|eyes|neck|head)\b", MO, "violent imagery"),
     _p(HO, r"\b(?:knife|blade|gun|bat|weapon|hammer)\b[^.]{0,40}\b(?:in case|for when|for if) (?:i see|i run into|he|she|they)\b", HI, "means to harm others"),
     _p(HO, rf"\burges? to (?:{_HARM_VERBS}) (?:{_PERSON})\b", MO, "urges to harm others"),
     _p(HO, r"\b(?:wipe|knock|smack|punch|slap|beat) (?:that|the) (?:\w+ )?(?:smirk|grin|look|smile) off (?:his|her|their) (?:\w+ )?face\b", MO, "violent imagery"),
@@ -752,7 +756,9 @@ CONTEXT_PATTERNS: tuple[Pattern, ...] = (
     _p(HO, r"\b(?:got|have|bought|keep|carry|carrying|took|brought|there's|kept) (?:a |my |the |an |my (?:dad's|brother's) )?(?:old )?(?:knife|blade|bat|baseball bat|slugger|louisville slugger|gun|weapon|hammer|crowbar|machete|axe)\b|"
        r"\b(?:knife|blade|bat|slugger|gun|hammer|crowbar|machete|axe)\b[^.]{0,20}\b(?:in|under) (?:the|my) (?:truck|car|van|bag|pocket|glovebox|seat|bed|mattress|pillow)\b|"
        # "wait by the gate with the machete" (round 8)
-       r"\bwith (?:a|the|my) (?:knife|blade|bat|gun|hammer|crowbar|machete|axe|cutlass)\b", HI, "means to harm others"),
+       r"\bwith (?:a|the|my) (?:knife|blade|bat|gun|hammer|crowbar|machete|axe|cutlass)\b|"
+       # a prison-made weapon ("I've made a shank", "made something ... a blade off a razor"), round 12
+       r"\b(?:made|make|making|got|have|carry|keep)\b[^.]{0,15}\b(?:shank|shiv|chiv)\b", HI, "means to harm others"),
     _p(HO, r"\b(?:watch|watching|watched|followed|following|follow|sat outside|sitting outside|parked outside|drove past|driving past) (?:his|her|their) (?:car|house|flat|place|work|office|home|building|street)\b", HI, "surveillance of a target"),
 )
 
@@ -1301,11 +1307,13 @@ class RiskDetector:
         episode. Sorted high severity first, then by time.
         """
         gap = self.config.episode_gap_s
+        segments = speaker_turns(segments)
         flags = episodes_to_flags(promote_convergent_plan(promote_weak(self.mentions(segments), gap), gap), gap)
         return sort_flags([calibrate_episode(f, _span_text(f, segments)) for f in flags])
 
     def mentions(self, segments: list[MergedSegment]) -> list[Mention]:
-        """Every sentence-level finding, before episodes are formed."""
+        """Every sentence-level finding, before episodes are formed (read per speaker turn)."""
+        segments = speaker_turns(segments)
         items = []
         scanned = _scanned(segments)
         turn_past = {i: bool(_HISTORICAL.search(normalize(segments[i].text))) or _dated_by_next_turn(segments, i) for i in scanned}
