@@ -744,7 +744,11 @@ CONTEXT_PATTERNS: tuple[Pattern, ...] = (
        r"\b(?:it's|it is|they're|they are) (?:in|under) (?:the|my) (?:gun )?(?:safe|cabinet|drawer|glovebox|closet)\b", HI, "means access: firearm"),
     _p(SI, r"\b(?:pills|tablets|meds|medication|paracetamol|painkillers|insulin)\b[^.]{0,35}\b(?:drawer|cabinet|cupboard|bag|bedside|saved|put aside|kept|hidden|hid|enough)\b", HI, "means access: medication"),
     _p(SI, r"\b(?:saved|saving|kept|keeping|hidden|hiding|hid|put aside|collected|collecting|counted) (?:up )?(?:some|a few|enough|them|a lot)\b", HI, "means access: stockpiling"),
-    _p(SI, r"\b(?:papers|affairs) in order\b|\bso nobody has to (?:do it|sort it|deal with it)\b|\bwill(?:'s| is) sorted\b|\bone (?:letter )?for each of them\b", HI, "preparatory behaviour"),
+    _p(SI, r"\b(?:papers|affairs) in order\b|\bso nobody has to (?:do it|sort it|deal with it)\b|\bwill(?:'s| is) sorted\b|\bone (?:letter )?for each of them\b|"
+       # "went to the solicitor and did the will" (round 12)
+       r"\b(?:did|made|wrote|updated|changed|redid|sorted(?: out)?) (?:my|the|a|me) will\b", HI, "preparatory behaviour"),
+    # Loading a gun while ideating is a rehearsal ("put two cartridges in it and sat on the wall"), round 12.
+    _p(SI, r"\b(?:put|loaded|load|slid) (?:\w+ )?(?:cartridges?|bullets?|shells?|rounds?) (?:in|into)\b|\bloaded (?:the|my|his|dad's) (?:gun|rifle|shotgun|pistol)\b", HI, "rehearsal / method"),
     _p(SI, r"\b(?:went|go|been going|drove|walked|stood|standing|looked down) (?:up )?(?:to|on|at|from|over|by) (?:the )?(?:bridge|top of the car park|cliffs?|edge|tracks|railway|roof|railings?|ledge)\b", HI, "rehearsal / method"),
     _p(SI, r"\b(?:i know|i've worked out|i've figured out|i worked out|i've decided) (?:where|how|when|what i'd use)\b|\b(?:i've|i have) (?:decided|picked) (?:a|the) (?:day|date|time|place)\b", HI, "plan"),
     _p(SI, r"\b(?:tonight|this weekend|after the (?:kids|funeral|wedding|holidays)|when (?:everyone|they)(?:'s| is| are)? (?:asleep|away|out))\b", HI, "intent: timing"),

@@ -1,5 +1,5 @@
-"""Risk flags and offline notes on the blind sets held out from every choice (set 15 from
-round 11, set 13 from round 9: each written by a writer who saw no code and no other set;
+"""Risk flags and offline notes on the blind sets held out from every choice (set 16 from
+round 12, set 15 from round 11, set 13 from round 9: each written by a writer who saw no code and no other set;
 never trained on, tuned on or used to choose a threshold). Guards the measured figures
 (docs/risk-blind3.md, "Round 9") with a margin, so a change that quietly costs recall or adds
 false flags on unseen phrasing fails here. Sets 10-12 (each held out once, then read) and
@@ -19,6 +19,7 @@ from services.notes.risk_classifier import RiskClassifier
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HELD_OUT = DATA / "blind_clinical13"
+SET16 = DATA / "blind_clinical16"
 SET15 = DATA / "blind_clinical15"
 SET14 = DATA / "blind_clinical14"
 SET12 = DATA / "blind_clinical12"
@@ -55,6 +56,24 @@ def test_offline_notes_on_the_held_out_set():
     assert summary["invented_items"] == 0
     assert summary["action_item_recall"] >= 0.75, summary
     assert summary["intervention_recall"] >= 0.58, summary
+
+
+def test_set16_held_out_from_round_12(shipped_detector, risk_detector):
+    """Set 16 (a sixteenth writer) was scored once after round 12's choices (speaker turns,
+    three harm-to-others patterns), not read: guarded with a margin (docs/risk-blind3.md, Round 12)."""
+    risk = risk_blind.run(risk_blind.load_blind(SET16), shipped_detector)["summary"]
+    # Measured: recall 0.95 (19 of 20), 0.45 false flags per session, 6 of 7 high marked high.
+    assert risk["episodes"] == 20 and risk["sessions"] == 20
+    assert risk["episode_recall"] >= 0.90 and risk["false_flags_per_session"] <= 0.6 and risk["high_marked_high"] >= 5, risk
+    sessions = notes_blind.load_blind(SET16)
+    notes = notes_blind.summarise([notes_blind.score_session(s) for s in sessions])
+    # Measured: actions 0.779, interventions 0.524, nothing invented.
+    assert notes["invented_items"] == 0 and notes["action_item_recall"] >= 0.73 and notes["intervention_recall"] >= 0.48, notes
+    # The intervention layer (off by default): measured 0.587 (4 added, all 4 labelled), nothing invented.
+    layer = InterventionClassifier(risk_detector.semantic.encoder)
+    optional = notes_blind.summarise([notes_blind.score_session(s, layer) for s in sessions])
+    assert optional["invented_items"] == 0 and optional["intervention_recall"] >= 0.55, optional
+    assert optional["intervention_recall"] > notes["intervention_recall"]
 
 
 def test_set15_held_out_from_round_11(shipped_detector, risk_detector):

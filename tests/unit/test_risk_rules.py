@@ -290,3 +290,16 @@ def test_a_sentence_cut_across_segments_is_read_whole(monkeypatch):
     # Read segment by segment (as before round 12) the cut hides the drink-driving.
     monkeypatch.setattr("services.notes.risk.speaker_turns", lambda segments: segments)
     assert not any(f.severity is Severity.high for f in LEXICON.detect(segs))
+
+
+def test_loading_a_gun_and_doing_the_will_inside_an_ideation_episode_make_it_high():
+    [flag] = _flags(("T", "When you're up there with the gun, are you thinking about ending your life?"),
+                    ("C", "Duw. You don't mess about. Aye, I've thought about it. Last Sunday I put two cartridges in it "
+                          "and sat on the wall for an hour."))
+    assert flag.category is SI and flag.severity is Severity.high and "rehearsal" in flag.rationale
+    [will] = _flags(("C", "Sometimes I just want to die."), ("T", "Have you made any preparations?"),
+                    ("C", "I went to the solicitor last month and did the will."))
+    assert will.category is SI and will.severity is Severity.high
+    # Context alone never flags: a farmer's gun and a parent's will are not ideation.
+    assert _flags(("C", "I put two cartridges in it and got the crow off the barley.")) == []
+    assert _flags(("C", "We did the will after Dad died, it was all very sad.")) == []
