@@ -125,39 +125,6 @@ def segment_sentences(segments: list[MergedSegment], index: int) -> list[Sentenc
     return out
 
 
-#: A merged turn ends at the first segment boundary past this length: the sentence models
-#: read at most a few hundred tokens, and a monologue is still scanned whole, turn by turn.
-MAX_TURN_S = 60.0
-
-
-def speaker_turns(segments: list[MergedSegment], max_turn_s: float = MAX_TURN_S) -> list[MergedSegment]:
-    """Consecutive segments of one speaker joined into one turn (texts joined by a space,
-    words concatenated), the way the transcript text shows them.
-
-    Why: the ASR cuts a turn at pauses, often mid-sentence ("he had been drinking since
-    eleven, and he" | "insisted on driving us home"), and a diarization boundary can leave
-    an answer's first word on the question. Sentence rules, the turn classifier and the
-    question/answer pairing were written for turns; read per segment they miss what a
-    cut hides. A sentence cut out of a turn is still verbatim transcript text, because the
-    transcript text joins a speaker's consecutive segments with a space. Idempotent.
-    With fewer than two speakers the segments are returned as they are: diarization found no
-    turns, and joining would hand the models a minute of two people's speech as one turn.
-    """
-    if len({s.speaker for s in segments}) < 2:
-        return list(segments)
-    out: list[MergedSegment] = []
-    for seg in segments:
-        prev = out[-1] if out else None
-        if (prev is not None and seg.speaker == prev.speaker and seg.role == prev.role
-                and seg.end - prev.start <= max_turn_s and seg.text.strip() and prev.text.strip()):
-            out[-1] = prev.model_copy(update={
-                "end": max(prev.end, seg.end), "text": f"{prev.text.strip()} {seg.text.strip()}",
-                "words": [*prev.words, *seg.words]})
-        else:
-            out.append(seg)
-    return out
-
-
 def all_sentences(segments: list[MergedSegment]) -> list[Sentence]:
     out: list[Sentence] = []
     for i in range(len(segments)):

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.notes.grounding import Sentence, normalize, segment_sentences, speaker_turns, tokens
+from services.notes.grounding import Sentence, normalize, segment_sentences, tokens
 from services.notes.risk import RiskDetector, detect_risk
 from shared.contracts.events import MergedSegment, SpeakerInfo
 from shared.contracts.notes import (
@@ -762,7 +762,6 @@ def build_offline_notes(
 ) -> ClinicalNotes:
     """Extractive clinical notes; every quote and evidence string is verbatim transcript text.
     ``interventions`` (optional) only adds techniques the patterns missed."""
-    segments = speaker_turns(segments)
     client_idx, therapist_idx = _roles(segments)
     client = _sentences(segments, client_idx)
     therapist = _sentences(segments, therapist_idx)

@@ -34,7 +34,7 @@ import numpy as np
 
 from shared.contracts.events import MergedSegment
 from shared.contracts.notes import RiskCategory, RiskEvidence, RiskFlag, Severity, sort_flags
-from services.notes.grounding import Sentence, normalize, segment_sentences, speaker_turns
+from services.notes.grounding import Sentence, normalize, segment_sentences
 from services.notes.risk_episodes import OPENING_KINDS, PAST_GAP_S, Mention, absorb, as_episode, episodes_to_flags, same_episode
 from services.notes.risk_rules import calibrate_episode, promote_convergent_plan, promote_weak, route_mention, weak_labels
 from shared.logging import get_logger
@@ -1311,13 +1311,11 @@ class RiskDetector:
         episode. Sorted high severity first, then by time.
         """
         gap = self.config.episode_gap_s
-        segments = speaker_turns(segments)
         flags = episodes_to_flags(promote_convergent_plan(promote_weak(self.mentions(segments), gap), gap), gap)
         return sort_flags([calibrate_episode(f, _span_text(f, segments)) for f in flags])
 
     def mentions(self, segments: list[MergedSegment]) -> list[Mention]:
-        """Every sentence-level finding, before episodes are formed (read per speaker turn)."""
-        segments = speaker_turns(segments)
+        """Every sentence-level finding, before episodes are formed."""
         items = []
         scanned = _scanned(segments)
         turn_past = {i: bool(_HISTORICAL.search(normalize(segments[i].text))) or _dated_by_next_turn(segments, i) for i in scanned}

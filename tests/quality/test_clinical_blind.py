@@ -58,39 +58,31 @@ def test_offline_notes_on_the_held_out_set():
     assert summary["intervention_recall"] >= 0.58, summary
 
 
-def test_set16_held_out_from_round_12(shipped_detector, risk_detector):
-    """Set 16 (a sixteenth writer) was scored once after round 12's choices (speaker turns,
-    three harm-to-others patterns), not read: guarded with a margin (docs/risk-blind3.md, Round 12)."""
-    risk = risk_blind.run(risk_blind.load_blind(SET16), shipped_detector)["summary"]
-    # Measured: recall 0.95 (19 of 20), 0.45 false flags per session, 6 of 7 high marked high.
+@pytest.mark.parametrize("folder,risk_floor,notes_floor,option_floor", [
+    # Set 16, held out from round 12, not read (docs/risk-blind3.md, Round 12). Measured with the shipped
+    # code: recall 0.95 (19 of 20), 0.45 false flags per session, 7 of 7 high; actions 0.779,
+    # interventions 0.524; with the intervention layer 0.587 (4 added, all labelled).
+    (SET16, (0.90, 0.6, 6), (0.73, 0.48), 0.55),
+    # Set 15, scored once after round 11's choices, not read. Measured: recall 0.85 (17 of 20), 0.35 false
+    # flags per session, 6 of 7 high; actions 0.871, interventions 0.567; with the layer 0.683.
+    (SET15, (0.80, 0.5, 5), (0.82, 0.52), 0.62),
+], ids=["set16", "set15"])
+def test_sets_held_out_from_the_latest_rounds(shipped_detector, risk_detector, folder, risk_floor, notes_floor, option_floor):
+    """The newest writers, each scored once after a round's choices and not read: the shipped
+    code's figures guarded with a margin (docs/risk-blind3.md, Rounds 11 and 12); also the
+    intervention layer (off by default, TB_NOTES_INTERVENTION_CLASSIFIER), which must add and
+    never invent."""
+    risk = risk_blind.run(risk_blind.load_blind(folder), shipped_detector)["summary"]
     assert risk["episodes"] == 20 and risk["sessions"] == 20
-    assert risk["episode_recall"] >= 0.90 and risk["false_flags_per_session"] <= 0.6 and risk["high_marked_high"] >= 5, risk
-    sessions = notes_blind.load_blind(SET16)
+    recall, false_flags, high = risk_floor
+    assert risk["episode_recall"] >= recall and risk["false_flags_per_session"] <= false_flags and risk["high_marked_high"] >= high, risk
+    sessions = notes_blind.load_blind(folder)
     notes = notes_blind.summarise([notes_blind.score_session(s) for s in sessions])
-    # Measured: actions 0.779, interventions 0.524, nothing invented.
-    assert notes["invented_items"] == 0 and notes["action_item_recall"] >= 0.73 and notes["intervention_recall"] >= 0.48, notes
-    # The intervention layer (off by default): measured 0.587 (4 added, all 4 labelled), nothing invented.
+    assert notes["invented_items"] == 0 and notes["action_item_recall"] >= notes_floor[0], notes
+    assert notes["intervention_recall"] >= notes_floor[1], notes
     layer = InterventionClassifier(risk_detector.semantic.encoder)
     optional = notes_blind.summarise([notes_blind.score_session(s, layer) for s in sessions])
-    assert optional["invented_items"] == 0 and optional["intervention_recall"] >= 0.55, optional
-    assert optional["intervention_recall"] > notes["intervention_recall"]
-
-
-def test_set15_held_out_from_round_11(shipped_detector, risk_detector):
-    """Set 15 (a fifteenth writer) was scored once after round 11's choices, not read: the
-    shipped code's figures on it, guarded with a margin (docs/risk-blind3.md, Round 11)."""
-    risk = risk_blind.run(risk_blind.load_blind(SET15), shipped_detector)["summary"]
-    # Measured: recall 0.85 (17 of 20), 0.35 false flags per session, 6 of 7 high marked high.
-    assert risk["episodes"] == 20 and risk["sessions"] == 20
-    assert risk["episode_recall"] >= 0.80 and risk["false_flags_per_session"] <= 0.5 and risk["high_marked_high"] >= 5, risk
-    sessions = notes_blind.load_blind(SET15)
-    notes = notes_blind.summarise([notes_blind.score_session(s) for s in sessions])
-    # Measured: actions 0.871, interventions 0.567, nothing invented.
-    assert notes["invented_items"] == 0 and notes["action_item_recall"] >= 0.82 and notes["intervention_recall"] >= 0.52, notes
-    # The intervention layer (off by default, TB_NOTES_INTERVENTION_CLASSIFIER): measured 0.683, nothing invented.
-    layer = InterventionClassifier(risk_detector.semantic.encoder)
-    optional = notes_blind.summarise([notes_blind.score_session(s, layer) for s in sessions])
-    assert optional["invented_items"] == 0 and optional["intervention_recall"] >= 0.62, optional
+    assert optional["invented_items"] == 0 and optional["intervention_recall"] >= option_floor, optional
     assert optional["intervention_recall"] > notes["intervention_recall"]
 
 

@@ -248,7 +248,7 @@ def test_past_attempt_is_low_and_marked_past():
     assert flag.category is SI and flag.severity is Severity.low and flag.temporal is Temporal.past
 
 
-# --- round 12: read by speaker turn; slang threats ----------------------------------------------
+# --- round 12: slang threats, ideation context ----------------------------------------------
 
 
 def test_slang_threat_with_the_object_ending_the_clause_is_high():
@@ -265,31 +265,6 @@ def test_attack_plan_on_a_body_part_and_a_made_weapon_join_one_high_episode():
     assert flag.category is HO and flag.severity is Severity.high
     assert [f for f in _flags(("C", "My sister's going to go for her face with a proper makeover."))
             if f.category is HO] == []
-
-
-def _cut(*parts: tuple[str, str]) -> list[MergedSegment]:
-    """Segments as the ASR cuts them: one speaker's turn split at pauses, mid-sentence."""
-    segs, t = [], 0.0
-    for who, text in parts:
-        speaker = {"T": "SPEAKER_00", "C": "SPEAKER_01", "C2": "SPEAKER_02"}[who]
-        segs.append(MergedSegment(start=t, end=t + 3.0, speaker=speaker, role="THERAPIST" if who == "T" else "CLIENT",
-                                  text=text))
-        t += 3.5
-    return segs
-
-
-def test_a_sentence_cut_across_segments_is_read_whole(monkeypatch):
-    # A family session: the son tells what his father (in the room) did.
-    segs = _cut(("C2", "I don't want to get anyone in trouble."), ("T", "What happened on Sunday?"),
-                ("C", "He had been drinking at the club since eleven, and he"),
-                ("C", "insisted on driving us home. The kids were in the back."))
-    [flag] = LEXICON.detect(segs)
-    assert flag.category is SU and flag.severity is Severity.high
-    # The evidence is still verbatim: the transcript text joins one speaker's segments with a space.
-    assert "and he insisted on driving us home" in " ".join(q.quote for q in flag.evidence_quotes)
-    # Read segment by segment (as before round 12) the cut hides the drink-driving.
-    monkeypatch.setattr("services.notes.risk.speaker_turns", lambda segments: segments)
-    assert not any(f.severity is Severity.high for f in LEXICON.detect(segs))
 
 
 def test_loading_a_gun_and_doing_the_will_inside_an_ideation_episode_make_it_high():
