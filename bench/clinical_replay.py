@@ -30,11 +30,13 @@ from shared.contracts.events import MergedSegment, SpeakerInfo
 def _line_times(labels: list[dict], dump: Path, only: set[str] | None) -> dict[str, list[tuple[float, float, str]]]:
     cache = dump / "line_times.pkl"
     times = pickle.loads(cache.read_bytes()) if cache.exists() else {}
-    for seed, lab in enumerate(labels):  # the system bench's seed is the session's rank
-        if lab["raw"]["id"] not in times and (not only or lab["raw"]["id"] in only):
-            gen = clinical_system.synthesise(lab["raw"], seed=seed)
-            times[lab["raw"]["id"]] = [(ln.start, ln.end, ln.text) for ln in gen.lines]
-    cache.write_bytes(pickle.dumps(times))
+    missing = [(seed, lab) for seed, lab in enumerate(labels)  # the system bench's seed is the session's rank
+               if lab["raw"]["id"] not in times and (not only or lab["raw"]["id"] in only)]
+    for seed, lab in missing:
+        gen = clinical_system.synthesise(lab["raw"], seed=seed)
+        times[lab["raw"]["id"]] = [(ln.start, ln.end, ln.text) for ln in gen.lines]
+    if missing:
+        cache.write_bytes(pickle.dumps(times))
     return times
 
 
@@ -56,9 +58,7 @@ def _show(risk: dict, notes) -> None:
 
 
 def replay(folder: Path, dump: Path, only: set[str] | None = None) -> dict:
-    paths = sorted(folder.glob("session_*.json"))
-    labels = sorted((clinical_system._labels(p) for p in paths),
-                    key=lambda lab: sum(len(ln["text"].split()) for ln in lab["raw"]["lines"]))
+    labels = clinical_system.labels_in_run_order(folder)
     times, detector = _line_times(labels, dump, only), _detector()
     risk, plan = [], []
     for lab in labels:

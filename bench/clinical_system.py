@@ -70,6 +70,13 @@ def _labels(path: Path) -> dict:
     return {"raw": raw, "risk": rid[raw["id"]], "notes": nid[raw["id"]]}
 
 
+def labels_in_run_order(folder: Path) -> list[dict]:
+    """The set's labelled sessions, shortest first: on a loaded machine a run cut short still
+    measures as many sessions as possible. A session's rank here is its audio seed."""
+    labels = (_labels(p) for p in sorted(folder.glob("session_*.json")))
+    return sorted(labels, key=lambda lab: sum(len(ln["text"].split()) for ln in lab["raw"]["lines"]))
+
+
 def score(labels: dict, gen, detail: dict) -> dict:
     lines = [_Line(ln.start, ln.end, ln.text) for ln in gen.lines]
     notes_json = detail.get("extracted_notes") or {}
@@ -120,9 +127,7 @@ def _done(detail: dict) -> bool:
 
 
 def run(folder: Path, name: str, limit: int | None = None, seed_offset: int = 0) -> dict:
-    paths = sorted(folder.glob("session_*.json"))
-    # Shortest first: on a loaded machine a run cut short still measures as many sessions as possible.
-    labels = sorted((_labels(p) for p in paths), key=lambda lab: sum(len(ln["text"].split()) for ln in lab["raw"]["lines"]))[:limit]
+    labels = labels_in_run_order(folder)[:limit]
     t0 = time.monotonic()
     synth_s = 0.0
     stack, broker, settings, base_url, db_url = _start(dict(os.environ))

@@ -190,7 +190,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(HO, r"\bmake (?:him|her|them) (?:pay|suffer|bleed)\b", MO, "revenge ideation"),
     # Slang threats ("I'm going to do him", "I'll batter him"), round 12: the object ends the
     # clause, so "I'll do her hair" and "going to do them" (homework) never match.
-    _p(HO, r"\b(?:i'm going to|i am going to|i'm gonna|gonna|i'll|i will) (?:do (?:him|her)(?: in| over)?|batter (?:him|her)|deck (?:him|her)|glass (?:him|her)|shank (?:him|her)|stripe (?:him|her)|do (?:him|her) some damage)(?=\s*(?:[.!;,]|$))", HI, "threat"),
+    _p(HO, r"\b(?:i'm going to|i am going to|i'm gonna|gonna|i'll|i will) (?:do (?:him|her)(?: in| over| some damage)?|(?:batter|deck|glass|shank|stripe) (?:him|her))(?=\s*(?:[.!;,]|$))", HI, "threat"),
     _p(HO, rf"\b{_I}\b[^.;]{{0,20}}?\b(?:go|going to go|gonna go) for (?:his|her|their) (?:face|throat|eyes|neck|head)\b", MO, "violent imagery"),
     _p(HO, r"\b(?:knife|blade|gun|bat|weapon|hammer)\b[^.]{0,40}\b(?:in case|for when|for if) (?:i see|i run into|he|she|they)\b", HI, "means to harm others"),
     _p(HO, rf"\burges? to (?:{_HARM_VERBS}) (?:{_PERSON})\b", MO, "urges to harm others"),
